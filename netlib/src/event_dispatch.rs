@@ -1,0 +1,860 @@
+//! The event loop: the C++ `EventDispatch.cpp` (`CEventDispatch`),
+//! `BaseSocket.cpp` (`CBaseSocket`) and the `netlib.cpp` functions, on mio.
+//!
+//! - mio is edge-triggered, as the C++ epoll set-up (`EPOLLET`): on every
+//!   readable event we read until `WouldBlock`, so no byte is left behind.
+//! - Sends follow `CImConn::Send`: write at once in chunks of at most
+//!   [`NETLIB_MAX_SOCKET_BUF_SIZE`]; what the kernel does not take waits in
+//!   the connection's out-buffer, in order, and is written on the next
+//!   writable event. Unlike the C++, the out-buffer is capped
+//!   ([`Reactor::set_out_buf_cap`]): a peer that never reads gets its
+//!   connection closed instead of growing our memory without bound.
+//! - Listeners get `SO_REUSEADDR` (mio's `TcpListener::bind` sets it) and
+//!   every connection `TCP_NODELAY`, as `CBaseSocket` sets them.
+//! - [`Reactor::run`] polls, dispatches, then runs timers and loop
+//!   callbacks, like `StartDispatch`; messages from other threads
+//!   ([`crate::Remote`]) wake the poll at once.
+
+use crate::imconn::{Ctx, ImConn};
+use crate::remote::{Inbox, Remote};
+use base::pdu::{is_pdu_available, ImPdu};
+use base::tick::monotonic_ms;
+use crossbeam_channel::{unbounded, Receiver};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// `NETLIB_MAX_SOCKET_BUF_SIZE`: the most one `write` call is given (128 KiB).
+pub const NETLIB_MAX_SOCKET_BUF_SIZE: usize = 128 * 1024;
+/// Default cap of one connection's out-buffer (64 MiB): past it the peer is
+/// not reading, and the connection is closed.
+pub const DEFAULT_OUT_BUF_CAP: usize = 64 * 1024 * 1024;
+/// How much one `read` call asks for.
+const READ_CHUNK: usize = 64 * 1024;
+/// Interval of the connection tick that calls `ImConn::on_timer`.
+pub const CONN_TICK_MS: u64 = 1_000;
+
+const WAKER_TOKEN: Token = Token(usize::MAX);
+/// Listener tokens have this bit set; connection tokens are slab keys.
+const LISTENER_BIT: usize = 1 << (usize::BITS - 2);
+
+/// Why a socket operation failed.
+#[derive(Debug, Error)]
+pub enum NetError {
+    /// The connection id names no open connection.
+    #[error("connection {0} is not open")]
+    NotConnected(ConnId),
+    /// An address could not be resolved or bound.
+    #[error("cannot use address {addr}: {source}")]
+    Address {
+        /// What was asked for.
+        addr: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// Any other socket error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// A connection, as handed to handlers and kept in tables (the C++ uses
+/// the socket handle). The serial makes an id stale once its connection
+/// has closed, even if the slot is reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    key: u32,
+    serial: u32,
+}
+
+impl ConnId {
+    /// The id as one number, for attach data carried through other servers.
+    pub fn to_u64(self) -> u64 {
+        (u64::from(self.serial) << 32) | u64::from(self.key)
+    }
+
+    /// The inverse of [`to_u64`](Self::to_u64).
+    pub fn from_u64(v: u64) -> ConnId {
+        ConnId {
+            key: v as u32,
+            serial: (v >> 32) as u32,
+        }
+    }
+}
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}.{}", self.key, self.serial)
+    }
+}
+
+/// A registered timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TimerId(usize);
+
+/// A callback run on the loop thread with the reactor and the server state.
+pub type LoopFn<S> = Box<dyn FnMut(&mut Reactor<S>, &mut S)>;
+/// Makes the handler for a connection accepted on a listener.
+pub type AcceptFn<S> = Box<dyn FnMut(&mut S, ConnId) -> Box<dyn ImConn<S>>>;
+
+struct Conn<S> {
+    stream: TcpStream,
+    serial: u32,
+    /// `None` while the handler is running (it is taken out of the table).
+    handler: Option<Box<dyn ImConn<S>>>,
+    peer: Option<SocketAddr>,
+    in_buf: Vec<u8>,
+    out_buf: Vec<u8>,
+    /// Bytes of `out_buf` already written.
+    out_pos: usize,
+    connecting: bool,
+    close_after_flush: bool,
+    /// Set by `close`: no more I/O; `on_close` and removal follow.
+    closed: bool,
+    last_send: u64,
+    last_recv: u64,
+}
+
+impl<S> Conn<S> {
+    fn backlog(&self) -> usize {
+        self.out_buf.len() - self.out_pos
+    }
+}
+
+struct Listener {
+    listener: TcpListener,
+    /// Index into `Reactor::acceptors` (one per `listen` call, shared by its addresses).
+    acceptor: usize,
+}
+
+struct Timer<S> {
+    interval: u64,
+    next: u64,
+    callback: Option<LoopFn<S>>,
+}
+
+/// The event loop with every socket, timer and loop callback of one server.
+pub struct Reactor<S> {
+    poll: Poll,
+    events: Events,
+    conns: Slab<Conn<S>>,
+    listeners: Slab<Listener>,
+    acceptors: Vec<Option<AcceptFn<S>>>,
+    timers: Slab<Timer<S>>,
+    loops: Vec<Option<LoopFn<S>>>,
+    pending_close: Vec<usize>,
+    next_serial: u32,
+    next_conn_tick: u64,
+    conn_tick_ms: u64,
+    out_buf_cap: usize,
+    read_buf: Vec<u8>,
+    waker: Arc<Waker>,
+    inbox_tx: crossbeam_channel::Sender<Inbox<S>>,
+    inbox: Receiver<Inbox<S>>,
+    signal_handler: Option<Box<dyn FnMut(&mut Reactor<S>, &mut S, i32)>>,
+    running: bool,
+}
+
+impl<S: 'static> Reactor<S> {
+    /// `netlib_init`: a reactor with no sockets.
+    pub fn new() -> io::Result<Reactor<S>> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
+        let (inbox_tx, inbox) = unbounded();
+        Ok(Reactor {
+            poll,
+            events: Events::with_capacity(1024),
+            conns: Slab::new(),
+            listeners: Slab::new(),
+            acceptors: Vec::new(),
+            timers: Slab::new(),
+            loops: Vec::new(),
+            pending_close: Vec::new(),
+            next_serial: 1,
+            next_conn_tick: monotonic_ms() + CONN_TICK_MS,
+            conn_tick_ms: CONN_TICK_MS,
+            out_buf_cap: DEFAULT_OUT_BUF_CAP,
+            read_buf: vec![0; READ_CHUNK],
+            waker,
+            inbox_tx,
+            inbox,
+            signal_handler: None,
+            running: false,
+        })
+    }
+
+    /// Sets the interval of the connection tick that calls
+    /// `ImConn::on_timer` (default [`CONN_TICK_MS`]).
+    pub fn set_conn_tick_ms(&mut self, ms: u64) {
+        self.conn_tick_ms = ms.max(1);
+        self.next_conn_tick = monotonic_ms() + self.conn_tick_ms;
+    }
+
+    /// Sets the out-buffer cap for every connection (see [`DEFAULT_OUT_BUF_CAP`]).
+    pub fn set_out_buf_cap(&mut self, bytes: usize) {
+        self.out_buf_cap = bytes;
+    }
+
+    /// `netlib_listen`: listens on `port` on every address of the `;` list
+    /// `ips` (as the C++ conf keys `ListenIP=a;b` allow). `accept` makes the
+    /// handler of each accepted connection. Returns the bound addresses
+    /// (useful with port 0).
+    pub fn listen(
+        &mut self,
+        ips: &str,
+        port: u16,
+        accept: impl FnMut(&mut S, ConnId) -> Box<dyn ImConn<S>> + 'static,
+    ) -> Result<Vec<SocketAddr>, NetError> {
+        let acceptor = self.acceptors.len();
+        self.acceptors.push(Some(Box::new(accept)));
+        let mut bound = Vec::new();
+        for ip in base::config::explode(ips, ';') {
+            let addr = resolve(&ip, port)?;
+            let mut listener = TcpListener::bind(addr).map_err(|source| NetError::Address {
+                addr: format!("{ip}:{port}"),
+                source,
+            })?;
+            let local = listener.local_addr()?;
+            let entry = self.listeners.vacant_entry();
+            let token = Token(entry.key() | LISTENER_BIT);
+            self.poll
+                .registry()
+                .register(&mut listener, token, Interest::READABLE)?;
+            entry.insert(Listener { listener, acceptor });
+            log::info!("listening on {local}");
+            bound.push(local);
+        }
+        Ok(bound)
+    }
+
+    /// `netlib_connect`: starts a non-blocking connect to `ip:port`;
+    /// `handler.on_confirm` runs when it succeeds, `handler.on_close` when
+    /// it fails.
+    pub fn connect(
+        &mut self,
+        ip: &str,
+        port: u16,
+        handler: Box<dyn ImConn<S>>,
+    ) -> Result<ConnId, NetError> {
+        let addr = resolve(ip, port)?;
+        let stream = TcpStream::connect(addr).map_err(|source| NetError::Address {
+            addr: format!("{ip}:{port}"),
+            source,
+        })?;
+        log::info!("connecting to {addr}");
+        self.insert_conn(stream, Some(addr), true, handler)
+    }
+
+    fn insert_conn(
+        &mut self,
+        mut stream: TcpStream,
+        peer: Option<SocketAddr>,
+        connecting: bool,
+        handler: Box<dyn ImConn<S>>,
+    ) -> Result<ConnId, NetError> {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        self.poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        if !connecting {
+            // A failure here only costs latency; the C++ ignores it too.
+            let _ = stream.set_nodelay(true);
+        }
+        let serial = self.next_serial;
+        self.next_serial = self.next_serial.wrapping_add(1).max(1);
+        let now = monotonic_ms();
+        entry.insert(Conn {
+            stream,
+            serial,
+            handler: Some(handler),
+            peer,
+            in_buf: Vec::new(),
+            out_buf: Vec::new(),
+            out_pos: 0,
+            connecting,
+            close_after_flush: false,
+            closed: false,
+            last_send: now,
+            last_recv: now,
+        });
+        Ok(ConnId {
+            key: key as u32,
+            serial,
+        })
+    }
+
+    fn conn(&self, id: ConnId) -> Option<&Conn<S>> {
+        self.conns
+            .get(id.key as usize)
+            .filter(|c| c.serial == id.serial && !c.closed)
+    }
+
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn<S>> {
+        self.conns
+            .get_mut(id.key as usize)
+            .filter(|c| c.serial == id.serial && !c.closed)
+    }
+
+    /// Is `id` an open connection?
+    pub fn is_open(&self, id: ConnId) -> bool {
+        self.conn(id).is_some()
+    }
+
+    /// Number of connections in the table (open or about to be reaped).
+    pub fn conn_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// The peer address of `id`.
+    pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
+        self.conn(id).and_then(|c| c.peer)
+    }
+
+    /// Last send and last receive ticks of `id` (monotonic ms).
+    pub fn conn_ticks(&self, id: ConnId) -> Option<(u64, u64)> {
+        self.conn(id).map(|c| (c.last_send, c.last_recv))
+    }
+
+    /// Bytes queued on `id` that the kernel has not taken yet.
+    pub fn backlog(&self, id: ConnId) -> usize {
+        self.conn(id).map_or(0, Conn::backlog)
+    }
+
+    /// Sends a whole PDU on `id`.
+    pub fn send_pdu(&mut self, id: ConnId, pdu: &ImPdu) -> Result<(), NetError> {
+        self.send(id, pdu.as_bytes())
+    }
+
+    /// `CImConn::Send`: writes `bytes` now as far as the kernel takes them
+    /// and queues the rest, in order. Fails only when the connection is not
+    /// open; a socket error or the out-buffer cap closes the connection.
+    pub fn send(&mut self, id: ConnId, bytes: &[u8]) -> Result<(), NetError> {
+        let cap = self.out_buf_cap;
+        let conn = self.conn_mut(id).ok_or(NetError::NotConnected(id))?;
+        conn.last_send = monotonic_ms();
+        let mut offset = 0;
+        if conn.backlog() == 0 && !conn.connecting {
+            match write_chunks(&mut conn.stream, bytes) {
+                Ok(n) => offset = n,
+                Err(e) => {
+                    log::info!("connection {id} ({:?}): send failed: {e}", conn.peer);
+                    self.close(id);
+                    return Err(NetError::NotConnected(id));
+                }
+            }
+        }
+        if offset < bytes.len() {
+            if conn.backlog() + (bytes.len() - offset) > cap {
+                log::warn!(
+                    "connection {id} ({:?}): peer is not reading, out-buffer over {cap} bytes; closing",
+                    conn.peer
+                );
+                self.close(id);
+                return Err(NetError::NotConnected(id));
+            }
+            if conn.out_pos > 0 && conn.out_pos == conn.out_buf.len() {
+                conn.out_buf.clear();
+                conn.out_pos = 0;
+            }
+            conn.out_buf.extend_from_slice(&bytes[offset..]);
+        }
+        Ok(())
+    }
+
+    /// `netlib_close`: closes `id` now (unsent bytes are dropped, as in the
+    /// C++); its handler's `on_close` runs after the current callback.
+    pub fn close(&mut self, id: ConnId) {
+        let Some(conn) = self
+            .conns
+            .get_mut(id.key as usize)
+            .filter(|c| c.serial == id.serial && !c.closed)
+        else {
+            return;
+        };
+        conn.closed = true;
+        let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.pending_close.push(id.key as usize);
+    }
+
+    /// Closes `id` once its out-buffer is written (at once if it is empty).
+    pub fn close_after_flush(&mut self, id: ConnId) {
+        match self.conn_mut(id) {
+            Some(c) if c.backlog() > 0 || c.connecting => c.close_after_flush = true,
+            Some(_) => self.close(id),
+            None => {}
+        }
+    }
+
+    /// `netlib_register_timer`: calls `callback` every `interval_ms`.
+    pub fn register_timer(
+        &mut self,
+        interval_ms: u64,
+        callback: impl FnMut(&mut Reactor<S>, &mut S) + 'static,
+    ) -> TimerId {
+        let interval = interval_ms.max(1);
+        TimerId(self.timers.insert(Timer {
+            interval,
+            next: monotonic_ms() + interval,
+            callback: Some(Box::new(callback)),
+        }))
+    }
+
+    /// `netlib_delete_timer`.
+    pub fn delete_timer(&mut self, id: TimerId) {
+        if self.timers.contains(id.0) {
+            self.timers.remove(id.0);
+        }
+    }
+
+    /// `netlib_add_loop`: calls `callback` once per loop iteration.
+    pub fn add_loop(&mut self, callback: impl FnMut(&mut Reactor<S>, &mut S) + 'static) {
+        self.loops.push(Some(Box::new(callback)));
+    }
+
+    /// A handle other threads use to run code on this loop, waking it at once.
+    pub fn remote(&self) -> Remote<S> {
+        Remote::new(self.inbox_tx.clone(), self.waker.clone())
+    }
+
+    /// Runs `handler` on the loop thread when one of `signals` (SIGTERM,
+    /// SIGHUP, SIGUSR1, SIGUSR2...) arrives.
+    pub fn handle_signals(
+        &mut self,
+        signals: &[i32],
+        handler: impl FnMut(&mut Reactor<S>, &mut S, i32) + 'static,
+    ) -> io::Result<()> {
+        self.signal_handler = Some(Box::new(handler));
+        crate::remote::forward_signals(signals, self.inbox_tx.clone(), self.waker.clone())
+    }
+
+    /// `netlib_stop_event`: makes [`run`](Self::run) return after this iteration.
+    pub fn stop(&mut self) {
+        self.running = false;
+    }
+
+    /// `netlib_eventloop`: runs until [`stop`](Self::stop); each iteration
+    /// waits at most `wait_timeout_ms` (less when a timer is due).
+    pub fn run(&mut self, state: &mut S, wait_timeout_ms: u64) -> io::Result<()> {
+        self.running = true;
+        while self.running {
+            self.run_once(state, wait_timeout_ms)?;
+        }
+        Ok(())
+    }
+
+    /// One iteration: poll, dispatch socket events, messages from other
+    /// threads, due timers, the connection tick, loop callbacks, closes.
+    pub fn run_once(&mut self, state: &mut S, wait_timeout_ms: u64) -> io::Result<()> {
+        let now = monotonic_ms();
+        let next_due = self
+            .timers
+            .iter()
+            .map(|(_, t)| t.next)
+            .chain(std::iter::once(self.next_conn_tick))
+            .min()
+            .unwrap_or(u64::MAX);
+        let wait = wait_timeout_ms.min(next_due.saturating_sub(now));
+        let timeout = if self.pending_close.is_empty() {
+            Duration::from_millis(wait)
+        } else {
+            Duration::ZERO
+        };
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        let ready: Vec<(Token, bool, bool, bool)> = self
+            .events
+            .iter()
+            .map(|e| {
+                let closed = e.is_error() || e.is_read_closed() || e.is_write_closed();
+                (e.token(), e.is_readable(), e.is_writable(), closed)
+            })
+            .collect();
+        for (token, readable, writable, hup) in ready {
+            if token == WAKER_TOKEN {
+                continue;
+            } else if token.0 & LISTENER_BIT != 0 {
+                self.on_accept(state, token.0 & !LISTENER_BIT);
+            } else {
+                self.on_conn_event(state, token.0, readable, writable, hup);
+            }
+            self.reap(state);
+        }
+        self.drain_inbox(state);
+        self.run_timers(state);
+        self.run_loops(state);
+        self.reap(state);
+        Ok(())
+    }
+
+    fn drain_inbox(&mut self, state: &mut S) {
+        while let Ok(msg) = self.inbox.try_recv() {
+            match msg {
+                Inbox::Run(f) => f(self, state),
+                Inbox::Send(id, bytes) => {
+                    // The connection may have gone meanwhile: then the reply is
+                    // dropped, as the C++ drops a reply whose handle is gone.
+                    if let Err(e) = self.send(id, &bytes) {
+                        log::debug!("reply dropped: {e}");
+                    }
+                }
+                Inbox::Signal(sig) => {
+                    if let Some(mut h) = self.signal_handler.take() {
+                        h(self, state, sig);
+                        if self.signal_handler.is_none() {
+                            self.signal_handler = Some(h);
+                        }
+                    }
+                }
+            }
+            self.reap(state);
+        }
+    }
+
+    fn run_timers(&mut self, state: &mut S) {
+        let now = monotonic_ms();
+        let due: Vec<usize> = self
+            .timers
+            .iter()
+            .filter(|(_, t)| t.next <= now)
+            .map(|(k, _)| k)
+            .collect();
+        for key in due {
+            let Some(mut cb) = self.timers.get_mut(key).and_then(|t| {
+                t.next = now + t.interval;
+                t.callback.take()
+            }) else {
+                continue;
+            };
+            cb(self, state);
+            if let Some(t) = self.timers.get_mut(key) {
+                if t.callback.is_none() {
+                    t.callback = Some(cb);
+                }
+            }
+            self.reap(state);
+        }
+        if now >= self.next_conn_tick {
+            self.next_conn_tick = now + self.conn_tick_ms;
+            let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+            for key in keys {
+                self.with_handler(state, key, |h, cx| h.on_timer(cx, now));
+            }
+            self.reap(state);
+        }
+    }
+
+    fn run_loops(&mut self, state: &mut S) {
+        for i in 0..self.loops.len() {
+            if let Some(mut cb) = self.loops[i].take() {
+                cb(self, state);
+                self.loops[i] = Some(cb);
+            }
+        }
+    }
+
+    fn on_accept(&mut self, state: &mut S, lkey: usize) {
+        loop {
+            let Some(l) = self.listeners.get_mut(lkey) else {
+                return;
+            };
+            match l.listener.accept() {
+                Ok((stream, peer)) => {
+                    let key = self.conns.vacant_key();
+                    let id = ConnId {
+                        key: key as u32,
+                        serial: self.next_serial,
+                    };
+                    let acceptor = l.acceptor;
+                    let Some(mut accept) = self.acceptors.get_mut(acceptor).and_then(Option::take)
+                    else {
+                        return;
+                    };
+                    let handler = accept(state, id);
+                    self.acceptors[acceptor] = Some(accept);
+                    match self.insert_conn(stream, Some(peer), false, handler) {
+                        Ok(id) => {
+                            log::debug!("accepted {peer} as {id}");
+                            self.with_handler(state, key, |h, cx| h.on_connect(cx));
+                        }
+                        Err(e) => log::warn!("cannot register connection from {peer}: {e}"),
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and the like: log and retry on the next event.
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_conn_event(
+        &mut self,
+        state: &mut S,
+        key: usize,
+        readable: bool,
+        writable: bool,
+        hup: bool,
+    ) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.closed {
+            return;
+        }
+        let id = ConnId {
+            key: key as u32,
+            serial: conn.serial,
+        };
+        if conn.connecting {
+            if !(writable || hup) {
+                return;
+            }
+            let failed = match conn.stream.take_error() {
+                Ok(Some(e)) | Err(e) => Some(e),
+                Ok(None) => conn.stream.peer_addr().err(),
+            };
+            match failed {
+                Some(e) if e.kind() == ErrorKind::NotConnected && !hup => return,
+                Some(e) => {
+                    log::warn!("connect to {:?} failed: {e}", conn.peer);
+                    self.close(id);
+                    return;
+                }
+                None => {
+                    conn.connecting = false;
+                    let _ = conn.stream.set_nodelay(true);
+                    log::info!("connected to {:?}", conn.peer);
+                    self.with_handler(state, key, |h, cx| h.on_confirm(cx));
+                }
+            }
+        }
+        if writable {
+            self.on_writable(state, id);
+        }
+        if readable || hup {
+            self.on_readable(state, id);
+        }
+    }
+
+    fn on_writable(&mut self, state: &mut S, id: ConnId) {
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        if conn.backlog() == 0 {
+            if conn.close_after_flush {
+                self.close(id);
+            }
+            return;
+        }
+        match write_chunks(&mut conn.stream, &conn.out_buf[conn.out_pos..]) {
+            Ok(n) => conn.out_pos += n,
+            Err(e) => {
+                log::info!("connection {id} ({:?}): write failed: {e}", conn.peer);
+                self.close(id);
+                return;
+            }
+        }
+        if conn.backlog() == 0 {
+            conn.out_buf = Vec::new();
+            conn.out_pos = 0;
+            if conn.close_after_flush {
+                self.close(id);
+            } else {
+                self.with_handler(state, id.key as usize, |h, cx| h.on_write(cx));
+            }
+        }
+    }
+
+    /// `CImConn::OnRead`: reads until `WouldBlock`, handing every whole PDU
+    /// to the handler as it arrives (so the in-buffer never holds more than
+    /// one partial PDU plus one read).
+    fn on_readable(&mut self, state: &mut S, id: ConnId) {
+        let key = id.key as usize;
+        loop {
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.serial == id.serial && !c.closed)
+            else {
+                return;
+            };
+            match conn.stream.read(&mut self.read_buf) {
+                Ok(0) => {
+                    log::debug!("connection {id} ({:?}) closed by peer", conn.peer);
+                    self.close(id);
+                    return;
+                }
+                Ok(n) => {
+                    conn.last_recv = monotonic_ms();
+                    conn.in_buf.extend_from_slice(&self.read_buf[..n]);
+                    if !self.dispatch_pdus(state, id) {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::info!("connection {id} ({:?}): read failed: {e}", conn.peer);
+                    self.close(id);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Frames and dispatches every whole PDU in `id`'s in-buffer. Returns
+    /// false when the connection closed meanwhile.
+    fn dispatch_pdus(&mut self, state: &mut S, id: ConnId) -> bool {
+        let key = id.key as usize;
+        let mut in_buf = match self.conns.get_mut(key) {
+            Some(c) => std::mem::take(&mut c.in_buf),
+            None => return false,
+        };
+        let mut pos = 0;
+        let mut open = true;
+        loop {
+            match is_pdu_available(&in_buf[pos..]) {
+                Ok(Some(len)) => {
+                    let frame = in_buf[pos..pos + len].to_vec();
+                    pos += len;
+                    let pdu = match ImPdu::from_frame(frame) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            self.close_bad_input(id, &e);
+                            open = false;
+                            break;
+                        }
+                    };
+                    self.with_handler(state, key, |h, cx| h.on_pdu(cx, pdu));
+                    if !self.is_open(id) {
+                        open = false;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.close_bad_input(id, &e);
+                    open = false;
+                    break;
+                }
+            }
+        }
+        if open {
+            in_buf.drain(..pos);
+            if let Some(c) = self.conns.get_mut(key) {
+                c.in_buf = in_buf;
+            }
+        }
+        open
+    }
+
+    fn close_bad_input(&mut self, id: ConnId, e: &dyn std::fmt::Display) {
+        log::warn!(
+            "connection {id} ({:?}) sent a bad PDU, closing it: {e}",
+            self.peer_addr(id)
+        );
+        self.close(id);
+    }
+
+    /// Calls `f` on the handler of connection slot `key`, with a [`Ctx`].
+    /// The handler is taken out of the table for the call, so it may use
+    /// the reactor freely (send to others, close itself...).
+    fn with_handler(
+        &mut self,
+        state: &mut S,
+        key: usize,
+        f: impl FnOnce(&mut dyn ImConn<S>, &mut Ctx<'_, S>),
+    ) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.closed {
+            return;
+        }
+        let serial = conn.serial;
+        let Some(mut handler) = conn.handler.take() else {
+            return;
+        };
+        let id = ConnId {
+            key: key as u32,
+            serial,
+        };
+        f(
+            handler.as_mut(),
+            &mut Ctx {
+                net: self,
+                state,
+                id,
+            },
+        );
+        if let Some(conn) = self.conns.get_mut(key).filter(|c| c.serial == serial) {
+            conn.handler = Some(handler);
+        }
+    }
+
+    /// Runs `on_close` for, and removes, every connection closed since the
+    /// last call.
+    fn reap(&mut self, state: &mut S) {
+        while let Some(key) = self.pending_close.pop() {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let id = ConnId {
+                key: key as u32,
+                serial: conn.serial,
+            };
+            if let Some(mut handler) = conn.handler.take() {
+                handler.on_close(&mut Ctx {
+                    net: self,
+                    state,
+                    id,
+                });
+            }
+            if self.conns.get(key).is_some_and(|c| c.serial == id.serial) {
+                let conn = self.conns.remove(key);
+                log::debug!("connection {id} ({:?}) removed", conn.peer);
+            }
+        }
+    }
+}
+
+/// Writes as much of `bytes` as the kernel takes, at most
+/// [`NETLIB_MAX_SOCKET_BUF_SIZE`] per call; returns how much was written.
+fn write_chunks(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let end = bytes.len().min(offset + NETLIB_MAX_SOCKET_BUF_SIZE);
+        match stream.write(&bytes[offset..end]) {
+            Ok(0) => return Err(io::Error::from(ErrorKind::WriteZero)),
+            Ok(n) => offset += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(offset)
+}
+
+fn resolve(ip: &str, port: u16) -> Result<SocketAddr, NetError> {
+    (ip, port)
+        .to_socket_addrs()
+        .and_then(|mut it| {
+            it.next()
+                .ok_or_else(|| io::Error::new(ErrorKind::NotFound, "no address"))
+        })
+        .map_err(|source| NetError::Address {
+            addr: format!("{ip}:{port}"),
+            source,
+        })
+}

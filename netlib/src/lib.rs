@@ -1,0 +1,27 @@
+//! `tt-netlib`: the C++ `netlib` rebuilt on mio.
+//!
+//! Module map against the C++ `server/src/base/`:
+//! - [`event_dispatch`]: `EventDispatch.cpp`, `BaseSocket.cpp` and the
+//!   `netlib.cpp` API (`netlib_listen`, `netlib_connect`, `netlib_send`,
+//!   `netlib_close`, `netlib_register_timer`, `netlib_add_loop`,
+//!   `netlib_eventloop`) as one [`Reactor`].
+//! - [`imconn`]: `imconn.cpp` (`CImConn`): the per-connection handler trait,
+//!   PDU framing, heartbeats and timeouts.
+//! - [`serv_info`]: `ServInfo.h` (`serv_init`, `serv_check_reconnect`,
+//!   `serv_reset`): outgoing links to peer servers with reconnect back-off.
+//! - [`remote`]: the cross-thread hand-back the C++ lacks (its db_proxy
+//!   workers' replies wait for the next 10 ms tick; ours wake the loop).
+//!
+//! One reactor runs on one thread and owns every socket. The server's own
+//! state `S` is passed to [`Reactor::run`] and handed to every callback next
+//! to the reactor, so handlers reach both without shared mutable globals.
+
+pub mod event_dispatch;
+pub mod imconn;
+pub mod remote;
+pub mod serv_info;
+
+pub use event_dispatch::{ConnId, NetError, Reactor, TimerId};
+pub use imconn::{Ctx, Heartbeat, ImConn};
+pub use remote::Remote;
+pub use serv_info::{ServInfo, ServList};

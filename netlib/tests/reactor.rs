@@ -1,0 +1,401 @@
+//! The reactor over real loopback sockets: an echo server on one thread,
+//! plain blocking clients on others.
+
+use base::pdu::{ImPdu, PduHeader, IM_PDU_HEADER_LEN};
+use crossbeam_channel::{bounded, Receiver};
+use netlib::{Ctx, ImConn, Reactor, Remote};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+#[derive(Default)]
+struct Echo {
+    pdus: u64,
+    closed: u64,
+    timer_ticks: u64,
+    loop_iterations: u64,
+}
+
+struct EchoConn;
+
+impl ImConn<Echo> for EchoConn {
+    fn on_pdu(&mut self, cx: &mut Ctx<'_, Echo>, pdu: ImPdu) {
+        cx.state.pdus += 1;
+        cx.send_pdu(&pdu);
+    }
+    fn on_close(&mut self, cx: &mut Ctx<'_, Echo>) {
+        cx.state.closed += 1;
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    remote: Remote<Echo>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(setup: impl FnOnce(&mut Reactor<Echo>) + Send + 'static, wait_ms: u64) -> Server {
+        let (tx, rx) = bounded(1);
+        let thread = std::thread::spawn(move || {
+            let mut net = Reactor::<Echo>::new().unwrap();
+            let addrs = net
+                .listen("127.0.0.1", 0, |_s: &mut Echo, _id| {
+                    Box::new(EchoConn) as Box<dyn ImConn<Echo>>
+                })
+                .unwrap();
+            setup(&mut net);
+            tx.send((addrs[0], net.remote())).unwrap();
+            let mut state = Echo::default();
+            net.run(&mut state, wait_ms).unwrap();
+        });
+        let (addr, remote) = rx.recv().unwrap();
+        Server {
+            addr,
+            remote,
+            thread: Some(thread),
+        }
+    }
+
+    /// Reads a value out of the loop thread.
+    fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Reactor<Echo>, &mut Echo) -> T + Send + 'static,
+    ) -> T {
+        let (tx, rx) = bounded(1);
+        self.remote.run(move |net, s| {
+            let _ = tx.send(f(net, s));
+        });
+        rx.recv_timeout(Duration::from_secs(30)).unwrap()
+    }
+
+    /// Polls the loop until `cond` holds (bounded: 30 s).
+    fn wait_until(&self, cond: impl Fn(&mut Reactor<Echo>, &mut Echo) -> bool + Send + Sync + Copy + 'static) {
+        for _ in 0..3000 {
+            if self.query(cond) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("condition not reached in 30 s");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.remote.run(|net, _| net.stop());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+fn pdu(seq: u16, body: &[u8]) -> ImPdu {
+    let mut p = ImPdu::new(3, 0x301);
+    p.set_seq_num(seq);
+    p.set_body(body).unwrap();
+    p
+}
+
+fn read_pdu(s: &mut TcpStream) -> ImPdu {
+    let mut head = [0u8; IM_PDU_HEADER_LEN];
+    s.read_exact(&mut head).unwrap();
+    let h = PduHeader::parse(&head).unwrap().unwrap();
+    let mut frame = head.to_vec();
+    frame.resize(h.length as usize, 0);
+    s.read_exact(&mut frame[IM_PDU_HEADER_LEN..]).unwrap();
+    ImPdu::from_frame(frame).unwrap()
+}
+
+#[test]
+fn thousand_connections_exchange_pdus() {
+    let server = Server::start(|_| {}, 100);
+    let mut clients: Vec<TcpStream> = (0..1000).map(|_| connect(server.addr)).collect();
+    for round in 0..3u16 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            let body = format!("client {i} round {round}");
+            c.write_all(pdu(round, body.as_bytes()).as_bytes()).unwrap();
+        }
+        for (i, c) in clients.iter_mut().enumerate() {
+            let back = read_pdu(c);
+            assert_eq!(back.seq_num(), round);
+            assert_eq!(back.body(), format!("client {i} round {round}").as_bytes());
+        }
+    }
+    assert_eq!(server.query(|_, s| s.pdus), 3000);
+    drop(clients);
+    server.wait_until(|net, s| s.closed == 1000 && net.conn_count() == 0);
+}
+
+#[test]
+fn ten_mib_pdu_arrives_whole_and_in_order() {
+    let server = Server::start(|_| {}, 100);
+    let mut c = connect(server.addr);
+    let body: Vec<u8> = (0..10 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let big = pdu(1, &body);
+    let small = pdu(2, b"after");
+    // Write from another thread while this one reads, so both directions
+    // fill their socket buffers and the server hits WouldBlock.
+    let mut w = c.try_clone().unwrap();
+    let (bytes_big, bytes_small) = (big.as_bytes().to_vec(), small.as_bytes().to_vec());
+    let writer = std::thread::spawn(move || {
+        w.write_all(&bytes_big).unwrap();
+        w.write_all(&bytes_small).unwrap();
+    });
+    let back = read_pdu(&mut c);
+    assert_eq!(back.seq_num(), 1);
+    assert!(back.body() == body.as_slice(), "10 MiB body differs");
+    assert_eq!(read_pdu(&mut c).body(), b"after");
+    writer.join().unwrap();
+}
+
+#[test]
+fn slow_reader_backlog_is_kept_in_order() {
+    let server = Server::start(|_| {}, 100);
+    let mut c = connect(server.addr);
+    // Send many PDUs without reading: the server's echoes back up in its
+    // out-buffer; then read them all and check order.
+    let n = 2000u16;
+    let body = vec![7u8; 8 * 1024];
+    let mut w = c.try_clone().unwrap();
+    let frames: Vec<Vec<u8>> = (0..n).map(|i| pdu(i, &body).into_bytes()).collect();
+    let writer = std::thread::spawn(move || {
+        for f in frames {
+            w.write_all(&f).unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    for i in 0..n {
+        assert_eq!(read_pdu(&mut c).seq_num(), i);
+    }
+    writer.join().unwrap();
+}
+
+#[test]
+fn peer_closing_mid_pdu_is_a_clean_close() {
+    let server = Server::start(|_| {}, 100);
+    let mut c = connect(server.addr);
+    let p = pdu(1, b"0123456789");
+    c.write_all(&p.as_bytes()[..20]).unwrap();
+    drop(c);
+    server.wait_until(|net, s| s.closed == 1 && net.conn_count() == 0);
+    assert_eq!(server.query(|_, s| s.pdus), 0, "no partial PDU delivered");
+}
+
+#[test]
+fn garbage_closes_only_that_connection() {
+    let server = Server::start(|_| {}, 100);
+    let mut good = connect(server.addr);
+    let mut bad = connect(server.addr);
+    let mut huge = connect(server.addr);
+    good.write_all(pdu(1, b"before").as_bytes()).unwrap();
+    assert_eq!(read_pdu(&mut good).body(), b"before");
+
+    // Length 5 (below the header) and a 4 GiB announcement.
+    bad.write_all(&[0, 0, 0, 5, 0, 1, 0, 0, 0, 3, 3, 1, 0, 0, 0, 0]).unwrap();
+    huge.write_all(&[0xff, 0xff, 0xff, 0xff, 0, 1, 0, 0, 0, 3, 3, 1, 0, 0, 0, 0]).unwrap();
+    for s in [&mut bad, &mut huge] {
+        let mut buf = [0u8; 16];
+        // The server closes: read sees EOF (0) or a reset.
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => {}
+            Ok(n) => panic!("server answered garbage with {n} bytes"),
+        }
+    }
+    server.wait_until(|_, s| s.closed == 2);
+    good.write_all(pdu(2, b"after").as_bytes()).unwrap();
+    assert_eq!(read_pdu(&mut good).body(), b"after");
+    assert_eq!(server.query(|net, _| net.conn_count()), 1);
+}
+
+#[test]
+fn timers_fire_at_their_intervals() {
+    let server = Server::start(
+        |net| {
+            net.register_timer(20, |_, s: &mut Echo| s.timer_ticks += 1);
+            let doomed = net.register_timer(10, |_, s: &mut Echo| s.timer_ticks += 1000);
+            net.delete_timer(doomed);
+            net.add_loop(|_, s: &mut Echo| s.loop_iterations += 1);
+        },
+        100,
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let (ticks, loops) = server.query(|_, s| (s.timer_ticks, s.loop_iterations));
+    // 1 s / 20 ms = 50 ticks; allow a wide margin for a loaded machine.
+    assert!((10..=55).contains(&ticks), "{ticks} ticks of a 20 ms timer in 1 s");
+    assert!(loops >= ticks, "loop callbacks run every iteration ({loops})");
+}
+
+#[test]
+fn reply_from_another_thread_needs_no_tick() {
+    // No timers, an hour-long poll timeout and an hour-long connection tick:
+    // only the waker can make the loop send the reply.
+    struct Hold;
+    impl ImConn<Echo> for Hold {
+        fn on_pdu(&mut self, _cx: &mut Ctx<'_, Echo>, _pdu: ImPdu) {}
+    }
+    let (tx, rx): (_, Receiver<(SocketAddr, Remote<Echo>)>) = bounded(1);
+    let (id_tx, id_rx) = bounded(1);
+    let thread = std::thread::spawn(move || {
+        let mut net = Reactor::<Echo>::new().unwrap();
+        net.set_conn_tick_ms(3_600_000);
+        let addr = net
+            .listen("127.0.0.1", 0, move |_s: &mut Echo, id| {
+                let _ = id_tx.send(id);
+                Box::new(Hold) as Box<dyn ImConn<Echo>>
+            })
+            .unwrap()[0];
+        tx.send((addr, net.remote())).unwrap();
+        let mut state = Echo::default();
+        net.run(&mut state, 3_600_000).unwrap();
+    });
+    let (addr, remote) = rx.recv().unwrap();
+    let mut c = connect(addr);
+    let id = id_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    // Give the loop time to go back to sleep in poll.
+    std::thread::sleep(Duration::from_millis(100));
+    let worker = std::thread::spawn(move || {
+        assert!(remote.send(id, pdu(42, b"from a worker").into_bytes()));
+        remote
+    });
+    let back = read_pdu(&mut c);
+    assert_eq!(back.seq_num(), 42);
+    assert_eq!(back.body(), b"from a worker");
+    let remote = worker.join().unwrap();
+    remote.run(|net, _| net.stop());
+    thread.join().unwrap();
+}
+
+#[test]
+fn ten_thousand_connect_close_cycles_leave_the_table_empty() {
+    let server = Server::start(|_| {}, 100);
+    for _ in 0..100 {
+        let batch: Vec<TcpStream> = (0..100).map(|_| connect(server.addr)).collect();
+        drop(batch);
+    }
+    server.wait_until(|net, s| s.closed == 10_000 && net.conn_count() == 0);
+}
+
+#[test]
+fn outgoing_connect_confirms_or_closes() {
+    #[derive(Default)]
+    struct Outcome {
+        confirmed: u32,
+        closed: u32,
+    }
+    struct Probe;
+    impl ImConn<Outcome> for Probe {
+        fn on_confirm(&mut self, cx: &mut Ctx<'_, Outcome>) {
+            cx.state.confirmed += 1;
+            cx.close();
+        }
+        fn on_pdu(&mut self, _cx: &mut Ctx<'_, Outcome>, _pdu: ImPdu) {}
+        fn on_close(&mut self, cx: &mut Ctx<'_, Outcome>) {
+            cx.state.closed += 1;
+        }
+    }
+    let server = Server::start(|_| {}, 100);
+    // A port nothing listens on: bind then drop a listener to find one.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut net = Reactor::<Outcome>::new().unwrap();
+    let mut state = Outcome::default();
+    net.connect("127.0.0.1", server.addr.port(), Box::new(Probe)).unwrap();
+    net.connect("127.0.0.1", dead.port(), Box::new(Probe)).unwrap();
+    for _ in 0..500 {
+        net.run_once(&mut state, 10).unwrap();
+        if state.closed == 2 {
+            break;
+        }
+    }
+    assert_eq!(state.confirmed, 1);
+    assert_eq!(state.closed, 2);
+    assert_eq!(net.conn_count(), 0);
+}
+
+#[test]
+fn peer_that_never_reads_is_closed_at_the_cap() {
+    let server = Server::start(|net| net.set_out_buf_cap(256 * 1024), 100);
+    let c = connect(server.addr);
+    let mut w = c.try_clone().unwrap();
+    let frame = pdu(1, &vec![1u8; 64 * 1024]).into_bytes();
+    // Echoes pile up on the server since we never read; the writer stops
+    // when the server closes (or after 64 MiB).
+    let writer = std::thread::spawn(move || {
+        for _ in 0..1024 {
+            if w.write_all(&frame).is_err() {
+                break;
+            }
+        }
+    });
+    server.wait_until(|net, s| s.closed == 1 && net.conn_count() == 0);
+    drop(c);
+    writer.join().unwrap();
+}
+
+#[test]
+fn signals_reach_the_loop_thread() {
+    let (tx, rx) = bounded(1);
+    let server = Server::start(
+        move |net| {
+            net.handle_signals(&[signal_hook::consts::SIGUSR2], move |_, _, sig| {
+                let _ = tx.send((sig, std::thread::current().name().map(String::from)));
+            })
+            .unwrap();
+        },
+        100,
+    );
+    signal_hook::low_level::raise(signal_hook::consts::SIGUSR2).unwrap();
+    let (sig, _thread) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(sig, signal_hook::consts::SIGUSR2);
+    drop(server);
+}
+
+#[test]
+fn keep_alive_sends_heartbeats_then_drops_a_silent_peer() {
+    struct Watched;
+    impl ImConn<Echo> for Watched {
+        fn on_pdu(&mut self, _cx: &mut Ctx<'_, Echo>, _pdu: ImPdu) {}
+        fn on_timer(&mut self, cx: &mut Ctx<'_, Echo>, now: u64) {
+            let rule = netlib::Heartbeat {
+                send_after_ms: Some(50),
+                timeout_ms: 400,
+            };
+            cx.keep_alive(rule, now);
+        }
+        fn on_close(&mut self, cx: &mut Ctx<'_, Echo>) {
+            cx.state.closed += 1;
+        }
+    }
+    let (tx, rx) = bounded(1);
+    let thread = std::thread::spawn(move || {
+        let mut net = Reactor::<Echo>::new().unwrap();
+        net.set_conn_tick_ms(20);
+        let addr = net
+            .listen("127.0.0.1", 0, |_s: &mut Echo, _id| {
+                Box::new(Watched) as Box<dyn ImConn<Echo>>
+            })
+            .unwrap()[0];
+        tx.send((addr, net.remote())).unwrap();
+        let mut state = Echo::default();
+        net.run(&mut state, 100).unwrap();
+    });
+    let (addr, remote) = rx.recv().unwrap();
+    let mut c = connect(addr);
+    let hb = read_pdu(&mut c);
+    assert_eq!(hb.command_id(), netlib::imconn::CID_OTHER_HEARTBEAT);
+    assert_eq!(hb.service_id(), netlib::imconn::SID_OTHER);
+    // We never answer: the server must close us.
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    assert_eq!(rest.len() % IM_PDU_HEADER_LEN, 0, "only whole heartbeats before the close");
+    remote.run(|net, _| net.stop());
+    thread.join().unwrap();
+}

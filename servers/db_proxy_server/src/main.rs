@@ -1,0 +1,5 @@
+//! `db_proxy_server`: not written yet; its issue in the tracker describes it.
+
+fn main() {
+    base::cli::not_implemented("db_proxy_server")
+}

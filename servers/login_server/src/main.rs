@@ -1,0 +1,5 @@
+//! `login_server`: not written yet; its issue in the tracker describes it.
+
+fn main() {
+    base::cli::not_implemented("login_server")
+}

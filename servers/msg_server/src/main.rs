@@ -1,0 +1,5 @@
+//! `msg_server`: not written yet; its issue in the tracker describes it.
+
+fn main() {
+    base::cli::not_implemented("msg_server")
+}

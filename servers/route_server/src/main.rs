@@ -1,0 +1,5 @@
+//! `route_server`: not written yet; its issue in the tracker describes it.
+
+fn main() {
+    base::cli::not_implemented("route_server")
+}
