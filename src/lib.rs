@@ -1,1 +1,266 @@
-//! placeholder
+//! `tt-rs` test harness: what the integration tests of every server share.
+//!
+//! Tests start the real server binaries as child processes, each in its own
+//! scratch directory holding its `.conf` (as the C++ servers read their conf
+//! from the working directory), on free loopback ports, and talk to them
+//! over TCP with [`PduClient`]. Nothing here is used by the servers.
+
+use base::pdu::{ImPdu, PduHeader, IM_PDU_HEADER_LEN};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use tt_proto::ProtoMessage;
+
+/// How long a test waits for anything (a port to open, a reply) before failing.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral loopback port")
+}
+
+/// A fresh scratch directory under the system temp dir, removed on drop.
+pub struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    /// Creates `$TMPDIR/tt-rs-<pid>-<n>-<label>`.
+    pub fn new(label: &str) -> ScratchDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("tt-rs-{}-{n}-{label}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create scratch dir");
+        ScratchDir { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A server binary running as a child process in its own scratch directory.
+/// Killed on drop; its log is printed if the test is failing.
+pub struct ServerProcess {
+    name: String,
+    child: Child,
+    dir: ScratchDir,
+}
+
+impl ServerProcess {
+    /// Writes `conf_text` as `dir/conf_name` and starts `binary` there with
+    /// no arguments, as the C++ servers are started.
+    pub fn start(binary: &str, conf_name: &str, conf_text: &str) -> ServerProcess {
+        Self::start_with_args(binary, conf_name, conf_text, &[])
+    }
+
+    /// Like [`start`](Self::start), with extra command-line arguments.
+    pub fn start_with_args(
+        binary: &str,
+        conf_name: &str,
+        conf_text: &str,
+        args: &[&str],
+    ) -> ServerProcess {
+        let name = Path::new(binary)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| binary.to_string());
+        let dir = ScratchDir::new(&name);
+        std::fs::write(dir.path().join(conf_name), conf_text).expect("write conf");
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("create log");
+        let log2 = log.try_clone().expect("dup log");
+        let child = Command::new(binary)
+            .args(args)
+            .current_dir(dir.path())
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {binary}: {e}"));
+        ServerProcess { name, child, dir }
+    }
+
+    /// The scratch directory the server runs in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// The process id (to send signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until `port` on 127.0.0.1 accepts connections; panics with
+    /// the server's log if it exits or does not listen within [`WAIT`].
+    pub fn wait_listening(&mut self, port: u16) {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("{} exited with {status}:\n{}", self.name, self.log());
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{} does not listen on {port}:\n{}", self.name, self.log());
+    }
+
+    /// Waits for the process to exit (bounded by [`WAIT`]) and returns its code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{} did not exit:\n{}", self.name, self.log());
+    }
+
+    /// Waits until the log contains `needle` (bounded by [`WAIT`]).
+    pub fn wait_log(&self, needle: &str) {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{} never logged {needle:?}:\n{}", self.name, self.log());
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- {} log ----\n{}", self.name, self.log());
+        }
+    }
+}
+
+/// Runs `binary` with `args` in a scratch dir holding `conf_text` as
+/// `conf_name`, waits for it to exit (bounded) and returns (code, output).
+pub fn run_to_exit(binary: &str, conf_name: &str, conf_text: &str, args: &[&str]) -> (Option<i32>, String) {
+    let mut p = ServerProcess::start_with_args(binary, conf_name, conf_text, args);
+    let code = p.wait_exit();
+    (code, p.log())
+}
+
+/// A blocking PDU connection to a server, as a peer server or client.
+pub struct PduClient {
+    stream: TcpStream,
+}
+
+impl PduClient {
+    /// Connects to 127.0.0.1:`port`.
+    pub fn connect(port: u16) -> PduClient {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+        stream.set_nodelay(true).expect("nodelay");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        PduClient { stream }
+    }
+
+    /// Our local address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("local addr")
+    }
+
+    /// Sends a PDU.
+    pub fn send(&mut self, pdu: &ImPdu) {
+        self.stream.write_all(pdu.as_bytes()).expect("send PDU");
+    }
+
+    /// Sends `msg` as service/command with `seq`.
+    pub fn send_msg<M: ProtoMessage>(&mut self, service_id: u16, command_id: u16, seq: u16, msg: &M) {
+        self.send(&ImPdu::with_msg(service_id, command_id, seq, msg).expect("encode"));
+    }
+
+    /// Sends raw bytes (garbage tests).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send raw");
+    }
+
+    /// Receives the next PDU (panics after [`WAIT`] or on close).
+    pub fn recv(&mut self) -> ImPdu {
+        self.try_recv(WAIT)
+            .unwrap_or_else(|| panic!("no PDU within {WAIT:?}"))
+    }
+
+    /// Receives the next PDU within `timeout`; `None` on timeout or close.
+    pub fn try_recv(&mut self, timeout: Duration) -> Option<ImPdu> {
+        self.stream.set_read_timeout(Some(timeout)).ok()?;
+        let mut head = [0u8; IM_PDU_HEADER_LEN];
+        let got = self.stream.read_exact(&mut head);
+        self.stream.set_read_timeout(Some(WAIT)).ok()?;
+        got.ok()?;
+        let h = PduHeader::parse(&head).ok()??;
+        let mut frame = head.to_vec();
+        frame.resize(h.length as usize, 0);
+        self.stream.read_exact(&mut frame[IM_PDU_HEADER_LEN..]).ok()?;
+        ImPdu::from_frame(frame).ok()
+    }
+
+    /// Receives PDUs until one with `command_id` arrives (skipping
+    /// heartbeats and anything else), and decodes it as `M`.
+    pub fn recv_cmd<M: ProtoMessage>(&mut self, command_id: u16) -> (ImPdu, M) {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            let pdu = self.recv();
+            if pdu.command_id() == command_id {
+                let msg = pdu.msg::<M>().unwrap_or_else(|e| panic!("decode {command_id:#x}: {e}"));
+                return (pdu, msg);
+            }
+        }
+        panic!("no command {command_id:#x} within {WAIT:?}");
+    }
+
+    /// True when the server closes the connection within [`WAIT`]
+    /// (anything it sends first is discarded).
+    pub fn is_closed_by_peer(&mut self) -> bool {
+        let deadline = Instant::now() + WAIT;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
+                    return false
+                }
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+
+    /// The raw stream, for tests that need it.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+}

@@ -112,6 +112,8 @@ struct Conn<S> {
     /// Bytes of `out_buf` already written.
     out_pos: usize,
     connecting: bool,
+    /// Raw-bytes connection (`ImConn::raw_bytes`): no PDU framing.
+    raw: bool,
     close_after_flush: bool,
     /// Set by `close`: no more I/O; `on_close` and removal follow.
     closed: bool,
@@ -270,6 +272,7 @@ impl<S: 'static> Reactor<S> {
         let serial = self.next_serial;
         self.next_serial = self.next_serial.wrapping_add(1).max(1);
         let now = monotonic_ms();
+        let raw = handler.raw_bytes();
         entry.insert(Conn {
             stream,
             serial,
@@ -279,6 +282,7 @@ impl<S: 'static> Reactor<S> {
             out_buf: Vec::new(),
             out_pos: 0,
             connecting,
+            raw,
             close_after_flush: false,
             closed: false,
             last_send: now,
@@ -698,7 +702,12 @@ impl<S: 'static> Reactor<S> {
                 Ok(n) => {
                     conn.last_recv = monotonic_ms();
                     conn.in_buf.extend_from_slice(&self.read_buf[..n]);
-                    if !self.dispatch_pdus(state, id) {
+                    let dispatched = if conn.raw {
+                        self.dispatch_raw(state, id)
+                    } else {
+                        self.dispatch_pdus(state, id)
+                    };
+                    if !dispatched {
                         return;
                     }
                 }
@@ -757,6 +766,24 @@ impl<S: 'static> Reactor<S> {
             }
         }
         open
+    }
+
+    /// Hands the in-buffer of a raw connection to its handler. Returns
+    /// false when the connection closed meanwhile.
+    fn dispatch_raw(&mut self, state: &mut S, id: ConnId) -> bool {
+        let key = id.key as usize;
+        let mut in_buf = match self.conns.get_mut(key) {
+            Some(c) => std::mem::take(&mut c.in_buf),
+            None => return false,
+        };
+        self.with_handler(state, key, |h, cx| h.on_bytes(cx, &mut in_buf));
+        match self.conns.get_mut(key) {
+            Some(c) if c.serial == id.serial && !c.closed => {
+                c.in_buf = in_buf;
+                true
+            }
+            _ => false,
+        }
     }
 
     fn close_bad_input(&mut self, id: ConnId, e: &dyn std::fmt::Display) {

@@ -134,6 +134,17 @@ pub trait ImConn<S> {
     fn on_confirm(&mut self, _cx: &mut Ctx<'_, S>) {}
     /// One whole PDU arrived (`HandlePdu`).
     fn on_pdu(&mut self, cx: &mut Ctx<'_, S>, pdu: ImPdu);
+    /// True for a connection that is not PDU-framed (the HTTP ports of
+    /// login_server, msfs, http_msg_server): its input goes to
+    /// [`on_bytes`](Self::on_bytes) instead of `on_pdu`. Asked once, when
+    /// the connection is registered.
+    fn raw_bytes(&self) -> bool {
+        false
+    }
+    /// Raw mode only: new bytes arrived; `in_buf` holds everything received
+    /// and not consumed yet. Drain what was handled; the rest stays for the
+    /// next call. The handler bounds its own buffer (e.g. close over 1 KiB).
+    fn on_bytes(&mut self, _cx: &mut Ctx<'_, S>, _in_buf: &mut Vec<u8>) {}
     /// The out-buffer drained after being busy (`OnWriteCompelete`).
     fn on_write(&mut self, _cx: &mut Ctx<'_, S>) {}
     /// The connection ended, or an outgoing one failed (`OnClose`).

@@ -399,3 +399,46 @@ fn keep_alive_sends_heartbeats_then_drops_a_silent_peer() {
     remote.run(|net, _| net.stop());
     thread.join().unwrap();
 }
+
+#[test]
+fn raw_connections_get_bytes_not_pdus() {
+    // A line-echo server: what an HTTP port does, in miniature.
+    struct Lines;
+    impl ImConn<Echo> for Lines {
+        fn on_pdu(&mut self, _cx: &mut Ctx<'_, Echo>, _pdu: ImPdu) {
+            panic!("raw connections never get PDUs");
+        }
+        fn raw_bytes(&self) -> bool {
+            true
+        }
+        fn on_bytes(&mut self, cx: &mut Ctx<'_, Echo>, in_buf: &mut Vec<u8>) {
+            while let Some(end) = in_buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = in_buf.drain(..=end).collect();
+                if line == b"quit\n" {
+                    cx.close_after_flush();
+                    return;
+                }
+                cx.net.send(cx.id, &line).unwrap();
+            }
+        }
+    }
+    let (tx, rx) = bounded(1);
+    let thread = std::thread::spawn(move || {
+        let mut net = Reactor::<Echo>::new().unwrap();
+        let addr = net
+            .listen("127.0.0.1", 0, |_s: &mut Echo, _id| Box::new(Lines) as Box<dyn ImConn<Echo>>)
+            .unwrap()[0];
+        tx.send((addr, net.remote())).unwrap();
+        net.run(&mut Echo::default(), 100).unwrap();
+    });
+    let (addr, remote) = rx.recv().unwrap();
+    let mut c = connect(addr);
+    // 16 bytes of "header" that would be garbage as a PDU: raw mode ignores it.
+    c.write_all(b"\x00\x00\x00\x01 not a pdu\nsecond ").unwrap();
+    c.write_all(b"line\nquit\n").unwrap();
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).unwrap();
+    assert_eq!(all, b"\x00\x00\x00\x01 not a pdu\nsecond line\n");
+    remote.run(|net, _| net.stop());
+    thread.join().unwrap();
+}
