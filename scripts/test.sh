@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: `scripts/test.sh [extra cargo test arguments]`.
+#
+# Installs/starts MariaDB and Redis first when needed (scripts/deps.sh), then
+# runs `cargo test --workspace "$@"` against them; exits with cargo's code.
+# TT_MYSQL_URL and TT_REDIS_URL, when already set, point the tests elsewhere.
+
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# shellcheck source=scripts/deps.sh
+. scripts/deps.sh
+
+export TT_MYSQL_URL=${TT_MYSQL_URL:-mysql://teamtalk:teamtalk@127.0.0.1:3306}
+export TT_REDIS_URL=${TT_REDIS_URL:-redis://127.0.0.1:6379}
+
+echo "test: cargo test --workspace $*"
+exec cargo test --workspace "$@"

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Brings the tt-rs cluster up on this machine: `scripts/up.sh`.
+#
+# 1. scripts/deps.sh: Rust, MariaDB and Redis on loopback, the teamtalk account.
+# 2. cargo build --release of the eight servers.
+# 3. Stops what a previous up.sh started (scripts/down.sh), then starts each
+#    server in run/<server>/ (its working directory, where it finds its .conf
+#    copied from conf/, as the C++ servers did), in dependency order, with its
+#    output in run/<server>/<server>.log and its pid in run/<server>/<server>.pid.
+#
+# A server that exits with code 3 at once is "not implemented yet" and is
+# skipped; any other early exit stops this script with the end of its log.
+# Stop everything with scripts/down.sh.
+
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$(pwd)
+
+# shellcheck source=scripts/deps.sh
+. scripts/deps.sh
+
+echo "up: cargo build --release --workspace --bins"
+cargo build --release --workspace --bins
+
+bash scripts/down.sh
+
+# server, its .conf, and the IP-key:port-key pairs it listens on.
+servers=(
+    "route_server routeserver.conf ListenIP:ListenMsgPort"
+    "login_server loginserver.conf ClientListenIP:ClientPort HttpListenIP:HttpPort MsgServerListenIP:MsgServerPort"
+    "db_proxy_server dbproxyserver.conf ListenIP:ListenPort"
+    "msg_server msgserver.conf ListenIP:ListenPort"
+    "file_server fileserver.conf Address:ListenPort"
+    "msfs msfs.conf ListenIP:ListenPort"
+    "http_msg_server httpmsgserver.conf ListenIP:ListenPort"
+    "push_server pushserver.conf ListenIP:ListenPort"
+)
+
+# trim: strip spaces and tabs at both ends.
+trim() {
+    local s=$1
+    s=${s#"${s%%[![:blank:]]*}"}
+    printf '%s' "${s%"${s##*[![:blank:]]}"}"
+}
+
+# conf_get FILE KEY: the value as the C++ reader sees it (cut at the first
+# '#', split at the first '=', trimmed; the first of duplicate keys wins).
+conf_get() {
+    local line k
+    while IFS= read -r line || [ -n "$line" ]; do
+        line=${line%%#*}
+        [[ $line == *=* ]] || continue
+        k=$(trim "${line%%=*}")
+        if [ "$k" = "$2" ]; then
+            trim "${line#*=}"
+            return 0
+        fi
+    done <"$1"
+    return 1
+}
+
+# True when pid $1 is a live, not zombie, process.
+alive() {
+    local state
+    [ -r "/proc/$1/stat" ] || return 1
+    read -r _ _ state _ <"/proc/$1/stat" || return 1
+    [ "$state" != Z ]
+}
+
+running=0
+not_implemented=0
+for entry in "${servers[@]}"; do
+    read -r s conf listens <<<"$entry"
+    dir=run/$s
+    mkdir -p "$dir"
+    cp "conf/$conf" "$dir/$conf"
+    log=$dir/$s.log
+    pidfile=$dir/$s.pid
+    (
+        trap '' HUP # keep running when the terminal goes away
+        cd "$dir"
+        exec "$root/target/release/$s"
+    ) </dev/null >"$log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$pidfile"
+    for ((i = 0; i < 10; i++)); do
+        alive "$pid" || break
+        sleep 0.1
+    done
+    if ! alive "$pid"; then
+        code=0
+        wait "$pid" || code=$?
+        rm -f "$pidfile"
+        if [ "$code" -eq 3 ]; then
+            echo "$s: not implemented yet (exit 3)"
+            not_implemented=$((not_implemented + 1))
+            continue
+        fi
+        echo "$s: exited with code $code at start-up; last lines of $log:" >&2
+        tail -n 20 "$log" >&2
+        echo "up: stopping here; scripts/down.sh stops the servers already started" >&2
+        exit 1
+    fi
+    addrs=()
+    for pair in $listens; do
+        ipkey=${pair%%:*}
+        portkey=${pair#*:}
+        port=$(conf_get "$dir/$conf" "$portkey") || port="?"
+        ips=$(conf_get "$dir/$conf" "$ipkey") || ips="?"
+        IFS=';' read -r -a iplist <<<"$ips"
+        for ip in "${iplist[@]}"; do
+            [ -n "$ip" ] || continue
+            probe=$ip
+            [ "$probe" != 0.0.0.0 ] || probe=127.0.0.1
+            if tt_port_open "$probe" "$port"; then
+                addrs+=("$ip:$port")
+            else
+                addrs+=("$ip:$port (not answering yet)")
+            fi
+        done
+    done
+    echo "$s: running, pid $pid, listening on $(printf '%s, ' "${addrs[@]}" | sed 's/, $//'); log $log"
+    running=$((running + 1))
+done
+
+echo "up: $running running, $not_implemented not implemented yet; stop them with scripts/down.sh"
