@@ -316,9 +316,12 @@ impl<S: 'static> Reactor<S> {
         self.conns.len()
     }
 
-    /// The peer address of `id`.
+    /// The peer address of `id` (still readable in `on_close`).
     pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
-        self.conn(id).and_then(|c| c.peer)
+        self.conns
+            .get(id.key as usize)
+            .filter(|c| c.serial == id.serial)
+            .and_then(|c| c.peer)
     }
 
     /// Last send and last receive ticks of `id` (monotonic ms).
@@ -550,6 +553,12 @@ impl<S: 'static> Reactor<S> {
         }
         if now >= self.next_conn_tick {
             self.next_conn_tick = now + self.conn_tick_ms;
+            // Edge-triggered listeners that hit EMFILE are not woken again
+            // for connections already queued: retry them on the tick.
+            let listeners: Vec<usize> = self.listeners.iter().map(|(k, _)| k).collect();
+            for lkey in listeners {
+                self.on_accept(state, lkey);
+            }
             let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
             for key in keys {
                 self.with_handler(state, key, |h, cx| h.on_timer(cx, now));
@@ -689,7 +698,10 @@ impl<S: 'static> Reactor<S> {
     fn on_readable(&mut self, state: &mut S, id: ConnId) {
         let key = id.key as usize;
         loop {
-            let Some(conn) = self.conns.get_mut(key).filter(|c| c.serial == id.serial && !c.closed)
+            let Some(conn) = self
+                .conns
+                .get_mut(key)
+                .filter(|c| c.serial == id.serial && !c.closed)
             else {
                 return;
             };

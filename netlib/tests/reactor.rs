@@ -71,7 +71,10 @@ impl Server {
     }
 
     /// Polls the loop until `cond` holds (bounded: 30 s).
-    fn wait_until(&self, cond: impl Fn(&mut Reactor<Echo>, &mut Echo) -> bool + Send + Sync + Copy + 'static) {
+    fn wait_until(
+        &self,
+        cond: impl Fn(&mut Reactor<Echo>, &mut Echo) -> bool + Send + Sync + Copy + 'static,
+    ) {
         for _ in 0..3000 {
             if self.query(cond) {
                 return;
@@ -200,8 +203,10 @@ fn garbage_closes_only_that_connection() {
     assert_eq!(read_pdu(&mut good).body(), b"before");
 
     // Length 5 (below the header) and a 4 GiB announcement.
-    bad.write_all(&[0, 0, 0, 5, 0, 1, 0, 0, 0, 3, 3, 1, 0, 0, 0, 0]).unwrap();
-    huge.write_all(&[0xff, 0xff, 0xff, 0xff, 0, 1, 0, 0, 0, 3, 3, 1, 0, 0, 0, 0]).unwrap();
+    bad.write_all(&[0, 0, 0, 5, 0, 1, 0, 0, 0, 3, 3, 1, 0, 0, 0, 0])
+        .unwrap();
+    huge.write_all(&[0xff, 0xff, 0xff, 0xff, 0, 1, 0, 0, 0, 3, 3, 1, 0, 0, 0, 0])
+        .unwrap();
     for s in [&mut bad, &mut huge] {
         let mut buf = [0u8; 16];
         // The server closes: read sees EOF (0) or a reset.
@@ -230,8 +235,14 @@ fn timers_fire_at_their_intervals() {
     std::thread::sleep(Duration::from_millis(1000));
     let (ticks, loops) = server.query(|_, s| (s.timer_ticks, s.loop_iterations));
     // 1 s / 20 ms = 50 ticks; allow a wide margin for a loaded machine.
-    assert!((10..=55).contains(&ticks), "{ticks} ticks of a 20 ms timer in 1 s");
-    assert!(loops >= ticks, "loop callbacks run every iteration ({loops})");
+    assert!(
+        (10..=55).contains(&ticks),
+        "{ticks} ticks of a 20 ms timer in 1 s"
+    );
+    assert!(
+        loops >= ticks,
+        "loop callbacks run every iteration ({loops})"
+    );
 }
 
 #[test]
@@ -304,11 +315,16 @@ fn outgoing_connect_confirms_or_closes() {
     }
     let server = Server::start(|_| {}, 100);
     // A port nothing listens on: bind then drop a listener to find one.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let mut net = Reactor::<Outcome>::new().unwrap();
     let mut state = Outcome::default();
-    net.connect("127.0.0.1", server.addr.port(), Box::new(Probe)).unwrap();
-    net.connect("127.0.0.1", dead.port(), Box::new(Probe)).unwrap();
+    net.connect("127.0.0.1", server.addr.port(), Box::new(Probe))
+        .unwrap();
+    net.connect("127.0.0.1", dead.port(), Box::new(Probe))
+        .unwrap();
     for _ in 0..500 {
         net.run_once(&mut state, 10).unwrap();
         if state.closed == 2 {
@@ -395,7 +411,11 @@ fn keep_alive_sends_heartbeats_then_drops_a_silent_peer() {
     // We never answer: the server must close us.
     let mut rest = Vec::new();
     let _ = c.read_to_end(&mut rest);
-    assert_eq!(rest.len() % IM_PDU_HEADER_LEN, 0, "only whole heartbeats before the close");
+    assert_eq!(
+        rest.len() % IM_PDU_HEADER_LEN,
+        0,
+        "only whole heartbeats before the close"
+    );
     remote.run(|net, _| net.stop());
     thread.join().unwrap();
 }
@@ -426,7 +446,9 @@ fn raw_connections_get_bytes_not_pdus() {
     let thread = std::thread::spawn(move || {
         let mut net = Reactor::<Echo>::new().unwrap();
         let addr = net
-            .listen("127.0.0.1", 0, |_s: &mut Echo, _id| Box::new(Lines) as Box<dyn ImConn<Echo>>)
+            .listen("127.0.0.1", 0, |_s: &mut Echo, _id| {
+                Box::new(Lines) as Box<dyn ImConn<Echo>>
+            })
             .unwrap()[0];
         tx.send((addr, net.remote())).unwrap();
         net.run(&mut Echo::default(), 100).unwrap();

@@ -32,6 +32,8 @@ pub struct MessageSchema {
     pub required: &'static [i32],
     /// Fields whose type is a message, with that message's schema.
     pub nested: &'static [(i32, &'static MessageSchema)],
+    /// Enum-typed fields with the values their enum defines.
+    pub enums: &'static [(i32, &'static [i32])],
 }
 
 /// Nested messages deeper than this are refused (protobuf's own default
@@ -58,12 +60,15 @@ fn check(schema: &'static MessageSchema, bytes: &[u8], depth: usize) -> Result<(
         if field == 0 {
             return Err(DecodeError::Wire("field number 0".into()));
         }
-        if let Some(i) = schema.required.iter().position(|&n| n == field) {
-            seen |= 1 << i;
-        }
+        let mut present = true;
         match wire_type {
             0 => {
-                read_varint(bytes, &mut pos)?;
+                let value = read_varint(bytes, &mut pos)?;
+                // protobuf treats an enum value it does not know as an
+                // unknown field: a required enum with one is missing.
+                if let Some((_, known)) = schema.enums.iter().find(|(n, _)| *n == field) {
+                    present = known.contains(&(value as i32));
+                }
             }
             1 => pos = advance(bytes, pos, 8)?,
             2 => {
@@ -77,6 +82,11 @@ fn check(schema: &'static MessageSchema, bytes: &[u8], depth: usize) -> Result<(
             }
             5 => pos = advance(bytes, pos, 4)?,
             other => return Err(DecodeError::Wire(format!("unsupported wire type {other}"))),
+        }
+        if present {
+            if let Some(i) = schema.required.iter().position(|&n| n == field) {
+                seen |= 1 << i;
+            }
         }
     }
     for (i, &field) in schema.required.iter().enumerate() {

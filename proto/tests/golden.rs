@@ -58,7 +58,11 @@ fn every_message_vector_round_trips() {
         let again = reencode_by_name(name, &bytes)
             .unwrap_or_else(|| panic!("no generated type for {name}"))
             .unwrap_or_else(|e| panic!("{name} ({}) does not decode: {e}", v["kind"]));
-        assert_eq!(again, bytes, "{name} ({}) re-encodes differently", v["kind"]);
+        assert_eq!(
+            again, bytes,
+            "{name} ({}) re-encodes differently",
+            v["kind"]
+        );
         checked += 1;
     }
     assert_eq!(checked, 220, "all message vectors seen");
@@ -73,14 +77,30 @@ fn pdu_vectors_decode_header_and_body() {
     assert_eq!(pdus.len(), 3);
     for v in &pdus {
         let frame = unhex(v["hex"].as_str().unwrap());
-        assert_eq!(u32::from_be_bytes(frame[0..4].try_into().unwrap()) as usize, frame.len());
+        assert_eq!(
+            u32::from_be_bytes(frame[0..4].try_into().unwrap()) as usize,
+            frame.len()
+        );
         assert_eq!(u16::from_be_bytes([frame[4], frame[5]]), 1, "version");
-        assert_eq!(u64::from(u16::from_be_bytes([frame[8], frame[9]])), v["service_id"].as_u64().unwrap());
-        assert_eq!(u64::from(u16::from_be_bytes([frame[10], frame[11]])), v["command_id"].as_u64().unwrap());
-        assert_eq!(u64::from(u16::from_be_bytes([frame[12], frame[13]])), v["seq_num"].as_u64().unwrap());
+        assert_eq!(
+            u64::from(u16::from_be_bytes([frame[8], frame[9]])),
+            v["service_id"].as_u64().unwrap()
+        );
+        assert_eq!(
+            u64::from(u16::from_be_bytes([frame[10], frame[11]])),
+            v["command_id"].as_u64().unwrap()
+        );
+        assert_eq!(
+            u64::from(u16::from_be_bytes([frame[12], frame[13]])),
+            v["seq_num"].as_u64().unwrap()
+        );
         let body = &frame[16..];
         let name = v["pdu"].as_str().unwrap();
-        assert_eq!(reencode_by_name(name, body).unwrap().unwrap(), body, "{name}");
+        assert_eq!(
+            reencode_by_name(name, body).unwrap().unwrap(),
+            body,
+            "{name}"
+        );
         let f = &v["fields"];
         match name {
             "IM.Login.IMLoginReq" => {
@@ -93,8 +113,14 @@ fn pdu_vectors_decode_header_and_body() {
             }
             "IM.Message.IMMsgData" => {
                 let m: Message::IMMsgData = decode(body).unwrap();
-                assert_eq!(u64::from(m.from_user_id), f["from_user_id"].as_u64().unwrap());
-                assert_eq!(u64::from(m.to_session_id), f["to_session_id"].as_u64().unwrap());
+                assert_eq!(
+                    u64::from(m.from_user_id),
+                    f["from_user_id"].as_u64().unwrap()
+                );
+                assert_eq!(
+                    u64::from(m.to_session_id),
+                    f["to_session_id"].as_u64().unwrap()
+                );
                 assert_eq!(u64::from(m.create_time), f["create_time"].as_u64().unwrap());
                 assert_eq!(m.msg_type, BaseDefine::MsgType::MSG_TYPE_SINGLE_TEXT);
                 assert_eq!(m.msg_data, b64(f["msg_data"].as_str().unwrap()));
@@ -123,12 +149,18 @@ fn spot_check_nested_and_repeated_values() {
     let (bytes, f) = find("IM.Buddy.IMAllUserRsp", "full");
     let m: Buddy::IMAllUserRsp = decode(&bytes).unwrap();
     assert_eq!(u64::from(m.user_id), f["user_id"].as_u64().unwrap());
-    assert_eq!(u64::from(m.latest_update_time), f["latest_update_time"].as_u64().unwrap());
+    assert_eq!(
+        u64::from(m.latest_update_time),
+        f["latest_update_time"].as_u64().unwrap()
+    );
     assert_eq!(m.user_list.len(), 2);
     for (u, fu) in m.user_list.iter().zip(f["user_list"].as_array().unwrap()) {
         check_user(u, fu);
     }
-    assert_eq!(m.attach_data.unwrap(), b64(f["attach_data"].as_str().unwrap()));
+    assert_eq!(
+        m.attach_data.unwrap(),
+        b64(f["attach_data"].as_str().unwrap())
+    );
 
     let (bytes, f) = find("IM.Server.IMValidateRsp", "full");
     let m: Server::IMValidateRsp = decode(&bytes).unwrap();
@@ -142,9 +174,18 @@ fn spot_check_nested_and_repeated_values() {
     assert_eq!(u64::from(m.session_id), f["session_id"].as_u64().unwrap());
     assert_eq!(m.msg_list.len(), 2);
     let fm = &f["msg_list"][1];
-    assert_eq!(u64::from(m.msg_list[1].create_time), fm["create_time"].as_u64().unwrap());
-    assert_eq!(u64::from(m.msg_list[1].from_session_id), fm["from_session_id"].as_u64().unwrap());
-    assert_eq!(m.msg_list[1].msg_data, b64(fm["msg_data"].as_str().unwrap()));
+    assert_eq!(
+        u64::from(m.msg_list[1].create_time),
+        fm["create_time"].as_u64().unwrap()
+    );
+    assert_eq!(
+        u64::from(m.msg_list[1].from_session_id),
+        fm["from_session_id"].as_u64().unwrap()
+    );
+    assert_eq!(
+        m.msg_list[1].msg_data,
+        b64(fm["msg_data"].as_str().unwrap())
+    );
 
     // A value we build encodes to what the reference runtime wrote.
     let (bytes, _) = find("IM.Message.IMGetMsgListRsp", "full");
@@ -202,7 +243,10 @@ fn missing_required_field_is_refused() {
             let err = reencode_by_name(name, &stripped).unwrap().unwrap_err();
             assert_eq!(
                 err,
-                DecodeError::MissingRequired { message: schema.name, field: field as u32 },
+                DecodeError::MissingRequired {
+                    message: schema.name,
+                    field: field as u32
+                },
                 "{name} without field {field}"
             );
             refused += 1;
@@ -230,7 +274,10 @@ fn missing_required_field_in_nested_message_is_refused() {
     let err = decode::<Server::IMValidateRsp>(&body).unwrap_err();
     assert_eq!(
         err,
-        DecodeError::MissingRequired { message: "IM.BaseDefine.UserInfo", field: 1 }
+        DecodeError::MissingRequired {
+            message: "IM.BaseDefine.UserInfo",
+            field: 1
+        }
     );
 }
 
@@ -246,4 +293,24 @@ fn truncated_and_garbage_bodies_are_errors() {
     for garbage in [&[0xffu8; 12][..], &[0x0f, 0x01], &[0x00], &[0x0a, 0x80]] {
         assert!(decode::<Login::IMLoginReq>(garbage).is_err(), "{garbage:?}");
     }
+}
+
+#[test]
+fn unknown_value_in_a_required_enum_is_refused() {
+    // IMLoginReq: client_type (field 4) is a required ClientType; 0x13 is
+    // not one of its values. The C++ runtime treats it as an unknown field,
+    // so the required field is missing; pb-rs alone would read WINDOWS.
+    let (bytes, _) = find("IM.Login.IMLoginReq", "minimal");
+    let mut body = strip_field(&bytes, 4);
+    body.extend_from_slice(&[0x20, 0x13]);
+    assert_eq!(
+        decode::<Login::IMLoginReq>(&body).unwrap_err(),
+        DecodeError::MissingRequired {
+            message: "IM.Login.IMLoginReq",
+            field: 4
+        }
+    );
+    let mut ok = strip_field(&bytes, 4);
+    ok.extend_from_slice(&[0x20, 0x01]);
+    assert!(decode::<Login::IMLoginReq>(&ok).is_ok());
 }
