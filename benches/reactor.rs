@@ -25,7 +25,9 @@ fn start_reactor_echo() -> SocketAddr {
     std::thread::spawn(move || {
         let mut net = Reactor::<()>::new().unwrap();
         let addr = net
-            .listen("127.0.0.1", 0, |_, _| Box::new(EchoConn) as Box<dyn ImConn<()>>)
+            .listen("127.0.0.1", 0, |_, _| {
+                Box::new(EchoConn) as Box<dyn ImConn<()>>
+            })
             .unwrap()[0];
         tx.send(addr).unwrap();
         net.run(&mut (), 1000).unwrap();
@@ -88,7 +90,10 @@ fn ping_pong(c: &mut Criterion) {
     pdu.set_body(&[7u8; 64]).unwrap();
     let frame = pdu.into_bytes();
     let mut group = c.benchmark_group("ping_pong_80B_pdu");
-    for (name, addr) in [("netlib_reactor", start_reactor_echo()), ("bare_mio_echo", start_mio_echo())] {
+    for (name, addr) in [
+        ("netlib_reactor", start_reactor_echo()),
+        ("bare_mio_echo", start_mio_echo()),
+    ] {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_nodelay(true).unwrap();
         let mut back = Vec::new();

@@ -166,7 +166,12 @@ impl Drop for ServerProcess {
 
 /// Runs `binary` with `args` in a scratch dir holding `conf_text` as
 /// `conf_name`, waits for it to exit (bounded) and returns (code, output).
-pub fn run_to_exit(binary: &str, conf_name: &str, conf_text: &str, args: &[&str]) -> (Option<i32>, String) {
+pub fn run_to_exit(
+    binary: &str,
+    conf_name: &str,
+    conf_text: &str,
+    args: &[&str],
+) -> (Option<i32>, String) {
     let mut p = ServerProcess::start_with_args(binary, conf_name, conf_text, args);
     let code = p.wait_exit();
     (code, p.log())
@@ -198,7 +203,13 @@ impl PduClient {
     }
 
     /// Sends `msg` as service/command with `seq`.
-    pub fn send_msg<M: ProtoMessage>(&mut self, service_id: u16, command_id: u16, seq: u16, msg: &M) {
+    pub fn send_msg<M: ProtoMessage>(
+        &mut self,
+        service_id: u16,
+        command_id: u16,
+        seq: u16,
+        msg: &M,
+    ) {
         self.send(&ImPdu::with_msg(service_id, command_id, seq, msg).expect("encode"));
     }
 
@@ -223,7 +234,9 @@ impl PduClient {
         let h = PduHeader::parse(&head).ok()??;
         let mut frame = head.to_vec();
         frame.resize(h.length as usize, 0);
-        self.stream.read_exact(&mut frame[IM_PDU_HEADER_LEN..]).ok()?;
+        self.stream
+            .read_exact(&mut frame[IM_PDU_HEADER_LEN..])
+            .ok()?;
         ImPdu::from_frame(frame).ok()
     }
 
@@ -234,7 +247,9 @@ impl PduClient {
         while Instant::now() < deadline {
             let pdu = self.recv();
             if pdu.command_id() == command_id {
-                let msg = pdu.msg::<M>().unwrap_or_else(|e| panic!("decode {command_id:#x}: {e}"));
+                let msg = pdu
+                    .msg::<M>()
+                    .unwrap_or_else(|e| panic!("decode {command_id:#x}: {e}"));
                 return (pdu, msg);
             }
         }
@@ -262,5 +277,199 @@ impl PduClient {
     /// The raw stream, for tests that need it.
     pub fn stream(&mut self) -> &mut TcpStream {
         &mut self.stream
+    }
+}
+
+/// The MariaDB server the tests use: `TT_MYSQL_URL` (set by
+/// `scripts/test.sh`), else the account `scripts/deps.sh` creates.
+pub fn mysql_url() -> String {
+    std::env::var("TT_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://teamtalk:teamtalk@127.0.0.1:3306".into())
+}
+
+/// A scratch MariaDB database named `teamtalk_test_<pid>_<n>`, dropped on drop.
+pub struct TestDb {
+    name: String,
+    opts: mysql::Opts,
+}
+
+impl TestDb {
+    /// Creates an empty database.
+    pub fn empty() -> TestDb {
+        use mysql::prelude::Queryable;
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let name = format!("teamtalk_test_{}_{n}", std::process::id());
+        let opts = mysql::Opts::from_url(&mysql_url()).expect("TT_MYSQL_URL");
+        let mut conn = mysql::Conn::new(opts.clone())
+            .unwrap_or_else(|e| panic!("MariaDB at {}: {e} (run scripts/test.sh)", mysql_url()));
+        conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+            .expect("drop");
+        conn.query_drop(format!(
+            "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        ))
+        .expect("create database");
+        TestDb { name, opts }
+    }
+
+    /// Creates a database with our schema (`sql/schema.sql`).
+    pub fn with_schema() -> TestDb {
+        let db = TestDb::empty();
+        db.load_file(&repo_root().join("sql/schema.sql"));
+        db
+    }
+
+    /// Runs every statement of an SQL file (split at `;` line ends).
+    pub fn load_file(&self, path: &Path) {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        self.load_sql(&text);
+    }
+
+    /// Runs every statement of SQL text (split at `;` line ends; `--` lines dropped).
+    pub fn load_sql(&self, text: &str) {
+        use mysql::prelude::Queryable;
+        let mut conn = self.conn();
+        let mut stmt = String::new();
+        for line in text.lines() {
+            let trimmed = line.trim();
+            if trimmed.starts_with("--") || trimmed.is_empty() {
+                continue;
+            }
+            stmt.push_str(line);
+            stmt.push('\n');
+            if trimmed.ends_with(';') {
+                conn.query_drop(&stmt)
+                    .unwrap_or_else(|e| panic!("{e} in:\n{stmt}"));
+                stmt.clear();
+            }
+        }
+    }
+
+    /// A connection to this database.
+    pub fn conn(&self) -> mysql::Conn {
+        let opts =
+            mysql::OptsBuilder::from_opts(self.opts.clone()).db_name(Some(self.name.clone()));
+        mysql::Conn::new(opts).expect("connect to test database")
+    }
+
+    /// The database name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Host, port, user and password of the server, for a `.conf`.
+    pub fn server(&self) -> (String, u16, String, String) {
+        (
+            self.opts.get_ip_or_hostname().to_string(),
+            self.opts.get_tcp_port(),
+            self.opts.get_user().unwrap_or("").to_string(),
+            self.opts.get_pass().unwrap_or("").to_string(),
+        )
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        use mysql::prelude::Queryable;
+        if let Ok(mut conn) = mysql::Conn::new(self.opts.clone()) {
+            let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.name));
+        }
+    }
+}
+
+/// The repository root (where `sql/` and `conf/` are).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A private `redis-server` on a free loopback port, so tests never share
+/// keys; killed on drop. Needs the `redis-server` binary (`scripts/deps.sh`
+/// installs it).
+pub struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+    dir: ScratchDir,
+}
+
+impl RedisServer {
+    /// Starts it and waits until it answers.
+    pub fn start() -> RedisServer {
+        let mut r = RedisServer {
+            port: free_port(),
+            child: None,
+            dir: ScratchDir::new("redis"),
+        };
+        r.restart();
+        r
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops it (a test of what happens when Redis goes away).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// (Re)starts it on the same port, empty.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no", "--dir"])
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start redis-server (scripts/deps.sh installs it): {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let mut buf = [0u8; 7];
+                if s.write_all(b"PING\r\n").is_ok()
+                    && s.read_exact(&mut buf).is_ok()
+                    && &buf == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not answer on {}", self.port);
+    }
+
+    /// Runs a command with `redis-cli`-like simplicity: RESP in, raw reply out.
+    pub fn command(&self, args: &[&str]) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect redis");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).expect("send");
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = s.read(&mut buf).expect("reply");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -6,7 +6,7 @@
 //! - [`config`]: `ConfigFileReader.cpp`, `ServInfo.cpp::read_server_config`,
 //!   `util.cpp::CStrExplode`.
 //! - [`aes`], [`md5`]: `EncDec.cpp` (`CAes`, `CMd5`).
-//! - [`tick`]: `util.cpp::get_tick_count`.
+//! - [`tick`] is `util.cpp::get_tick_count`.
 //! - [`thread_pool`]: `ThreadPool.cpp` (`CThreadPool`, `CWorkerThread`).
 //! - [`logging`], [`cli`]: what each C++ `main()` does before its loop.
 

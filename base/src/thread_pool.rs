@@ -64,7 +64,10 @@ impl ThreadPool {
         let worker = &self.workers[idx % self.workers.len()];
         if worker.queue.send(Box::new(task)).is_err() {
             // Only possible if the worker thread is gone, which catch_unwind prevents.
-            log::error!("worker {}: queue closed, task dropped", idx % self.workers.len());
+            log::error!(
+                "worker {}: queue closed, task dropped",
+                idx % self.workers.len()
+            );
         }
     }
 }

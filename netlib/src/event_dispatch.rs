@@ -98,6 +98,8 @@ pub struct TimerId(usize);
 
 /// A callback run on the loop thread with the reactor and the server state.
 pub type LoopFn<S> = Box<dyn FnMut(&mut Reactor<S>, &mut S)>;
+/// Runs on the loop thread when a registered signal arrives.
+pub type SignalFn<S> = Box<dyn FnMut(&mut Reactor<S>, &mut S, i32)>;
 /// Makes the handler for a connection accepted on a listener.
 pub type AcceptFn<S> = Box<dyn FnMut(&mut S, ConnId) -> Box<dyn ImConn<S>>>;
 
@@ -157,7 +159,7 @@ pub struct Reactor<S> {
     waker: Arc<Waker>,
     inbox_tx: crossbeam_channel::Sender<Inbox<S>>,
     inbox: Receiver<Inbox<S>>,
-    signal_handler: Option<Box<dyn FnMut(&mut Reactor<S>, &mut S, i32)>>,
+    signal_handler: Option<SignalFn<S>>,
     running: bool,
 }
 

@@ -9,10 +9,13 @@ use crossbeam_channel::Sender;
 use mio::Waker;
 use std::sync::Arc;
 
+/// A closure another thread runs on the loop thread.
+pub type RemoteFn<S> = Box<dyn FnOnce(&mut Reactor<S>, &mut S) + Send>;
+
 /// What other threads hand to the loop.
 pub(crate) enum Inbox<S> {
     /// Run a closure on the loop thread.
-    Run(Box<dyn FnOnce(&mut Reactor<S>, &mut S) + Send>),
+    Run(RemoteFn<S>),
     /// Send these bytes on a connection (the common case: a worker's reply).
     Send(ConnId, Vec<u8>),
     /// A signal arrived.

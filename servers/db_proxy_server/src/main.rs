@@ -1,5 +1,57 @@
-//! `db_proxy_server`: not written yet; its issue in the tracker describes it.
+//! `db_proxy_server`: the C++ `db_proxy_server.cpp`.
+//!
+//! The only server that talks to MySQL and Redis. msg_servers (and
+//! http_msg_server) connect on `ListenPort`; each request PDU is answered
+//! by a worker of a fixed pool of `ThreadNum` threads.
+
+mod business;
+mod cache_pool;
+mod config;
+mod db_pool;
+mod handler_map;
+mod proxy_conn;
+mod services;
+mod sync_center;
+
+use config::DbProxyConfig;
+use handler_map::HandlerMap;
+use netlib::{ImConn, Reactor};
+use proxy_conn::{ProxyConn, ProxyState};
+use services::{Services, StartError};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 fn main() {
-    base::cli::not_implemented("db_proxy_server")
+    base::cli::run_server("db_proxy_server", "dbproxyserver.conf", serve)
+}
+
+fn serve(config: base::config::ConfigFileReader) -> Result<(), StartError> {
+    let cfg = DbProxyConfig::from_reader(&config)?;
+    let services = Arc::new(Services::connect(&cfg)?);
+    let sync_thread = sync_center::SyncThread::start(services.clone())?;
+    let workers = base::thread_pool::ThreadPool::new("db-worker", cfg.thread_num)?;
+    let mut net = Reactor::<ProxyState>::new()?;
+    let mut state = ProxyState {
+        services,
+        handlers: HandlerMap::new(),
+        workers: Some(workers),
+        remote: net.remote(),
+        links: HashSet::new(),
+        sync_thread: Some(sync_thread),
+    };
+    for addr in net.listen(&cfg.listen_ip, cfg.listen_port, |_, _| {
+        Box::new(ProxyConn) as Box<dyn ImConn<ProxyState>>
+    })? {
+        log::info!("db_proxy_server listening for msg_servers on {addr}");
+    }
+    net.handle_signals(&[signal_hook::consts::SIGTERM], |net, state, _| {
+        proxy_conn::on_sigterm(net, state)
+    })?;
+    net.run(&mut state, 1000)?;
+    // Flush the replies the last workers handed back.
+    for _ in 0..10 {
+        net.run_once(&mut state, 10)?;
+    }
+    log::info!("db_proxy_server stopped");
+    Ok(())
 }

@@ -1,5 +1,185 @@
-//! `login_server`: not written yet; its issue in the tracker describes it.
+//! `login_server`: the C++ `login_server.cpp`.
+//!
+//! Tells clients which msg_server to use. msg_servers connect to the
+//! msg_server port and report their addresses and user counts; clients ask
+//! on the client port (PDUs) or the HTTP port (`GET /msg_server`) and get
+//! the least-loaded msg_server that is not full.
+//!
+//! Module map against the C++ `server/src/login_server/`:
+//! - `main.rs` is `login_server.cpp` (conf keys, the three listeners, the loop);
+//! - [`login_conn`] is `LoginConn.cpp` (client and msg_server PDU ports);
+//! - [`http_conn`] is `HttpConn.cpp` (+ the `HttpParserWrapper` parts it uses);
+//! - [`ip_parser`] is `ipparser.cpp`;
+//! - [`msg_serv_info`] is `msg_serv_info_t`, `g_msg_serv_info` and the choice loop;
+//! - [`styled_json`] is jsoncpp's `toStyledString` layout of the HTTP answers.
+
+mod http_conn;
+mod ip_parser;
+mod login_conn;
+mod msg_serv_info;
+mod styled_json;
+
+use base::config::{ConfigError, ConfigFileReader};
+use http_conn::{ClientUrls, HttpConn};
+use login_conn::{LoginConn, LoginConnType};
+use msg_serv_info::MsgServTable;
+use netlib::{ImConn, NetError, Reactor};
+use thiserror::Error;
+
+/// The conf file the C++ reads from its working directory.
+const CONF_FILE: &str = "loginserver.conf";
+/// Longest wait of one loop iteration when no timer is due (ms).
+const LOOP_WAIT_MS: u64 = 1_000;
+
+/// The server state every handler reaches through its `Ctx` (the C++
+/// globals `g_msg_serv_info`, `strMsfsUrl`, `strDiscovery`).
+#[derive(Debug)]
+pub struct LoginState {
+    /// Registered msg_servers.
+    pub msg_servs: MsgServTable,
+    /// URLs handed to HTTP clients.
+    pub urls: ClientUrls,
+}
+
+/// The keys of `loginserver.conf`. All are required: the C++ refuses to
+/// start without the HTTP, msg_server, `msfs` and `discovery` keys (and
+/// crashes without the client ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LoginConfig {
+    client_listen_ip: String,
+    client_port: u16,
+    http_listen_ip: String,
+    http_port: u16,
+    msg_server_listen_ip: String,
+    msg_server_port: u16,
+    urls: ClientUrls,
+}
+
+impl LoginConfig {
+    /// Reads every key, failing on the first missing or invalid one.
+    fn from_conf(conf: &ConfigFileReader) -> Result<LoginConfig, ConfigError> {
+        Ok(LoginConfig {
+            client_listen_ip: conf.require("ClientListenIP")?.to_string(),
+            client_port: conf.require_parse("ClientPort")?,
+            http_listen_ip: conf.require("HttpListenIP")?.to_string(),
+            http_port: conf.require_parse("HttpPort")?,
+            msg_server_listen_ip: conf.require("MsgServerListenIP")?.to_string(),
+            msg_server_port: conf.require_parse("MsgServerPort")?,
+            urls: ClientUrls {
+                msfs: conf.require("msfs")?.to_string(),
+                discovery: conf.require("discovery")?.to_string(),
+            },
+        })
+    }
+}
+
+/// Why the server stopped.
+#[derive(Debug, Error)]
+enum ServeError {
+    /// A conf key is missing or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not be set up.
+    #[error("cannot listen for {what}: {source}")]
+    Listen {
+        /// Which port.
+        what: &'static str,
+        /// Why.
+        source: NetError,
+    },
+    /// The event loop failed.
+    #[error("event loop: {0}")]
+    Io(#[from] std::io::Error),
+}
 
 fn main() {
-    base::cli::not_implemented("login_server")
+    base::cli::run_server("login_server", CONF_FILE, serve)
+}
+
+/// `main` after the conf is read: listens on the three ports and runs the loop.
+fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
+    let config = LoginConfig::from_conf(&conf)?;
+    let mut net = Reactor::<LoginState>::new()?;
+
+    let listen = |net: &mut Reactor<LoginState>,
+                  what: &'static str,
+                  ips: &str,
+                  port: u16,
+                  make: fn() -> Box<dyn ImConn<LoginState>>| {
+        let bound = net
+            .listen(ips, port, move |_state, _id| make())
+            .map_err(|source| ServeError::Listen { what, source })?;
+        log::info!("listening for {what} on {bound:?}");
+        Ok::<(), ServeError>(())
+    };
+    listen(
+        &mut net,
+        "clients",
+        &config.client_listen_ip,
+        config.client_port,
+        || Box::new(LoginConn::new(LoginConnType::Client)),
+    )?;
+    listen(
+        &mut net,
+        "msg_servers",
+        &config.msg_server_listen_ip,
+        config.msg_server_port,
+        || Box::new(LoginConn::new(LoginConnType::MsgServ)),
+    )?;
+    listen(
+        &mut net,
+        "http",
+        &config.http_listen_ip,
+        config.http_port,
+        || Box::new(HttpConn::default()),
+    )?;
+
+    let mut state = LoginState {
+        msg_servs: MsgServTable::default(),
+        urls: config.urls,
+    };
+    log::info!("login_server: entering the event loop");
+    net.run(&mut state, LOOP_WAIT_MS)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = "ClientListenIP=0.0.0.0\nClientPort=8008\nHttpListenIP=0.0.0.0\n\
+                        HttpPort=8080\nMsgServerListenIP=0.0.0.0\nMsgServerPort=8100\n\
+                        msfs=http://127.0.0.1:8700/\ndiscovery=http://127.0.0.1/api/discovery\n";
+
+    #[test]
+    fn reads_the_reference_conf() {
+        let c = LoginConfig::from_conf(&ConfigFileReader::parse(FULL)).unwrap();
+        assert_eq!(c.client_port, 8008);
+        assert_eq!(c.http_port, 8080);
+        assert_eq!(c.msg_server_port, 8100);
+        assert_eq!(c.urls.msfs, "http://127.0.0.1:8700/");
+        assert_eq!(c.urls.discovery, "http://127.0.0.1/api/discovery");
+    }
+
+    #[test]
+    fn every_key_is_required_and_named() {
+        for key in [
+            "ClientListenIP",
+            "ClientPort",
+            "HttpListenIP",
+            "HttpPort",
+            "MsgServerListenIP",
+            "MsgServerPort",
+            "msfs",
+            "discovery",
+        ] {
+            let text: String = FULL
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{key}=")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let e = LoginConfig::from_conf(&ConfigFileReader::parse(&text)).unwrap_err();
+            assert!(e.to_string().contains(key), "{key}: {e}");
+        }
+    }
 }

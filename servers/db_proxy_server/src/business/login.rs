@@ -1,0 +1,172 @@
+//! `CID_OTHER_VALIDATE_REQ`: the C++ `business/Login.cpp` (`doLogin`, the
+//! failure limit) and `business/InterLogin.cpp` (`CInterLoginStrategy`, the
+//! query and the password check).
+//!
+//! Differences from the C++, on purpose: the user is looked up with a bound
+//! parameter (the C++ splices the name into the SQL, so `' OR '1'='1` or a
+//! `UNION SELECT` with a forged hash logs in); a database failure answers
+//! result 2 ("server internal error") instead of counting as a wrong
+//! password; and the failure table forgets names with no recent failure.
+
+use super::user_model::{user_from_row, USER_COLUMNS};
+use super::{col_str, reply, HandlerResult};
+use crate::db_pool::{DbError, SLAVE};
+use crate::services::Services;
+use base::md5::md5_hex;
+use base::pdu::ImPdu;
+use mysql::prelude::Queryable;
+use mysql::Row;
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use tt_proto::IM::BaseDefine::{OtherCmdID, ServiceID, UserInfo};
+use tt_proto::IM::Server::{IMValidateReq, IMValidateRsp};
+
+/// Failures remembered for this long (30 minutes).
+const FAILURE_WINDOW_SECS: u32 = 30 * 60;
+/// More failures than this within the window refuse the login.
+const MAX_FAILURES: usize = 10;
+
+/// Result strings the C++ sends (clients show them).
+const OK_TEXT: &str = "成功";
+const WRONG_TEXT: &str = "用户名/密码错误";
+const TOO_MANY_TEXT: &str = "用户名/密码错误次数太多";
+const INTERNAL_TEXT: &str = "服务端内部错误";
+
+/// Recent login failures per user name (`g_hmLimits`), newest first.
+#[derive(Default)]
+pub struct LoginLimiter {
+    failures: Mutex<HashMap<String, VecDeque<u32>>>,
+}
+
+impl LoginLimiter {
+    /// Drops failures older than the window; true when the name has more
+    /// than [`MAX_FAILURES`] left, the newest within the window.
+    fn is_locked(&self, name: &str, now: u32) -> bool {
+        let mut map = self.failures.lock();
+        let Some(list) = map.get_mut(name) else {
+            return false;
+        };
+        if let Some(cut) = list
+            .iter()
+            .position(|&t| now.saturating_sub(t) > FAILURE_WINDOW_SECS)
+        {
+            list.truncate(cut);
+        }
+        if list.is_empty() {
+            map.remove(name);
+            return false;
+        }
+        list.len() > MAX_FAILURES
+            && list
+                .front()
+                .is_some_and(|&t| now.saturating_sub(t) <= FAILURE_WINDOW_SECS)
+    }
+
+    fn record_failure(&self, name: &str, now: u32) {
+        self.failures
+            .lock()
+            .entry(name.to_string())
+            .or_default()
+            .push_front(now);
+    }
+
+    fn clear(&self, name: &str) {
+        self.failures.lock().remove(name);
+    }
+}
+
+/// `CInterLoginStrategy::doLogin`: the active user `name` if `password`
+/// (the MD5 hex the client sends) salted matches the stored hash.
+fn check_password(
+    services: &Services,
+    name: &str,
+    password: &str,
+) -> Result<Option<UserInfo>, DbError> {
+    let mut conn = services.db.get(SLAVE)?;
+    let mut sql = String::from("SELECT ");
+    sql.push_str(USER_COLUMNS);
+    sql.push_str(", password, salt FROM IMUser WHERE name = ? AND status = 0");
+    let row: Option<Row> = conn.run(|c| c.exec_first(&sql, (name,)))?;
+    drop(conn);
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let salted = format!("{password}{}", col_str(&row, "salt"));
+    if md5_hex(salted.as_bytes()) != col_str(&row, "password") {
+        return Ok(None);
+    }
+    Ok(Some(user_from_row(&row)))
+}
+
+/// `DB_PROXY::doLogin`.
+pub fn do_login(services: &Services, req: &ImPdu) -> HandlerResult {
+    let mut rsp = IMValidateRsp::default();
+    match req.msg::<IMValidateReq>() {
+        Err(e) => {
+            log::warn!("validate request does not decode: {e}");
+            rsp.result_code = 2;
+            rsp.result_string = Some(INTERNAL_TEXT.into());
+        }
+        Ok(msg) => {
+            rsp.user_name = msg.user_name.clone();
+            rsp.attach_data = msg.attach_data;
+            let now = base::tick::unix_time();
+            if services.login_limiter.is_locked(&msg.user_name, now) {
+                log::info!("{:?}: too many failed logins", msg.user_name);
+                rsp.result_code = 6;
+                rsp.result_string = Some(TOO_MANY_TEXT.into());
+            } else {
+                log::info!("{:?} requests login", msg.user_name);
+                match check_password(services, &msg.user_name, &msg.password) {
+                    Ok(Some(mut user)) => {
+                        user.status = 0;
+                        rsp.user_info = Some(user);
+                        rsp.result_code = 0;
+                        rsp.result_string = Some(OK_TEXT.into());
+                        services.login_limiter.clear(&msg.user_name);
+                    }
+                    Ok(None) => {
+                        services.login_limiter.record_failure(&msg.user_name, now);
+                        rsp.result_code = 1;
+                        rsp.result_string = Some(WRONG_TEXT.into());
+                    }
+                    Err(e) => {
+                        log::error!("login of {:?}: {e}", msg.user_name);
+                        rsp.result_code = 2;
+                        rsp.result_string = Some(INTERNAL_TEXT.into());
+                    }
+                }
+            }
+        }
+    }
+    reply(
+        req,
+        ServiceID::SID_OTHER as u16,
+        OtherCmdID::CID_OTHER_VALIDATE_RSP as u16,
+        &rsp,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_follows_the_cpp_counts() {
+        let l = LoginLimiter::default();
+        let now = 1_000_000;
+        for i in 0..11 {
+            assert!(!l.is_locked("bob", now), "attempt {i} allowed");
+            l.record_failure("bob", now);
+        }
+        assert!(l.is_locked("bob", now), "more than 10 failures lock");
+        assert!(
+            !l.is_locked("bob", now + FAILURE_WINDOW_SECS + 1),
+            "old failures expire"
+        );
+        assert!(l.failures.lock().is_empty(), "expired names are forgotten");
+        l.record_failure("carol", now);
+        l.clear("carol");
+        assert!(!l.is_locked("carol", now));
+    }
+}

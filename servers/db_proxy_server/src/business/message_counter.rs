@@ -1,0 +1,135 @@
+//! Device tokens: the C++ `business/MessageCounter.cpp` (`setDevicesToken`,
+//! `getDevicesToken`). The unread-counter handlers of the same C++ file
+//! join this module with the message handlers.
+//!
+//! Redis layout (pool `token`), as the C++: `device_<user>` holds
+//! `ios:<token>`, `android:<token>` or the bare token; `device_<token>`
+//! holds the user id, and is emptied when the user moves to another token.
+
+use super::{group_message_model, message_model, reply, user_model, HandlerResult};
+use crate::cache_pool::pools;
+use crate::services::Services;
+use base::pdu::ImPdu;
+use tt_proto::IM::BaseDefine::{ClientType, LoginCmdID, OtherCmdID, ServiceID, UserTokenInfo};
+use tt_proto::IM::Login::{IMDeviceTokenReq, IMDeviceTokenRsp};
+use tt_proto::IM::Server::{IMGetDeviceTokenReq, IMGetDeviceTokenRsp};
+
+fn device_key(suffix: &str) -> String {
+    format!("device_{suffix}")
+}
+
+/// `CID_LOGIN_REQ_DEVICETOKEN`: remember a user's push token.
+pub fn set_devices_token(services: &Services, req: &ImPdu) -> HandlerResult {
+    let msg: IMDeviceTokenReq = req.msg()?;
+    let value = match msg.client_type {
+        Some(ClientType::CLIENT_TYPE_IOS) => format!("ios:{}", msg.device_token),
+        Some(ClientType::CLIENT_TYPE_ANDROID) => format!("android:{}", msg.device_token),
+        _ => msg.device_token.clone(),
+    };
+    let user_key = device_key(&msg.user_id.to_string());
+    let mut conn = services.cache.get(pools::TOKEN)?;
+    let old: Option<String> = conn.run(|c| redis::cmd("GET").arg(&user_key).query(c))?;
+    if let Some((_, old_token)) = old.as_deref().and_then(|v| v.split_once(':')) {
+        let old_key = device_key(old_token);
+        let owner: Option<String> = conn.run(|c| redis::cmd("GET").arg(&old_key).query(c))?;
+        if owner.is_some_and(|o| !o.is_empty()) {
+            conn.run(|c| redis::cmd("SET").arg(&old_key).arg("").query::<()>(c))?;
+        }
+    }
+    conn.run(|c| {
+        redis::pipe()
+            .cmd("SET")
+            .arg(&user_key)
+            .arg(&value)
+            .ignore()
+            .cmd("SET")
+            .arg(device_key(&msg.device_token))
+            .arg(msg.user_id.to_string())
+            .ignore()
+            .query::<()>(c)
+    })?;
+    log::info!("user {} set a device token", msg.user_id);
+    let rsp = IMDeviceTokenRsp {
+        user_id: msg.user_id,
+        attach_data: msg.attach_data,
+    };
+    reply(
+        req,
+        ServiceID::SID_LOGIN as u16,
+        LoginCmdID::CID_LOGIN_RES_DEVICETOKEN as u16,
+        &rsp,
+    )
+}
+
+/// Local hour of the day, for the C++'s 22:00-07:00 quiet hours.
+fn local_hour(now: i64) -> u32 {
+    let t: libc::time_t = now as libc::time_t;
+    // SAFETY: localtime_r only writes the struct we own; zeroed tm is valid.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if ok {
+        tm.tm_hour as u32
+    } else {
+        12
+    }
+}
+
+/// `CID_OTHER_GET_DEVICE_TOKEN_REQ`: push tokens of the listed users, with
+/// their unread totals. iOS users who set do-not-disturb are left out
+/// between 22:00 and 07:00 (local time), as the C++ does.
+pub fn get_devices_token(services: &Services, req: &ImPdu) -> HandlerResult {
+    let msg: IMGetDeviceTokenReq = req.msg()?;
+    let hour = local_hour(base::tick::unix_time() as i64);
+    let quiet_hours = hour >= 22 || hour <= 7;
+    let keys: Vec<String> = msg
+        .user_id
+        .iter()
+        .map(|id| device_key(&id.to_string()))
+        .collect();
+    let values: Vec<Option<String>> = if keys.is_empty() {
+        Vec::new()
+    } else {
+        let mut conn = services.cache.get(pools::TOKEN)?;
+        conn.run(|c| redis::cmd("MGET").arg(&keys).query(c))?
+    };
+    let mut infos = Vec::new();
+    for (&user_id, value) in msg.user_id.iter().zip(values) {
+        let Some(value) = value else { continue };
+        let Some((kind, token)) = value.split_once(':') else {
+            log::debug!("user {user_id}: token without a client type, skipped");
+            continue;
+        };
+        let user_type = match kind {
+            "ios" => {
+                if quiet_hours && user_model::get_push_shield(&services.db, user_id)? == Some(1) {
+                    continue;
+                }
+                ClientType::CLIENT_TYPE_IOS
+            }
+            "android" => ClientType::CLIENT_TYPE_ANDROID,
+            _ => {
+                log::debug!("user {user_id}: unknown client type {kind:?}");
+                continue;
+            }
+        };
+        let push_count = message_model::get_unread_cnt_all(&services.cache, user_id)?
+            .saturating_add(group_message_model::get_unread_cnt_all(services, user_id)?);
+        infos.push(UserTokenInfo {
+            user_id,
+            user_type,
+            token: token.to_string(),
+            push_count,
+            push_type: 1,
+        });
+    }
+    let rsp = IMGetDeviceTokenRsp {
+        user_token_info: infos,
+        attach_data: msg.attach_data,
+    };
+    reply(
+        req,
+        ServiceID::SID_OTHER as u16,
+        OtherCmdID::CID_OTHER_GET_DEVICE_TOKEN_RSP as u16,
+        &rsp,
+    )
+}

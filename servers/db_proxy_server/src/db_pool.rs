@@ -1,0 +1,267 @@
+//! MySQL connection pools: the C++ `DBPool.cpp` (`CDBPool`, `CDBConn`,
+//! `CDBManager`).
+//!
+//! As in the C++: one pool per `DBInstances` entry, 2 connections opened at
+//! start, more opened on demand up to `maxconncnt`, callers wait when all
+//! are busy, `utf8mb4`. Differences: a connection comes as a guard
+//! ([`DbConn`]) that goes back to the pool when dropped, so no path forgets
+//! to release it; one that failed at the socket level is dropped and
+//! replaced instead of being handed out again; a connection idle for a
+//! while is pinged before use (the C++ pings before every statement); and a
+//! caller waits at most [`CHECKOUT_TIMEOUT`] instead of forever.
+
+use crate::config::DbInstanceConfig;
+use mysql::{Conn, OptsBuilder};
+use parking_lot::{Condvar, Mutex};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// `MIN_DB_CONN_CNT`: connections opened at start.
+const MIN_DB_CONN_CNT: usize = 2;
+/// How long a caller waits for a free connection before giving up.
+pub const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection idle longer than this is pinged before it is handed out.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
+
+/// Why a database operation failed.
+#[derive(Debug, Error)]
+pub enum DbError {
+    /// No pool of that name is configured.
+    #[error("no db pool named {0}")]
+    NoPool(String),
+    /// A connection could not be opened.
+    #[error("cannot connect to db pool {pool}: {source}")]
+    Connect {
+        /// Pool name.
+        pool: String,
+        /// The driver's error.
+        source: mysql::Error,
+    },
+    /// Every connection stayed busy for [`CHECKOUT_TIMEOUT`].
+    #[error("db pool {0}: no free connection within {CHECKOUT_TIMEOUT:?}")]
+    Exhausted(String),
+    /// A statement failed.
+    #[error("db pool {pool}: {source}")]
+    Query {
+        /// Pool name.
+        pool: String,
+        /// The driver's error.
+        source: mysql::Error,
+    },
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+struct PoolState {
+    free: Vec<Idle>,
+    /// Connections open, free or lent out.
+    total: usize,
+}
+
+/// One MySQL instance's pool (`CDBPool`).
+pub struct DbPool {
+    name: String,
+    opts: OptsBuilder,
+    max: usize,
+    state: Mutex<PoolState>,
+    freed: Condvar,
+}
+
+impl DbPool {
+    /// Opens the first connections (`CDBPool::Init`); fails if MySQL is not
+    /// reachable, as the C++ refuses to start then.
+    pub fn new(cfg: &DbInstanceConfig) -> Result<DbPool, DbError> {
+        let opts = OptsBuilder::new()
+            .ip_or_hostname(Some(cfg.host.clone()))
+            .tcp_port(cfg.port)
+            .user(Some(cfg.username.clone()))
+            .pass(Some(cfg.password.clone()))
+            .db_name(Some(cfg.dbname.clone()))
+            .tcp_connect_timeout(Some(Duration::from_secs(5)))
+            .init(vec!["SET NAMES utf8mb4"]);
+        let pool = DbPool {
+            name: cfg.name.clone(),
+            opts,
+            max: cfg.max_conn_cnt,
+            state: Mutex::new(PoolState {
+                free: Vec::new(),
+                total: 0,
+            }),
+            freed: Condvar::new(),
+        };
+        let first = MIN_DB_CONN_CNT.min(cfg.max_conn_cnt);
+        for _ in 0..first {
+            let conn = pool.open()?;
+            let mut st = pool.state.lock();
+            st.total += 1;
+            st.free.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+        log::info!("db pool {:?} ready with {first} connections", cfg);
+        Ok(pool)
+    }
+
+    fn open(&self) -> Result<Conn, DbError> {
+        Conn::new(self.opts.clone()).map_err(|source| DbError::Connect {
+            pool: self.name.clone(),
+            source,
+        })
+    }
+
+    /// `GetDBConn`: a free connection, a new one if below the maximum, or
+    /// the next one released (waiting at most [`CHECKOUT_TIMEOUT`]).
+    pub fn get(&self) -> Result<DbConn<'_>, DbError> {
+        let deadline = Instant::now() + CHECKOUT_TIMEOUT;
+        let mut st = self.state.lock();
+        loop {
+            if let Some(idle) = st.free.pop() {
+                drop(st);
+                return self.lend(idle);
+            }
+            if st.total < self.max {
+                st.total += 1;
+                drop(st);
+                return match self.open() {
+                    Ok(conn) => {
+                        log::info!("db pool {}: new connection", self.name);
+                        Ok(self.guard(conn))
+                    }
+                    Err(e) => {
+                        self.forget_one();
+                        Err(e)
+                    }
+                };
+            }
+            if self.freed.wait_until(&mut st, deadline).timed_out() {
+                return Err(DbError::Exhausted(self.name.clone()));
+            }
+        }
+    }
+
+    /// Hands out an idle connection, pinging it first if it sat long enough
+    /// for the server to have dropped it; a dead one is replaced.
+    fn lend(&self, mut idle: Idle) -> Result<DbConn<'_>, DbError> {
+        if idle.since.elapsed() > PING_AFTER_IDLE && idle.conn.ping().is_err() {
+            log::warn!("db pool {}: idle connection lost, reconnecting", self.name);
+            match self.open() {
+                Ok(conn) => idle.conn = conn,
+                Err(e) => {
+                    self.forget_one();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.guard(idle.conn))
+    }
+
+    fn guard(&self, conn: Conn) -> DbConn<'_> {
+        DbConn {
+            pool: self,
+            conn: Some(conn),
+            broken: false,
+        }
+    }
+
+    /// A lent or reserved connection is gone for good.
+    fn forget_one(&self) {
+        self.state.lock().total -= 1;
+        self.freed.notify_one();
+    }
+
+    /// `RelDBConn`, done by [`DbConn`]'s drop.
+    fn release(&self, conn: Conn) {
+        self.state.lock().free.push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+        self.freed.notify_one();
+    }
+}
+
+/// A pooled connection, returned to its pool when dropped.
+pub struct DbConn<'a> {
+    pool: &'a DbPool,
+    conn: Option<Conn>,
+    broken: bool,
+}
+
+impl DbConn<'_> {
+    /// Runs `f` on the connection. An error at the socket or protocol level
+    /// marks the connection broken: it is closed instead of being reused.
+    pub fn run<T>(&mut self, f: impl FnOnce(&mut Conn) -> mysql::Result<T>) -> Result<T, DbError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(DbError::Exhausted(self.pool.name.clone()));
+        };
+        f(conn).map_err(|source| {
+            if matches!(
+                source,
+                mysql::Error::IoError(_)
+                    | mysql::Error::DriverError(_)
+                    | mysql::Error::CodecError(_)
+            ) {
+                self.broken = true;
+            }
+            DbError::Query {
+                pool: self.pool.name.clone(),
+                source,
+            }
+        })
+    }
+
+    /// Rows affected by the last statement (`mysql_affected_rows`).
+    pub fn affected_rows(&self) -> u64 {
+        self.conn.as_ref().map_or(0, |c| c.affected_rows())
+    }
+
+    /// Id generated by the last insert (`GetInsertId`).
+    pub fn last_insert_id(&self) -> u64 {
+        self.conn.as_ref().map_or(0, |c| c.last_insert_id())
+    }
+}
+
+impl Drop for DbConn<'_> {
+    fn drop(&mut self) {
+        match self.conn.take() {
+            Some(conn) if !self.broken => self.pool.release(conn),
+            _ => {
+                log::warn!("db pool {}: dropping a broken connection", self.pool.name);
+                self.pool.forget_one();
+            }
+        }
+    }
+}
+
+/// Every MySQL pool by name (`CDBManager`).
+pub struct DbManager {
+    pools: HashMap<String, DbPool>,
+}
+
+/// The pool the C++ reads from.
+pub const SLAVE: &str = "teamtalk_slave";
+/// The pool the C++ writes to.
+pub const MASTER: &str = "teamtalk_master";
+
+impl DbManager {
+    /// Opens every configured pool.
+    pub fn new(instances: &[DbInstanceConfig]) -> Result<DbManager, DbError> {
+        let mut pools = HashMap::new();
+        for cfg in instances {
+            pools.insert(cfg.name.clone(), DbPool::new(cfg)?);
+        }
+        Ok(DbManager { pools })
+    }
+
+    /// `GetDBConn(pool_name)`.
+    pub fn get(&self, pool: &str) -> Result<DbConn<'_>, DbError> {
+        self.pools
+            .get(pool)
+            .ok_or_else(|| DbError::NoPool(pool.to_string()))?
+            .get()
+    }
+}
