@@ -473,3 +473,33 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// Path of the workspace binary `name` (`db_proxy_server`...) for tests of
+/// another crate: `target/<profile>/<name>` next to the running test.
+/// `cargo test --workspace` builds every binary first; when it is missing
+/// (e.g. `cargo test -p msg_server` alone) it is built here. (Cargo holds
+/// its build lock while compiling, not while tests run.)
+pub fn built_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf();
+    let path = profile_dir.join(name);
+    let release = profile_dir.file_name().is_some_and(|p| p == "release");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "--quiet", "-p", name, "--bin", name])
+        .current_dir(repo_root());
+    if release {
+        cmd.arg("--release");
+    }
+    if path.exists() {
+        return path;
+    }
+    let status = cmd.status().unwrap_or_else(|e| panic!("cargo build {name}: {e}"));
+    assert!(status.success(), "cargo build -p {name} failed");
+    assert!(path.exists(), "{} missing after build", path.display());
+    path
+}
