@@ -495,7 +495,10 @@ pub fn built_binary(name: &str) -> PathBuf {
     if release {
         cmd.arg("--release");
     }
-    if path.exists() {
+    // Debug test runs come from `cargo test --workspace`, which built every
+    // binary; release runs (benches) always ask cargo, so a stale binary
+    // left by an older `scripts/up.sh` is never measured.
+    if path.exists() && !release {
         return path;
     }
     let status = cmd.status().unwrap_or_else(|e| panic!("cargo build {name}: {e}"));
