@@ -1,0 +1,95 @@
+//! The `.conf` files we ship in `conf/` start the real servers: each file is
+//! used as it is, with only ports (and the database name and Redis port)
+//! moved to free values so tests never touch fixed ports.
+
+use tt_rs::{built_binary, free_port, RedisServer, ServerProcess, TestDb};
+
+/// `text` with the value of each listed key replaced (comments and every
+/// other line kept).
+fn with_values(text: &str, values: &[(&str, String)]) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        match values.iter().find(|(k, _)| *k == key && line.contains('=')) {
+            Some((k, v)) => out += &format!("{k}={v}\n"),
+            None => out += &format!("{line}\n"),
+        }
+    }
+    out
+}
+
+fn shipped(name: &str) -> String {
+    std::fs::read_to_string(tt_rs::repo_root().join("conf").join(name)).unwrap()
+}
+
+fn start(binary: &str, conf_name: &str, conf: &str, ports: &[u16]) -> ServerProcess {
+    let bin = built_binary(binary);
+    let mut p = ServerProcess::start(bin.to_str().unwrap(), conf_name, conf);
+    for &port in ports {
+        p.wait_listening(port);
+    }
+    p
+}
+
+#[test]
+fn route_server_starts_with_the_shipped_conf() {
+    let port = free_port();
+    let conf = with_values(
+        &shipped("routeserver.conf"),
+        &[("ListenMsgPort", port.to_string())],
+    );
+    let p = start("route_server", "routeserver.conf", &conf, &[port]);
+    assert!(p.log().contains(&format!("127.0.0.1:{port}")));
+}
+
+#[test]
+fn login_server_starts_with_the_shipped_conf() {
+    let (client, http, msg) = (free_port(), free_port(), free_port());
+    let conf = with_values(
+        &shipped("loginserver.conf"),
+        &[
+            ("ClientPort", client.to_string()),
+            ("HttpPort", http.to_string()),
+            ("MsgServerPort", msg.to_string()),
+        ],
+    );
+    start(
+        "login_server",
+        "loginserver.conf",
+        &conf,
+        &[client, http, msg],
+    );
+}
+
+#[test]
+fn db_proxy_server_starts_with_the_shipped_conf() {
+    let db = TestDb::with_schema();
+    let redis = RedisServer::start();
+    let (host, db_port, user, pass) = db.server();
+    let port = free_port();
+    let mut values = vec![("ListenPort", port.to_string())];
+    let keys: Vec<(String, String)> = ["teamtalk_master", "teamtalk_slave"]
+        .iter()
+        .flat_map(|i| {
+            [
+                (format!("{i}_host"), host.clone()),
+                (format!("{i}_port"), db_port.to_string()),
+                (format!("{i}_dbname"), db.name().to_string()),
+                (format!("{i}_username"), user.clone()),
+                (format!("{i}_password"), pass.clone()),
+            ]
+        })
+        .chain(
+            ["unread", "group_set", "token", "sync", "group_member"]
+                .iter()
+                .map(|c| (format!("{c}_port"), redis.port().to_string())),
+        )
+        .collect();
+    values.extend(keys.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    let conf = with_values(&shipped("dbproxyserver.conf"), &values);
+    let p = start("db_proxy_server", "dbproxyserver.conf", &conf, &[port]);
+    assert!(
+        !p.log().contains(&format!("password={pass}")),
+        "no secret in the log"
+    );
+}
