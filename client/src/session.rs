@@ -1,0 +1,546 @@
+//! A logged-in connection to a msg_server, as the real TeamTalk clients
+//! speak it: the password travels as the MD5 hex of the plain password,
+//! message text is encrypted with the shared AES key, a heartbeat goes out
+//! every 30 s.
+//!
+//! A reader thread receives every PDU; calls that expect an answer wait for
+//! its command id and keep everything else (incoming messages, notifies)
+//! for [`Session::next_event`].
+
+use crate::error::ClientError;
+use base::aes::Aes;
+use base::md5::md5_hex;
+use base::pdu::{ImPdu, PduHeader, IM_PDU_HEADER_LEN};
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tt_proto::ProtoMessage;
+use tt_proto::IM::BaseDefine::{
+    BuddyListCmdID, ClientType, GroupCmdID, GroupInfo, GroupVersionInfo, KickReasonType,
+    LoginCmdID, MessageCmdID, MsgInfo, MsgType, OtherCmdID, ResultType, ServiceID, SessionType,
+    UserInfo, UserStatType,
+};
+use tt_proto::IM::Buddy::{IMAllUserReq, IMAllUserRsp, IMUsersInfoReq, IMUsersInfoRsp};
+use tt_proto::IM::Group::{
+    IMGroupInfoListReq, IMGroupInfoListRsp, IMNormalGroupListReq, IMNormalGroupListRsp,
+};
+use tt_proto::IM::Login::{IMKickUser, IMLoginReq, IMLoginRes, IMLogoutReq};
+use tt_proto::IM::Message::{
+    IMGetMsgListReq, IMGetMsgListRsp, IMMsgData, IMMsgDataAck, IMMsgDataReadAck,
+    IMMsgDataReadNotify, IMUnreadMsgCntReq, IMUnreadMsgCntRsp,
+};
+use tt_proto::IM::Other::IMHeartBeat;
+
+/// How long a call waits for its answer.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// `CLIENT_HEARTBEAT_INTERVAL`.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Reads one whole PDU from a blocking stream.
+pub fn read_pdu(s: &mut TcpStream) -> Result<ImPdu, ClientError> {
+    let mut head = [0u8; IM_PDU_HEADER_LEN];
+    read_exact(s, &mut head)?;
+    let h = PduHeader::parse(&head)
+        .map_err(|e| ClientError::Protocol(e.to_string()))?
+        .ok_or(ClientError::Closed)?;
+    let mut frame = head.to_vec();
+    frame.resize(h.length as usize, 0);
+    read_exact(s, &mut frame[IM_PDU_HEADER_LEN..])?;
+    ImPdu::from_frame(frame).map_err(|e| ClientError::Protocol(e.to_string()))
+}
+
+fn read_exact(s: &mut TcpStream, buf: &mut [u8]) -> Result<(), ClientError> {
+    s.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => ClientError::Closed,
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            ClientError::Timeout(Duration::ZERO)
+        }
+        _ => ClientError::Io(e),
+    })
+}
+
+/// Writes one PDU.
+pub fn write_pdu(s: &mut TcpStream, pdu: &ImPdu) -> Result<(), ClientError> {
+    s.write_all(pdu.as_bytes()).map_err(ClientError::Io)
+}
+
+/// How to log in.
+#[derive(Debug, Clone)]
+pub struct LoginOptions {
+    /// PC or mobile kind.
+    pub client_type: ClientType,
+    /// Presence to announce.
+    pub status: UserStatType,
+    /// Sent as `client_version`.
+    pub version: String,
+    /// The cluster's `aesKey` (32 bytes) for message text.
+    pub aes_key: String,
+}
+
+impl Default for LoginOptions {
+    fn default() -> Self {
+        LoginOptions {
+            client_type: ClientType::CLIENT_TYPE_WINDOWS,
+            status: UserStatType::USER_STATUS_ONLINE,
+            version: concat!("tt-rs/", env!("CARGO_PKG_VERSION")).into(),
+            aes_key: "12345678901234567890123456789012".into(),
+        }
+    }
+}
+
+/// A message that arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingMessage {
+    /// Sender.
+    pub from: u32,
+    /// Our user id (one-to-one) or the group id.
+    pub to_session: u32,
+    /// Id in its session.
+    pub msg_id: u32,
+    /// Text or audio, one-to-one or group.
+    pub msg_type: MsgType,
+    /// The decrypted text (or the raw bytes, lossily, when not text).
+    pub text: String,
+    /// Server time of sending.
+    pub created: u32,
+}
+
+/// Something the server sent on its own.
+#[derive(Debug)]
+pub enum Event {
+    /// A message for us (already acknowledged to the server).
+    Message(IncomingMessage),
+    /// Another of our devices read a session.
+    ReadNotify(IMMsgDataReadNotify),
+    /// The server kicked this session.
+    Kicked(KickReasonType),
+    /// Anything else (status notifies...), undecoded.
+    Other(ImPdu),
+}
+
+/// A logged-in session.
+pub struct Session {
+    writer: Arc<Mutex<TcpStream>>,
+    inbox: Receiver<Result<ImPdu, ClientError>>,
+    pending: VecDeque<ImPdu>,
+    seq: u16,
+    aes: Aes,
+    stop: Arc<AtomicBool>,
+    /// Our profile as the server returned it.
+    pub user: UserInfo,
+}
+
+impl Session {
+    /// Connects to the msg_server at `addr` (`host:port`) and logs in with the
+    /// plain password (sent as its MD5 hex, as the real clients do).
+    pub fn login(
+        addr: &str,
+        name: &str,
+        password: &str,
+        opts: &LoginOptions,
+    ) -> Result<Session, ClientError> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        let aes = Aes::new(opts.aes_key.as_bytes())?;
+        let mut reader = stream.try_clone()?;
+        let (tx, inbox) = unbounded();
+        std::thread::Builder::new()
+            .name(format!("tt-reader-{name}"))
+            .spawn(move || loop {
+                let got = read_pdu(&mut reader);
+                let end = got.is_err();
+                if tx.send(got).is_err() || end {
+                    break;
+                }
+            })?;
+        let writer = Arc::new(Mutex::new(stream));
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_heartbeat(writer.clone(), stop.clone())?;
+        let mut session = Session {
+            writer,
+            inbox,
+            pending: VecDeque::new(),
+            seq: 0,
+            aes,
+            stop,
+            user: UserInfo::default(),
+        };
+        let req = IMLoginReq {
+            user_name: name.into(),
+            password: md5_hex(password.as_bytes()),
+            online_status: opts.status,
+            client_type: opts.client_type,
+            client_version: Some(opts.version.clone()),
+        };
+        let rsp: IMLoginRes = session.call(
+            ServiceID::SID_LOGIN,
+            LoginCmdID::CID_LOGIN_REQ_USERLOGIN as u16,
+            &req,
+            LoginCmdID::CID_LOGIN_RES_USERLOGIN as u16,
+        )?;
+        if rsp.result_code != ResultType::REFUSE_REASON_NONE {
+            return Err(ClientError::Refused(rsp.result_code as u32));
+        }
+        session.user = rsp
+            .user_info
+            .ok_or_else(|| ClientError::Protocol("login answer without user info".into()))?;
+        Ok(session)
+    }
+
+    /// Our user id.
+    pub fn user_id(&self) -> u32 {
+        self.user.user_id
+    }
+
+    fn send<M: ProtoMessage>(
+        &mut self,
+        sid: ServiceID,
+        cid: u16,
+        msg: &M,
+    ) -> Result<u16, ClientError> {
+        self.seq = self.seq.wrapping_add(1);
+        let pdu = ImPdu::with_msg(sid as u16, cid, self.seq, msg)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let mut w = self
+            .writer
+            .lock()
+            .map_err(|_| ClientError::Protocol("writer poisoned".into()))?;
+        write_pdu(&mut w, &pdu)?;
+        Ok(self.seq)
+    }
+
+    /// Sends `msg` and waits for the answer with command `answer`.
+    fn call<M: ProtoMessage, R: ProtoMessage>(
+        &mut self,
+        sid: ServiceID,
+        cid: u16,
+        msg: &M,
+        answer: u16,
+    ) -> Result<R, ClientError> {
+        self.send(sid, cid, msg)?;
+        let pdu = self.wait_for(answer, CALL_TIMEOUT)?;
+        pdu.msg().map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Waits for a PDU with `command_id`; others are kept for `next_event`.
+    fn wait_for(&mut self, command_id: u16, timeout: Duration) -> Result<ImPdu, ClientError> {
+        if let Some(i) = self
+            .pending
+            .iter()
+            .position(|p| p.command_id() == command_id)
+        {
+            return self.pending.remove(i).ok_or(ClientError::Closed);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.inbox.recv_timeout(left) {
+                Ok(Ok(pdu)) if pdu.command_id() == command_id => return Ok(pdu),
+                Ok(Ok(pdu)) => self.keep(pdu)?,
+                Ok(Err(e)) => return Err(e),
+                Err(RecvTimeoutError::Timeout) => return Err(ClientError::Timeout(timeout)),
+                Err(RecvTimeoutError::Disconnected) => return Err(ClientError::Closed),
+            }
+        }
+    }
+
+    fn keep(&mut self, pdu: ImPdu) -> Result<(), ClientError> {
+        if pdu.command_id() == LoginCmdID::CID_LOGIN_KICK_USER as u16 {
+            let kick: IMKickUser = pdu
+                .msg()
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            return Err(ClientError::Kicked(format!("{:?}", kick.kick_reason)));
+        }
+        if pdu.command_id() != OtherCmdID::CID_OTHER_HEARTBEAT as u16 {
+            self.pending.push_back(pdu);
+        }
+        Ok(())
+    }
+
+    /// The next thing the server sent on its own, waiting at most `timeout`.
+    /// Incoming messages are acknowledged to the server and decrypted.
+    pub fn next_event(&mut self, timeout: Duration) -> Result<Option<Event>, ClientError> {
+        let pdu = match self.pending.pop_front() {
+            Some(p) => p,
+            None => match self.inbox.recv_timeout(timeout) {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => return Err(e),
+                Err(RecvTimeoutError::Timeout) => return Ok(None),
+                Err(RecvTimeoutError::Disconnected) => return Err(ClientError::Closed),
+            },
+        };
+        let bad = |e: base::pdu::PduError| ClientError::Protocol(e.to_string());
+        let cid = pdu.command_id();
+        if cid == MessageCmdID::CID_MSG_DATA as u16 {
+            let m: IMMsgData = pdu.msg().map_err(bad)?;
+            let ack = IMMsgDataAck {
+                user_id: self.user_id(),
+                session_id: if is_group(m.msg_type) {
+                    m.to_session_id
+                } else {
+                    m.from_user_id
+                },
+                msg_id: m.msg_id,
+                session_type: session_type(m.msg_type),
+            };
+            self.send(
+                ServiceID::SID_MSG,
+                MessageCmdID::CID_MSG_DATA_ACK as u16,
+                &ack,
+            )?;
+            let text = match m.msg_type {
+                MsgType::MSG_TYPE_SINGLE_TEXT | MsgType::MSG_TYPE_GROUP_TEXT => {
+                    match self.aes.decrypt(&m.msg_data) {
+                        Ok(plain) => String::from_utf8_lossy(&plain).into_owned(),
+                        Err(_) => String::from_utf8_lossy(&m.msg_data).into_owned(),
+                    }
+                }
+                _ => String::from_utf8_lossy(&m.msg_data).into_owned(),
+            };
+            return Ok(Some(Event::Message(IncomingMessage {
+                from: m.from_user_id,
+                to_session: m.to_session_id,
+                msg_id: m.msg_id,
+                msg_type: m.msg_type,
+                text,
+                created: m.create_time,
+            })));
+        }
+        if cid == MessageCmdID::CID_MSG_READ_NOTIFY as u16 {
+            return Ok(Some(Event::ReadNotify(pdu.msg().map_err(bad)?)));
+        }
+        if cid == LoginCmdID::CID_LOGIN_KICK_USER as u16 {
+            let kick: IMKickUser = pdu.msg().map_err(bad)?;
+            return Ok(Some(Event::Kicked(kick.kick_reason)));
+        }
+        Ok(Some(Event::Other(pdu)))
+    }
+
+    fn send_message(&mut self, to: u32, msg_type: MsgType, text: &str) -> Result<u32, ClientError> {
+        let msg = IMMsgData {
+            from_user_id: self.user_id(),
+            to_session_id: to,
+            msg_id: 0,
+            create_time: base::tick::unix_time(),
+            msg_type,
+            msg_data: self.aes.encrypt(text.as_bytes())?.into_bytes(),
+            attach_data: None,
+        };
+        let ack: IMMsgDataAck = self.call(
+            ServiceID::SID_MSG,
+            MessageCmdID::CID_MSG_DATA as u16,
+            &msg,
+            MessageCmdID::CID_MSG_DATA_ACK as u16,
+        )?;
+        Ok(ack.msg_id)
+    }
+
+    /// Sends `text` to user `to`; returns the id the server stored it under.
+    pub fn send_text(&mut self, to: u32, text: &str) -> Result<u32, ClientError> {
+        self.send_message(to, MsgType::MSG_TYPE_SINGLE_TEXT, text)
+    }
+
+    /// Sends `text` to group `group`; returns its id.
+    pub fn send_group_text(&mut self, group: u32, text: &str) -> Result<u32, ClientError> {
+        self.send_message(group, MsgType::MSG_TYPE_GROUP_TEXT, text)
+    }
+
+    /// Marks a session read up to `msg_id` (`CID_MSG_READ_ACK`).
+    pub fn read_ack(
+        &mut self,
+        session_id: u32,
+        session_type: SessionType,
+        msg_id: u32,
+    ) -> Result<(), ClientError> {
+        let ack = IMMsgDataReadAck {
+            user_id: self.user_id(),
+            session_id,
+            msg_id,
+            session_type,
+        };
+        self.send(
+            ServiceID::SID_MSG,
+            MessageCmdID::CID_MSG_READ_ACK as u16,
+            &ack,
+        )?;
+        Ok(())
+    }
+
+    /// Unread counts per session.
+    pub fn unread(&mut self) -> Result<IMUnreadMsgCntRsp, ClientError> {
+        let req = IMUnreadMsgCntReq {
+            user_id: self.user_id(),
+            attach_data: None,
+        };
+        self.call(
+            ServiceID::SID_MSG,
+            MessageCmdID::CID_MSG_UNREAD_CNT_REQUEST as u16,
+            &req,
+            MessageCmdID::CID_MSG_UNREAD_CNT_RESPONSE as u16,
+        )
+    }
+
+    /// Up to `count` messages of a session from `begin` (0: the newest) backwards.
+    pub fn history(
+        &mut self,
+        session_id: u32,
+        session_type: SessionType,
+        begin: u32,
+        count: u32,
+    ) -> Result<Vec<MsgInfo>, ClientError> {
+        let req = IMGetMsgListReq {
+            user_id: self.user_id(),
+            session_type,
+            session_id,
+            msg_id_begin: begin,
+            msg_cnt: count,
+            attach_data: None,
+        };
+        let rsp: IMGetMsgListRsp = self.call(
+            ServiceID::SID_MSG,
+            MessageCmdID::CID_MSG_LIST_REQUEST as u16,
+            &req,
+            MessageCmdID::CID_MSG_LIST_RESPONSE as u16,
+        )?;
+        Ok(rsp.msg_list)
+    }
+
+    /// Decrypts a stored message's text.
+    pub fn decrypt(&self, msg: &MsgInfo) -> String {
+        match self.aes.decrypt(&msg.msg_data) {
+            Ok(plain) => String::from_utf8_lossy(&plain).into_owned(),
+            Err(_) => String::from_utf8_lossy(&msg.msg_data).into_owned(),
+        }
+    }
+
+    /// Users changed since `since` (0: all).
+    pub fn users(&mut self, since: u32) -> Result<Vec<UserInfo>, ClientError> {
+        let req = IMAllUserReq {
+            user_id: self.user_id(),
+            latest_update_time: since,
+            attach_data: None,
+        };
+        let rsp: IMAllUserRsp = self.call(
+            ServiceID::SID_BUDDY_LIST,
+            BuddyListCmdID::CID_BUDDY_LIST_ALL_USER_REQUEST as u16,
+            &req,
+            BuddyListCmdID::CID_BUDDY_LIST_ALL_USER_RESPONSE as u16,
+        )?;
+        Ok(rsp.user_list)
+    }
+
+    /// Profiles of the listed users.
+    pub fn user_info(&mut self, ids: &[u32]) -> Result<Vec<UserInfo>, ClientError> {
+        let req = IMUsersInfoReq {
+            user_id: self.user_id(),
+            user_id_list: ids.to_vec(),
+            attach_data: None,
+        };
+        let rsp: IMUsersInfoRsp = self.call(
+            ServiceID::SID_BUDDY_LIST,
+            BuddyListCmdID::CID_BUDDY_LIST_USER_INFO_REQUEST as u16,
+            &req,
+            BuddyListCmdID::CID_BUDDY_LIST_USER_INFO_RESPONSE as u16,
+        )?;
+        Ok(rsp.user_info_list)
+    }
+
+    /// Our groups with their versions.
+    pub fn groups(&mut self) -> Result<Vec<GroupVersionInfo>, ClientError> {
+        let req = IMNormalGroupListReq {
+            user_id: self.user_id(),
+            attach_data: None,
+        };
+        let rsp: IMNormalGroupListRsp = self.call(
+            ServiceID::SID_GROUP,
+            GroupCmdID::CID_GROUP_NORMAL_LIST_REQUEST as u16,
+            &req,
+            GroupCmdID::CID_GROUP_NORMAL_LIST_RESPONSE as u16,
+        )?;
+        Ok(rsp.group_version_list)
+    }
+
+    /// Details of the listed groups.
+    pub fn group_info(
+        &mut self,
+        groups: Vec<GroupVersionInfo>,
+    ) -> Result<Vec<GroupInfo>, ClientError> {
+        let req = IMGroupInfoListReq {
+            user_id: self.user_id(),
+            group_version_list: groups,
+            attach_data: None,
+        };
+        let rsp: IMGroupInfoListRsp = self.call(
+            ServiceID::SID_GROUP,
+            GroupCmdID::CID_GROUP_INFO_REQUEST as u16,
+            &req,
+            GroupCmdID::CID_GROUP_INFO_RESPONSE as u16,
+        )?;
+        Ok(rsp.group_info_list)
+    }
+
+    /// Logs out and closes.
+    pub fn logout(mut self) -> Result<(), ClientError> {
+        self.send(
+            ServiceID::SID_LOGIN,
+            LoginCmdID::CID_LOGIN_REQ_LOGINOUT as u16,
+            &IMLogoutReq {},
+        )?;
+        Ok(())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Ok(w) = self.writer.lock() {
+            let _ = w.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+fn is_group(t: MsgType) -> bool {
+    matches!(
+        t,
+        MsgType::MSG_TYPE_GROUP_TEXT | MsgType::MSG_TYPE_GROUP_AUDIO
+    )
+}
+
+fn session_type(t: MsgType) -> SessionType {
+    if is_group(t) {
+        SessionType::SESSION_TYPE_GROUP
+    } else {
+        SessionType::SESSION_TYPE_SINGLE
+    }
+}
+
+fn spawn_heartbeat(writer: Arc<Mutex<TcpStream>>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("tt-heartbeat".into())
+        .spawn(move || {
+            let beat = ImPdu::with_msg(
+                ServiceID::SID_OTHER as u16,
+                OtherCmdID::CID_OTHER_HEARTBEAT as u16,
+                0,
+                &IMHeartBeat {},
+            );
+            let Ok(beat) = beat else { return };
+            let mut next = Instant::now() + HEARTBEAT_INTERVAL;
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(200));
+                if Instant::now() < next {
+                    continue;
+                }
+                next = Instant::now() + HEARTBEAT_INTERVAL;
+                let Ok(mut w) = writer.lock() else { return };
+                if write_pdu(&mut w, &beat).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(())
+}
