@@ -121,6 +121,12 @@ fn one_shot(
     s.logout()
 }
 
+/// Prints a line for the person at the prompt.
+fn say(text: &str) -> Result<(), ClientError> {
+    println!("{text}");
+    Ok(())
+}
+
 fn print_event(e: Event) {
     match e {
         Event::Message(m) => println!("[{}] {} -> {}: {}", m.msg_id, m.from, m.to_session, m.text),
@@ -166,7 +172,7 @@ fn interactive(opts: &Options, user: &str, pass: &str) -> Result<(), ClientError
                 .map(|id| println!("sent, message id {id}")),
             ["gsend", group, text @ ..] if !text.is_empty() => match group.parse() {
                 Ok(g) => s.send_group_text(g, &text.join(" ")).map(|id| println!("sent, message id {id}")),
-                Err(_) => Ok(println!("GROUP is a group id")),
+                Err(_) => say("GROUP is a group id"),
             },
             ["list"] => s.users(0).map(|users| {
                 for u in users {
@@ -191,7 +197,7 @@ fn interactive(opts: &Options, user: &str, pass: &str) -> Result<(), ClientError
                     println!("{:>6}  {} ({} members)", g.group_id, g.group_name, g.group_member_list.len());
                 }
             }),
-            _ => Ok(println!("commands: send USER TEXT, gsend GROUP TEXT, list, unread, history USER, groups, quit")),
+            _ => say("commands: send USER TEXT, gsend GROUP TEXT, list, unread, history USER, groups, quit"),
         };
         if let Err(e) = outcome {
             match e {
