@@ -1,21 +1,16 @@
 //! The `tt` command line as a person uses it: refusals read as text.
 
 use std::process::Command;
-use tt_rs::{built_binary, free_port, ServerProcess};
+use tt_rs::free_port;
+
+mod common;
 
 const TT: &str = env!("CARGO_BIN_EXE_tt");
 
 #[test]
 fn a_refusal_is_one_line_of_text() {
-    let (client, http, msg) = (free_port(), free_port(), free_port());
-    let conf = format!(
-        "ClientListenIP=127.0.0.1\nClientPort={client}\nHttpListenIP=127.0.0.1\nHttpPort={http}\n\
-         MsgServerListenIP=127.0.0.1\nMsgServerPort={msg}\nmsfs=http://127.0.0.1:8700/\n\
-         discovery=http://127.0.0.1/api/discovery\n"
-    );
-    let bin = built_binary("login_server");
-    let mut login = ServerProcess::start(bin.to_str().unwrap(), "loginserver.conf", &conf);
-    login.wait_listening(http);
+    let login = common::start_login();
+    let http = login.http;
     let out = Command::new(TT)
         .args([
             "--login",

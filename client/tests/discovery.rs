@@ -1,36 +1,12 @@
 //! Asking a real login_server for a msg_server, over HTTP and TCP.
 
+use common::start_login;
 use tt_client::{discovery, refusal_text, ClientError};
 use tt_proto::IM::BaseDefine::{OtherCmdID, ServiceID};
 use tt_proto::IM::Server::IMMsgServInfo;
-use tt_rs::{built_binary, free_port, PduClient, ServerProcess};
+use tt_rs::PduClient;
 
-struct Login {
-    server: ServerProcess,
-    client: u16,
-    http: u16,
-    msg: u16,
-}
-
-fn start_login() -> Login {
-    let (client, http, msg) = (free_port(), free_port(), free_port());
-    let conf = format!(
-        "ClientListenIP=127.0.0.1\nClientPort={client}\nHttpListenIP=127.0.0.1\nHttpPort={http}\n\
-         MsgServerListenIP=127.0.0.1\nMsgServerPort={msg}\nmsfs=http://127.0.0.1:8700/\n\
-         discovery=http://127.0.0.1/api/discovery\n"
-    );
-    let bin = built_binary("login_server");
-    let mut server = ServerProcess::start(bin.to_str().unwrap(), "loginserver.conf", &conf);
-    for p in [client, http, msg] {
-        server.wait_listening(p);
-    }
-    Login {
-        server,
-        client,
-        http,
-        msg,
-    }
-}
+mod common;
 
 #[test]
 fn finds_the_registered_msg_server_both_ways() {
