@@ -93,7 +93,7 @@ impl Default for LoginOptions {
 }
 
 /// A message that arrived.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct IncomingMessage {
     /// Sender.
     pub from: u32,
@@ -107,6 +107,8 @@ pub struct IncomingMessage {
     pub text: String,
     /// Server time of sending.
     pub created: u32,
+    /// When our reader thread took it off the socket (for latency).
+    pub received_at: Instant,
 }
 
 /// Something the server sent on its own.
@@ -125,8 +127,8 @@ pub enum Event {
 /// A logged-in session.
 pub struct Session {
     writer: Arc<Mutex<TcpStream>>,
-    inbox: Receiver<Result<ImPdu, ClientError>>,
-    pending: VecDeque<ImPdu>,
+    inbox: Receiver<Result<(Instant, ImPdu), ClientError>>,
+    pending: VecDeque<(Instant, ImPdu)>,
     seq: u16,
     aes: Aes,
     stop: Arc<AtomicBool>,
@@ -151,7 +153,7 @@ impl Session {
         std::thread::Builder::new()
             .name(format!("tt-reader-{name}"))
             .spawn(move || loop {
-                let got = read_pdu(&mut reader);
+                let got = read_pdu(&mut reader).map(|p| (Instant::now(), p));
                 let end = got.is_err();
                 if tx.send(got).is_err() || end {
                     break;
@@ -231,16 +233,20 @@ impl Session {
         if let Some(i) = self
             .pending
             .iter()
-            .position(|p| p.command_id() == command_id)
+            .position(|(_, p)| p.command_id() == command_id)
         {
-            return self.pending.remove(i).ok_or(ClientError::Closed);
+            return self
+                .pending
+                .remove(i)
+                .map(|(_, p)| p)
+                .ok_or(ClientError::Closed);
         }
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.inbox.recv_timeout(left) {
-                Ok(Ok(pdu)) if pdu.command_id() == command_id => return Ok(pdu),
-                Ok(Ok(pdu)) => self.keep(pdu)?,
+                Ok(Ok((_, pdu))) if pdu.command_id() == command_id => return Ok(pdu),
+                Ok(Ok((at, pdu))) => self.keep(at, pdu)?,
                 Ok(Err(e)) => return Err(e),
                 Err(RecvTimeoutError::Timeout) => return Err(ClientError::Timeout(timeout)),
                 Err(RecvTimeoutError::Disconnected) => return Err(ClientError::Closed),
@@ -248,7 +254,7 @@ impl Session {
         }
     }
 
-    fn keep(&mut self, pdu: ImPdu) -> Result<(), ClientError> {
+    fn keep(&mut self, at: Instant, pdu: ImPdu) -> Result<(), ClientError> {
         if pdu.command_id() == LoginCmdID::CID_LOGIN_KICK_USER as u16 {
             let kick: IMKickUser = pdu
                 .msg()
@@ -256,7 +262,7 @@ impl Session {
             return Err(ClientError::Kicked(format!("{:?}", kick.kick_reason)));
         }
         if pdu.command_id() != OtherCmdID::CID_OTHER_HEARTBEAT as u16 {
-            self.pending.push_back(pdu);
+            self.pending.push_back((at, pdu));
         }
         Ok(())
     }
@@ -264,7 +270,7 @@ impl Session {
     /// The next thing the server sent on its own, waiting at most `timeout`.
     /// Incoming messages are acknowledged to the server and decrypted.
     pub fn next_event(&mut self, timeout: Duration) -> Result<Option<Event>, ClientError> {
-        let pdu = match self.pending.pop_front() {
+        let (received_at, pdu) = match self.pending.pop_front() {
             Some(p) => p,
             None => match self.inbox.recv_timeout(timeout) {
                 Ok(Ok(p)) => p,
@@ -308,6 +314,7 @@ impl Session {
                 msg_type: m.msg_type,
                 text,
                 created: m.create_time,
+                received_at,
             })));
         }
         if cid == MessageCmdID::CID_MSG_READ_NOTIFY as u16 {
