@@ -27,7 +27,10 @@ fn conf(db: &TestDb, redis: u16, port: u16) -> String {
             db.name()
         );
     }
-    for (i, inst) in ["unread", "group_set", "token", "sync", "group_member"].iter().enumerate() {
+    for (i, inst) in ["unread", "group_set", "token", "sync", "group_member"]
+        .iter()
+        .enumerate()
+    {
         c += &format!(
             "{inst}_host=127.0.0.1\n{inst}_port={redis}\n{inst}_db={}\n{inst}_maxconncnt=8\n",
             i + 1

@@ -244,9 +244,14 @@ EOF
 
 tt_load_schema() {
     local schema=$tt_deps_root/sql/schema.sql demo=$tt_deps_root/sql/demo.sql
+    local offline=$tt_deps_root/sql/offline_files.sql
     [ -f "$schema" ] || return 0
     local tables
     tables=$(tt_mysql_teamtalk -e "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'teamtalk'")
+    # IMTransmitFile: used by the C++ code, absent from ttopen.sql; idempotent.
+    if [ -f "$offline" ]; then
+        tt_mysql_teamtalk teamtalk <"$offline" || tt_die "loading $offline failed"
+    fi
     if [ "$tables" != 0 ]; then
         tt_say "mariadb: database teamtalk has $tables tables; schema not reloaded"
         return 0

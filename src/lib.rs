@@ -501,7 +501,9 @@ pub fn built_binary(name: &str) -> PathBuf {
     if path.exists() && !release {
         return path;
     }
-    let status = cmd.status().unwrap_or_else(|e| panic!("cargo build {name}: {e}"));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cargo build {name}: {e}"));
     assert!(status.success(), "cargo build -p {name} failed");
     assert!(path.exists(), "{} missing after build", path.display());
     path

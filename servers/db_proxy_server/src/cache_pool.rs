@@ -256,4 +256,6 @@ pub mod pools {
     pub const TOKEN: &str = "token";
     /// Group member sets (`group_member_<group>`).
     pub const GROUP_MEMBER: &str = "group_member";
+    /// Group settings (`group_set_<group>`: push shields).
+    pub const GROUP_SET: &str = "group_set";
 }

@@ -52,7 +52,7 @@ pub struct CacheInstanceConfig {
 }
 
 /// Everything db_proxy_server reads from its conf.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DbProxyConfig {
     /// `ListenIP`, a `;` list.
     pub listen_ip: String,
@@ -62,16 +62,32 @@ pub struct DbProxyConfig {
     pub thread_num: usize,
     /// `MsfsSite`: base URL of audio files.
     pub msfs_site: String,
+    /// `aesKey`: encrypts the "[语音]" text shown as the latest message of
+    /// a session whose last message is audio. Never logged.
+    pub aes_key: String,
     /// `DBInstances` and their keys.
     pub db_instances: Vec<DbInstanceConfig>,
     /// `CacheInstances` and their keys.
     pub cache_instances: Vec<CacheInstanceConfig>,
 }
 
+impl std::fmt::Debug for DbProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The AES key stays out of logs.
+        f.debug_struct("DbProxyConfig")
+            .field("listen_ip", &self.listen_ip)
+            .field("listen_port", &self.listen_port)
+            .field("thread_num", &self.thread_num)
+            .field("msfs_site", &self.msfs_site)
+            .field("db_instances", &self.db_instances)
+            .field("cache_instances", &self.cache_instances)
+            .finish_non_exhaustive()
+    }
+}
+
 impl DbProxyConfig {
     /// Reads and checks every key.
     pub fn from_reader(c: &ConfigFileReader) -> Result<DbProxyConfig, ConfigError> {
-        // Checked as the C++ does; the message handlers that use it come later.
         let aes_key = c.require("aesKey")?;
         if aes_key.len() != 32 {
             return Err(ConfigError::Invalid {
@@ -113,6 +129,7 @@ impl DbProxyConfig {
             listen_port: c.require_parse("ListenPort")?,
             thread_num,
             msfs_site: c.require("MsfsSite")?.to_string(),
+            aes_key: aes_key.to_string(),
             db_instances,
             cache_instances,
         })

@@ -214,6 +214,55 @@ impl DbConn<'_> {
         })
     }
 
+    /// Runs `f` inside one transaction: committed when `f` succeeds, rolled
+    /// back when it fails (the C++ autocommits each statement; one commit per
+    /// request writes several rows with one log flush and never half of
+    /// them). A failure that leaves the connection unusable marks it broken.
+    pub fn transaction<T, E>(
+        &mut self,
+        f: impl FnOnce(&mut mysql::Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
+        let pool = self.pool.name.clone();
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(DbError::Exhausted(pool).into());
+        };
+        let broken = |e: &mysql::Error| {
+            matches!(
+                e,
+                mysql::Error::IoError(_)
+                    | mysql::Error::DriverError(_)
+                    | mysql::Error::CodecError(_)
+            )
+        };
+        let mut tx = match conn.start_transaction(mysql::TxOpts::default()) {
+            Ok(tx) => tx,
+            Err(source) => {
+                self.broken = broken(&source);
+                return Err(DbError::Query { pool, source }.into());
+            }
+        };
+        match f(&mut tx) {
+            Ok(value) => match tx.commit() {
+                Ok(()) => Ok(value),
+                Err(source) => {
+                    self.broken = broken(&source);
+                    Err(DbError::Query { pool, source }.into())
+                }
+            },
+            Err(e) => {
+                // Dropping the transaction rolls it back.
+                drop(tx);
+                if conn.ping().is_err() {
+                    self.broken = true;
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Rows affected by the last statement (`mysql_affected_rows`).
     pub fn affected_rows(&self) -> u64 {
         self.conn.as_ref().map_or(0, |c| c.affected_rows())

@@ -3,7 +3,9 @@
 //! (`CDBManager::getInstance()`...); here they are one value shared by the
 //! workers through an `Arc`.
 
+use crate::business::audio_model::AudioModel;
 use crate::business::login::LoginLimiter;
+use crate::business::message_model::PairCache;
 use crate::cache_pool::{CacheError, CacheManager};
 use crate::config::DbProxyConfig;
 use crate::db_pool::{DbError, DbManager};
@@ -25,6 +27,9 @@ pub enum StartError {
     /// Listening, threads, signals.
     #[error(transparent)]
     Net(#[from] netlib::NetError),
+    /// `aesKey` unusable for encryption.
+    #[error("aesKey: {0}")]
+    Aes(#[from] base::aes::AesError),
     /// Anything else from the OS.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -40,6 +45,10 @@ pub struct Services {
     pub sync: SyncCenter,
     /// Recent login failures.
     pub login_limiter: LoginLimiter,
+    /// The msfs site for voice messages and the encrypted "[语音]".
+    pub audio: AudioModel,
+    /// Relations and sessions of recent message pairs.
+    pub pairs: PairCache,
 }
 
 impl Services {
@@ -47,6 +56,7 @@ impl Services {
     /// and loads the sync times.
     pub fn connect(cfg: &DbProxyConfig) -> Result<Services, StartError> {
         log::info!("audio files are served from {}", cfg.msfs_site);
+        let audio = AudioModel::new(&cfg.msfs_site, &cfg.aes_key)?;
         let cache = CacheManager::new(&cfg.cache_instances)?;
         let db = DbManager::new(&cfg.db_instances)?;
         let services = Services {
@@ -54,6 +64,8 @@ impl Services {
             cache,
             sync: SyncCenter::default(),
             login_limiter: LoginLimiter::default(),
+            audio,
+            pairs: PairCache::default(),
         };
         services.sync.init(&services.cache);
         Ok(services)

@@ -143,7 +143,7 @@ pub fn sync_group_chat(services: &Services) {
     services.sync.update_last_update_group(&services.cache, now);
     let group_type = SessionType::SESSION_TYPE_GROUP as u32;
     for (group_id, last_chat) in changed {
-        let members = match group_model::get_group_user(&services.cache, group_id) {
+        let members = match group_model::get_group_user(services, group_id) {
             Ok(m) => m,
             Err(e) => {
                 log::error!("group chat sync: members of group {group_id}: {e}");

@@ -19,80 +19,14 @@ use tt_proto::IM::Login::{
 use tt_proto::IM::Server::{
     IMGetDeviceTokenReq, IMGetDeviceTokenRsp, IMStopReceivePacket, IMValidateReq, IMValidateRsp,
 };
-use tt_rs::{free_port, PduClient, RedisServer, ServerProcess, TestDb};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_db_proxy_server");
+use common::{add_user, conf, start, BIN};
+use tt_rs::{free_port, PduClient, RedisServer, TestDb};
+
 const SID_OTHER: u16 = ServiceID::SID_OTHER as u16;
 const SID_BUDDY: u16 = ServiceID::SID_BUDDY_LIST as u16;
 const SID_LOGIN: u16 = ServiceID::SID_LOGIN as u16;
-
-fn conf(db: &TestDb, redis: u16, port: u16, threads: usize, max_conn: usize) -> String {
-    let (host, db_port, user, pass) = db.server();
-    let mut c = format!(
-        "ListenIP=127.0.0.1\nListenPort={port}\nThreadNum={threads}\nMsfsSite=http://127.0.0.1:8700/\n\
-         aesKey=12345678901234567890123456789012\n\
-         DBInstances=teamtalk_master,teamtalk_slave\n\
-         CacheInstances=unread,group_set,token,sync,group_member\n"
-    );
-    for inst in ["teamtalk_master", "teamtalk_slave"] {
-        c += &format!(
-            "{inst}_host={host}\n{inst}_port={db_port}\n{inst}_dbname={}\n\
-             {inst}_username={user}\n{inst}_password={pass}\n{inst}_maxconncnt={max_conn}\n",
-            db.name()
-        );
-    }
-    for (i, inst) in ["unread", "group_set", "token", "sync", "group_member"]
-        .iter()
-        .enumerate()
-    {
-        c += &format!(
-            "{inst}_host=127.0.0.1\n{inst}_port={redis}\n{inst}_db={}\n{inst}_maxconncnt={max_conn}\n",
-            i + 1
-        );
-    }
-    c
-}
-
-struct Proxy {
-    server: ServerProcess,
-    port: u16,
-}
-
-fn start(db: &TestDb, redis: &RedisServer, threads: usize, max_conn: usize) -> Proxy {
-    let port = free_port();
-    let mut server = ServerProcess::start(
-        BIN,
-        "dbproxyserver.conf",
-        &conf(db, redis.port(), port, threads, max_conn),
-    );
-    server.wait_listening(port);
-    Proxy { server, port }
-}
-
-/// Inserts a user whose plain password is `plain`, stored as the admin UI
-/// does: md5(md5(plain) + salt).
-fn add_user(db: &TestDb, id: u32, name: &str, plain: &str, updated: u32) {
-    let salt = format!("{:04}", id % 10_000);
-    let stored = md5_hex(format!("{}{salt}", md5_hex(plain.as_bytes())).as_bytes());
-    db.conn()
-        .exec_drop(
-            "INSERT INTO IMUser (id, sex, name, domain, nick, password, salt, phone, email, avatar, \
-             departId, status, created, updated, sign_info) \
-             VALUES (?, 1, ?, ?, ?, ?, ?, '1380000', ?, 'http://a/x.png', 1, 0, ?, ?, 'hi')",
-            (
-                id,
-                name,
-                format!("{name}-domain"),
-                format!("{name}-nick"),
-                stored,
-                salt,
-                format!("{name}@example.com"),
-                updated,
-                updated,
-            ),
-        )
-        .unwrap();
-}
 
 fn validate(c: &mut PduClient, seq: u16, name: &str, plain: &str) -> IMValidateRsp {
     let req = IMValidateReq {
@@ -187,8 +121,13 @@ fn injection_strings_are_just_wrong_names() {
     // Against the C++ this logs in as user 1: the forged row's password is
     // md5(md5("x") + "") and its salt empty.
     let forged = md5_hex(md5_hex(b"x").as_bytes());
-    let union =
-        format!("nobody' UNION SELECT 1,0,'n','d','evil','{forged}','','','','',1,0,0,0,0,'' -- ");
+    // The attack string, written as the attacker would type it.
+    let union = [
+        "nobody' UNION SELECT 1,0,'n','d','evil','",
+        &forged,
+        "','','','','',1,0,0,0,0,'' -- ",
+    ]
+    .concat();
     let attacks = [
         "' OR '1'='1",
         "alice' -- ",

@@ -1,11 +1,28 @@
 //! Group message storage and counters: the C++
-//! `business/GroupMessageModel.cpp` (`CGroupMessageModel`). This issue only
-//! needs the unread total; the message handlers extend it.
+//! `business/GroupMessageModel.cpp` (`CGroupMessageModel`).
+//!
+//! Layout, as the C++: rows in `IMGroupMessage_<group % 8>`; the group's
+//! next message id from `INCR group_msg_id_<group>`; its message count in
+//! the hash `<group>_im_group_msg` (field `count`) and, per member, how
+//! many of them the member has read in `<user>_<group>_im_user_group`
+//! (same field). Unread = count − read.
 
-use super::group_model;
-use super::HandlerError;
+use super::group_model::{self, Membership};
+use super::{
+    audio_model, col_bytes, col_u32, message_model::row_to_msg, msg_type_of, next_msg_id,
+    placeholders, session_model, shard_table, with_named_lock, HandlerError, LastMsg, IN_CHUNK,
+};
 use crate::cache_pool::pools;
+use crate::db_pool::{MASTER, SLAVE};
 use crate::services::Services;
+use mysql::prelude::Queryable;
+use mysql::Row;
+use std::sync::LazyLock;
+use tt_proto::IM::BaseDefine::{MsgInfo, MsgType, SessionType, UnreadInfo};
+use tt_proto::IM::Message::IMMsgData;
+
+/// Most messages one by-id request returns (the C++ `limit 100`).
+const BY_ID_LIMIT: u32 = 100;
 
 /// `GROUP_TOTAL_MSG_COUNTER_REDIS_KEY_SUFFIX`: `<group>_im_group_msg`
 /// holds the group's message count.
@@ -19,16 +36,301 @@ pub fn group_user_key(user_id: u32, group_id: u32) -> String {
     format!("{user_id}_{group_id}_im_user_group")
 }
 
+/// Redis counter of a group's message ids: `group_msg_id_<group>`.
+pub fn msg_id_key(group_id: u32) -> String {
+    format!("group_msg_id_{group_id}")
+}
+
+/// `IMGroupMessage_<group % 8>`.
+pub fn table_name(group_id: u32) -> String {
+    shard_table("IMGroupMessage", group_id)
+}
+
 /// `GROUP_COUNTER_SUBKEY_COUNTER_FIELD`.
 pub const COUNTER_FIELD: &str = "count";
 
-/// `getUnReadCntAll`: unread group messages over all the user's groups.
-pub fn get_unread_cnt_all(services: &Services, user_id: u32) -> Result<u32, HandlerError> {
-    let groups = group_model::get_user_group_ids(&services.db, user_id, 0)?;
-    let mut conn = services.cache.get(pools::UNREAD)?;
-    let mut total = 0u32;
-    for group_id in groups {
-        let (group_cnt, user_cnt): (Option<u32>, Option<u32>) = conn.run(|c| {
+/// `getMsgId` + `incMessageCount` + `clearMessageCount` in one atomic
+/// step, when the id counter exists: the group's id counter and message
+/// count go up and the sender has read them all.
+static COUNT_MESSAGE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local id = redis.call('INCR', KEYS[1])
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+local all = redis.call('HGETALL', KEYS[2])
+redis.call('HMSET', KEYS[3], unpack(all))
+return id",
+    )
+});
+
+/// The sender's group session with its update time, and the group's
+/// `lastChated`, in one statement.
+const GROUP_LOOKUP: &str = "SELECT \
+    (SELECT id FROM IMRecentSession WHERE userId = ? AND peerId = ? AND type = ? AND status = 0 \
+     ORDER BY id DESC LIMIT 1), \
+    (SELECT updated FROM IMRecentSession WHERE userId = ? AND peerId = ? AND type = ? \
+     AND status = 0 ORDER BY id DESC LIMIT 1), \
+    (SELECT lastChated FROM IMGroup WHERE id = ?)";
+
+/// What became of a group message: the C++ answers a stored message with
+/// its id, a refused one with id 0, and a message to an unknown group or
+/// from a non-member not at all.
+pub enum GroupSend {
+    /// Stored with this id.
+    Stored(u32),
+    /// Not stored; answer with id 0.
+    Refused,
+    /// Unknown group or sender not a member: the C++ sends no reply.
+    NoReply,
+}
+
+/// Stores one group message: membership from the member hash (one round
+/// trip), the sender's group session and the group's `lastChated` (one
+/// lookup), the id and the counters (one atomic script), then the insert:
+/// alone when the session and `lastChated` already carry this second, else
+/// in one transaction with their updates. The counters go up before the
+/// row is written; a failed write takes the group count back and the
+/// sender gets id 0.
+pub fn send_message(
+    services: &Services,
+    msg: &IMMsgData,
+    now: u32,
+) -> Result<GroupSend, HandlerError> {
+    let (from_id, group_id) = (msg.from_user_id, msg.to_session_id);
+    match group_model::membership(services, from_id, group_id)? {
+        Membership::Member(_) => {}
+        other => {
+            log::info!("group message {from_id} -> {group_id} refused: {other:?}");
+            return Ok(GroupSend::NoReply);
+        }
+    }
+    let audio = if msg.msg_type == MsgType::MSG_TYPE_GROUP_AUDIO {
+        match services.audio.upload(&msg.msg_data) {
+            Ok(Some(a)) => Some(a),
+            Ok(None) => {
+                log::info!("audio message {from_id} -> group {group_id} without sound");
+                return Ok(GroupSend::Refused);
+            }
+            Err(e) => {
+                log::warn!("audio message {from_id} -> group {group_id}: upload failed: {e}");
+                return Ok(GroupSend::Refused);
+            }
+        }
+    } else {
+        None
+    };
+    let group_session = SessionType::SESSION_TYPE_GROUP as u32;
+    let mut conn = services.db.get(MASTER)?;
+    let params = (
+        from_id,
+        group_id,
+        group_session,
+        from_id,
+        group_id,
+        group_session,
+        group_id,
+    );
+    let found: Option<(Option<u32>, Option<u32>, Option<u32>)> =
+        conn.run(|c| c.exec_first(GROUP_LOOKUP, params))?;
+    let (found_session, session_updated, last_chated) = found.unwrap_or_default();
+    let (session_id, session_updated) = match found_session {
+        Some(id) => (id, session_updated),
+        None => {
+            let lookup = "SELECT id FROM IMRecentSession WHERE userId = ? AND peerId = ? \
+                          AND type = ? AND status = 0 ORDER BY id DESC LIMIT 1";
+            let id = with_named_lock(
+                &mut conn,
+                &format!("teamtalk.session.{from_id}.{group_id}.{group_session}"),
+                |conn| {
+                    let again: Option<u32> =
+                        conn.run(|c| c.exec_first(lookup, (from_id, group_id, group_session)))?;
+                    match again {
+                        Some(id) => Ok(id),
+                        None => session_model::add_session_on(
+                            conn,
+                            from_id,
+                            group_id,
+                            group_session,
+                            now,
+                        ),
+                    }
+                },
+            )?;
+            (id, Some(now))
+        }
+    };
+    let mut redis = services.cache.get(pools::UNREAD)?;
+    let table = table_name(group_id);
+    let max_sql = ["SELECT MAX(msgId) FROM ", &table, " WHERE groupId = ?"].concat();
+    let id_key = msg_id_key(group_id);
+    let total_key = group_total_key(group_id);
+    let sender_key = group_user_key(from_id, group_id);
+    let msg_id = next_msg_id(
+        &mut conn,
+        &mut redis,
+        |c| {
+            COUNT_MESSAGE
+                .key(&id_key)
+                .key(&total_key)
+                .key(&sender_key)
+                .arg(COUNTER_FIELD)
+                .invoke(c)
+        },
+        &id_key,
+        &format!("teamtalk.group.{group_id}"),
+        &max_sql,
+        group_id,
+    )?;
+    // From here on the group's count is one ahead until the row is
+    // written; any failure takes it back.
+    let insert = [
+        "INSERT INTO ",
+        &table,
+        " (groupId, userId, msgId, content, type, status, updated, created) \
+         VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+    ]
+    .concat();
+    let created = msg.create_time;
+    let msg_type = msg.msg_type as u32;
+    // Times are in seconds: nothing to touch when both are this second's.
+    let touch = session_updated != Some(now) || last_chated != Some(now);
+    let stored = if audio.is_none() && !touch {
+        conn.run(|c| {
+            c.exec_drop(
+                &insert,
+                (
+                    group_id,
+                    from_id,
+                    msg_id,
+                    &msg.msg_data,
+                    msg_type,
+                    created,
+                    created,
+                ),
+            )
+        })
+        .map_err(HandlerError::from)
+    } else {
+        conn.transaction(|tx| {
+            let content: Vec<u8> = match &audio {
+                Some(a) => {
+                    let audio_id = audio_model::insert_audio(tx, from_id, group_id, created, a)?
+                        .ok_or(HandlerError::IdRange(0))?;
+                    audio_id.to_string().into_bytes()
+                }
+                None => msg.msg_data.clone(),
+            };
+            tx.exec_drop(
+                &insert,
+                (
+                    group_id, from_id, msg_id, content, msg_type, created, created,
+                ),
+            )?;
+            // Last, so the group and session rows stay locked for the commit
+            // only. `updateGroupChat`, then `updateSession`.
+            tx.exec_drop(
+                "UPDATE IMGroup SET lastChated = ? WHERE id = ?",
+                (now, group_id),
+            )?;
+            tx.exec_drop(
+                "UPDATE IMRecentSession SET updated = ? WHERE id = ?",
+                (now, session_id),
+            )?;
+            Ok::<(), HandlerError>(())
+        })
+    };
+    if let Err(e) = stored {
+        if let Err(e2) = redis.run(|c| {
+            redis::cmd("HINCRBY")
+                .arg(&total_key)
+                .arg(COUNTER_FIELD)
+                .arg(-1)
+                .query::<()>(c)
+        }) {
+            log::error!("{total_key} is one too high: {e2}");
+        }
+        return Err(e);
+    }
+    Ok(GroupSend::Stored(msg_id))
+}
+
+/// `getMessage`: up to `count` of the group's messages sent since the user
+/// joined, newest first, from `msg_id` down (0: from the newest).
+pub fn get_message(
+    services: &Services,
+    user_id: u32,
+    group_id: u32,
+    msg_id: u32,
+    count: u32,
+) -> Result<Vec<MsgInfo>, HandlerError> {
+    let joined = match group_model::membership(services, user_id, group_id)? {
+        Membership::Member(t) => t,
+        _ => 0,
+    };
+    let table = table_name(group_id);
+    let mut conn = services.db.get(SLAVE)?;
+    let rows: Vec<Row> = if msg_id == 0 {
+        let sql = [
+            "SELECT msgId, userId, created, type, content FROM ",
+            &table,
+            " WHERE groupId = ? AND status = 0 AND created >= ? \
+             ORDER BY msgId DESC, id DESC LIMIT ?",
+        ]
+        .concat();
+        conn.run(|c| c.exec(&sql, (group_id, joined, count)))?
+    } else {
+        let sql = [
+            "SELECT msgId, userId, created, type, content FROM ",
+            &table,
+            " WHERE groupId = ? AND msgId <= ? AND status = 0 AND created >= ? \
+             ORDER BY msgId DESC, id DESC LIMIT ?",
+        ]
+        .concat();
+        conn.run(|c| c.exec(&sql, (group_id, msg_id, joined, count)))?
+    };
+    drop(conn);
+    let mut list: Vec<MsgInfo> = rows
+        .iter()
+        .filter_map(|r| row_to_msg(r, "userId"))
+        .collect();
+    audio_model::read_audios(&services.db, &mut list)?;
+    Ok(list)
+}
+
+/// `getLastMsg`: the group's newest message; audio shows as the encrypted
+/// "[语音]".
+pub fn get_last_msg(services: &Services, group_id: u32) -> Result<Option<LastMsg>, HandlerError> {
+    let sql = [
+        "SELECT msgId, type, userId, content FROM ",
+        &table_name(group_id),
+        " WHERE groupId = ? AND status = 0 ORDER BY msgId DESC, id DESC LIMIT 1",
+    ]
+    .concat();
+    let row: Option<Row> = services
+        .db
+        .get(SLAVE)?
+        .run(|c| c.exec_first(&sql, (group_id,)))?;
+    Ok(row.and_then(|row| {
+        let msg_type = msg_type_of(col_u32(&row, "type"))?;
+        let data = if msg_type == MsgType::MSG_TYPE_GROUP_AUDIO {
+            services.audio.latest_text().to_vec()
+        } else {
+            col_bytes(&row, "content")
+        };
+        Some(LastMsg {
+            msg_id: col_u32(&row, "msgId"),
+            msg_type,
+            data,
+            from_id: col_u32(&row, "userId"),
+        })
+    }))
+}
+
+/// The group's count and what the user has read, as the C++ reads them.
+fn counts(services: &Services, user_id: u32, group_id: u32) -> Result<Option<u32>, HandlerError> {
+    let (group_cnt, user_cnt): (Option<String>, Option<String>) =
+        services.cache.get(pools::UNREAD)?.run(|c| {
             redis::pipe()
                 .cmd("HGET")
                 .arg(group_total_key(group_id))
@@ -38,8 +340,91 @@ pub fn get_unread_cnt_all(services: &Services, user_id: u32) -> Result<u32, Hand
                 .arg(COUNTER_FIELD)
                 .query(c)
         })?;
-        let Some(group_cnt) = group_cnt else { continue };
-        total = total.saturating_add(group_cnt.saturating_sub(user_cnt.unwrap_or(0)));
+    let Some(group_cnt) = group_cnt.and_then(|v| v.parse::<u32>().ok()) else {
+        return Ok(None);
+    };
+    let user_cnt = user_cnt.and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+    Ok(Some(group_cnt.saturating_sub(user_cnt)))
+}
+
+/// `getUnreadMsgCount`: the user's groups with unread messages, each with
+/// its newest message; adds them to `total`.
+pub fn get_unread_msg_count(
+    services: &Services,
+    user_id: u32,
+    total: &mut u32,
+    list: &mut Vec<UnreadInfo>,
+) -> Result<(), HandlerError> {
+    for group_id in group_model::get_user_group_ids(&services.db, user_id, 0)? {
+        let Some(unread) = counts(services, user_id, group_id)? else {
+            continue;
+        };
+        if unread == 0 {
+            continue;
+        }
+        *total = total.saturating_add(unread);
+        let Some(last) = get_last_msg(services, group_id)? else {
+            log::info!("user {user_id}: unread in group {group_id} but no message");
+            continue;
+        };
+        list.push(UnreadInfo {
+            session_id: group_id,
+            session_type: SessionType::SESSION_TYPE_GROUP,
+            unread_cnt: unread,
+            latest_msg_id: last.msg_id,
+            latest_msg_data: last.data,
+            latest_msg_type: last.msg_type,
+            latest_msg_from_user_id: last.from_id,
+        });
+    }
+    Ok(())
+}
+
+/// `getUnReadCntAll`: unread group messages over all the user's groups.
+pub fn get_unread_cnt_all(services: &Services, user_id: u32) -> Result<u32, HandlerError> {
+    let mut total = 0u32;
+    for group_id in group_model::get_user_group_ids(&services.db, user_id, 0)? {
+        if let Some(unread) = counts(services, user_id, group_id)? {
+            total = total.saturating_add(unread);
+        }
     }
     Ok(total)
+}
+
+/// `getMsgByMsgId`: the listed group messages a member may see (sent since
+/// joining), newest first, at most 100.
+pub fn get_msg_by_msg_id(
+    services: &Services,
+    user_id: u32,
+    group_id: u32,
+    msg_ids: &[u32],
+) -> Result<Vec<MsgInfo>, HandlerError> {
+    if msg_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Membership::Member(joined) = group_model::membership(services, user_id, group_id)? else {
+        log::info!("{user_id} is not in group {group_id}");
+        return Ok(Vec::new());
+    };
+    let ids = &msg_ids[..msg_ids.len().min(IN_CHUNK)];
+    let sql = [
+        "SELECT msgId, userId, created, type, content FROM ",
+        &table_name(group_id),
+        " WHERE groupId = ? AND msgId IN (",
+        &placeholders(ids.len()),
+        ") AND status = 0 AND created >= ? ORDER BY msgId DESC, id DESC LIMIT ?",
+    ]
+    .concat();
+    let mut params: Vec<mysql::Value> = Vec::with_capacity(ids.len() + 3);
+    params.push(group_id.into());
+    params.extend(ids.iter().map(|&id| mysql::Value::from(id)));
+    params.push(joined.into());
+    params.push(BY_ID_LIMIT.into());
+    let rows: Vec<Row> = services.db.get(SLAVE)?.run(|c| c.exec(&sql, params))?;
+    let mut list: Vec<MsgInfo> = rows
+        .iter()
+        .filter_map(|r| row_to_msg(r, "userId"))
+        .collect();
+    audio_model::read_audios(&services.db, &mut list)?;
+    Ok(list)
 }

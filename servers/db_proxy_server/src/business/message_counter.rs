@@ -1,6 +1,6 @@
-//! Device tokens: the C++ `business/MessageCounter.cpp` (`setDevicesToken`,
-//! `getDevicesToken`). The unread-counter handlers of the same C++ file
-//! join this module with the message handlers.
+//! Unread counters and device tokens: the C++ `business/MessageCounter.cpp`
+//! (`getUnreadMsgCounter`, `clearUnreadMsgCounter`, `setDevicesToken`,
+//! `getDevicesToken`).
 //!
 //! Redis layout (pool `token`), as the C++: `device_<user>` holds
 //! `ios:<token>`, `android:<token>` or the bare token; `device_<token>`
@@ -10,8 +10,11 @@ use super::{group_message_model, message_model, reply, user_model, HandlerResult
 use crate::cache_pool::pools;
 use crate::services::Services;
 use base::pdu::ImPdu;
-use tt_proto::IM::BaseDefine::{ClientType, LoginCmdID, OtherCmdID, ServiceID, UserTokenInfo};
+use tt_proto::IM::BaseDefine::{
+    ClientType, LoginCmdID, MessageCmdID, OtherCmdID, ServiceID, UserTokenInfo,
+};
 use tt_proto::IM::Login::{IMDeviceTokenReq, IMDeviceTokenRsp};
+use tt_proto::IM::Message::{IMMsgDataReadAck, IMUnreadMsgCntReq, IMUnreadMsgCntRsp};
 use tt_proto::IM::Server::{IMGetDeviceTokenReq, IMGetDeviceTokenRsp};
 
 fn device_key(suffix: &str) -> String {
@@ -132,4 +135,49 @@ pub fn get_devices_token(services: &Services, req: &ImPdu) -> HandlerResult {
         OtherCmdID::CID_OTHER_GET_DEVICE_TOKEN_RSP as u16,
         &rsp,
     )
+}
+
+/// `CID_MSG_UNREAD_CNT_REQUEST`: the user's unread counts, one-to-one then
+/// groups, each with the session's newest message.
+pub fn get_unread_msg_counter(services: &Services, req: &ImPdu) -> HandlerResult {
+    let msg: IMUnreadMsgCntReq = req.msg()?;
+    let mut total = 0u32;
+    let mut list = Vec::new();
+    message_model::get_unread_msg_count(services, msg.user_id, &mut total, &mut list)?;
+    group_message_model::get_unread_msg_count(services, msg.user_id, &mut total, &mut list)?;
+    log::info!(
+        "user {}: {} sessions with unread messages, {total} in all",
+        msg.user_id,
+        list.len()
+    );
+    let rsp = IMUnreadMsgCntRsp {
+        user_id: msg.user_id,
+        total_cnt: total,
+        unreadinfo_list: list,
+        attach_data: msg.attach_data,
+    };
+    reply(
+        req,
+        ServiceID::SID_MSG as u16,
+        MessageCmdID::CID_MSG_UNREAD_CNT_RESPONSE as u16,
+        &rsp,
+    )
+}
+
+/// `CID_MSG_READ_ACK`: the user has read the session; no reply.
+pub fn clear_unread_msg_counter(services: &Services, req: &ImPdu) -> HandlerResult {
+    let msg: IMMsgDataReadAck = req.msg()?;
+    user_model::clear_user_counter(
+        &services.cache,
+        msg.user_id,
+        msg.session_id,
+        msg.session_type,
+    )?;
+    log::info!(
+        "user {} read session {} ({:?})",
+        msg.user_id,
+        msg.session_id,
+        msg.session_type
+    );
+    Ok(None)
 }

@@ -1,13 +1,210 @@
 //! One-to-one message storage and counters: the C++
-//! `business/MessageModel.cpp` (`CMessageModel`). This issue only needs the
-//! unread total; the message handlers extend it.
+//! `business/MessageModel.cpp` (`CMessageModel`).
+//!
+//! Layout, as the C++: rows in `IMMessage_<relation % 8>`; the pair's next
+//! message id from `INCR msg_id_<relation>` (pool `unread`); the receiver's
+//! unread count per sender in the hash `unread_<receiver>`.
 
+use super::{
+    audio_model, col_bytes, col_u32, msg_type_of, next_msg_id, placeholders, relation_model,
+    session_model, shard_table, with_named_lock, HandlerError, LastMsg, IN_CHUNK,
+};
 use crate::cache_pool::{pools, CacheError, CacheManager};
+use crate::db_pool::{MASTER, SLAVE};
+use crate::services::Services;
+use mysql::prelude::Queryable;
+use mysql::Row;
 use std::collections::HashMap;
+use std::sync::LazyLock;
+use tt_proto::IM::BaseDefine::{MsgInfo, MsgType, SessionType, UnreadInfo};
+use tt_proto::IM::Message::IMMsgData;
+
+/// Most characters the `content` column holds (`varchar(4096)`): a longer
+/// text would fail the insert under strict SQL mode or be cut without it.
+pub const MAX_CONTENT_CHARS: usize = 4096;
+/// Most messages one by-id request returns (the C++ `limit 100`).
+const BY_ID_LIMIT: u32 = 100;
 
 /// Redis hash of one user's unread counts by peer: `unread_<user>`.
 pub fn unread_key(user_id: u32) -> String {
     format!("unread_{user_id}")
+}
+
+/// Redis counter of a pair's message ids: `msg_id_<relation>`.
+pub fn msg_id_key(relate_id: u32) -> String {
+    format!("msg_id_{relate_id}")
+}
+
+/// `IMMessage_<relation % 8>`.
+pub fn table_name(relate_id: u32) -> String {
+    shard_table("IMMessage", relate_id)
+}
+
+/// A stored row as the protocol's `MsgInfo`; rows of an unknown type are
+/// skipped, as in the C++.
+pub fn row_to_msg(row: &Row, from_column: &str) -> Option<MsgInfo> {
+    let msg_id = col_u32(row, "msgId");
+    let Some(msg_type) = msg_type_of(col_u32(row, "type")) else {
+        log::info!("message {msg_id} has an invalid type, skipped");
+        return None;
+    };
+    Some(MsgInfo {
+        msg_id,
+        from_session_id: col_u32(row, from_column),
+        create_time: col_u32(row, "created"),
+        msg_type,
+        msg_data: col_bytes(row, "content"),
+    })
+}
+
+/// `getMessage`: up to `count` messages of the pair, newest first, from
+/// `msg_id` down (0: from the newest).
+pub fn get_message(
+    services: &Services,
+    user_id: u32,
+    peer_id: u32,
+    msg_id: u32,
+    count: u32,
+) -> Result<Vec<MsgInfo>, HandlerError> {
+    let Some(relate_id) = relation_model::get_relation_id(&services.db, user_id, peer_id)? else {
+        log::info!("no relation between {user_id} and {peer_id}");
+        return Ok(Vec::new());
+    };
+    let table = table_name(relate_id);
+    let mut conn = services.db.get(SLAVE)?;
+    let rows: Vec<Row> = if msg_id == 0 {
+        let sql = [
+            "SELECT msgId, fromId, created, type, content FROM ",
+            &table,
+            " WHERE relateId = ? AND status = 0 ORDER BY msgId DESC, id DESC LIMIT ?",
+        ]
+        .concat();
+        conn.run(|c| c.exec(&sql, (relate_id, count)))?
+    } else {
+        let sql = [
+            "SELECT msgId, fromId, created, type, content FROM ",
+            &table,
+            " WHERE relateId = ? AND status = 0 AND msgId <= ? \
+             ORDER BY msgId DESC, id DESC LIMIT ?",
+        ]
+        .concat();
+        conn.run(|c| c.exec(&sql, (relate_id, msg_id, count)))?
+    };
+    drop(conn);
+    let mut list: Vec<MsgInfo> = rows
+        .iter()
+        .filter_map(|r| row_to_msg(r, "fromId"))
+        .collect();
+    audio_model::read_audios(&services.db, &mut list)?;
+    Ok(list)
+}
+
+/// `getLastMsg`: the pair's newest message; audio shows as the encrypted
+/// "[语音]".
+pub fn get_last_msg(
+    services: &Services,
+    from_id: u32,
+    to_id: u32,
+) -> Result<Option<LastMsg>, HandlerError> {
+    let Some(relate_id) = relation_model::get_relation_id(&services.db, from_id, to_id)? else {
+        return Ok(None);
+    };
+    let sql = [
+        "SELECT msgId, fromId, type, content FROM ",
+        &table_name(relate_id),
+        " WHERE relateId = ? AND status = 0 ORDER BY msgId DESC, id DESC LIMIT 1",
+    ]
+    .concat();
+    let row: Option<Row> = services
+        .db
+        .get(SLAVE)?
+        .run(|c| c.exec_first(&sql, (relate_id,)))?;
+    Ok(row.and_then(|row| {
+        let msg_type = msg_type_of(col_u32(&row, "type"))?;
+        let data = if msg_type == MsgType::MSG_TYPE_SINGLE_AUDIO {
+            services.audio.latest_text().to_vec()
+        } else {
+            col_bytes(&row, "content")
+        };
+        Some(LastMsg {
+            msg_id: col_u32(&row, "msgId"),
+            msg_type,
+            data,
+            from_id: col_u32(&row, "fromId"),
+        })
+    }))
+}
+
+/// `getMsgByMsgId`: the listed messages of the pair, newest first, at most 100.
+pub fn get_msg_by_msg_id(
+    services: &Services,
+    user_id: u32,
+    peer_id: u32,
+    msg_ids: &[u32],
+) -> Result<Vec<MsgInfo>, HandlerError> {
+    if msg_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(relate_id) = relation_model::get_relation_id(&services.db, user_id, peer_id)? else {
+        log::info!("invalid relation between {user_id} and {peer_id}");
+        return Ok(Vec::new());
+    };
+    let ids = &msg_ids[..msg_ids.len().min(IN_CHUNK)];
+    let sql = [
+        "SELECT msgId, fromId, created, type, content FROM ",
+        &table_name(relate_id),
+        " WHERE relateId = ? AND status = 0 AND msgId IN (",
+        &placeholders(ids.len()),
+        ") ORDER BY msgId DESC, id DESC LIMIT ?",
+    ]
+    .concat();
+    let mut params: Vec<mysql::Value> = Vec::with_capacity(ids.len() + 2);
+    params.push(relate_id.into());
+    params.extend(ids.iter().map(|&id| mysql::Value::from(id)));
+    params.push(BY_ID_LIMIT.into());
+    let rows: Vec<Row> = services.db.get(SLAVE)?.run(|c| c.exec(&sql, params))?;
+    let mut list: Vec<MsgInfo> = rows
+        .iter()
+        .filter_map(|r| row_to_msg(r, "fromId"))
+        .collect();
+    audio_model::read_audios(&services.db, &mut list)?;
+    Ok(list)
+}
+
+/// `getUnreadMsgCount`: the user's unread one-to-one messages by peer, each
+/// with the pair's newest message; adds them to `total`.
+pub fn get_unread_msg_count(
+    services: &Services,
+    user_id: u32,
+    total: &mut u32,
+    list: &mut Vec<UnreadInfo>,
+) -> Result<(), HandlerError> {
+    let counts: HashMap<String, String> = services
+        .cache
+        .get(pools::UNREAD)?
+        .run(|c| redis::cmd("HGETALL").arg(unread_key(user_id)).query(c))?;
+    let mut counts: Vec<(u32, u32)> = counts
+        .iter()
+        .filter_map(|(k, v)| Some((k.parse().ok()?, v.parse().unwrap_or(0))))
+        .collect();
+    counts.sort_unstable();
+    for (peer_id, unread_cnt) in counts {
+        let Some(last) = get_last_msg(services, peer_id, user_id)? else {
+            log::info!("user {user_id}: unread from {peer_id} but no message");
+            continue;
+        };
+        *total = total.saturating_add(unread_cnt);
+        list.push(UnreadInfo {
+            session_id: peer_id,
+            session_type: SessionType::SESSION_TYPE_SINGLE,
+            unread_cnt,
+            latest_msg_id: last.msg_id,
+            latest_msg_data: last.data,
+            latest_msg_type: last.msg_type,
+            latest_msg_from_user_id: last.from_id,
+        });
+    }
+    Ok(())
 }
 
 /// `getUnReadCntAll`: the user's unread one-to-one messages, all peers.
@@ -19,4 +216,305 @@ pub fn get_unread_cnt_all(cache: &CacheManager, user_id: u32) -> Result<u32, Cac
         .values()
         .map(|v| v.parse::<u32>().unwrap_or(0))
         .fold(0u32, u32::saturating_add))
+}
+
+/// The pair's relation and both users' active sessions with their update
+/// times, in one statement.
+const PAIR_LOOKUP: &str = "SELECT \
+    (SELECT id FROM IMRelationShip WHERE smallId = ? AND bigId = ? AND status = 0 \
+     ORDER BY id DESC LIMIT 1), \
+    (SELECT id FROM IMRecentSession WHERE userId = ? AND peerId = ? AND type = ? AND status = 0 \
+     ORDER BY id DESC LIMIT 1), \
+    (SELECT updated FROM IMRecentSession WHERE userId = ? AND peerId = ? AND type = ? \
+     AND status = 0 ORDER BY id DESC LIMIT 1), \
+    (SELECT id FROM IMRecentSession WHERE userId = ? AND peerId = ? AND type = ? AND status = 0 \
+     ORDER BY id DESC LIMIT 1), \
+    (SELECT updated FROM IMRecentSession WHERE userId = ? AND peerId = ? AND type = ? \
+     AND status = 0 ORDER BY id DESC LIMIT 1)";
+
+type PairIds = (
+    Option<u32>,
+    Option<u32>,
+    Option<u32>,
+    Option<u32>,
+    Option<u32>,
+);
+
+/// Raises the pair's id counter and the receiver's unread count in one
+/// step, when the id counter exists (`getMsgId` + `incMsgCount`).
+static COUNT_MESSAGE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local id = redis.call('INCR', KEYS[1])
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+return id",
+    )
+});
+
+/// What the message path knows of a pair: its relation, both sessions
+/// (`[small → big, big → small]`) and the second they were last set active
+/// and touched by this process.
+#[derive(Debug, Clone, Copy)]
+pub struct Pair {
+    /// `IMRelationShip.id`.
+    pub relate_id: u32,
+    /// `IMRecentSession.id` of each side.
+    pub sessions: [u32; 2],
+    /// When both sessions were last updated (status 0, `updated`).
+    pub touched: u32,
+}
+
+/// Most pairs remembered before the cache starts over.
+const PAIR_CACHE_MAX: usize = 100_000;
+
+/// The pairs messages went between lately, so that the usual message costs
+/// no lookup: a relation is never removed once made, and a session's id
+/// stays its own (the C++ revives a removed session instead of adding
+/// one); each second's first message of a pair sets both sessions active
+/// again, which also revives one removed meanwhile.
+#[derive(Default)]
+pub struct PairCache {
+    map: parking_lot::Mutex<HashMap<(u32, u32), Pair>>,
+}
+
+impl PairCache {
+    /// The pair `(small, big)`, if seen.
+    pub fn get(&self, small: u32, big: u32) -> Option<Pair> {
+        self.map.lock().get(&(small, big)).copied()
+    }
+
+    /// Remembers a pair.
+    pub fn put(&self, small: u32, big: u32, pair: Pair) {
+        let mut map = self.map.lock();
+        if map.len() >= PAIR_CACHE_MAX {
+            map.clear();
+        }
+        map.insert((small, big), pair);
+    }
+
+    /// Forgets a pair (one of its sessions was removed here).
+    pub fn forget(&self, a: u32, b: u32) {
+        self.map.lock().remove(&relation_model::ordered(a, b));
+    }
+}
+
+/// Relation id, then each session's id and update time.
+type PairRows = (u32, u32, Option<u32>, u32, Option<u32>);
+
+/// The pair's relation and sessions (ids and update times) from the
+/// database, each created under the pair lock when absent.
+fn lookup_pair(
+    services: &Services,
+    conn: &mut crate::db_pool::DbConn<'_>,
+    from_id: u32,
+    to_id: u32,
+    now: u32,
+) -> Result<PairRows, HandlerError> {
+    let single = SessionType::SESSION_TYPE_SINGLE as u32;
+    let (small, big) = relation_model::ordered(from_id, to_id);
+    let lookup_params = mysql::Params::Positional(
+        [
+            small, big, from_id, to_id, single, from_id, to_id, single, to_id, from_id, single,
+            to_id, from_id, single,
+        ]
+        .iter()
+        .map(|&v| mysql::Value::from(v))
+        .collect(),
+    );
+    let found: Option<PairIds> = conn.run(|c| c.exec_first(PAIR_LOOKUP, lookup_params.clone()))?;
+    if let Some((Some(r), Some(s), su, Some(p), pu)) = found {
+        return Ok((r, s, su, p, pu));
+    }
+    with_named_lock(
+        conn,
+        &relation_model::pair_lock_name(from_id, to_id),
+        |conn| {
+            let again: Option<PairIds> =
+                conn.run(|c| c.exec_first(PAIR_LOOKUP, lookup_params.clone()))?;
+            let (r, s, su, p, pu) = again.unwrap_or_default();
+            let r = match r {
+                Some(r) => r,
+                None => relation_model::add_relation(conn, &services.cache, from_id, to_id, now)?,
+            };
+            let (s, su) = match s {
+                Some(s) => (s, su),
+                None => (
+                    session_model::add_session_on(conn, from_id, to_id, single, now)?,
+                    Some(now),
+                ),
+            };
+            let (p, pu) = match p {
+                Some(p) => (p, pu),
+                None => (
+                    session_model::add_session_on(conn, to_id, from_id, single, now)?,
+                    Some(now),
+                ),
+            };
+            Ok((r, s, su, p, pu))
+        },
+    )
+}
+
+/// `sendMessage` / `sendAudioMessage` with the session and relation steps
+/// of the C++ `DB_PROXY::sendMessage`: stores one message and returns the
+/// id it got, or `None` when it is refused (nothing written, no id used).
+///
+/// Round trips on the usual path (relation and sessions exist): one lookup,
+/// one Redis script (`INCR` of the id and `HINCRBY` of the receiver's
+/// unread count, atomically), then the insert: alone (autocommit) when
+/// both sessions were already touched this second, else in one transaction
+/// with the session update. The counter goes up before the row is written
+/// so that no stored message is ever left uncounted; if the write fails the
+/// counter is lowered again and the sender gets id 0.
+pub fn send_message(
+    services: &Services,
+    msg: &IMMsgData,
+    now: u32,
+) -> Result<Option<u32>, HandlerError> {
+    let (from_id, to_id) = (msg.from_user_id, msg.to_session_id);
+    if from_id == 0 || to_id == 0 {
+        log::info!("invalid user id {from_id} -> {to_id}");
+        return Ok(None);
+    }
+    let audio = if msg.msg_type == MsgType::MSG_TYPE_SINGLE_AUDIO {
+        match services.audio.upload(&msg.msg_data) {
+            Ok(Some(a)) => Some(a),
+            Ok(None) => {
+                log::info!("audio message {from_id} -> {to_id} without sound, refused");
+                return Ok(None);
+            }
+            Err(e) => {
+                log::warn!("audio message {from_id} -> {to_id}: upload failed: {e}");
+                return Ok(None);
+            }
+        }
+    } else {
+        None
+    };
+    let (small, big) = relation_model::ordered(from_id, to_id);
+    let mut conn = services.db.get(MASTER)?;
+    let cached = services.pairs.get(small, big);
+    let (relate_id, session_id, peer_session_id, touch) = match cached {
+        Some(p) => {
+            let (s, peer) = if from_id == small {
+                (p.sessions[0], p.sessions[1])
+            } else {
+                (p.sessions[1], p.sessions[0])
+            };
+            (p.relate_id, s, peer, p.touched != now)
+        }
+        None => {
+            let (r, s, su, p, pu) = lookup_pair(services, &mut conn, from_id, to_id, now)?;
+            (r, s, p, su != Some(now) || pu != Some(now))
+        }
+    };
+    let mut redis = services.cache.get(pools::UNREAD)?;
+    let table = table_name(relate_id);
+    let max_sql = ["SELECT MAX(msgId) FROM ", &table, " WHERE relateId = ?"].concat();
+    let id_key = msg_id_key(relate_id);
+    let unread = unread_key(to_id);
+    let msg_id = next_msg_id(
+        &mut conn,
+        &mut redis,
+        |c| {
+            COUNT_MESSAGE
+                .key(&id_key)
+                .key(&unread)
+                .arg(from_id)
+                .invoke(c)
+        },
+        &id_key,
+        &relation_model::pair_lock_name(from_id, to_id),
+        &max_sql,
+        relate_id,
+    )?;
+    // From here on the unread count is one ahead until the row is written;
+    // any failure takes it back.
+    let insert = [
+        "INSERT INTO ",
+        &table,
+        " (relateId, fromId, toId, msgId, content, status, type, created, updated) \
+         VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
+    ]
+    .concat();
+    let created = msg.create_time;
+    let msg_type = msg.msg_type as u32;
+    // `updateSession` sets the time in seconds: nothing to do when both
+    // sessions were already touched this second.
+    let stored = if audio.is_none() && !touch {
+        // A single row: autocommit, one round trip.
+        conn.run(|c| {
+            c.exec_drop(
+                &insert,
+                (
+                    relate_id,
+                    from_id,
+                    to_id,
+                    msg_id,
+                    &msg.msg_data,
+                    msg_type,
+                    created,
+                    created,
+                ),
+            )
+        })
+        .map_err(HandlerError::from)
+    } else {
+        conn.transaction(|tx| {
+            let content: Vec<u8> = match &audio {
+                Some(a) => {
+                    let audio_id = audio_model::insert_audio(tx, from_id, to_id, created, a)?
+                        .ok_or(HandlerError::IdRange(0))?;
+                    audio_id.to_string().into_bytes()
+                }
+                None => msg.msg_data.clone(),
+            };
+            tx.exec_drop(
+                &insert,
+                (
+                    relate_id, from_id, to_id, msg_id, content, msg_type, created, created,
+                ),
+            )?;
+            // Last, so the session rows stay locked for the commit only.
+            // `status = 0` revives a session removed since it was cached,
+            // as the C++ `addSession` does.
+            tx.exec_drop(
+                "UPDATE IMRecentSession SET status = 0, updated = ? WHERE id IN (?, ?)",
+                (now, session_id, peer_session_id),
+            )?;
+            Ok::<(), HandlerError>(())
+        })
+    };
+    if let Err(e) = stored {
+        if let Err(e2) = redis.run(|c| {
+            redis::cmd("HINCRBY")
+                .arg(&unread)
+                .arg(from_id)
+                .arg(-1)
+                .query::<()>(c)
+        }) {
+            log::error!("{unread}[{from_id}] is one too high: {e2}");
+        }
+        return Err(e);
+    }
+    let sessions = if from_id == small {
+        [session_id, peer_session_id]
+    } else {
+        [peer_session_id, session_id]
+    };
+    services.pairs.put(
+        small,
+        big,
+        Pair {
+            relate_id,
+            sessions,
+            touched: if touch {
+                now
+            } else {
+                cached.map_or(now, |p| p.touched)
+            },
+        },
+    );
+    Ok(Some(msg_id))
 }

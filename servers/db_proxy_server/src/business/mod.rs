@@ -2,20 +2,28 @@
 //! `db_proxy_server/business/` directory, one module per C++ file pair
 //! (`*Action.cpp` handlers decode, call `*Model.cpp` queries, encode).
 
+pub mod audio_model;
 pub mod depart_action;
 pub mod depart_model;
+pub mod file_action;
+pub mod file_model;
+pub mod group_action;
 pub mod group_message_model;
 pub mod group_model;
 pub mod login;
+pub mod message_content;
 pub mod message_counter;
 pub mod message_model;
+pub mod recent_session;
+pub mod relation_model;
 pub mod session_model;
 pub mod user_action;
 pub mod user_model;
 
 use crate::cache_pool::CacheError;
-use crate::db_pool::DbError;
+use crate::db_pool::{DbConn, DbError};
 use base::pdu::{ImPdu, PduError};
+use mysql::prelude::Queryable;
 use mysql::Row;
 use thiserror::Error;
 use tt_proto::ProtoMessage;
@@ -35,6 +43,18 @@ pub enum HandlerError {
     /// and answers nothing).
     #[error(transparent)]
     Pdu(#[from] PduError),
+    /// A statement inside a transaction failed (the transaction is rolled back).
+    #[error("mysql: {0}")]
+    Sql(#[from] mysql::Error),
+    /// An auto-increment id does not fit the protocol's 32 bits.
+    #[error("auto-increment id {0} out of range")]
+    IdRange(u64),
+    /// A message-id counter vanished while being set.
+    #[error("message id counter {0} absent")]
+    Counter(String),
+    /// A MySQL named lock could not be taken in time.
+    #[error("named lock {0} not granted")]
+    Lock(String),
 }
 
 /// What a handler returns: the reply PDU, if the C++ sends one.
@@ -87,3 +107,110 @@ pub fn placeholders(n: usize) -> String {
 
 /// Most ids bound in one `IN (...)` statement.
 pub const IN_CHUNK: usize = 1000;
+
+/// `<prefix>_<id % 8>`: the shard tables of messages (`IMMessage_3`,
+/// `IMGroupMessage_5`). The only part of any statement that is not bound
+/// as a parameter, and it is made of a fixed prefix and a digit.
+pub fn shard_table(prefix: &str, id: u32) -> String {
+    let mut name = String::with_capacity(prefix.len() + 2);
+    name.push_str(prefix);
+    name.push('_');
+    name.push(char::from(b'0' + (id % 8) as u8));
+    name
+}
+
+/// How long a worker waits for a named lock.
+const LOCK_TIMEOUT_SECS: u32 = 10;
+
+/// Runs `f` holding the MySQL named lock `name` (`GET_LOCK`), so that rows
+/// the schema has no unique key for (relations, sessions) are created once
+/// even when two workers, or two db_proxy_servers, race to create them.
+pub fn with_named_lock<T>(
+    conn: &mut DbConn<'_>,
+    name: &str,
+    f: impl FnOnce(&mut DbConn<'_>) -> Result<T, HandlerError>,
+) -> Result<T, HandlerError> {
+    let got: Option<Option<i64>> =
+        conn.run(|c| c.exec_first("SELECT GET_LOCK(?, ?)", (name, LOCK_TIMEOUT_SECS)))?;
+    if got.flatten() != Some(1) {
+        return Err(HandlerError::Lock(name.to_string()));
+    }
+    let result = f(conn);
+    if let Err(e) = conn.run(|c| c.exec_drop("DO RELEASE_LOCK(?)", (name,))) {
+        log::warn!("releasing named lock {name}: {e}");
+    }
+    result
+}
+
+/// The message types the C++ accepts (`MsgType_IsValid`), from a column.
+pub fn msg_type_of(v: u32) -> Option<tt_proto::IM::BaseDefine::MsgType> {
+    use tt_proto::IM::BaseDefine::MsgType;
+    match v {
+        1 => Some(MsgType::MSG_TYPE_SINGLE_TEXT),
+        2 => Some(MsgType::MSG_TYPE_SINGLE_AUDIO),
+        17 => Some(MsgType::MSG_TYPE_GROUP_TEXT),
+        18 => Some(MsgType::MSG_TYPE_GROUP_AUDIO),
+        _ => None,
+    }
+}
+
+/// A binary-safe text column (message content), empty for NULL.
+pub fn col_bytes(row: &Row, name: &str) -> Vec<u8> {
+    row.get_opt::<Option<Vec<u8>>, _>(name)
+        .and_then(Result::ok)
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// The last message of a session, for unread counts and recent sessions.
+#[derive(Debug, Clone)]
+pub struct LastMsg {
+    /// `msgId`.
+    pub msg_id: u32,
+    /// `type`.
+    pub msg_type: tt_proto::IM::BaseDefine::MsgType,
+    /// `content`, or the encrypted "[语音]" for audio.
+    pub data: Vec<u8>,
+    /// Sender.
+    pub from_id: u32,
+}
+
+/// The next message id of a session, with its unread counters raised in
+/// the same step. `attempt` runs a script that, only when the id counter
+/// `key` exists, does `INCR key` (the C++ `getMsgId`) and raises the
+/// counters, returning the id; it returns `None` when the counter is
+/// absent. The C++ then starts again at 1, so new messages repeat stored
+/// ids (a flushed cache, rows loaded by SQL); here the counter is first
+/// set, under the named lock `lock`, to the highest stored id (`max_sql`,
+/// one `?` bound to `owner`), and the attempt is made again.
+pub fn next_msg_id(
+    conn: &mut DbConn<'_>,
+    redis: &mut crate::cache_pool::CacheConn<'_>,
+    attempt: impl Fn(&mut redis::Connection) -> redis::RedisResult<Option<u32>>,
+    key: &str,
+    lock: &str,
+    max_sql: &str,
+    owner: u32,
+) -> Result<u32, HandlerError> {
+    if let Some(id) = redis.run(&attempt)? {
+        return Ok(id);
+    }
+    with_named_lock(conn, lock, |conn| {
+        // MAX() of no row is NULL.
+        let max: Option<Option<u32>> = conn.run(|c| c.exec_first(max_sql, (owner,)))?;
+        let max = max.flatten().unwrap_or(0);
+        redis.run(|c| {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(max)
+                .arg("NX")
+                .query::<Option<String>>(c)
+        })?;
+        if max > 0 {
+            log::warn!("{key} was absent: continued from the stored id {max}");
+        }
+        redis
+            .run(&attempt)?
+            .ok_or_else(|| HandlerError::Counter(key.to_string()))
+    })
+}

@@ -1,9 +1,15 @@
 //! Recent sessions (`IMRecentSession`): the C++ `business/SessionModel.cpp`
-//! (`CSessionModel`). This issue needs what the group-chat sync uses; the
-//! session handlers extend it.
+//! (`CSessionModel`).
 
-use crate::db_pool::{DbError, DbManager, MASTER, SLAVE};
+use super::{col_u32, group_message_model, message_model, HandlerError};
+use crate::db_pool::{DbConn, DbError, DbManager, MASTER, SLAVE};
+use crate::services::Services;
 use mysql::prelude::Queryable;
+use mysql::Row;
+use tt_proto::IM::BaseDefine::{ContactSessionInfo, SessionStatusType, SessionType};
+
+/// Most sessions one recent-session reply lists (the C++ `limit 100`).
+const RECENT_LIMIT: u32 = 100;
 
 /// `getSessionId`: the session of `user_id` with `peer_id` of `session_type`;
 /// with `include_removed` also a removed one (status 1).
@@ -79,4 +85,105 @@ pub fn add_session(
             Ok(u32::try_from(conn.last_insert_id()).ok())
         }
     }
+}
+
+/// `addSession` on a connection the caller holds (the message path, under
+/// the pair lock): revive the session (any status) or create it.
+pub fn add_session_on(
+    conn: &mut DbConn<'_>,
+    user_id: u32,
+    peer_id: u32,
+    session_type: u32,
+    now: u32,
+) -> Result<u32, HandlerError> {
+    let existing: Option<u32> = conn.run(|c| {
+        c.exec_first(
+            "SELECT id FROM IMRecentSession WHERE userId = ? AND peerId = ? AND type = ? \
+             ORDER BY id DESC LIMIT 1",
+            (user_id, peer_id, session_type),
+        )
+    })?;
+    if let Some(id) = existing {
+        conn.run(|c| {
+            c.exec_drop(
+                "UPDATE IMRecentSession SET status = 0, updated = ? WHERE id = ?",
+                (now, id),
+            )
+        })?;
+        return Ok(id);
+    }
+    conn.run(|c| {
+        c.exec_drop(
+            "INSERT INTO IMRecentSession (userId, peerId, type, status, created, updated) \
+             VALUES (?, ?, ?, 0, ?, ?)",
+            (user_id, peer_id, session_type, now, now),
+        )
+    })?;
+    u32::try_from(conn.last_insert_id()).map_err(|_| HandlerError::IdRange(conn.last_insert_id()))
+}
+
+/// `removeSession`: mark a session removed (status 1).
+pub fn remove_session(db: &DbManager, session_id: u32, now: u32) -> Result<bool, DbError> {
+    let mut conn = db.get(MASTER)?;
+    conn.run(|c| {
+        c.exec_drop(
+            "UPDATE IMRecentSession SET status = 1, updated = ? WHERE id = ?",
+            (now, session_id),
+        )
+    })?;
+    Ok(conn.affected_rows() > 0)
+}
+
+/// `getRecentSession`: the user's active sessions updated after
+/// `last_time`, newest first, at most 100, each with its latest message
+/// (`fillSessionMsg`); a session without any message is left out, as the
+/// C++ does.
+pub fn get_recent_session(
+    services: &Services,
+    user_id: u32,
+    last_time: u32,
+) -> Result<Vec<ContactSessionInfo>, HandlerError> {
+    let rows: Vec<Row> = services.db.get(SLAVE)?.run(|c| {
+        c.exec(
+            "SELECT peerId, type, status, updated FROM IMRecentSession \
+             WHERE userId = ? AND status = 0 AND updated > ? ORDER BY updated DESC LIMIT ?",
+            (user_id, last_time, RECENT_LIMIT),
+        )
+    })?;
+    let mut list = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let peer_id = col_u32(row, "peerId");
+        let session_type = match col_u32(row, "type") {
+            1 => SessionType::SESSION_TYPE_SINGLE,
+            2 => SessionType::SESSION_TYPE_GROUP,
+            other => {
+                log::info!("invalid session type {other}: user {user_id}, peer {peer_id}");
+                continue;
+            }
+        };
+        let last = match session_type {
+            SessionType::SESSION_TYPE_SINGLE => {
+                message_model::get_last_msg(services, peer_id, user_id)?
+            }
+            SessionType::SESSION_TYPE_GROUP => {
+                group_message_model::get_last_msg(services, peer_id)?
+            }
+        };
+        let Some(last) = last else { continue };
+        list.push(ContactSessionInfo {
+            session_id: peer_id,
+            session_type,
+            session_status: if col_u32(row, "status") == 1 {
+                SessionStatusType::SESSION_STATUS_DELETE
+            } else {
+                SessionStatusType::SESSION_STATUS_OK
+            },
+            updated_time: col_u32(row, "updated"),
+            latest_msg_id: last.msg_id,
+            latest_msg_data: last.data,
+            latest_msg_type: last.msg_type,
+            latest_msg_from_user_id: last.from_id,
+        });
+    }
+    Ok(list)
 }

@@ -121,3 +121,37 @@ pub fn get_push_shield(db: &DbManager, user_id: u32) -> Result<Option<u32>, DbEr
     })?;
     Ok(v.map(Option::unwrap_or_default))
 }
+
+/// Copies a hash whole (`HGETALL` then `HMSET` in the C++), in one step.
+const COPY_HASH: &str = r"
+local all = redis.call('HGETALL', KEYS[1])
+if #all > 0 then redis.call('HMSET', KEYS[2], unpack(all)) end
+return #all";
+
+/// `clearUserCounter`: a read-ack. One-to-one: the user's unread count from
+/// the peer is deleted. Group: the user's read count becomes the group's
+/// message count, in one atomic script where the C++ makes two calls.
+pub fn clear_user_counter(
+    cache: &crate::cache_pool::CacheManager,
+    user_id: u32,
+    peer_id: u32,
+    session_type: tt_proto::IM::BaseDefine::SessionType,
+) -> Result<(), crate::cache_pool::CacheError> {
+    use super::{group_message_model, message_model};
+    use tt_proto::IM::BaseDefine::SessionType;
+    let mut conn = cache.get(crate::cache_pool::pools::UNREAD)?;
+    match session_type {
+        SessionType::SESSION_TYPE_SINGLE => conn.run(|c| {
+            redis::cmd("HDEL")
+                .arg(message_model::unread_key(user_id))
+                .arg(peer_id)
+                .query::<()>(c)
+        }),
+        SessionType::SESSION_TYPE_GROUP => conn.run(|c| {
+            redis::Script::new(COPY_HASH)
+                .key(group_message_model::group_total_key(peer_id))
+                .key(group_message_model::group_user_key(user_id, peer_id))
+                .invoke::<()>(c)
+        }),
+    }
+}

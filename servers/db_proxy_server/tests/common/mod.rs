@@ -1,0 +1,248 @@
+//! Helpers shared by the db_proxy_server integration tests: the conf, the
+//! started proxy, rows written the way the admin UI or demo SQL writes
+//! them, a fake msg_server's requests, a Redis reader per pool, and a fake
+//! msfs for voice messages.
+#![allow(dead_code)]
+
+use base::md5::md5_hex;
+use mysql::prelude::Queryable;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tt_proto::IM::BaseDefine::{MessageCmdID, MsgType, ServiceID};
+use tt_proto::IM::Message::IMMsgData;
+use tt_rs::{free_port, PduClient, RedisServer, ServerProcess, TestDb};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_db_proxy_server");
+pub const SID_MSG: u16 = ServiceID::SID_MSG as u16;
+pub const SID_GROUP: u16 = ServiceID::SID_GROUP as u16;
+pub const SID_OTHER: u16 = ServiceID::SID_OTHER as u16;
+pub const SID_BUDDY: u16 = ServiceID::SID_BUDDY_LIST as u16;
+pub const SID_FILE: u16 = ServiceID::SID_FILE as u16;
+pub const AES_KEY: &str = "12345678901234567890123456789012";
+
+/// Redis databases of the pools, as [`conf`] numbers them.
+pub const DB_UNREAD: u8 = 1;
+pub const DB_GROUP_SET: u8 = 2;
+pub const DB_GROUP_MEMBER: u8 = 5;
+
+pub fn conf(db: &TestDb, redis: u16, port: u16, threads: usize, max_conn: usize) -> String {
+    conf_msfs(db, redis, port, threads, max_conn, "http://127.0.0.1:8700/")
+}
+
+pub fn conf_msfs(
+    db: &TestDb,
+    redis: u16,
+    port: u16,
+    threads: usize,
+    max_conn: usize,
+    msfs: &str,
+) -> String {
+    let (host, db_port, user, pass) = db.server();
+    let mut c = format!(
+        "ListenIP=127.0.0.1\nListenPort={port}\nThreadNum={threads}\nMsfsSite={msfs}\n\
+         aesKey={AES_KEY}\n\
+         DBInstances=teamtalk_master,teamtalk_slave\n\
+         CacheInstances=unread,group_set,token,sync,group_member\n"
+    );
+    for inst in ["teamtalk_master", "teamtalk_slave"] {
+        c += &format!(
+            "{inst}_host={host}\n{inst}_port={db_port}\n{inst}_dbname={}\n\
+             {inst}_username={user}\n{inst}_password={pass}\n{inst}_maxconncnt={max_conn}\n",
+            db.name()
+        );
+    }
+    for (i, inst) in ["unread", "group_set", "token", "sync", "group_member"]
+        .iter()
+        .enumerate()
+    {
+        c += &format!(
+            "{inst}_host=127.0.0.1\n{inst}_port={redis}\n{inst}_db={}\n{inst}_maxconncnt={max_conn}\n",
+            i + 1
+        );
+    }
+    c
+}
+
+pub struct Proxy {
+    pub server: ServerProcess,
+    pub port: u16,
+}
+
+pub fn start(db: &TestDb, redis: &RedisServer, threads: usize, max_conn: usize) -> Proxy {
+    let port = free_port();
+    start_with(db, conf(db, redis.port(), port, threads, max_conn), port)
+}
+
+pub fn start_with(_db: &TestDb, conf_text: String, port: u16) -> Proxy {
+    let mut server = ServerProcess::start(BIN, "dbproxyserver.conf", &conf_text);
+    server.wait_listening(port);
+    Proxy { server, port }
+}
+
+/// Inserts a user whose plain password is `plain`, stored as the admin UI
+/// does: md5(md5(plain) + salt).
+pub fn add_user(db: &TestDb, id: u32, name: &str, plain: &str, updated: u32) {
+    let salt = format!("{:04}", id % 10_000);
+    let stored = md5_hex(format!("{}{salt}", md5_hex(plain.as_bytes())).as_bytes());
+    db.conn()
+        .exec_drop(
+            "INSERT INTO IMUser (id, sex, name, domain, nick, password, salt, phone, email, avatar, \
+             departId, status, created, updated, sign_info) \
+             VALUES (?, 1, ?, ?, ?, ?, ?, '1380000', ?, 'http://a/x.png', 1, 0, ?, ?, 'hi')",
+            (
+                id,
+                name,
+                format!("{name}-domain"),
+                format!("{name}-nick"),
+                stored,
+                salt,
+                format!("{name}@example.com"),
+                updated,
+                updated,
+            ),
+        )
+        .unwrap();
+}
+
+/// A message as a msg_server forwards it.
+pub fn msg_data(from: u32, to: u32, msg_type: MsgType, data: &[u8], created: u32) -> IMMsgData {
+    IMMsgData {
+        from_user_id: from,
+        to_session_id: to,
+        msg_id: 0,
+        create_time: created,
+        msg_type,
+        msg_data: data.to_vec(),
+        attach_data: Some(format!("attach-{from}-{to}").into_bytes()),
+    }
+}
+
+/// Sends a message and waits for db_proxy's answer (the message with its id).
+pub fn send(c: &mut PduClient, seq: u16, msg: &IMMsgData) -> IMMsgData {
+    c.send_msg(SID_MSG, MessageCmdID::CID_MSG_DATA as u16, seq, msg);
+    let (pdu, rsp) = c.recv_cmd::<IMMsgData>(MessageCmdID::CID_MSG_DATA as u16);
+    assert_eq!(pdu.seq_num(), seq);
+    rsp
+}
+
+/// A connection to one of the test Redis's databases.
+pub fn redis_db(redis: &RedisServer, db: u8) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{}/{db}", redis.port()))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+pub fn hgetall(conn: &mut redis::Connection, key: &str) -> HashMap<String, String> {
+    redis::cmd("HGETALL").arg(key).query(conn).unwrap()
+}
+
+pub fn get(conn: &mut redis::Connection, key: &str) -> Option<String> {
+    redis::cmd("GET").arg(key).query(conn).unwrap()
+}
+
+/// `<prefix>_<id % 8>`: a message shard table.
+pub fn shard(prefix: &str, id: u32) -> String {
+    [prefix, "_", &(id % 8).to_string()].concat()
+}
+
+/// The rows of one query as tuples.
+pub fn rows<T: mysql::prelude::FromRow>(db: &TestDb, sql: &str) -> Vec<T> {
+    db.conn().query(sql).unwrap()
+}
+
+/// A fake msfs: answers an upload with a URL on itself and serves the
+/// uploaded bytes back there.
+pub struct FakeMsfs {
+    pub port: u16,
+    pub files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+}
+
+impl FakeMsfs {
+    pub fn start() -> FakeMsfs {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let files: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        let store = files.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 65536];
+                // Read the head, then the body by Content-Length.
+                let (head_end, len) = loop {
+                    let n = s.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        break (None, 0);
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        break (Some(i + 4), len);
+                    }
+                };
+                let Some(head_end) = head_end else { continue };
+                while buf.len() < head_end + len {
+                    let n = s.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                if head.starts_with("POST") {
+                    let body = &buf[head_end..head_end + len];
+                    // The part's data sits between the blank line and the closing boundary.
+                    let start = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let end = body
+                        .windows(4)
+                        .rposition(|w| w == b"\r\n--")
+                        .unwrap_or(body.len());
+                    let mut files = store.lock().unwrap();
+                    let name = format!("/g0/{}.audio", files.len());
+                    files.insert(name.clone(), body[start..end].to_vec());
+                    let json = format!(
+                        "{{\"error_code\":0,\"error_msg\":\"ok\",\"path\":\"{name}\",\
+                         \"url\":\"http://127.0.0.1:{port}{name}\"}}"
+                    );
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+                        json.len()
+                    );
+                } else {
+                    let data = store.lock().unwrap().get(&path).cloned();
+                    match data {
+                        Some(d) => {
+                            let _ = write!(
+                                s,
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                d.len()
+                            );
+                            let _ = s.write_all(&d);
+                        }
+                        None => {
+                            let _ = s.write_all(
+                                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                            );
+                        }
+                    }
+                }
+            }
+        });
+        FakeMsfs { port, files }
+    }
+
+    pub fn site(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+}

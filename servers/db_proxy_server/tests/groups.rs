@@ -1,0 +1,604 @@
+//! Groups, group messages, group unread counters and push shields through
+//! the real binary, checked against the rows and keys they leave.
+#![allow(clippy::type_complexity)] // rows compared as tuples
+
+mod common;
+
+use common::*;
+use mysql::prelude::Queryable;
+use std::time::Duration;
+use tt_proto::IM::BaseDefine::{
+    GroupCmdID, GroupModifyType, GroupType, GroupVersionInfo, MessageCmdID, MsgType, OtherCmdID,
+    SessionType,
+};
+use tt_proto::IM::Group::{
+    IMGroupChangeMemberReq, IMGroupChangeMemberRsp, IMGroupCreateReq, IMGroupCreateRsp,
+    IMGroupInfoListReq, IMGroupInfoListRsp, IMGroupShieldReq, IMGroupShieldRsp,
+    IMNormalGroupListReq, IMNormalGroupListRsp,
+};
+use tt_proto::IM::Message::{
+    IMGetMsgByIdReq, IMGetMsgByIdRsp, IMGetMsgListReq, IMGetMsgListRsp, IMMsgDataReadAck,
+    IMUnreadMsgCntReq, IMUnreadMsgCntRsp,
+};
+use tt_proto::IM::Server::{IMGroupGetShieldReq, IMGroupGetShieldRsp};
+use tt_rs::{PduClient, RedisServer, TestDb};
+
+const GROUP: SessionType = SessionType::SESSION_TYPE_GROUP;
+
+fn create(
+    c: &mut PduClient,
+    user: u32,
+    name: &str,
+    t: GroupType,
+    members: &[u32],
+) -> IMGroupCreateRsp {
+    let req = IMGroupCreateReq {
+        user_id: user,
+        group_type: t,
+        group_name: name.into(),
+        group_avatar: "http://a/g.png".into(),
+        member_id_list: members.to_vec(),
+        attach_data: Some(b"c".to_vec()),
+    };
+    c.send_msg(
+        SID_GROUP,
+        GroupCmdID::CID_GROUP_CREATE_REQUEST as u16,
+        1,
+        &req,
+    );
+    let (_, rsp) = c.recv_cmd::<IMGroupCreateRsp>(GroupCmdID::CID_GROUP_CREATE_RESPONSE as u16);
+    assert_eq!(rsp.attach_data.as_deref(), Some(&b"c"[..]));
+    rsp
+}
+
+fn change(
+    c: &mut PduClient,
+    user: u32,
+    group: u32,
+    t: GroupModifyType,
+    members: &[u32],
+) -> IMGroupChangeMemberRsp {
+    let req = IMGroupChangeMemberReq {
+        user_id: user,
+        change_type: t,
+        group_id: group,
+        member_id_list: members.to_vec(),
+        attach_data: None,
+    };
+    c.send_msg(
+        SID_GROUP,
+        GroupCmdID::CID_GROUP_CHANGE_MEMBER_REQUEST as u16,
+        2,
+        &req,
+    );
+    c.recv_cmd::<IMGroupChangeMemberRsp>(GroupCmdID::CID_GROUP_CHANGE_MEMBER_RESPONSE as u16)
+        .1
+}
+
+fn normal_list(c: &mut PduClient, user: u32) -> Vec<(u32, u32)> {
+    let req = IMNormalGroupListReq {
+        user_id: user,
+        attach_data: None,
+    };
+    c.send_msg(
+        SID_GROUP,
+        GroupCmdID::CID_GROUP_NORMAL_LIST_REQUEST as u16,
+        3,
+        &req,
+    );
+    let (_, rsp) =
+        c.recv_cmd::<IMNormalGroupListRsp>(GroupCmdID::CID_GROUP_NORMAL_LIST_RESPONSE as u16);
+    rsp.group_version_list
+        .iter()
+        .map(|g| (g.group_id, g.version))
+        .collect()
+}
+
+fn info(c: &mut PduClient, user: u32, groups: &[(u32, u32)]) -> IMGroupInfoListRsp {
+    let req = IMGroupInfoListReq {
+        user_id: user,
+        group_version_list: groups
+            .iter()
+            .map(|&(group_id, version)| GroupVersionInfo { group_id, version })
+            .collect(),
+        attach_data: None,
+    };
+    c.send_msg(
+        SID_GROUP,
+        GroupCmdID::CID_GROUP_INFO_REQUEST as u16,
+        4,
+        &req,
+    );
+    c.recv_cmd::<IMGroupInfoListRsp>(GroupCmdID::CID_GROUP_INFO_RESPONSE as u16)
+        .1
+}
+
+fn unread_total(c: &mut PduClient, user: u32) -> IMUnreadMsgCntRsp {
+    let req = IMUnreadMsgCntReq {
+        user_id: user,
+        attach_data: None,
+    };
+    c.send_msg(
+        SID_MSG,
+        MessageCmdID::CID_MSG_UNREAD_CNT_REQUEST as u16,
+        5,
+        &req,
+    );
+    c.recv_cmd::<IMUnreadMsgCntRsp>(MessageCmdID::CID_MSG_UNREAD_CNT_RESPONSE as u16)
+        .1
+}
+
+fn members_in_cache(redis: &RedisServer, group: u32) -> Vec<u32> {
+    let mut m: Vec<u32> = hgetall(
+        &mut redis_db(redis, DB_GROUP_MEMBER),
+        &format!("group_member_{group}"),
+    )
+    .keys()
+    .map(|k| k.parse().unwrap())
+    .collect();
+    m.sort_unstable();
+    m
+}
+
+#[test]
+fn create_then_change_members_then_list() {
+    let db = TestDb::with_schema();
+    let redis = RedisServer::start();
+    let p = start(&db, &redis, 1, 4);
+    let mut c = PduClient::connect(p.port);
+
+    let r = create(
+        &mut c,
+        1,
+        "team",
+        GroupType::GROUP_TYPE_NORMAL,
+        &[3, 1, 2, 3],
+    );
+    assert_eq!(r.result_code, 0);
+    let g = r.group_id.expect("group id");
+    assert_eq!(r.group_name, "team");
+    assert_eq!(r.user_id_list, vec![1, 2, 3], "the member set, sorted");
+    let row: Vec<(String, String, u32, u32, u32, u32, u32, u32)> = rows(
+        &db,
+        "SELECT name, avatar, creator, type, userCnt, status, version, lastChated FROM IMGroup",
+    );
+    assert_eq!(
+        row,
+        vec![("team".into(), "http://a/g.png".into(), 1, 1, 3, 0, 1, 0)]
+    );
+    let members: Vec<(u32, u32, u32)> = rows(
+        &db,
+        "SELECT groupId, userId, status FROM IMGroupMember ORDER BY userId",
+    );
+    assert_eq!(members, vec![(g, 1, 0), (g, 2, 0), (g, 3, 0)]);
+    assert_eq!(members_in_cache(&redis, g), vec![1, 2, 3]);
+    assert_eq!(
+        get(
+            &mut redis_db(&redis, DB_UNREAD),
+            &format!("group_msg_id_{g}")
+        )
+        .as_deref(),
+        Some("0")
+    );
+
+    // Refused creations: no name, no member.
+    assert_eq!(
+        create(&mut c, 1, "", GroupType::GROUP_TYPE_NORMAL, &[1]).result_code,
+        1
+    );
+    let empty = create(&mut c, 1, "x", GroupType::GROUP_TYPE_NORMAL, &[]);
+    assert_eq!((empty.result_code, empty.group_id), (1, None));
+
+    // Add two, one already in: only the new ones change.
+    let r = change(
+        &mut c,
+        1,
+        g,
+        GroupModifyType::GROUP_MODIFY_TYPE_ADD,
+        &[2, 4, 5],
+    );
+    assert_eq!(r.result_code, 0);
+    assert_eq!(r.chg_user_id_list, vec![4, 5]);
+    assert_eq!(r.cur_user_id_list, vec![1, 2, 3, 4, 5]);
+    assert_eq!(members_in_cache(&redis, g), vec![1, 2, 3, 4, 5]);
+    // Remove one.
+    let r = change(&mut c, 1, g, GroupModifyType::GROUP_MODIFY_TYPE_DEL, &[2]);
+    assert_eq!(r.result_code, 0);
+    assert_eq!(r.chg_user_id_list, vec![2]);
+    assert_eq!(r.cur_user_id_list, vec![1, 3, 4, 5]);
+    let members: Vec<(u32, u32)> = rows(
+        &db,
+        "SELECT userId, status FROM IMGroupMember ORDER BY userId",
+    );
+    assert_eq!(members, vec![(1, 0), (2, 1), (3, 0), (4, 0), (5, 0)]);
+    let row: Vec<(u32, u32)> = rows(&db, "SELECT userCnt, version FROM IMGroup");
+    assert_eq!(row, vec![(4, 3)]);
+    assert_eq!(members_in_cache(&redis, g), vec![1, 3, 4, 5]);
+    // Re-adding a removed member revives the row.
+    let r = change(&mut c, 1, g, GroupModifyType::GROUP_MODIFY_TYPE_ADD, &[2]);
+    assert_eq!((r.result_code, r.chg_user_id_list), (0, vec![2]));
+    let n: Vec<u32> = rows(&db, "SELECT COUNT(*) FROM IMGroupMember WHERE userId = 2");
+    assert_eq!(n, vec![1]);
+    // Refusals: not the creator; nobody new to add.
+    let r = change(&mut c, 3, g, GroupModifyType::GROUP_MODIFY_TYPE_DEL, &[4]);
+    assert_eq!(r.result_code, 1);
+    assert!(r.cur_user_id_list.is_empty());
+    assert_eq!(
+        change(
+            &mut c,
+            1,
+            g,
+            GroupModifyType::GROUP_MODIFY_TYPE_ADD,
+            &[1, 3]
+        )
+        .result_code,
+        1
+    );
+    // Unknown group: no answer; the next answer is the following request's.
+    let req = IMGroupChangeMemberReq {
+        user_id: 1,
+        change_type: GroupModifyType::GROUP_MODIFY_TYPE_ADD,
+        group_id: 9999,
+        member_id_list: vec![1],
+        attach_data: None,
+    };
+    c.send_msg(
+        SID_GROUP,
+        GroupCmdID::CID_GROUP_CHANGE_MEMBER_REQUEST as u16,
+        9,
+        &req,
+    );
+
+    // Lists and versions.
+    let version = 4;
+    assert_eq!(normal_list(&mut c, 4), vec![(g, version)]);
+    assert_eq!(normal_list(&mut c, 99), vec![]);
+    let i = info(&mut c, 4, &[(g, 0), (9999, 0)]);
+    assert_eq!(i.group_info_list.len(), 1);
+    let gi = &i.group_info_list[0];
+    assert_eq!(
+        (gi.group_id, gi.version, gi.group_creator_id, gi.group_type),
+        (g, version, 1, GroupType::GROUP_TYPE_NORMAL)
+    );
+    assert_eq!(
+        (gi.group_name.as_str(), gi.group_avatar.as_str()),
+        ("team", "http://a/g.png")
+    );
+    assert_eq!(gi.group_member_list, vec![1, 2, 3, 4, 5]);
+    assert!(info(&mut c, 4, &[(g, version)]).group_info_list.is_empty());
+
+    // A temporary group: anyone adds, only the creator removes.
+    let t = create(&mut c, 7, "tmp", GroupType::GROUP_TYPE_TMP, &[7, 8]);
+    let tg = t.group_id.unwrap();
+    assert_eq!(
+        change(&mut c, 8, tg, GroupModifyType::GROUP_MODIFY_TYPE_ADD, &[9]).result_code,
+        0
+    );
+    assert_eq!(
+        change(&mut c, 8, tg, GroupModifyType::GROUP_MODIFY_TYPE_DEL, &[9]).result_code,
+        1
+    );
+    assert_eq!(
+        normal_list(&mut c, 8),
+        vec![],
+        "temporary groups are not listed"
+    );
+    assert!(c.try_recv(Duration::from_millis(200)).is_none());
+}
+
+#[test]
+fn shields_are_set_by_members_and_read_per_user() {
+    let db = TestDb::with_schema();
+    let redis = RedisServer::start();
+    let p = start(&db, &redis, 1, 4);
+    let mut c = PduClient::connect(p.port);
+    let g = create(&mut c, 1, "s", GroupType::GROUP_TYPE_NORMAL, &[1, 2, 3])
+        .group_id
+        .unwrap();
+    let shield = |c: &mut PduClient, user: u32, status: u32| {
+        let req = IMGroupShieldReq {
+            user_id: user,
+            group_id: g,
+            shield_status: status,
+            attach_data: None,
+        };
+        c.send_msg(
+            SID_GROUP,
+            GroupCmdID::CID_GROUP_SHIELD_GROUP_REQUEST as u16,
+            1,
+            &req,
+        );
+        c.recv_cmd::<IMGroupShieldRsp>(GroupCmdID::CID_GROUP_SHIELD_GROUP_RESPONSE as u16)
+            .1
+    };
+    assert_eq!(shield(&mut c, 3, 1).result_code, 0);
+    assert_eq!(shield(&mut c, 42, 1).result_code, 1, "not a member");
+    let set = hgetall(
+        &mut redis_db(&redis, DB_GROUP_SET),
+        &format!("group_set_{g}"),
+    );
+    assert_eq!(set.len(), 1);
+    assert_eq!(set.get("3_1").map(String::as_str), Some("1"));
+    let req = IMGroupGetShieldReq {
+        group_id: g,
+        user_id: vec![3, 2],
+        attach_data: Some(b"s".to_vec()),
+    };
+    c.send_msg(
+        SID_OTHER,
+        OtherCmdID::CID_OTHER_GET_SHIELD_REQ as u16,
+        2,
+        &req,
+    );
+    let (_, rsp) = c.recv_cmd::<IMGroupGetShieldRsp>(OtherCmdID::CID_OTHER_GET_SHIELD_RSP as u16);
+    let got: Vec<(u32, u32, u32)> = rsp
+        .shield_status_list
+        .iter()
+        .map(|s| (s.user_id, s.group_id, s.shield_status))
+        .collect();
+    assert_eq!(got, vec![(3, g, 1), (2, g, 0)]);
+    assert_eq!(rsp.attach_data.as_deref(), Some(&b"s"[..]));
+}
+
+#[test]
+fn a_message_to_a_group_of_fifty_raises_forty_nine_counters() {
+    let db = TestDb::with_schema();
+    let redis = RedisServer::start();
+    // One worker: a read-ack (no reply) is done before the next request.
+    let p = start(&db, &redis, 1, 4);
+    let mut c = PduClient::connect(p.port);
+    let members: Vec<u32> = (1..=50).collect();
+    let g = create(&mut c, 1, "fifty", GroupType::GROUP_TYPE_NORMAL, &members)
+        .group_id
+        .unwrap();
+
+    // As a msg_server stamps them: now (a member sees messages sent since joining).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    let r = send(
+        &mut c,
+        10,
+        &msg_data(1, g, MsgType::MSG_TYPE_GROUP_TEXT, b"hi all", now),
+    );
+    assert_eq!(r.msg_id, 1);
+    let table = shard("IMGroupMessage", g);
+    let stored: Vec<(u32, u32, u32, String, u32, u32, u32, u32)> = rows(
+        &db,
+        &[
+            "SELECT groupId, userId, msgId, content, type, status, updated, created FROM ",
+            &table,
+        ]
+        .concat(),
+    );
+    assert_eq!(stored, vec![(g, 1, 1, "hi all".into(), 17, 0, now, now)]);
+    let last_chated: Vec<u32> = rows(&db, "SELECT lastChated FROM IMGroup");
+    assert!(last_chated[0] > 0);
+    let sessions: Vec<(u32, u32, u32)> = rows(
+        &db,
+        "SELECT userId, peerId, type FROM IMRecentSession WHERE status = 0",
+    );
+    assert_eq!(sessions, vec![(1, g, 2)], "the sender's group session");
+    let mut unread_db = redis_db(&redis, DB_UNREAD);
+    assert_eq!(
+        hgetall(&mut unread_db, &format!("{g}_im_group_msg"))
+            .get("count")
+            .map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        hgetall(&mut unread_db, &format!("1_{g}_im_user_group"))
+            .get("count")
+            .map(String::as_str),
+        Some("1"),
+        "the sender has read his own message"
+    );
+    assert_eq!(
+        get(&mut unread_db, &format!("group_msg_id_{g}")).as_deref(),
+        Some("1")
+    );
+
+    let mut raised = 0;
+    for user in 1..=50 {
+        let u = unread_total(&mut c, user);
+        if user == 1 {
+            assert_eq!(u.total_cnt, 0);
+            assert!(u.unreadinfo_list.is_empty());
+            continue;
+        }
+        assert_eq!(u.total_cnt, 1, "user {user}");
+        let info = &u.unreadinfo_list[0];
+        assert_eq!(
+            (info.session_id, info.session_type, info.unread_cnt),
+            (g, GROUP, 1)
+        );
+        assert_eq!((info.latest_msg_id, info.latest_msg_from_user_id), (1, 1));
+        assert_eq!(info.latest_msg_data, b"hi all");
+        raised += 1;
+    }
+    assert_eq!(raised, 49);
+
+    // Read ack by user 2 clears user 2 only.
+    let ack = IMMsgDataReadAck {
+        user_id: 2,
+        session_id: g,
+        msg_id: 1,
+        session_type: GROUP,
+    };
+    c.send_msg(SID_MSG, MessageCmdID::CID_MSG_READ_ACK as u16, 11, &ack);
+    assert_eq!(unread_total(&mut c, 2).total_cnt, 0);
+    assert_eq!(unread_total(&mut c, 3).total_cnt, 1);
+    assert_eq!(
+        hgetall(&mut unread_db, &format!("2_{g}_im_user_group"))
+            .get("count")
+            .map(String::as_str),
+        Some("1")
+    );
+
+    // Listing and by-id for a member; nothing for an outsider.
+    let req = IMGetMsgListReq {
+        user_id: 3,
+        session_type: GROUP,
+        session_id: g,
+        msg_id_begin: 0,
+        msg_cnt: 10,
+        attach_data: None,
+    };
+    c.send_msg(SID_MSG, MessageCmdID::CID_MSG_LIST_REQUEST as u16, 12, &req);
+    let (_, l) = c.recv_cmd::<IMGetMsgListRsp>(MessageCmdID::CID_MSG_LIST_RESPONSE as u16);
+    assert_eq!(l.msg_list.len(), 1);
+    assert_eq!(
+        (l.msg_list[0].msg_id, l.msg_list[0].from_session_id),
+        (1, 1)
+    );
+    let req = IMGetMsgByIdReq {
+        user_id: 77,
+        session_type: GROUP,
+        session_id: g,
+        msg_id_list: vec![1],
+        attach_data: None,
+    };
+    c.send_msg(
+        SID_MSG,
+        MessageCmdID::CID_MSG_GET_BY_MSG_ID_REQ as u16,
+        13,
+        &req,
+    );
+    let (_, b) = c.recv_cmd::<IMGetMsgByIdRsp>(MessageCmdID::CID_MSG_GET_BY_MSG_ID_RES as u16);
+    assert!(b.msg_list.is_empty(), "not a member");
+
+    // A non-member's message gets no answer; the next answer is a member's.
+    c.send_msg(
+        SID_MSG,
+        MessageCmdID::CID_MSG_DATA as u16,
+        14,
+        &msg_data(77, g, MsgType::MSG_TYPE_GROUP_TEXT, b"intruder", now),
+    );
+    let r = send(
+        &mut c,
+        15,
+        &msg_data(5, g, MsgType::MSG_TYPE_GROUP_TEXT, b"second", now),
+    );
+    assert_eq!(r.msg_id, 2);
+    assert_eq!(unread_total(&mut c, 2).total_cnt, 1);
+    assert_eq!(unread_total(&mut c, 3).total_cnt, 2);
+    assert_eq!(unread_total(&mut c, 5).total_cnt, 0, "sending reads all");
+}
+
+#[test]
+fn groups_written_by_sql_are_served_after_filling_the_cache() {
+    let db = TestDb::with_schema();
+    let redis = RedisServer::start();
+    let mut conn = db.conn();
+    conn.query_drop(
+        "INSERT INTO IMGroup (id, name, avatar, creator, type, userCnt, status, version, \
+         lastChated, updated, created) VALUES (12, 'demo', '', 1, 1, 2, 0, 5, 0, 10, 10)",
+    )
+    .unwrap();
+    conn.query_drop(
+        "INSERT INTO IMGroupMember (groupId, userId, status, created, updated) VALUES \
+         (12, 1, 0, 10, 10), (12, 2, 0, 10, 10), (12, 3, 1, 10, 10)",
+    )
+    .unwrap();
+    let p = start(&db, &redis, 1, 4);
+    let mut c = PduClient::connect(p.port);
+    assert!(members_in_cache(&redis, 12).is_empty());
+    let r = send(
+        &mut c,
+        1,
+        &msg_data(2, 12, MsgType::MSG_TYPE_GROUP_TEXT, b"from sql", 20),
+    );
+    assert_eq!(r.msg_id, 1, "the C++ would answer nothing here");
+    assert_eq!(members_in_cache(&redis, 12), vec![1, 2]);
+    let joined = hgetall(&mut redis_db(&redis, DB_GROUP_MEMBER), "group_member_12");
+    assert_eq!(joined.get("1").map(String::as_str), Some("10"));
+    let i = info(&mut c, 1, &[(12, 0)]);
+    assert_eq!(i.group_info_list[0].group_member_list, vec![1, 2]);
+    assert_eq!(i.group_info_list[0].version, 5);
+    // The removed member is not in.
+    c.send_msg(
+        SID_MSG,
+        MessageCmdID::CID_MSG_DATA as u16,
+        2,
+        &msg_data(3, 12, MsgType::MSG_TYPE_GROUP_TEXT, b"x", 21),
+    );
+    assert_eq!(normal_list(&mut c, 1), vec![(12, 5)]);
+}
+
+#[test]
+fn group_ids_from_eight_concurrent_links_have_no_gap() {
+    const LINKS: u32 = 8;
+    const PER_LINK: u32 = 50;
+    let db = TestDb::with_schema();
+    let redis = RedisServer::start();
+    let p = start(&db, &redis, 4, 8);
+    let mut c = PduClient::connect(p.port);
+    let g = create(
+        &mut c,
+        1,
+        "busy",
+        GroupType::GROUP_TYPE_NORMAL,
+        &(1..=LINKS).collect::<Vec<_>>(),
+    )
+    .group_id
+    .unwrap();
+    let port = p.port;
+    let threads: Vec<_> = (1..=LINKS)
+        .map(|user| {
+            std::thread::spawn(move || {
+                let mut c = PduClient::connect(port);
+                for i in 0..PER_LINK {
+                    c.send_msg(
+                        SID_MSG,
+                        MessageCmdID::CID_MSG_DATA as u16,
+                        i as u16,
+                        &msg_data(user, g, MsgType::MSG_TYPE_GROUP_TEXT, b"x", 9),
+                    );
+                }
+                (0..PER_LINK)
+                    .map(|_| {
+                        c.recv_cmd::<tt_proto::IM::Message::IMMsgData>(
+                            MessageCmdID::CID_MSG_DATA as u16,
+                        )
+                        .1
+                        .msg_id
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut ids: Vec<u32> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let n = LINKS * PER_LINK;
+    assert_eq!(ids, (1..=n).collect::<Vec<_>>());
+    let stored: Vec<u32> = rows(
+        &db,
+        &[
+            "SELECT msgId FROM ",
+            &shard("IMGroupMessage", g),
+            " ORDER BY msgId",
+        ]
+        .concat(),
+    );
+    assert_eq!(stored, (1..=n).collect::<Vec<_>>());
+    let mut unread_db = redis_db(&redis, DB_UNREAD);
+    assert_eq!(
+        hgetall(&mut unread_db, &format!("{g}_im_group_msg"))
+            .get("count")
+            .map(String::as_str),
+        Some(n.to_string().as_str())
+    );
+    let sessions: Vec<u32> = rows(
+        &db,
+        "SELECT COUNT(*) FROM IMRecentSession GROUP BY userId ORDER BY userId",
+    );
+    assert_eq!(
+        sessions,
+        vec![1; LINKS as usize],
+        "one group session per sender"
+    );
+}
