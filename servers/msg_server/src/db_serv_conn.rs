@@ -1,0 +1,525 @@
+//! Links to db_proxy_server: the C++ `DBServConn.cpp` (`CDBServConn`,
+//! `init_db_serv_conn`, `get_db_serv_conn_for_login`, `get_db_serv_conn`,
+//! the `_Handle*Response` replies).
+//!
+//! `ConcurrentDBConnCnt` links go to each configured db_proxy. The first
+//! half of the db_proxies (rounded down) serve logins and other reads a
+//! client waits for (`get_db_serv_conn_for_login`), the rest everything
+//! else (`get_db_serv_conn`); each falls back on the other half, and picks
+//! a random open link in its range, as the C++ does.
+//!
+//! A reply names its client through the attach data of the request; a
+//! reply whose client has gone is dropped with a debug line.
+
+use crate::attach_data::{AttachData, Attached};
+use crate::file_handler;
+use crate::group_chat;
+use crate::msg_conn::{self, is_group_msg};
+use crate::peer_list::PeerList;
+use crate::push_serv_conn;
+use crate::route_serv_conn;
+use crate::state::{make_pdu, send_all, MsgState};
+use base::pdu::PduError;
+use base::tick::{monotonic_ms, unix_time};
+use base::ImPdu;
+use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
+use rand::Rng;
+use tt_proto::IM::BaseDefine::{
+    BuddyListCmdID, FileCmdID, GroupCmdID, LoginCmdID, MessageCmdID, OtherCmdID, ResultType,
+    ServiceID, SessionType, UserInfo,
+};
+use tt_proto::IM::Buddy::{
+    IMAllUserRsp, IMChangeAvatarRsp, IMChangeSignInfoRsp, IMDepartmentRsp,
+    IMRecentContactSessionRsp, IMRemoveSessionRsp, IMSignInfoChangedNotify, IMUsersInfoRsp,
+};
+use tt_proto::IM::Login::{IMDeviceTokenRsp, IMLoginRes, IMPushShieldRsp, IMQueryPushShieldRsp};
+use tt_proto::IM::Message::{
+    IMGetLatestMsgIdRsp, IMGetMsgByIdRsp, IMGetMsgListRsp, IMMsgData, IMMsgDataAck,
+    IMUnreadMsgCntRsp,
+};
+use tt_proto::IM::Server::{IMGetDeviceTokenReq, IMValidateRsp};
+
+/// `DEFAULT_CONCURRENT_DB_CONN_CNT`: links per db_proxy when
+/// `ConcurrentDBConnCnt` is absent.
+pub const DEFAULT_CONCURRENT_DB_CONN_CNT: usize = 10;
+
+/// Which half of the db_proxy links a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbPick {
+    /// `get_db_serv_conn_for_login`: the login half first.
+    Login,
+    /// `get_db_serv_conn`: the other half first.
+    Other,
+}
+
+/// The db_proxy links (`g_db_server_list`, `g_db_server_login_count`).
+#[derive(Debug, Default)]
+pub struct DbServers {
+    /// One entry per link: `ConcurrentDBConnCnt` per configured db_proxy.
+    pub peers: PeerList,
+    /// Links `[0, login_count)` serve logins.
+    pub login_count: usize,
+}
+
+impl DbServers {
+    /// `init_db_serv_conn`'s split for `peers` holding
+    /// `concurrent` links to each db_proxy.
+    pub fn new(peers: PeerList, concurrent: usize) -> DbServers {
+        let instances = peers.peer_count() / concurrent.max(1);
+        let login_count = (instances / 2) * concurrent;
+        log::info!(
+            "db_proxy links for login: [0, {login_count}), for the rest: [{login_count}, {})",
+            peers.peer_count()
+        );
+        DbServers { peers, login_count }
+    }
+
+    /// A random open link of the `pick` half, else of the other half.
+    pub fn pick(&self, pick: DbPick) -> Option<ConnId> {
+        let (login, other) = (
+            0..self.login_count,
+            self.login_count..self.peers.peer_count(),
+        );
+        let (first, second) = match pick {
+            DbPick::Login => (login, other),
+            DbPick::Other => (other, login),
+        };
+        random_of(&self.peers.open_in(first)).or_else(|| random_of(&self.peers.open_in(second)))
+    }
+}
+
+fn random_of(links: &[ConnId]) -> Option<ConnId> {
+    match links.len() {
+        0 => None,
+        n => Some(links[rand::thread_rng().gen_range(0..n)]),
+    }
+}
+
+/// Stamps a client's request with its user id (and, when `attach`, attach
+/// data naming connection `client`) and sends it to a db_proxy link of the
+/// `pick` half. With no link open it is dropped, as in the C++.
+pub fn forward<M: Attached>(
+    net: &mut Reactor<MsgState>,
+    state: &mut MsgState,
+    client: ConnId,
+    user_id: u32,
+    mut pdu: ImPdu,
+    pick: DbPick,
+    attach: bool,
+) -> Result<(), PduError> {
+    let mut msg: M = pdu.msg()?;
+    let Some(link) = state.db.pick(pick) else {
+        log::warn!(
+            "no db_proxy: command {:#06x} of user {user_id} dropped",
+            pdu.command_id()
+        );
+        return Ok(());
+    };
+    msg.set_user_id(user_id);
+    if attach {
+        msg.set_attach(Some(AttachData::handle(client).encode()));
+    }
+    pdu.set_msg(&msg)?;
+    let _ = net.send_pdu(link, &pdu);
+    Ok(())
+}
+
+/// The client connection named by a reply's user id and attach data
+/// (`GetMsgConnByHandle`), if it is still a connection of that user.
+pub fn client_of(state: &MsgState, user_id: u32, attach: Option<&[u8]>) -> Option<ConnId> {
+    let attach = match AttachData::decode(attach.unwrap_or_default()) {
+        Ok(a) => a,
+        Err(e) => {
+            log::warn!("reply for user {user_id} with unusable attach data dropped: {e}");
+            return None;
+        }
+    };
+    state.users.conn_of(user_id, attach.handle)
+}
+
+/// The common reply path: the reply goes, without its attach data, to the
+/// client connection that asked; dropped when that client has gone.
+pub fn relay_to_client<M: Attached>(
+    net: &mut Reactor<MsgState>,
+    state: &MsgState,
+    mut pdu: ImPdu,
+) -> Result<M, PduError> {
+    let mut msg: M = pdu.msg()?;
+    let Some(conn) = client_of(state, msg.user_id(), msg.attach()) else {
+        log::debug!(
+            "reply {:#06x} for user {}: client gone, dropped",
+            pdu.command_id(),
+            msg.user_id()
+        );
+        return Ok(msg);
+    };
+    msg.set_attach(None);
+    pdu.set_msg(&msg)?;
+    let _ = net.send_pdu(conn, &pdu);
+    Ok(msg)
+}
+
+/// `CDBServConn`: the handler of link `idx` of the db_proxy list.
+#[derive(Debug)]
+pub struct DbServConn {
+    idx: usize,
+    /// The connect completed (`m_bOpen`): its end is a loss worth a warning.
+    confirmed: bool,
+}
+
+impl DbServConn {
+    /// The handler for link `idx`.
+    pub fn new(idx: usize) -> DbServConn {
+        DbServConn {
+            idx,
+            confirmed: false,
+        }
+    }
+}
+
+impl ImConn<MsgState> for DbServConn {
+    /// `OnConfirm`.
+    fn on_confirm(&mut self, cx: &mut Ctx<'_, MsgState>) {
+        self.confirmed = true;
+        log::info!(
+            "connected to db_proxy {:?} (link {})",
+            cx.peer_addr(),
+            self.idx
+        );
+        cx.state.db.peers.confirm(self.idx, cx.id, monotonic_ms());
+    }
+
+    /// `OnClose`: the link is reconnected after the back-off.
+    fn on_close(&mut self, cx: &mut Ctx<'_, MsgState>) {
+        if self.confirmed {
+            log::warn!("lost db_proxy {:?} (link {})", cx.peer_addr(), self.idx);
+        } else {
+            log::debug!("no link to db_proxy {:?} yet", cx.peer_addr());
+        }
+        cx.state.db.peers.closed(self.idx, cx.id);
+    }
+
+    /// `OnTimer`: heartbeat after 5 s of quiet, close after 30 s of silence.
+    fn on_timer(&mut self, cx: &mut Ctx<'_, MsgState>, now: u64) {
+        cx.keep_alive(Heartbeat::SERVER, now);
+    }
+
+    /// `HandlePdu`: a reply that does not decode closes the link.
+    fn on_pdu(&mut self, cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) {
+        if let Err(e) = handle_reply(cx.net, cx.state, cx.id, pdu) {
+            log::warn!("db_proxy link {} sent a bad PDU, closing it: {e}", cx.id);
+            cx.close();
+        }
+    }
+}
+
+/// `CDBServConn::HandlePdu`'s switch.
+fn handle_reply(
+    net: &mut Reactor<MsgState>,
+    state: &mut MsgState,
+    link: ConnId,
+    pdu: ImPdu,
+) -> Result<(), PduError> {
+    use BuddyListCmdID as B;
+    use LoginCmdID as L;
+    use MessageCmdID as M;
+    use OtherCmdID as O;
+    let cid = pdu.command_id();
+    match cid {
+        c if c == O::CID_OTHER_HEARTBEAT as u16 => {}
+        c if c == O::CID_OTHER_VALIDATE_RSP as u16 => handle_validate_response(net, state, &pdu)?,
+        c if c == L::CID_LOGIN_RES_DEVICETOKEN as u16 => {
+            let rsp: IMDeviceTokenRsp = pdu.msg()?;
+            log::debug!("device token stored, user_id={}", rsp.user_id);
+        }
+        c if c == L::CID_LOGIN_RES_PUSH_SHIELD as u16 => {
+            relay_to_client::<IMPushShieldRsp>(net, state, pdu)?;
+        }
+        c if c == L::CID_LOGIN_RES_QUERY_PUSH_SHIELD as u16 => {
+            relay_to_client::<IMQueryPushShieldRsp>(net, state, pdu)?;
+        }
+        c if c == M::CID_MSG_UNREAD_CNT_RESPONSE as u16 => {
+            relay_to_client::<IMUnreadMsgCntRsp>(net, state, pdu)?;
+        }
+        c if c == M::CID_MSG_LIST_RESPONSE as u16 => {
+            relay_to_client::<IMGetMsgListRsp>(net, state, pdu)?;
+        }
+        c if c == M::CID_MSG_GET_BY_MSG_ID_RES as u16 => {
+            relay_to_client::<IMGetMsgByIdRsp>(net, state, pdu)?;
+        }
+        c if c == M::CID_MSG_DATA as u16 => handle_msg_data(net, state, link, pdu)?,
+        c if c == M::CID_MSG_GET_LATEST_MSG_ID_RSP as u16 => {
+            relay_to_client::<IMGetLatestMsgIdRsp>(net, state, pdu)?;
+        }
+        c if c == B::CID_BUDDY_LIST_RECENT_CONTACT_SESSION_RESPONSE as u16 => {
+            relay_to_client::<IMRecentContactSessionRsp>(net, state, pdu)?;
+        }
+        c if c == B::CID_BUDDY_LIST_ALL_USER_RESPONSE as u16 => {
+            relay_to_client::<IMAllUserRsp>(net, state, pdu)?;
+        }
+        c if c == B::CID_BUDDY_LIST_USER_INFO_RESPONSE as u16 => {
+            relay_to_client::<IMUsersInfoRsp>(net, state, pdu)?;
+        }
+        c if c == B::CID_BUDDY_LIST_REMOVE_SESSION_RES as u16 => {
+            relay_to_client::<IMRemoveSessionRsp>(net, state, pdu)?;
+        }
+        c if c == B::CID_BUDDY_LIST_CHANGE_AVATAR_RESPONSE as u16 => {
+            handle_change_avatar_response(net, state, pdu)?
+        }
+        c if c == B::CID_BUDDY_LIST_CHANGE_SIGN_INFO_RESPONSE as u16 => {
+            handle_change_sign_info_response(net, state, pdu)?
+        }
+        c if c == B::CID_BUDDY_LIST_DEPARTMENT_RESPONSE as u16 => {
+            relay_to_client::<IMDepartmentRsp>(net, state, pdu)?;
+        }
+        c if c == O::CID_OTHER_GET_DEVICE_TOKEN_RSP as u16 => {
+            push_serv_conn::handle_device_tokens(net, state, &pdu)?
+        }
+        c if c == O::CID_OTHER_GET_SHIELD_RSP as u16 => {
+            group_chat::handle_get_shield_response(net, state, &pdu)?
+        }
+        c if c == O::CID_OTHER_STOP_RECV_PACKET as u16 => {
+            log::warn!("db_proxy link {link} stops receiving: no more requests on it");
+            state.db.peers.stop_using(link);
+        }
+        c if (GroupCmdID::CID_GROUP_NORMAL_LIST_RESPONSE as u16
+            ..=GroupCmdID::CID_GROUP_CHANGE_MEMBER_NOTIFY as u16)
+            .contains(&c) =>
+        {
+            group_chat::handle_db_reply(net, state, pdu)?
+        }
+        c if c == FileCmdID::CID_FILE_HAS_OFFLINE_RES as u16 => {
+            file_handler::handle_has_offline_response(net, state, pdu)?
+        }
+        _ => log::warn!("db_proxy: unexpected command {cid:#06x} ignored"),
+    }
+    Ok(())
+}
+
+/// The `IMLoginRes` of a validated login: the user info db_proxy found.
+pub fn login_success(
+    result_string: Option<String>,
+    online_status: u32,
+    info: UserInfo,
+) -> IMLoginRes {
+    IMLoginRes {
+        server_time: unix_time(),
+        result_code: ResultType::REFUSE_REASON_NONE,
+        result_string,
+        online_status: Some((online_status as i32).into()),
+        user_info: Some(info),
+    }
+}
+
+/// `_HandleValidateResponse`: finishes the login of the connection named
+/// by the attach data, if it is still waiting for it.
+fn handle_validate_response(
+    net: &mut Reactor<MsgState>,
+    state: &mut MsgState,
+    pdu: &ImPdu,
+) -> Result<(), PduError> {
+    let rsp: IMValidateRsp = pdu.msg()?;
+    log::info!(
+        "validate response, user_name={}, result={}",
+        rsp.user_name,
+        rsp.result_code
+    );
+    let conn = match AttachData::decode(rsp.attach_data.as_deref().unwrap_or_default()) {
+        Ok(a) => ConnId::from_u64(a.handle),
+        Err(e) => {
+            log::warn!("validate response with unusable attach data dropped: {e}");
+            return Ok(());
+        }
+    };
+    let Some(client) = state.conns.get(&conn) else {
+        log::info!("validate response for {}: client gone", rsp.user_name);
+        return Ok(());
+    };
+    if client.open || client.login_name != rsp.user_name {
+        log::warn!(
+            "no such connection waiting for validation, user_name={}",
+            rsp.user_name
+        );
+        return Ok(());
+    }
+    let online_status = client.online_status;
+    let (sid, cid) = (
+        ServiceID::SID_LOGIN as u16,
+        LoginCmdID::CID_LOGIN_RES_USERLOGIN as u16,
+    );
+    match (rsp.result_code, rsp.user_info) {
+        (0, Some(info)) => {
+            msg_conn::login_validated(net, state, conn, info.user_id, &info.user_nick_name);
+            let res = login_success(rsp.result_string, online_status, info);
+            if let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &res) {
+                let _ = net.send_pdu(conn, &out);
+            }
+        }
+        (code, _) => {
+            log::info!("login of {} refused by db_proxy ({code})", rsp.user_name);
+            let res = IMLoginRes {
+                server_time: unix_time(),
+                result_code: ResultType::REFUSE_REASON_DB_VALIDATE_FAILED,
+                result_string: rsp.result_string,
+                online_status: None,
+                user_info: None,
+            };
+            if let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &res) {
+                let _ = net.send_pdu(conn, &out);
+            }
+            net.close_after_flush(conn);
+        }
+    }
+    Ok(())
+}
+
+/// `_HandleMsgData`: a one-to-one message was stored (or not: msg id 0).
+/// Acknowledged to its sender, sent to route_server for the other
+/// msg_servers, delivered to both users' connections here, and the
+/// receiver's device tokens are asked for a push.
+fn handle_msg_data(
+    net: &mut Reactor<MsgState>,
+    state: &mut MsgState,
+    link: ConnId,
+    mut pdu: ImPdu,
+) -> Result<(), PduError> {
+    let mut msg: IMMsgData = pdu.msg()?;
+    if is_group_msg(msg.msg_type) {
+        return group_chat::handle_group_message(net, state, pdu, msg);
+    }
+    let (from, to, msg_id) = (msg.from_user_id, msg.to_session_id, msg.msg_id);
+    if msg_id == 0 {
+        log::warn!("message {from}->{to}: storing failed, dropped");
+        return Ok(());
+    }
+    log::debug!("message stored, {from}->{to}, msg_id={msg_id}");
+    let from_conn = client_of(state, from, msg.attach_data.as_deref());
+    if let Some(sender) = from_conn {
+        let ack = IMMsgDataAck {
+            user_id: from,
+            session_id: to,
+            msg_id,
+            session_type: SessionType::SESSION_TYPE_SINGLE,
+        };
+        let (sid, cid) = (
+            ServiceID::SID_MSG as u16,
+            MessageCmdID::CID_MSG_DATA_ACK as u16,
+        );
+        if let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &ack) {
+            let _ = net.send_pdu(sender, &out);
+        }
+    }
+    msg.attach_data = None;
+    pdu.set_msg(&msg)?;
+    pdu.set_seq_num(0);
+    route_serv_conn::send_to_master(net, state, &pdu);
+    msg_conn::broadcast_client_msg_data(net, state, from, &pdu, msg_id, from_conn, from);
+    msg_conn::broadcast_client_msg_data(net, state, to, &pdu, msg_id, None, from);
+    let req = IMGetDeviceTokenReq {
+        user_id: vec![to],
+        attach_data: Some(pdu.body().to_vec()),
+    };
+    let (sid, cid) = (
+        ServiceID::SID_OTHER as u16,
+        OtherCmdID::CID_OTHER_GET_DEVICE_TOKEN_REQ as u16,
+    );
+    if let Some(out) = make_pdu(sid, cid, 0, &req) {
+        let _ = net.send_pdu(link, &out);
+    }
+    Ok(())
+}
+
+/// `_HandleChangeAvatarResponse`: to every connection of the user.
+fn handle_change_avatar_response(
+    net: &mut Reactor<MsgState>,
+    state: &mut MsgState,
+    mut pdu: ImPdu,
+) -> Result<(), PduError> {
+    let mut rsp: IMChangeAvatarRsp = pdu.msg()?;
+    log::info!(
+        "change avatar response, user_id={}, result={}",
+        rsp.user_id,
+        rsp.result_code
+    );
+    if let Some(user) = state.users.get(rsp.user_id) {
+        rsp.attach_data = None;
+        pdu.set_msg(&rsp)?;
+        send_all(net, &user.targets(None), &pdu);
+    }
+    Ok(())
+}
+
+/// `_HandleChangeSignInfoResponse`: to the client that asked; on success
+/// every msg_server (this one too, through route_server) tells its users.
+fn handle_change_sign_info_response(
+    net: &mut Reactor<MsgState>,
+    state: &mut MsgState,
+    pdu: ImPdu,
+) -> Result<(), PduError> {
+    let rsp = relay_to_client::<IMChangeSignInfoRsp>(net, state, pdu)?;
+    if rsp.result_code == 0 {
+        let notify = IMSignInfoChangedNotify {
+            changed_user_id: rsp.user_id,
+            sign_info: rsp.sign_info.unwrap_or_default(),
+        };
+        let sid = ServiceID::SID_BUDDY_LIST as u16;
+        let cid = BuddyListCmdID::CID_BUDDY_LIST_SIGN_INFO_CHANGED_NOTIFY as u16;
+        if let Some(out) = make_pdu(sid, cid, 0, &notify) {
+            route_serv_conn::send_to_master(net, state, &out);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base::config::ServerAddr;
+    use netlib::ServList;
+
+    fn servers(n: usize, concurrent: usize) -> DbServers {
+        let addrs = (0..n)
+            .map(|i| ServerAddr {
+                ip: "127.0.0.1".into(),
+                port: 1 + (i / concurrent) as u16,
+            })
+            .collect();
+        DbServers::new(PeerList::new(ServList::new(addrs)), concurrent)
+    }
+
+    fn c(n: u64) -> ConnId {
+        ConnId::from_u64((1 << 32) | n)
+    }
+
+    #[test]
+    fn login_half_and_fallback() {
+        // Two db_proxies, two links each: links 0-1 for login, 2-3 for the rest.
+        let mut db = servers(4, 2);
+        assert_eq!(db.login_count, 2);
+        assert_eq!(db.pick(DbPick::Login), None);
+        db.peers.confirm(3, c(3), 0);
+        assert_eq!(
+            db.pick(DbPick::Login),
+            Some(c(3)),
+            "falls back on the other half"
+        );
+        assert_eq!(db.pick(DbPick::Other), Some(c(3)));
+        db.peers.confirm(0, c(0), 0);
+        for _ in 0..20 {
+            assert_eq!(db.pick(DbPick::Login), Some(c(0)));
+            assert_eq!(db.pick(DbPick::Other), Some(c(3)));
+        }
+        db.peers.confirm(1, c(1), 0);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            seen.insert(db.pick(DbPick::Login));
+        }
+        assert_eq!(seen.len(), 2, "random among the open links of the half");
+    }
+
+    #[test]
+    fn one_db_proxy_has_no_login_half() {
+        let db = servers(3, 3);
+        assert_eq!(db.login_count, 0);
+    }
+}

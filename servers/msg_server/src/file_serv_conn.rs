@@ -1,0 +1,195 @@
+//! Links to file_server: the C++ `FileServConn.cpp` (`CFileServConn`,
+//! `init_file_serv_conn`, `get_random_file_serv_conn`).
+//!
+//! On connect each file_server is asked where clients reach it
+//! (`CID_OTHER_FILE_SERVER_IP_REQ`); file transfer requests go to a random
+//! open link, and its answer (a task id) goes to both ends of the transfer.
+
+use crate::attach_data::AttachData;
+use crate::peer_list::PeerList;
+use crate::route_serv_conn;
+use crate::state::{make_pdu, send_all, MsgState};
+use base::pdu::PduError;
+use base::tick::monotonic_ms;
+use base::ImPdu;
+use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
+use rand::Rng;
+use std::collections::HashMap;
+use tt_proto::IM::BaseDefine::{FileCmdID, IpAddr, OtherCmdID, ServiceID, TransferFileType};
+use tt_proto::IM::File::{IMFileNotify, IMFileRsp};
+use tt_proto::IM::Server::{IMFileServerIPReq, IMFileServerIPRsp, IMFileTransferRsp};
+
+/// The file_server links and the client addresses each reported.
+#[derive(Debug, Default)]
+pub struct FileServers {
+    /// The links.
+    pub peers: PeerList,
+    /// `m_ip_list` of each link.
+    pub ip_lists: HashMap<ConnId, Vec<IpAddr>>,
+}
+
+impl FileServers {
+    /// `get_random_file_serv_conn`: a random peer's link if open, else the
+    /// next open one after it.
+    pub fn pick(&self) -> Option<ConnId> {
+        let n = self.peers.peer_count();
+        if n == 0 {
+            return None;
+        }
+        let start = rand::thread_rng().gen_range(0..n);
+        (0..n)
+            .map(|i| (start + i) % n)
+            .filter_map(|idx| self.peers.list.servers[idx].conn)
+            .find(|&c| self.peers.is_open(c))
+    }
+
+    /// `GetFileServerIPList` of `link`.
+    pub fn ip_list(&self, link: ConnId) -> Vec<IpAddr> {
+        self.ip_lists.get(&link).cloned().unwrap_or_default()
+    }
+}
+
+/// `CFileServConn`: the handler of the link to file_server `idx`.
+#[derive(Debug)]
+pub struct FileServConn {
+    idx: usize,
+    /// The connect completed (`m_bOpen`): its end is a loss worth a warning.
+    confirmed: bool,
+}
+
+impl FileServConn {
+    /// The handler for peer `idx`.
+    pub fn new(idx: usize) -> FileServConn {
+        FileServConn {
+            idx,
+            confirmed: false,
+        }
+    }
+}
+
+impl ImConn<MsgState> for FileServConn {
+    /// `OnConfirm`: asks where clients reach this file_server.
+    fn on_confirm(&mut self, cx: &mut Ctx<'_, MsgState>) {
+        self.confirmed = true;
+        log::info!("connected to file_server {:?}", cx.peer_addr());
+        cx.state.file.peers.confirm(self.idx, cx.id, monotonic_ms());
+        let (sid, cid) = (
+            ServiceID::SID_OTHER as u16,
+            OtherCmdID::CID_OTHER_FILE_SERVER_IP_REQ as u16,
+        );
+        if let Some(out) = make_pdu(sid, cid, 0, &IMFileServerIPReq {}) {
+            cx.send_pdu(&out);
+        }
+    }
+
+    /// `OnClose`.
+    fn on_close(&mut self, cx: &mut Ctx<'_, MsgState>) {
+        if self.confirmed {
+            log::warn!("lost file_server {:?}", cx.peer_addr());
+        } else {
+            log::debug!("no link to file_server {:?} yet", cx.peer_addr());
+        }
+        cx.state.file.peers.closed(self.idx, cx.id);
+        cx.state.file.ip_lists.remove(&cx.id);
+    }
+
+    /// `OnTimer`: heartbeat after 5 s of quiet, close after 30 s of silence.
+    fn on_timer(&mut self, cx: &mut Ctx<'_, MsgState>, now: u64) {
+        cx.keep_alive(Heartbeat::SERVER, now);
+    }
+
+    /// `HandlePdu`: a body that does not decode closes the link.
+    fn on_pdu(&mut self, cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) {
+        let cid = pdu.command_id();
+        let handled = if cid == OtherCmdID::CID_OTHER_HEARTBEAT as u16 {
+            Ok(())
+        } else if cid == OtherCmdID::CID_OTHER_FILE_SERVER_IP_RSP as u16 {
+            pdu.msg::<IMFileServerIPRsp>().map(|rsp| {
+                for ip in &rsp.ip_addr_list {
+                    log::info!(
+                        "file_server {} serves clients on {}:{}",
+                        cx.id,
+                        ip.ip,
+                        ip.port
+                    );
+                }
+                cx.state.file.ip_lists.insert(cx.id, rsp.ip_addr_list);
+            })
+        } else if cid == OtherCmdID::CID_OTHER_FILE_TRANSFER_RSP as u16 {
+            handle_transfer_response(cx.net, cx.state, cx.id, &pdu)
+        } else {
+            log::warn!("file_server: unexpected command {cid:#06x} ignored");
+            Ok(())
+        };
+        if let Err(e) = handled {
+            log::warn!("file_server link {} sent a bad PDU, closing it: {e}", cx.id);
+            cx.close();
+        }
+    }
+}
+
+/// `_HandleFileMsgTransRsp`: the file_server made (or refused) a task;
+/// the sender gets `CID_FILE_RESPONSE`, and on success the receiver's PC
+/// clients (here and elsewhere) `CID_FILE_NOTIFY`.
+fn handle_transfer_response(
+    net: &mut Reactor<MsgState>,
+    state: &mut MsgState,
+    link: ConnId,
+    pdu: &ImPdu,
+) -> Result<(), PduError> {
+    let rsp: IMFileTransferRsp = pdu.msg()?;
+    let ip_addr_list = state.file.ip_list(link);
+    let trans_mode = rsp.trans_mode.unwrap_or(TransferFileType::FILE_TYPE_ONLINE);
+    let file_name = rsp.file_name.clone().unwrap_or_default();
+    let task_id = rsp.task_id.clone().unwrap_or_default();
+    log::info!(
+        "file transfer response, result={}, {}->{}, file={file_name}, task={task_id}",
+        rsp.result_code,
+        rsp.from_user_id,
+        rsp.to_user_id
+    );
+    let answer = IMFileRsp {
+        result_code: rsp.result_code,
+        from_user_id: rsp.from_user_id,
+        to_user_id: rsp.to_user_id,
+        file_name: file_name.clone(),
+        task_id: task_id.clone(),
+        ip_addr_list: ip_addr_list.clone(),
+        trans_mode,
+    };
+    let sid = ServiceID::SID_FILE as u16;
+    let handle = rsp
+        .attach_data
+        .as_deref()
+        .and_then(|a| AttachData::decode(a).ok())
+        .map_or(0, |a| a.handle);
+    if let Some(sender) = state.users.conn_of(rsp.from_user_id, handle) {
+        if let Some(out) = make_pdu(
+            sid,
+            FileCmdID::CID_FILE_RESPONSE as u16,
+            pdu.seq_num(),
+            &answer,
+        ) {
+            let _ = net.send_pdu(sender, &out);
+        }
+    }
+    if rsp.result_code == 0 {
+        let notify = IMFileNotify {
+            from_user_id: rsp.from_user_id,
+            to_user_id: rsp.to_user_id,
+            file_name,
+            file_size: rsp.file_size.unwrap_or(0),
+            task_id,
+            ip_addr_list,
+            trans_mode,
+            offline_ready: 0,
+        };
+        if let Some(out) = make_pdu(sid, FileCmdID::CID_FILE_NOTIFY as u16, 0, &notify) {
+            if let Some(to) = state.users.get(rsp.to_user_id) {
+                send_all(net, &to.pc_targets(None), &out);
+            }
+            route_serv_conn::send_to_master(net, state, &out);
+        }
+    }
+    Ok(())
+}

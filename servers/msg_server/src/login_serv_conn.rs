@@ -1,0 +1,107 @@
+//! Links to login_server: the C++ `LoginServConn.cpp` (`CLoginServConn`,
+//! `init_login_serv_conn`, `is_login_server_available`,
+//! `send_to_all_login_server`).
+//!
+//! On connect we tell each login_server where clients reach us and how
+//! many are logged in (`CID_OTHER_MSG_SERV_INFO`); then every login and
+//! logout is counted (`CID_OTHER_USER_CNT_UPDATE`), so login_server can send
+//! new clients to the least-loaded msg_server. login_server sends nothing
+//! but heartbeats.
+
+use crate::state::{make_pdu, send_all, MsgState};
+use base::tick::monotonic_ms;
+use base::ImPdu;
+use netlib::{Ctx, Heartbeat, ImConn, Reactor};
+use tt_proto::IM::BaseDefine::{OtherCmdID, ServiceID};
+use tt_proto::IM::Server::{IMMsgServInfo, IMUserCntUpdate};
+
+/// `USER_CNT_INC`.
+pub const USER_CNT_INC: u32 = 1;
+/// `USER_CNT_DEC`.
+pub const USER_CNT_DEC: u32 = 2;
+
+/// `CLoginServConn`: the handler of the link to login_server `idx`.
+#[derive(Debug)]
+pub struct LoginServConn {
+    idx: usize,
+    /// The connect completed (`m_bOpen`): its end is a loss worth a warning.
+    confirmed: bool,
+}
+
+impl LoginServConn {
+    /// The handler for peer `idx`.
+    pub fn new(idx: usize) -> LoginServConn {
+        LoginServConn {
+            idx,
+            confirmed: false,
+        }
+    }
+}
+
+/// The `IMMsgServInfo` of `OnConfirm`: our addresses, limit and load.
+pub fn msg_serv_info(state: &MsgState) -> IMMsgServInfo {
+    IMMsgServInfo {
+        ip1: state.me.ip1.clone(),
+        ip2: state.me.ip2.clone(),
+        port: u32::from(state.me.port),
+        max_conn_cnt: state.me.max_conn_cnt,
+        cur_conn_cnt: u32::try_from(state.users.conn_count()).unwrap_or(u32::MAX),
+        host_name: state.me.host_name.clone(),
+    }
+}
+
+impl ImConn<MsgState> for LoginServConn {
+    /// `OnConfirm`: registers this msg_server.
+    fn on_confirm(&mut self, cx: &mut Ctx<'_, MsgState>) {
+        self.confirmed = true;
+        log::info!("connected to login_server {:?}", cx.peer_addr());
+        cx.state.login.confirm(self.idx, cx.id, monotonic_ms());
+        let info = msg_serv_info(cx.state);
+        let (sid, cid) = (
+            ServiceID::SID_OTHER as u16,
+            OtherCmdID::CID_OTHER_MSG_SERV_INFO as u16,
+        );
+        if let Some(out) = make_pdu(sid, cid, 0, &info) {
+            cx.send_pdu(&out);
+        }
+    }
+
+    /// `OnClose`: reconnected after the back-off.
+    fn on_close(&mut self, cx: &mut Ctx<'_, MsgState>) {
+        if self.confirmed {
+            log::warn!("lost login_server {:?}", cx.peer_addr());
+        } else {
+            log::debug!("no link to login_server {:?} yet", cx.peer_addr());
+        }
+        cx.state.login.closed(self.idx, cx.id);
+    }
+
+    /// `OnTimer`: heartbeat after 5 s of quiet, close after 30 s of silence.
+    fn on_timer(&mut self, cx: &mut Ctx<'_, MsgState>, now: u64) {
+        cx.keep_alive(Heartbeat::SERVER, now);
+    }
+
+    /// `HandlePdu`: nothing to do (heartbeats refresh the link by arriving).
+    fn on_pdu(&mut self, _cx: &mut Ctx<'_, MsgState>, _pdu: ImPdu) {}
+}
+
+/// `send_to_all_login_server(CID_OTHER_USER_CNT_UPDATE)`: one user more
+/// (`online`) or less on this msg_server.
+pub fn send_user_cnt_update(
+    net: &mut Reactor<MsgState>,
+    state: &MsgState,
+    user_id: u32,
+    online: bool,
+) {
+    let msg = IMUserCntUpdate {
+        user_action: if online { USER_CNT_INC } else { USER_CNT_DEC },
+        user_id,
+    };
+    let (sid, cid) = (
+        ServiceID::SID_OTHER as u16,
+        OtherCmdID::CID_OTHER_USER_CNT_UPDATE as u16,
+    );
+    if let Some(out) = make_pdu(sid, cid, 0, &msg) {
+        send_all(net, &state.login.open_links(), &out);
+    }
+}

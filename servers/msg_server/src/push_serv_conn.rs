@@ -1,0 +1,331 @@
+//! Links to push_server, and the mobile pushes of stored messages: the C++
+//! `PushServConn.cpp` (`CPushServConn`, `get_push_serv_conn`,
+//! `build_ios_push_flash`) and `CDBServConn::_HandleGetDeviceTokenResponse`.
+//!
+//! After a message is stored, db_proxy is asked for its receivers' device
+//! tokens with the message as attach data. For a receiver logged in here
+//! the push is silent while one of its PC clients is on (as route_server
+//! reports); for one that is not, route_server is asked for its status
+//! first. Text is decrypted with `aesKey` for the push's flash line.
+//!
+//! Difference from the C++: when a push_server link other than the one in
+//! use closes, the one in use is kept (the C++ forgets it until the next
+//! push_server connects).
+
+use crate::attach_data::{AttachData, AttachType};
+use crate::peer_list::PeerList;
+use crate::route_serv_conn;
+use crate::state::{make_pdu, MsgState};
+use base::pdu::PduError;
+use base::tick::monotonic_ms;
+use base::ImPdu;
+use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
+use tt_proto::IM::BaseDefine::{
+    BuddyListCmdID, MsgType, OtherCmdID, ServiceID, UserStatType, UserTokenInfo,
+};
+use tt_proto::IM::Buddy::IMUsersStatReq;
+use tt_proto::IM::Message::IMMsgData;
+use tt_proto::IM::Server::{IMGetDeviceTokenRsp, IMPushToUserReq};
+
+/// `IOS_PUSH_FLASH_MAX_LENGTH`: bytes of a push's flash line.
+pub const IOS_PUSH_FLASH_MAX_LENGTH: usize = 40;
+/// `IM_PUSH_TYPE_NORMAL`.
+pub const PUSH_TYPE_NORMAL: u32 = 1;
+/// `IM_PUSH_TYPE_SILENT`.
+pub const PUSH_TYPE_SILENT: u32 = 2;
+/// The flash line of a picture message or of an unknown sender.
+pub const COMMON_FLASH: &str = "您收到了一条消息";
+
+/// The push_server links and the one in use (`g_master_push_conn`).
+#[derive(Debug, Default)]
+pub struct PushServers {
+    /// The links.
+    pub peers: PeerList,
+    /// The link pushes go to: the last one that connected.
+    pub master: Option<ConnId>,
+}
+
+/// `CPushServConn`: the handler of the link to push_server `idx`.
+#[derive(Debug)]
+pub struct PushServConn {
+    idx: usize,
+    /// The connect completed (`m_bOpen`): its end is a loss worth a warning.
+    confirmed: bool,
+}
+
+impl PushServConn {
+    /// The handler for peer `idx`.
+    pub fn new(idx: usize) -> PushServConn {
+        PushServConn {
+            idx,
+            confirmed: false,
+        }
+    }
+}
+
+impl ImConn<MsgState> for PushServConn {
+    /// `OnConfirm`: pushes go here from now on.
+    fn on_confirm(&mut self, cx: &mut Ctx<'_, MsgState>) {
+        self.confirmed = true;
+        log::info!("connected to push_server {:?}", cx.peer_addr());
+        cx.state.push.peers.confirm(self.idx, cx.id, monotonic_ms());
+        cx.state.push.master = Some(cx.id);
+    }
+
+    /// `OnClose`.
+    fn on_close(&mut self, cx: &mut Ctx<'_, MsgState>) {
+        if self.confirmed {
+            log::warn!("lost push_server {:?}", cx.peer_addr());
+        } else {
+            log::debug!("no link to push_server {:?} yet", cx.peer_addr());
+        }
+        cx.state.push.peers.closed(self.idx, cx.id);
+        if cx.state.push.master == Some(cx.id) {
+            cx.state.push.master = cx.state.push.peers.open_links().last().copied();
+        }
+    }
+
+    /// `OnTimer`: heartbeat after 5 s of quiet, close after 30 s of silence.
+    fn on_timer(&mut self, cx: &mut Ctx<'_, MsgState>, now: u64) {
+        cx.keep_alive(Heartbeat::SERVER, now);
+    }
+
+    /// `HandlePdu`: only heartbeats and push results, which are logged.
+    fn on_pdu(&mut self, _cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) {
+        if pdu.command_id() == OtherCmdID::CID_OTHER_PUSH_TO_USER_RSP as u16 {
+            log::debug!("push to user response");
+        } else if pdu.command_id() != OtherCmdID::CID_OTHER_HEARTBEAT as u16 {
+            log::warn!("push_server: unexpected command {:#06x}", pdu.command_id());
+        }
+    }
+}
+
+/// `build_ios_push_flash`: the line a phone shows for a message of
+/// `msg_type` with text `text` from a sender with `nick` (None when the
+/// sender is not logged in here).
+pub fn build_ios_push_flash(text: &str, msg_type: MsgType, nick: Option<&str>) -> String {
+    let (prefix, suffix) = ("&$#@~^@[{:", ":}]&$~@#@");
+    if let (Some(p), Some(s)) = (text.find(prefix), text.find(suffix)) {
+        if p < s {
+            return COMMON_FLASH.to_string();
+        }
+    }
+    let Some(nick) = nick else {
+        return COMMON_FLASH.to_string();
+    };
+    let flash = match msg_type {
+        MsgType::MSG_TYPE_GROUP_AUDIO => format!("{nick}在群聊中发送了一条语音消息"),
+        MsgType::MSG_TYPE_SINGLE_AUDIO => format!("{nick}给您发送了一条语音消息"),
+        _ => format!("{nick}:{text}"),
+    };
+    truncate_flash(flash)
+}
+
+/// Cuts at `IOS_PUSH_FLASH_MAX_LENGTH - 3` bytes and appends `...`. The
+/// C++ cuts bytes, possibly inside a UTF-8 character; we cut at the
+/// character boundary before.
+fn truncate_flash(flash: String) -> String {
+    let max = IOS_PUSH_FLASH_MAX_LENGTH - 3;
+    if flash.len() <= max {
+        return flash;
+    }
+    let mut end = max;
+    while !flash.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &flash[..end])
+}
+
+/// The `data` of a push: `{"from_id":…,"group_id":…,"msg_type":…}`.
+pub fn push_data(msg: &IMMsgData) -> String {
+    let mut obj = serde_json::Map::new();
+    obj.insert("msg_type".into(), (msg.msg_type as u32).into());
+    obj.insert("from_id".into(), msg.from_user_id.into());
+    if crate::msg_conn::is_group_msg(msg.msg_type) {
+        obj.insert("group_id".into(), msg.to_session_id.into());
+    }
+    serde_json::Value::Object(obj).to_string()
+}
+
+/// `_HandleGetDeviceTokenResponse`: the device tokens of a stored
+/// message's receivers came back; push to each but the sender.
+pub fn handle_device_tokens(
+    net: &mut Reactor<MsgState>,
+    state: &mut MsgState,
+    pdu: &ImPdu,
+) -> Result<(), PduError> {
+    let rsp: IMGetDeviceTokenRsp = pdu.msg()?;
+    let msg: IMMsgData = match tt_proto::decode(rsp.attach_data.as_deref().unwrap_or_default()) {
+        Ok(m) => m,
+        Err(e) => {
+            log::warn!("device tokens with an unusable message attached dropped: {e}");
+            return Ok(());
+        }
+    };
+    let text = match msg.msg_type {
+        MsgType::MSG_TYPE_SINGLE_TEXT | MsgType::MSG_TYPE_GROUP_TEXT => {
+            match state.aes.decrypt(&msg.msg_data) {
+                Ok(plain) => String::from_utf8_lossy(&plain).into_owned(),
+                Err(e) => {
+                    log::warn!(
+                        "push: cannot decrypt message {}->{}: {e}",
+                        msg.from_user_id,
+                        msg.to_session_id
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        _ => String::from_utf8_lossy(&msg.msg_data).into_owned(),
+    };
+    let nick = state
+        .users
+        .get(msg.from_user_id)
+        .map(|u| u.nick_name.clone());
+    let flash = build_ios_push_flash(&text, msg.msg_type, nick.as_deref());
+    let data = push_data(&msg);
+    let mut here = IMPushToUserReq {
+        flash: flash.clone(),
+        data: data.clone(),
+        user_token_list: Vec::new(),
+    };
+    for token in rsp.user_token_info {
+        if token.user_id == msg.from_user_id {
+            continue;
+        }
+        log::debug!(
+            "push to user {}, client_type={:?}, push_cnt={}",
+            token.user_id,
+            token.user_type,
+            token.push_count
+        );
+        match state.users.get(token.user_id) {
+            Some(user) => {
+                let push_type = if user.pc_login_status == crate::im_user::PC_LOGIN_STATUS_ON {
+                    PUSH_TYPE_SILENT
+                } else {
+                    PUSH_TYPE_NORMAL
+                };
+                here.user_token_list
+                    .push(UserTokenInfo { push_type, ..token });
+            }
+            None => ask_status_then_push(net, state, &flash, &data, token),
+        }
+    }
+    if !here.user_token_list.is_empty() {
+        send_push(net, state, &here);
+    }
+    Ok(())
+}
+
+/// A receiver not logged in here: route_server is asked whether it is
+/// online elsewhere, with the push waiting in the attach data.
+fn ask_status_then_push(
+    net: &mut Reactor<MsgState>,
+    state: &MsgState,
+    flash: &str,
+    data: &str,
+    token: UserTokenInfo,
+) {
+    let user_id = token.user_id;
+    let push = IMPushToUserReq {
+        flash: flash.to_string(),
+        data: data.to_string(),
+        user_token_list: vec![UserTokenInfo {
+            push_type: PUSH_TYPE_NORMAL,
+            ..token
+        }],
+    };
+    let attach = AttachData::with_pdu(AttachType::PduForPush, None, tt_proto::encode(&push));
+    let req = IMUsersStatReq {
+        user_id: 0,
+        user_id_list: vec![user_id],
+        attach_data: Some(attach.encode()),
+    };
+    let (sid, cid) = (
+        ServiceID::SID_BUDDY_LIST as u16,
+        BuddyListCmdID::CID_BUDDY_LIST_USERS_STATUS_REQUEST as u16,
+    );
+    if let Some(out) = make_pdu(sid, cid, 0, &req) {
+        route_serv_conn::send_to_master(net, state, &out);
+    }
+}
+
+/// The `ATTACH_TYPE_PDU_FOR_PUSH` branch of `_HandleUsersStatusResponse`:
+/// silent push when the receiver is online elsewhere, normal otherwise.
+pub fn push_after_status(
+    net: &mut Reactor<MsgState>,
+    state: &MsgState,
+    status: UserStatType,
+    push_body: &[u8],
+) -> Result<(), PduError> {
+    let mut push: IMPushToUserReq = match tt_proto::decode(push_body) {
+        Ok(p) => p,
+        Err(e) => {
+            log::warn!("waiting push unusable, dropped: {e}");
+            return Ok(());
+        }
+    };
+    if let Some(token) = push.user_token_list.first_mut() {
+        token.push_type = if status == UserStatType::USER_STATUS_ONLINE {
+            PUSH_TYPE_SILENT
+        } else {
+            PUSH_TYPE_NORMAL
+        };
+    }
+    send_push(net, state, &push);
+    Ok(())
+}
+
+/// `get_push_serv_conn()->SendPdu(CID_OTHER_PUSH_TO_USER_REQ)`.
+fn send_push(net: &mut Reactor<MsgState>, state: &MsgState, push: &IMPushToUserReq) {
+    let Some(link) = state.push.master else {
+        log::debug!("no push_server: push dropped");
+        return;
+    };
+    let (sid, cid) = (
+        ServiceID::SID_OTHER as u16,
+        OtherCmdID::CID_OTHER_PUSH_TO_USER_REQ as u16,
+    );
+    if let Some(out) = make_pdu(sid, cid, 0, push) {
+        let _ = net.send_pdu(link, &out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flash_lines() {
+        let text = MsgType::MSG_TYPE_SINGLE_TEXT;
+        assert_eq!(build_ios_push_flash("hi", text, Some("Al")), "Al:hi");
+        assert_eq!(build_ios_push_flash("hi", text, None), COMMON_FLASH);
+        assert_eq!(
+            build_ios_push_flash("&$#@~^@[{:http://x.png:}]&$~@#@", text, Some("Al")),
+            COMMON_FLASH
+        );
+        assert_eq!(
+            build_ios_push_flash("", MsgType::MSG_TYPE_SINGLE_AUDIO, Some("Al")),
+            "Al给您发送了一条语音消息"
+        );
+        let long = build_ios_push_flash(&"x".repeat(100), text, Some("Al"));
+        assert_eq!(long.len(), IOS_PUSH_FLASH_MAX_LENGTH);
+        assert!(long.ends_with("..."));
+        let wide = build_ios_push_flash(&"好".repeat(30), text, Some("Al"));
+        assert!(wide.len() <= IOS_PUSH_FLASH_MAX_LENGTH && wide.ends_with("..."));
+    }
+
+    #[test]
+    fn push_data_names_the_group() {
+        let mut m = IMMsgData {
+            from_user_id: 3,
+            to_session_id: 9,
+            msg_type: MsgType::MSG_TYPE_GROUP_TEXT,
+            ..IMMsgData::default()
+        };
+        assert_eq!(push_data(&m), r#"{"from_id":3,"group_id":9,"msg_type":17}"#);
+        m.msg_type = MsgType::MSG_TYPE_SINGLE_TEXT;
+        assert_eq!(push_data(&m), r#"{"from_id":3,"msg_type":1}"#);
+    }
+}

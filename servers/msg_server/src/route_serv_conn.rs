@@ -1,0 +1,341 @@
+//! Links to route_server: the C++ `RouteServConn.cpp` (`CRouteServConn`,
+//! `init_route_serv_conn`, `get_route_serv_conn`,
+//! `update_master_route_serv_conn`, `send_to_all_route_server`).
+//!
+//! route_server knows which users are logged in on which msg_server and
+//! relays what must reach users elsewhere. Logins and logouts go to every
+//! route_server; everything else goes to the master, the link that
+//! connected first, which is told so by `CID_OTHER_ROLE_SET`. On connect we
+//! list our users (`CID_OTHER_ONLINE_USER_INFO`). What route_server relays
+//! from other msg_servers is delivered here.
+
+use crate::attach_data::{AttachData, AttachType};
+use crate::file_handler;
+use crate::group_chat;
+use crate::im_user::{CLIENT_TYPE_FLAG_BOTH, CLIENT_TYPE_FLAG_PC, PC_LOGIN_STATUS_ON};
+use crate::msg_conn::{self, is_group_msg};
+use crate::peer_list::PeerList;
+use crate::push_serv_conn;
+use crate::state::{make_pdu, send_all, MsgState};
+use base::pdu::PduError;
+use base::tick::monotonic_ms;
+use base::ImPdu;
+use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
+use tt_proto::IM::BaseDefine::{
+    BuddyListCmdID, ClientType, FileCmdID, GroupCmdID, KickReasonType, MessageCmdID, OtherCmdID,
+    ServerUserStat, ServiceID, SwitchServiceCmdID, UserStatType,
+};
+use tt_proto::IM::Buddy::{
+    IMPCLoginStatusNotify, IMRemoveSessionNotify, IMSignInfoChangedNotify, IMUserStatNotify,
+    IMUsersStatRsp,
+};
+use tt_proto::IM::Message::{IMMsgData, IMMsgDataReadNotify};
+use tt_proto::IM::Server::{
+    IMOnlineUserInfo, IMRoleSet, IMServerKickUser, IMServerPCLoginStatusNotify, IMUserStatusUpdate,
+};
+use tt_proto::IM::SwitchService::IMP2PCmdMsg;
+
+/// The route_server links and which one is the master (`g_master_rs_conn`).
+#[derive(Debug, Default)]
+pub struct RouteServers {
+    /// The links.
+    pub peers: PeerList,
+    /// `get_route_serv_conn`: where everything but status updates goes.
+    pub master: Option<ConnId>,
+}
+
+/// `get_route_serv_conn()->SendPdu`: sends `pdu` to the master
+/// route_server, if any link is open.
+pub fn send_to_master(net: &mut Reactor<MsgState>, state: &MsgState, pdu: &ImPdu) {
+    if let Some(master) = state.route.master {
+        let _ = net.send_pdu(master, pdu);
+    }
+}
+
+/// `send_to_all_route_server(CID_OTHER_USER_STATUS_UPDATE)`: a client of
+/// `user_id` logged in or out.
+pub fn send_user_status_update(
+    net: &mut Reactor<MsgState>,
+    state: &MsgState,
+    user_id: u32,
+    client_type: u32,
+    status: UserStatType,
+) {
+    let msg = IMUserStatusUpdate {
+        user_status: status as u32,
+        user_id,
+        client_type: ClientType::from(client_type as i32),
+    };
+    let (sid, cid) = (
+        ServiceID::SID_OTHER as u16,
+        OtherCmdID::CID_OTHER_USER_STATUS_UPDATE as u16,
+    );
+    if let Some(out) = make_pdu(sid, cid, 0, &msg) {
+        send_all(net, &state.route.peers.open_links(), &out);
+    }
+}
+
+/// `update_master_route_serv_conn`: the oldest open link becomes master
+/// and is told so.
+fn update_master(net: &mut Reactor<MsgState>, state: &mut MsgState) {
+    state.route.master = state.route.peers.oldest_open();
+    if let Some(master) = state.route.master {
+        log::info!("route_server link {master} is the master");
+        let (sid, cid) = (
+            ServiceID::SID_OTHER as u16,
+            OtherCmdID::CID_OTHER_ROLE_SET as u16,
+        );
+        if let Some(out) = make_pdu(sid, cid, 0, &IMRoleSet { master: 1 }) {
+            let _ = net.send_pdu(master, &out);
+        }
+    } else {
+        log::warn!("no route_server link open");
+    }
+}
+
+/// The `IMOnlineUserInfo` of `OnConfirm`: every validated connection here.
+pub fn online_user_info(state: &MsgState) -> IMOnlineUserInfo {
+    IMOnlineUserInfo {
+        user_stat_list: state
+            .users
+            .online_user_info()
+            .into_iter()
+            .map(|(user_id, c)| ServerUserStat {
+                user_id,
+                status: UserStatType::from(c.online_status as i32),
+                client_type: ClientType::from(c.client_type as i32),
+            })
+            .collect(),
+    }
+}
+
+/// `CRouteServConn`: the handler of the link to route_server `idx`.
+#[derive(Debug)]
+pub struct RouteServConn {
+    idx: usize,
+    /// The connect completed (`m_bOpen`): its end is a loss worth a warning.
+    confirmed: bool,
+}
+
+impl RouteServConn {
+    /// The handler for peer `idx`.
+    pub fn new(idx: usize) -> RouteServConn {
+        RouteServConn {
+            idx,
+            confirmed: false,
+        }
+    }
+}
+
+impl ImConn<MsgState> for RouteServConn {
+    /// `OnConfirm`: maybe the master; lists our users.
+    fn on_confirm(&mut self, cx: &mut Ctx<'_, MsgState>) {
+        self.confirmed = true;
+        log::info!("connected to route_server {:?}", cx.peer_addr());
+        cx.state
+            .route
+            .peers
+            .confirm(self.idx, cx.id, monotonic_ms());
+        // Membership changes may have been missed while no link was open.
+        cx.state.groups.clear();
+        if cx.state.route.master.is_none() {
+            update_master(cx.net, cx.state);
+        }
+        let info = online_user_info(cx.state);
+        let (sid, cid) = (
+            ServiceID::SID_OTHER as u16,
+            OtherCmdID::CID_OTHER_ONLINE_USER_INFO as u16,
+        );
+        if let Some(out) = make_pdu(sid, cid, 0, &info) {
+            cx.send_pdu(&out);
+        }
+    }
+
+    /// `OnClose`: another link becomes master if this one was.
+    fn on_close(&mut self, cx: &mut Ctx<'_, MsgState>) {
+        if self.confirmed {
+            log::warn!("lost route_server {:?}", cx.peer_addr());
+        } else {
+            log::debug!("no link to route_server {:?} yet", cx.peer_addr());
+        }
+        cx.state.route.peers.closed(self.idx, cx.id);
+        if cx.state.route.master == Some(cx.id) {
+            update_master(cx.net, cx.state);
+        }
+    }
+
+    /// `OnTimer`: heartbeat after 5 s of quiet, close after 30 s of silence.
+    fn on_timer(&mut self, cx: &mut Ctx<'_, MsgState>, now: u64) {
+        cx.keep_alive(Heartbeat::SERVER, now);
+    }
+
+    /// `HandlePdu`: a body that does not decode closes the link.
+    fn on_pdu(&mut self, cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) {
+        if let Err(e) = handle_relayed(cx.net, cx.state, pdu) {
+            log::warn!(
+                "route_server link {} sent a bad PDU, closing it: {e}",
+                cx.id
+            );
+            cx.close();
+        }
+    }
+}
+
+/// `CRouteServConn::HandlePdu`'s switch.
+fn handle_relayed(
+    net: &mut Reactor<MsgState>,
+    state: &mut MsgState,
+    pdu: ImPdu,
+) -> Result<(), PduError> {
+    use BuddyListCmdID as B;
+    let cid = pdu.command_id();
+    match cid {
+        c if c == OtherCmdID::CID_OTHER_HEARTBEAT as u16 => {}
+        c if c == OtherCmdID::CID_OTHER_SERVER_KICK_USER as u16 => {
+            let msg: IMServerKickUser = pdu.msg()?;
+            log::info!(
+                "kick from route_server, user_id={}, client_type={:?}, reason={}",
+                msg.user_id,
+                msg.client_type,
+                msg.reason
+            );
+            let reason = if msg.reason == KickReasonType::KICK_REASON_MOBILE_KICK as u32 {
+                KickReasonType::KICK_REASON_MOBILE_KICK
+            } else {
+                KickReasonType::KICK_REASON_DUPLICATE_USER
+            };
+            msg_conn::kick_same_client_class(
+                net,
+                state,
+                msg.user_id,
+                msg.client_type as u32,
+                reason,
+                None,
+            );
+        }
+        c if c == B::CID_BUDDY_LIST_STATUS_NOTIFY as u16 => {
+            let msg: IMUserStatNotify = pdu.msg()?;
+            log::debug!(
+                "status notify, user_id={}, status={:?}",
+                msg.user_stat.user_id,
+                msg.user_stat.status
+            );
+            send_all(net, &state.users.all_targets(CLIENT_TYPE_FLAG_PC), &pdu);
+        }
+        c if c == B::CID_BUDDY_LIST_USERS_STATUS_RESPONSE as u16 => {
+            handle_users_status_response(net, state, pdu)?
+        }
+        c if c == MessageCmdID::CID_MSG_READ_NOTIFY as u16 => {
+            let msg: IMMsgDataReadNotify = pdu.msg()?;
+            if let Some(user) = state.users.get(msg.user_id) {
+                send_all(net, &user.targets(None), &pdu);
+            }
+        }
+        c if c == MessageCmdID::CID_MSG_DATA as u16 => {
+            let msg: IMMsgData = pdu.msg()?;
+            if is_group_msg(msg.msg_type) {
+                group_chat::handle_group_message_broadcast(net, state, msg)?;
+            } else {
+                let (from, to, id) = (msg.from_user_id, msg.to_session_id, msg.msg_id);
+                log::debug!("relayed message {from}->{to}, msg_id={id}");
+                msg_conn::broadcast_client_msg_data(net, state, from, &pdu, id, None, from);
+                msg_conn::broadcast_client_msg_data(net, state, to, &pdu, id, None, from);
+            }
+        }
+        c if c == SwitchServiceCmdID::CID_SWITCH_P2P_CMD as u16 => {
+            let msg: IMP2PCmdMsg = pdu.msg()?;
+            for uid in [msg.from_user_id, msg.to_user_id] {
+                if let Some(user) = state.users.get(uid) {
+                    send_all(net, &user.targets(None), &pdu);
+                }
+            }
+        }
+        c if c == OtherCmdID::CID_OTHER_LOGIN_STATUS_NOTIFY as u16 => {
+            let msg: IMServerPCLoginStatusNotify = pdu.msg()?;
+            log::debug!(
+                "PC login status of user {}: {}",
+                msg.user_id,
+                msg.login_status
+            );
+            if let Some(user) = state.users.get_mut(msg.user_id) {
+                user.pc_login_status = msg.login_status;
+                let notify = IMPCLoginStatusNotify {
+                    user_id: msg.user_id,
+                    login_stat: if msg.login_status == PC_LOGIN_STATUS_ON {
+                        UserStatType::USER_STATUS_ONLINE
+                    } else {
+                        UserStatType::USER_STATUS_OFFLINE
+                    },
+                };
+                let sid = ServiceID::SID_BUDDY_LIST as u16;
+                let cid = B::CID_BUDDY_LIST_PC_LOGIN_STATUS_NOTIFY as u16;
+                let targets = user.mobile_targets(None);
+                if let Some(out) = make_pdu(sid, cid, 0, &notify) {
+                    send_all(net, &targets, &out);
+                }
+            }
+        }
+        c if c == B::CID_BUDDY_LIST_REMOVE_SESSION_NOTIFY as u16 => {
+            let msg: IMRemoveSessionNotify = pdu.msg()?;
+            if let Some(user) = state.users.get(msg.user_id) {
+                send_all(net, &user.targets(None), &pdu);
+            }
+        }
+        c if c == B::CID_BUDDY_LIST_SIGN_INFO_CHANGED_NOTIFY as u16 => {
+            let msg: IMSignInfoChangedNotify = pdu.msg()?;
+            log::debug!("sign info of user {} changed", msg.changed_user_id);
+            send_all(net, &state.users.all_targets(CLIENT_TYPE_FLAG_BOTH), &pdu);
+        }
+        c if c == GroupCmdID::CID_GROUP_CHANGE_MEMBER_NOTIFY as u16 => {
+            group_chat::handle_change_member_broadcast(net, state, &pdu)?
+        }
+        c if c == FileCmdID::CID_FILE_NOTIFY as u16 => {
+            file_handler::handle_file_notify(net, state, &pdu)?
+        }
+        _ => log::warn!("route_server: unexpected command {cid:#06x} ignored"),
+    }
+    Ok(())
+}
+
+/// `_HandleUsersStatusResponse`: by the attach data's type, the answer
+/// of a client's question, the status deciding a push's kind, or the
+/// status deciding a file transfer's mode.
+fn handle_users_status_response(
+    net: &mut Reactor<MsgState>,
+    state: &mut MsgState,
+    mut pdu: ImPdu,
+) -> Result<(), PduError> {
+    let mut rsp: IMUsersStatRsp = pdu.msg()?;
+    let attach = match AttachData::decode(rsp.attach_data.as_deref().unwrap_or_default()) {
+        Ok(a) => a,
+        Err(e) => {
+            log::warn!("users status response with unusable attach data dropped: {e}");
+            return Ok(());
+        }
+    };
+    match attach.kind {
+        AttachType::Handle => {
+            if let Some(conn) = state.users.conn_of(rsp.user_id, attach.handle) {
+                rsp.attach_data = None;
+                pdu.set_msg(&rsp)?;
+                let _ = net.send_pdu(conn, &pdu);
+            } else {
+                log::debug!("users status for user {}: client gone", rsp.user_id);
+            }
+        }
+        AttachType::PduForPush => {
+            let Some(stat) = rsp.user_stat_list.first() else {
+                return Ok(());
+            };
+            push_serv_conn::push_after_status(net, state, stat.status, &attach.pdu)?;
+        }
+        AttachType::HandleAndPduForFile => {
+            let Some(stat) = rsp.user_stat_list.first() else {
+                return Ok(());
+            };
+            file_handler::transfer_after_status(net, state, stat.status, &attach, pdu.seq_num())?;
+        }
+        other => log::warn!("users status response with attach type {other:?} ignored"),
+    }
+    Ok(())
+}
