@@ -13,32 +13,6 @@ use tt_proto::IM::BaseDefine::{OtherCmdID, ServiceID};
 use tt_proto::IM::Server::{IMValidateReq, IMValidateRsp};
 use tt_rs::{built_binary, free_port, PduClient, RedisServer, ServerProcess, TestDb};
 
-fn conf(db: &TestDb, redis: u16, port: u16) -> String {
-    let (host, db_port, user, pass) = db.server();
-    let mut c = format!(
-        "ListenIP=127.0.0.1\nListenPort={port}\nThreadNum=4\nMsfsSite=http://127.0.0.1:8700/\n\
-         aesKey=12345678901234567890123456789012\nDBInstances=teamtalk_master,teamtalk_slave\n\
-         CacheInstances=unread,group_set,token,sync,group_member\n"
-    );
-    for inst in ["teamtalk_master", "teamtalk_slave"] {
-        c += &format!(
-            "{inst}_host={host}\n{inst}_port={db_port}\n{inst}_dbname={}\n{inst}_username={user}\n\
-             {inst}_password={pass}\n{inst}_maxconncnt=8\n",
-            db.name()
-        );
-    }
-    for (i, inst) in ["unread", "group_set", "token", "sync", "group_member"]
-        .iter()
-        .enumerate()
-    {
-        c += &format!(
-            "{inst}_host=127.0.0.1\n{inst}_port={redis}\n{inst}_db={}\n{inst}_maxconncnt=8\n",
-            i + 1
-        );
-    }
-    c
-}
-
 fn validate_round_trip(c: &mut Criterion) {
     let db = TestDb::with_schema();
     let salt = "1234";
@@ -56,7 +30,7 @@ fn validate_round_trip(c: &mut Criterion) {
     let mut server = ServerProcess::start(
         bin.to_str().expect("utf-8 path"),
         "dbproxyserver.conf",
-        &conf(&db, redis.port(), port),
+        &tt_rs::db_proxy_conf(&db, redis.port(), port, 4, 8, "http://127.0.0.1:8700/"),
     );
     server.wait_listening(port);
     let mut link = PduClient::connect(port);

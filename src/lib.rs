@@ -508,3 +508,72 @@ pub fn built_binary(name: &str) -> PathBuf {
     assert!(path.exists(), "{} missing after build", path.display());
     path
 }
+
+/// The demo `aesKey`, as in `conf/`.
+pub const AES_KEY: &str = "12345678901234567890123456789012";
+
+/// A `dbproxyserver.conf` for `db` and a private Redis on `redis_port`:
+/// both MySQL pools on the scratch database, the cache pools on Redis
+/// databases 1..5 in the order `unread, group_set, token, sync, group_member`.
+pub fn db_proxy_conf(
+    db: &TestDb,
+    redis_port: u16,
+    listen_port: u16,
+    threads: usize,
+    max_conn: usize,
+    msfs_site: &str,
+) -> String {
+    let (host, db_port, user, pass) = db.server();
+    let mut c = format!(
+        "ListenIP=127.0.0.1\nListenPort={listen_port}\nThreadNum={threads}\nMsfsSite={msfs_site}\n\
+         aesKey={AES_KEY}\nDBInstances=teamtalk_master,teamtalk_slave\n\
+         CacheInstances=unread,group_set,token,sync,group_member\n"
+    );
+    for inst in ["teamtalk_master", "teamtalk_slave"] {
+        c += &format!(
+            "{inst}_host={host}\n{inst}_port={db_port}\n{inst}_dbname={}\n\
+             {inst}_username={user}\n{inst}_password={pass}\n{inst}_maxconncnt={max_conn}\n",
+            db.name()
+        );
+    }
+    for (i, inst) in ["unread", "group_set", "token", "sync", "group_member"]
+        .iter()
+        .enumerate()
+    {
+        c += &format!(
+            "{inst}_host=127.0.0.1\n{inst}_port={redis_port}\n{inst}_db={}\n\
+             {inst}_maxconncnt={max_conn}\n",
+            i + 1
+        );
+    }
+    c
+}
+
+/// Inserts a user whose plain password is `plain`, stored as the admin UI
+/// does: md5(md5(plain) + salt), with a 4-digit salt.
+pub fn add_user(db: &TestDb, id: u32, name: &str, plain: &str, updated: u32) {
+    use base::md5::md5_hex;
+    use mysql::prelude::Queryable;
+    let salt = format!("{:04}", id % 10_000);
+    let stored = md5_hex(format!("{}{salt}", md5_hex(plain.as_bytes())).as_bytes());
+    db.conn()
+        .exec_drop(
+            "INSERT INTO IMUser (id, sex, name, domain, nick, password, salt, phone, email, avatar, \
+             departId, status, created, updated, sign_info) \
+             VALUES (?, 1, ?, ?, ?, ?, ?, '1380000', ?, 'http://a/x.png', 1, 0, ?, ?, 'hi')",
+            (
+                id,
+                name,
+                format!("{name}-domain"),
+                format!("{name}-nick"),
+                stored,
+                salt,
+                format!("{name}@example.com"),
+                updated,
+                updated,
+            ),
+        )
+        .expect("insert user");
+}
+
+pub mod cluster;

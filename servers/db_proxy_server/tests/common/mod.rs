@@ -4,7 +4,6 @@
 //! msfs for voice messages.
 #![allow(dead_code)]
 
-use base::md5::md5_hex;
 use mysql::prelude::Queryable;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -40,30 +39,7 @@ pub fn conf_msfs(
     max_conn: usize,
     msfs: &str,
 ) -> String {
-    let (host, db_port, user, pass) = db.server();
-    let mut c = format!(
-        "ListenIP=127.0.0.1\nListenPort={port}\nThreadNum={threads}\nMsfsSite={msfs}\n\
-         aesKey={AES_KEY}\n\
-         DBInstances=teamtalk_master,teamtalk_slave\n\
-         CacheInstances=unread,group_set,token,sync,group_member\n"
-    );
-    for inst in ["teamtalk_master", "teamtalk_slave"] {
-        c += &format!(
-            "{inst}_host={host}\n{inst}_port={db_port}\n{inst}_dbname={}\n\
-             {inst}_username={user}\n{inst}_password={pass}\n{inst}_maxconncnt={max_conn}\n",
-            db.name()
-        );
-    }
-    for (i, inst) in ["unread", "group_set", "token", "sync", "group_member"]
-        .iter()
-        .enumerate()
-    {
-        c += &format!(
-            "{inst}_host=127.0.0.1\n{inst}_port={redis}\n{inst}_db={}\n{inst}_maxconncnt={max_conn}\n",
-            i + 1
-        );
-    }
-    c
+    tt_rs::db_proxy_conf(db, redis, port, threads, max_conn, msfs)
 }
 
 pub struct Proxy {
@@ -82,29 +58,9 @@ pub fn start_with(_db: &TestDb, conf_text: String, port: u16) -> Proxy {
     Proxy { server, port }
 }
 
-/// Inserts a user whose plain password is `plain`, stored as the admin UI
-/// does: md5(md5(plain) + salt).
+/// Inserts a user whose plain password is `plain` (see `tt_rs::add_user`).
 pub fn add_user(db: &TestDb, id: u32, name: &str, plain: &str, updated: u32) {
-    let salt = format!("{:04}", id % 10_000);
-    let stored = md5_hex(format!("{}{salt}", md5_hex(plain.as_bytes())).as_bytes());
-    db.conn()
-        .exec_drop(
-            "INSERT INTO IMUser (id, sex, name, domain, nick, password, salt, phone, email, avatar, \
-             departId, status, created, updated, sign_info) \
-             VALUES (?, 1, ?, ?, ?, ?, ?, '1380000', ?, 'http://a/x.png', 1, 0, ?, ?, 'hi')",
-            (
-                id,
-                name,
-                format!("{name}-domain"),
-                format!("{name}-nick"),
-                stored,
-                salt,
-                format!("{name}@example.com"),
-                updated,
-                updated,
-            ),
-        )
-        .unwrap();
+    tt_rs::add_user(db, id, name, plain, updated)
 }
 
 /// A message as a msg_server forwards it.

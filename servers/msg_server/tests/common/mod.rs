@@ -9,7 +9,6 @@ pub mod fake_db;
 
 use base::md5::md5_hex;
 use base::pdu::ImPdu;
-use mysql::prelude::Queryable;
 use std::time::{Duration, Instant};
 use tt_proto::ProtoMessage;
 use tt_proto::IM::BaseDefine::{ClientType, LoginCmdID, ResultType, ServiceID, UserStatType};
@@ -39,27 +38,9 @@ fn bin(name: &str) -> String {
     built_binary(name).to_string_lossy().into_owned()
 }
 
-/// Inserts a user whose plain password is `plain`, stored as the admin UI
-/// does: md5(md5(plain) + salt).
+/// Inserts a user whose plain password is `plain` (see `tt_rs::add_user`).
 pub fn add_user(db: &TestDb, id: u32, name: &str, plain: &str) {
-    let salt = format!("{:04}", id % 10_000);
-    let stored = md5_hex(format!("{}{salt}", md5_hex(plain.as_bytes())).as_bytes());
-    db.conn()
-        .exec_drop(
-            "INSERT INTO IMUser (id, sex, name, domain, nick, password, salt, phone, email, avatar, \
-             departId, status, created, updated, sign_info) \
-             VALUES (?, 1, ?, ?, ?, ?, ?, '1380000', ?, 'http://a/x.png', 1, 0, 100, 100, 'hi')",
-            (
-                id,
-                name,
-                format!("{name}-domain"),
-                format!("{name}-nick"),
-                stored,
-                salt,
-                format!("{name}@example.com"),
-            ),
-        )
-        .unwrap();
+    tt_rs::add_user(db, id, name, plain, 100)
 }
 
 fn start_route(port: u16) -> ServerProcess {
@@ -73,29 +54,7 @@ fn start_route(port: u16) -> ServerProcess {
 }
 
 fn db_proxy_conf(db: &TestDb, redis: u16, port: u16) -> String {
-    let (host, db_port, user, pass) = db.server();
-    let mut c = format!(
-        "ListenIP=127.0.0.1\nListenPort={port}\nThreadNum=2\nMsfsSite=http://127.0.0.1:8700/\n\
-         aesKey={AES_KEY}\nDBInstances=teamtalk_master,teamtalk_slave\n\
-         CacheInstances=unread,group_set,token,sync,group_member\n"
-    );
-    for inst in ["teamtalk_master", "teamtalk_slave"] {
-        c += &format!(
-            "{inst}_host={host}\n{inst}_port={db_port}\n{inst}_dbname={}\n\
-             {inst}_username={user}\n{inst}_password={pass}\n{inst}_maxconncnt=4\n",
-            db.name()
-        );
-    }
-    for (i, inst) in ["unread", "group_set", "token", "sync", "group_member"]
-        .iter()
-        .enumerate()
-    {
-        c += &format!(
-            "{inst}_host=127.0.0.1\n{inst}_port={redis}\n{inst}_db={}\n{inst}_maxconncnt=4\n",
-            i + 1
-        );
-    }
-    c
+    tt_rs::db_proxy_conf(db, redis, port, 2, 4, "http://127.0.0.1:8700/")
 }
 
 /// route_server + login_server + db_proxy_server (+ MariaDB, Redis), or

@@ -1,0 +1,161 @@
+//! A whole cluster of real processes on free loopback ports: route_server,
+//! login_server, db_proxy_server (a scratch MariaDB database, a private
+//! Redis) and any number of msg_servers, for tests and benchmarks that
+//! speak to it as clients do.
+
+use crate::{
+    add_user, built_binary, db_proxy_conf, free_port, RedisServer, ServerProcess, TestDb, AES_KEY,
+};
+use mysql::prelude::Queryable;
+
+fn start(binary: &str, conf_name: &str, conf: &str, ports: &[u16]) -> ServerProcess {
+    let bin = built_binary(binary);
+    let mut p = ServerProcess::start(&bin.to_string_lossy(), conf_name, conf);
+    for &port in ports {
+        p.wait_listening(port);
+    }
+    p
+}
+
+/// The running cluster. Dropping it stops every process.
+pub struct Cluster {
+    /// The scratch database (users, groups... may be added through it).
+    pub db: TestDb,
+    /// The private Redis.
+    pub redis: RedisServer,
+    /// db_proxy_server's port.
+    pub db_proxy_port: u16,
+    /// route_server's port.
+    pub route_port: u16,
+    /// login_server's HTTP port (what clients ask).
+    pub login_http_port: u16,
+    /// login_server's TCP client port.
+    pub login_client_port: u16,
+    /// login_server's msg_server port.
+    pub login_msg_port: u16,
+    /// Running msg_servers and their client ports.
+    pub msg_servers: Vec<(ServerProcess, u16)>,
+    processes: Vec<ServerProcess>,
+}
+
+impl Cluster {
+    /// Starts route, login and db_proxy servers with `users` (id, name,
+    /// plain password) in the database, and `msg_servers` msg_servers.
+    pub fn start(users: &[(u32, &str, &str)], msg_servers: usize) -> Cluster {
+        let db = TestDb::with_schema();
+        for &(id, name, pw) in users {
+            add_user(&db, id, name, pw, 100);
+        }
+        let redis = RedisServer::start();
+        let (db_proxy_port, route_port) = (free_port(), free_port());
+        let (login_http_port, login_client_port, login_msg_port) =
+            (free_port(), free_port(), free_port());
+        let mut processes = vec![
+            start(
+                "route_server",
+                "routeserver.conf",
+                &format!("ListenIP=127.0.0.1\nListenMsgPort={route_port}\n"),
+                &[route_port],
+            ),
+            start(
+                "login_server",
+                "loginserver.conf",
+                &format!(
+                    "ClientListenIP=127.0.0.1\nClientPort={login_client_port}\n\
+                     HttpListenIP=127.0.0.1\nHttpPort={login_http_port}\n\
+                     MsgServerListenIP=127.0.0.1\nMsgServerPort={login_msg_port}\n\
+                     msfs=http://127.0.0.1:8700/\ndiscovery=http://127.0.0.1/api/discovery\n"
+                ),
+                &[login_http_port, login_client_port, login_msg_port],
+            ),
+        ];
+        processes.push(start(
+            "db_proxy_server",
+            "dbproxyserver.conf",
+            &db_proxy_conf(
+                &db,
+                redis.port(),
+                db_proxy_port,
+                4,
+                8,
+                "http://127.0.0.1:8700/",
+            ),
+            &[db_proxy_port],
+        ));
+        let mut cluster = Cluster {
+            db,
+            redis,
+            db_proxy_port,
+            route_port,
+            login_http_port,
+            login_client_port,
+            login_msg_port,
+            msg_servers: Vec::new(),
+            processes,
+        };
+        for _ in 0..msg_servers {
+            cluster.add_msg_server();
+        }
+        cluster
+    }
+
+    /// A `msgserver.conf` for a msg_server on `port` in this cluster (no
+    /// push_server or file_server runs: those links just keep retrying).
+    pub fn msg_server_conf(&self, port: u16) -> String {
+        format!(
+            "ListenIP=127.0.0.1\nListenPort={port}\nConcurrentDBConnCnt=2\n\
+             DBServerIP1=127.0.0.1\nDBServerPort1={db}\nDBServerIP2=127.0.0.1\nDBServerPort2={db}\n\
+             LoginServerIP1=127.0.0.1\nLoginServerPort1={login}\n\
+             RouteServerIP1=127.0.0.1\nRouteServerPort1={route}\n\
+             PushServerIP1=127.0.0.1\nPushServerPort1={push}\n\
+             FileServerIP1=127.0.0.1\nFileServerPort1={file}\n\
+             IpAddr1=127.0.0.1\nIpAddr2=127.0.0.1\nMaxConnCnt=100000\naesKey={AES_KEY}\n",
+            db = self.db_proxy_port,
+            login = self.login_msg_port,
+            route = self.route_port,
+            push = free_port(),
+            file = free_port(),
+        )
+    }
+
+    /// Starts one more msg_server and waits until login_server knows it.
+    pub fn add_msg_server(&mut self) -> u16 {
+        let port = free_port();
+        let conf = self.msg_server_conf(port);
+        let p = start("msg_server", "msgserver.conf", &conf, &[port]);
+        let login = &self.processes[1];
+        login.wait_log(&format!("port={port},"));
+        self.msg_servers.push((p, port));
+        port
+    }
+
+    /// `host:port` of login_server's HTTP port.
+    pub fn login_http(&self) -> String {
+        format!("127.0.0.1:{}", self.login_http_port)
+    }
+
+    /// Puts `members` in a new normal group `group_id` (rows only; db_proxy
+    /// fills its member cache from them).
+    pub fn add_group(&self, group_id: u32, name: &str, members: &[u32]) {
+        let mut conn = self.db.conn();
+        conn.exec_drop(
+            "INSERT INTO IMGroup (id, name, avatar, creator, type, userCnt, status, version, \
+             lastChated, created, updated) VALUES (?, ?, '', ?, 1, ?, 0, 1, 0, 1, 1)",
+            (
+                group_id,
+                name,
+                members.first().copied().unwrap_or(0),
+                members.len() as u32,
+            ),
+        )
+        .expect("insert group");
+        for &m in members {
+            conn.exec_drop(
+                "INSERT INTO IMGroupMember (groupId, userId, status, created, updated) \
+                 VALUES (?, ?, 0, 1, 1)",
+                (group_id, m),
+            )
+            .expect("insert member");
+        }
+    }
+}
