@@ -129,6 +129,30 @@ impl Cluster {
         port
     }
 
+    /// The warnings and errors every process logged so far, for a report.
+    pub fn problems(&self) -> Vec<String> {
+        let names = ["route_server", "login_server", "db_proxy_server"];
+        let procs = self
+            .processes
+            .iter()
+            .zip(names)
+            .map(|(p, n)| (n.to_string(), p))
+            .chain(
+                self.msg_servers
+                    .iter()
+                    .map(|(p, port)| (format!("msg_server:{port}"), p)),
+            );
+        let mut out = Vec::new();
+        for (name, p) in procs {
+            for line in p.log().lines() {
+                if line.contains(" WARN ") || line.contains(" ERROR ") {
+                    out.push(format!("{name}: {line}"));
+                }
+            }
+        }
+        out
+    }
+
     /// `host:port` of login_server's HTTP port.
     pub fn login_http(&self) -> String {
         format!("127.0.0.1:{}", self.login_http_port)

@@ -480,6 +480,12 @@ impl Drop for RedisServer {
 /// (e.g. `cargo test -p msg_server` alone) it is built here. (Cargo holds
 /// its build lock while compiling, not while tests run.)
 pub fn built_binary(name: &str) -> PathBuf {
+    built_binary_in(name, name)
+}
+
+/// [`built_binary`] for a binary `name` of package `package` (`tt-load` of
+/// `tt-client`).
+pub fn built_binary_in(package: &str, name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test>-<hash> -> target/<profile>
     let profile_dir = exe
@@ -490,7 +496,7 @@ pub fn built_binary(name: &str) -> PathBuf {
     let path = profile_dir.join(name);
     let release = profile_dir.file_name().is_some_and(|p| p == "release");
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(["build", "--quiet", "-p", name, "--bin", name])
+    cmd.args(["build", "--quiet", "-p", package, "--bin", name])
         .current_dir(repo_root());
     if release {
         cmd.arg("--release");

@@ -238,7 +238,9 @@ fn run_user(plan: &Plan, stats: &Stats, origin: Instant, stop: &AtomicBool, mut 
                 }
             }
             seq += 1;
-            next += interval;
+            // Never burst to catch up: msg_server drops a user's messages
+            // past 20/s, so a late user resumes its pace from now.
+            next = (next + interval).max(Instant::now());
         }
         let wait = next
             .saturating_duration_since(Instant::now())

@@ -1,0 +1,68 @@
+//! The whole cluster under load, measured with `tt-load`: route, login,
+//! db_proxy (real MariaDB and a private Redis) and two msg_servers, all
+//! release builds, on loopback. Not a criterion bench: it prints tt-load's
+//! table for each run.
+//!
+//! `cargo bench --bench cluster_load` (set TT_LOAD_RATES=1000,6000 to choose
+//! the offered rates; each run sends 10 s worth of messages). Each user
+//! sends 10 msgs/s, half msg_server's per-user limit of 20/s, so the
+//! number of users grows with the rate (100 users at 1,000 msgs/s).
+
+use std::process::Command;
+use tt_rs::cluster::Cluster;
+use tt_rs::{built_binary_in, ScratchDir};
+
+fn main() {
+    // The servers log at warn: per-message debug lines would be measured too.
+    if std::env::var_os("RUST_LOG").is_none() {
+        // (login_server stays at info: the harness waits for its registration line.)
+        std::env::set_var("RUST_LOG", "warn,login_server=info");
+    }
+    // `cargo bench` passes --bench; nothing else to parse.
+    let rates: Vec<u32> = std::env::var("TT_LOAD_RATES")
+        .unwrap_or_else(|_| "1000,6000".into())
+        .split(',')
+        .filter_map(|r| r.trim().parse().ok())
+        .collect();
+    let tt_load = built_binary_in("tt-client", "tt-load");
+    let dir = ScratchDir::new("cluster-load");
+    for rate in rates {
+        let n = (rate / 10).max(2);
+        let users: Vec<(u32, String, String)> = (1..=n)
+            .map(|i| (i, format!("load{i}"), format!("pw{i}")))
+            .collect();
+        let refs: Vec<(u32, &str, &str)> = users
+            .iter()
+            .map(|(i, n, p)| (*i, n.as_str(), p.as_str()))
+            .collect();
+        let csv = dir.path().join(format!("users-{n}.csv"));
+        let lines: String = users.iter().map(|(_, n, p)| format!("{n},{p}\n")).collect();
+        std::fs::write(&csv, lines).expect("write csv");
+        // A fresh cluster per run: empty tables, cold caches.
+        let cluster = Cluster::start(&refs, 2);
+        let per_user = (rate as usize * 10 / users.len()).max(1);
+        println!(
+            "== {n} users (a ring of 1:1 pairs), {rate} msgs/s offered, {per_user} messages each"
+        );
+        let json = dir.path().join(format!("rate-{rate}.json"));
+        let status = Command::new(&tt_load)
+            .args(["--login", &cluster.login_http(), "--csv"])
+            .arg(&csv)
+            .args([
+                "--messages",
+                &per_user.to_string(),
+                "--rate",
+                &rate.to_string(),
+            ])
+            .args(["--time-limit", "60", "--json"])
+            .arg(&json)
+            .status()
+            .expect("run tt-load");
+        assert!(status.success(), "tt-load failed");
+        let problems = cluster.problems();
+        println!("{} warnings/errors in the servers' logs", problems.len());
+        for line in problems.iter().take(20) {
+            println!("  {line}");
+        }
+    }
+}
