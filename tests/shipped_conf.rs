@@ -93,3 +93,23 @@ fn db_proxy_server_starts_with_the_shipped_conf() {
         "no secret in the log"
     );
 }
+
+#[test]
+fn msg_server_starts_with_the_shipped_conf() {
+    // Its peers are not running: it listens anyway and keeps retrying them.
+    let port = free_port();
+    let mut values = vec![("ListenPort", port.to_string())];
+    let peers = [
+        "DBServerPort1",
+        "DBServerPort2",
+        "LoginServerPort1",
+        "RouteServerPort1",
+        "PushServerPort1",
+        "FileServerPort1",
+    ];
+    let ports: Vec<String> = peers.iter().map(|_| free_port().to_string()).collect();
+    values.extend(peers.iter().copied().zip(ports));
+    let conf = with_values(&shipped("msgserver.conf"), &values);
+    let p = start("msg_server", "msgserver.conf", &conf, &[port]);
+    p.wait_log("connect");
+}
