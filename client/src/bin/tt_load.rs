@@ -263,13 +263,6 @@ fn main() {
     let stats = Arc::new(Stats::default());
     *stats.latency_us.lock().unwrap_or_else(|e| e.into_inner()) =
         Histogram::new_with_bounds(1, 60_000_000, 3).ok();
-    let server = match msg_server(&plan) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("tt-load: {e}");
-            std::process::exit(1);
-        }
-    };
     let login_start = Instant::now();
     let opts = LoginOptions {
         aes_key: plan.aes_key.clone(),
@@ -277,7 +270,10 @@ fn main() {
     };
     let mut sessions = Vec::new();
     for (name, pass) in &plan.users {
-        match Session::login(&server, name, pass, &opts) {
+        // Each user asks login_server, as real clients do, so the users
+        // spread over the msg_servers.
+        let login = msg_server(&plan).and_then(|server| Session::login(&server, name, pass, &opts));
+        match login {
             Ok(s) => {
                 stats.logins_ok.fetch_add(1, Ordering::SeqCst);
                 sessions.push(s);
