@@ -12,9 +12,10 @@ use base::aes::Aes;
 use base::md5::md5_hex;
 use base::pdu::{ImPdu, PduHeader, IM_PDU_HEADER_LEN};
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
+use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,6 +64,25 @@ fn read_exact(s: &mut TcpStream, buf: &mut [u8]) -> Result<(), ClientError> {
     })
 }
 
+/// Connects to `addr`, from `source` when given.
+pub fn connect_from(addr: &str, source: Option<IpAddr>) -> Result<TcpStream, ClientError> {
+    let Some(source) = source else {
+        return Ok(TcpStream::connect(addr)?);
+    };
+    let target = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| ClientError::Protocol(format!("{addr} resolves to nothing")))?;
+    let socket = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    socket.connect(&target.into())?;
+    Ok(socket.into())
+}
+
 /// Writes one PDU.
 pub fn write_pdu(s: &mut TcpStream, pdu: &ImPdu) -> Result<(), ClientError> {
     s.write_all(pdu.as_bytes()).map_err(ClientError::Io)
@@ -79,6 +99,9 @@ pub struct LoginOptions {
     pub version: String,
     /// The cluster's `aesKey` (32 bytes) for message text.
     pub aes_key: String,
+    /// Local address to connect from (`127.0.0.x`), so a load test can open
+    /// more connections than one source address has ephemeral ports.
+    pub source_ip: Option<IpAddr>,
 }
 
 impl Default for LoginOptions {
@@ -88,6 +111,7 @@ impl Default for LoginOptions {
             status: UserStatType::USER_STATUS_ONLINE,
             version: concat!("tt-rs/", env!("CARGO_PKG_VERSION")).into(),
             aes_key: "12345678901234567890123456789012".into(),
+            source_ip: None,
         }
     }
 }
@@ -145,7 +169,7 @@ impl Session {
         password: &str,
         opts: &LoginOptions,
     ) -> Result<Session, ClientError> {
-        let stream = TcpStream::connect(addr)?;
+        let stream = connect_from(addr, opts.source_ip)?;
         stream.set_nodelay(true)?;
         let aes = Aes::new(opts.aes_key.as_bytes())?;
         let mut reader = stream.try_clone()?;

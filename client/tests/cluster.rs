@@ -128,6 +128,8 @@ fn tt_load_fifty_users_two_thousand_messages_none_lost() {
             "800",
             "--time-limit",
             "120",
+            "--source-ips",
+            "127.0.0.2,127.0.0.3",
             "--json",
         ])
         .arg(&json)
@@ -147,4 +149,11 @@ fn tt_load_fifty_users_two_thousand_messages_none_lost() {
     assert_eq!(report["delivered"], 2000, "{report}");
     assert_eq!(report["lost"], 0, "{report}");
     assert!(report["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    let logs: String = cluster.msg_servers.iter().map(|(p, _)| p.log()).collect();
+    for source in ["127.0.0.2:", "127.0.0.3:"] {
+        assert!(
+            logs.contains(&format!("accepted {source}")),
+            "no client from {source}"
+        );
+    }
 }

@@ -12,7 +12,12 @@
 //! tt-load [--login HOST:PORT | --server HOST:PORT] [--csv FILE] [--users N]
 //!         [--messages M] [--rate MSGS_PER_S] [--group-ratio F] [--group ID]
 //!         [--time-limit SECS] [--json PATH] [--aes-key KEY] [--allow-remote]
+//!         [--source-ips 127.0.0.2,127.0.0.3,...]
 //! ```
+//!
+//! `--source-ips` spreads the users' connections over several local
+//! addresses (user i connects from address i mod n), for more connections
+//! than one address has ephemeral ports.
 
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
@@ -35,6 +40,7 @@ struct Plan {
     time_limit: Duration,
     json: String,
     aes_key: String,
+    source_ips: Vec<std::net::IpAddr>,
 }
 
 /// Counters and the histogram, shared by the user threads.
@@ -71,6 +77,7 @@ fn parse_args() -> Plan {
         time_limit: Duration::from_secs(60),
         json: "tt-load.json".into(),
         aes_key: LoginOptions::default().aes_key,
+        source_ips: Vec::new(),
     };
     let mut user_limit = None;
     let mut allow_remote = false;
@@ -99,6 +106,16 @@ fn parse_args() -> Plan {
             "--time-limit" => plan.time_limit = Duration::from_secs_f64(num(&value).max(1.0)),
             "--json" => plan.json = value,
             "--aes-key" => plan.aes_key = value,
+            "--source-ips" => {
+                plan.source_ips = value
+                    .split(',')
+                    .map(|ip| {
+                        ip.trim()
+                            .parse()
+                            .unwrap_or_else(|_| usage(&format!("bad address {ip}")))
+                    })
+                    .collect()
+            }
             _ => usage(&format!("unknown option {flag}")),
         }
     }
@@ -109,6 +126,11 @@ fn parse_args() -> Plan {
         usage("at least 2 users are needed");
     }
     if !allow_remote {
+        if let Some(ip) = plan.source_ips.iter().find(|ip| !ip.is_loopback()) {
+            usage(&format!(
+                "source address {ip} is not loopback (use --allow-remote)"
+            ));
+        }
         for target in std::iter::once(&plan.login).chain(plan.server.iter()) {
             if !is_loopback(target) {
                 usage(&format!(
@@ -269,7 +291,12 @@ fn main() {
         ..LoginOptions::default()
     };
     let mut sessions = Vec::new();
-    for (name, pass) in &plan.users {
+    for (i, (name, pass)) in plan.users.iter().enumerate() {
+        let opts = LoginOptions {
+            source_ip: (!plan.source_ips.is_empty())
+                .then(|| plan.source_ips[i % plan.source_ips.len()]),
+            ..opts.clone()
+        };
         // Each user asks login_server, as real clients do, so the users
         // spread over the msg_servers.
         let login = msg_server(&plan).and_then(|server| Session::login(&server, name, pass, &opts));
