@@ -253,6 +253,35 @@ impl<S: 'static> Reactor<S> {
         self.insert_conn(stream, Some(addr), true, handler)
     }
 
+    /// `connect` from a chosen local address (a load generator spreading
+    /// its connections over several 127.0.0.x addresses).
+    pub fn connect_from(
+        &mut self,
+        ip: &str,
+        port: u16,
+        source: std::net::IpAddr,
+        handler: Box<dyn ImConn<S>>,
+    ) -> Result<ConnId, NetError> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let addr = resolve(ip, port)?;
+        let fail = |source: io::Error| NetError::Address {
+            addr: format!("{ip}:{port}"),
+            source,
+        };
+        let socket =
+            Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+        socket.set_nonblocking(true).map_err(fail)?;
+        socket.bind(&SocketAddr::new(source, 0).into()).map_err(fail)?;
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(fail(e)),
+        }
+        let stream = TcpStream::from_std(socket.into());
+        log::info!("connecting to {addr} from {source}");
+        self.insert_conn(stream, Some(addr), true, handler)
+    }
+
     fn insert_conn(
         &mut self,
         mut stream: TcpStream,

@@ -15,17 +15,29 @@
 //!         [--source-ips 127.0.0.2,127.0.0.3,...]
 //! ```
 //!
-//! `--source-ips` spreads the users' connections over several local
-//! addresses (user i connects from address i mod n), for more connections
-//! than one address has ephemeral ports.
+//! All connections run on one netlib reactor thread (the generator must
+//! cost the machine far less than the cluster it measures). Each user asks
+//! login_server for its msg_server, as real clients do. `--source-ips`
+//! spreads the connections over several local addresses (user i connects
+//! from address i mod n). A user never sends faster than its pace to catch
+//! up: msg_server drops a user's messages past 20/s.
 
+use base::aes::Aes;
+use base::md5::md5_hex;
+use base::pdu::ImPdu;
 use hdrhistogram::Histogram;
+use netlib::{Ctx, Heartbeat, ImConn, Reactor};
 use std::collections::HashMap;
-use std::net::ToSocketAddrs;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::{IpAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
-use tt_client::{discovery, ClientError, Event, LoginOptions, Session};
+use tt_client::discovery;
+use tt_proto::ProtoMessage;
+use tt_proto::IM::BaseDefine::{
+    ClientType, LoginCmdID, MessageCmdID, MsgType, ResultType, ServiceID, SessionType, UserStatType,
+};
+use tt_proto::IM::Group::IMGroupInfoListRsp;
+use tt_proto::IM::Login::{IMLoginReq, IMLoginRes};
+use tt_proto::IM::Message::{IMMsgData, IMMsgDataAck};
 
 /// What one run is asked to do.
 #[derive(Debug, Clone)]
@@ -40,21 +52,7 @@ struct Plan {
     time_limit: Duration,
     json: String,
     aes_key: String,
-    source_ips: Vec<std::net::IpAddr>,
-}
-
-/// Counters and the histogram, shared by the user threads.
-#[derive(Default)]
-struct Stats {
-    logins_ok: AtomicU64,
-    login_failed: AtomicU64,
-    sent: AtomicU64,
-    acked: AtomicU64,
-    delivered: AtomicU64,
-    errors: AtomicU64,
-    /// (sender, seq) -> recipients still expected.
-    outstanding: Mutex<HashMap<(u32, u64), u32>>,
-    latency_us: Mutex<Option<Histogram<u64>>>,
+    source_ips: Vec<IpAddr>,
 }
 
 fn usage(msg: &str) -> ! {
@@ -76,7 +74,7 @@ fn parse_args() -> Plan {
         group: 1,
         time_limit: Duration::from_secs(60),
         json: "tt-load.json".into(),
-        aes_key: LoginOptions::default().aes_key,
+        aes_key: tt_client::LoginOptions::default().aes_key,
         source_ips: Vec::new(),
     };
     let mut user_limit = None;
@@ -158,16 +156,6 @@ fn read_csv(path: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn msg_server(plan: &Plan) -> Result<String, ClientError> {
-    match &plan.server {
-        Some(s) => Ok(s.clone()),
-        None => {
-            let ms = discovery::via_http(&plan.login)?;
-            Ok(format!("{}:{}", ms.prior_ip, ms.port))
-        }
-    }
-}
-
 /// The body of a load message: who sent it, its number, when (µs since the run began).
 fn encode_text(sender: u32, seq: u64, at_us: u64) -> String {
     format!("tt-load {sender} {seq} {at_us}")
@@ -182,99 +170,257 @@ fn decode_text(text: &str) -> Option<(u32, u64, u64)> {
     ))
 }
 
-fn record_arrival(stats: &Stats, origin: Instant, text: &str, received_at: Instant) {
-    let Some((sender, seq, sent_us)) = decode_text(text) else {
-        return;
-    };
-    let mut outstanding = stats.outstanding.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(left) = outstanding.get_mut(&(sender, seq)) {
-        *left -= 1;
-        if *left == 0 {
-            outstanding.remove(&(sender, seq));
-        }
-        drop(outstanding);
-        stats.delivered.fetch_add(1, Ordering::SeqCst);
-        let now_us = received_at.duration_since(origin).as_micros() as u64;
-        if let Some(h) = stats
-            .latency_us
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-        {
-            let _ = h.record(now_us.saturating_sub(sent_us).max(1));
-        }
+/// One simulated user.
+#[derive(Default)]
+struct User {
+    user_id: u32,
+    conn: Option<netlib::ConnId>,
+    logged_in: bool,
+    sent: u64,
+    next_send: Option<Instant>,
+    rng: u64,
+}
+
+/// Everything the reactor's handlers share.
+struct Load {
+    plan: Plan,
+    aes: Aes,
+    users: Vec<User>,
+    /// Group members among the loaded users (minus the sender), once known.
+    group_recipients: u32,
+    origin: Option<Instant>,
+    login_started: Instant,
+    logins_done_at: Option<Instant>,
+    logins_ok: u64,
+    login_failed: u64,
+    sent: u64,
+    acked: u64,
+    delivered: u64,
+    errors: u64,
+    /// (sender, seq) -> recipients still expected.
+    outstanding: HashMap<(u32, u64), u32>,
+    /// (user index, PDU seq) -> (sender, seq) of messages not acked yet
+    /// (acks carry the request's seq).
+    unacked: HashMap<(usize, u16), (u32, u64)>,
+    last_send: Instant,
+    latency_us: Histogram<u64>,
+    seq: u16,
+}
+
+impl Load {
+    fn pdu<M: ProtoMessage>(&mut self, sid: ServiceID, cid: u16, msg: &M) -> Option<ImPdu> {
+        self.seq = self.seq.wrapping_add(1);
+        ImPdu::with_msg(sid as u16, cid, self.seq, msg).ok()
+    }
+
+    /// Messages never acked that are still awaited by a receiver.
+    fn unacked_undelivered(&self) -> usize {
+        self.unacked
+            .values()
+            .filter(|k| self.outstanding.contains_key(k))
+            .count()
+    }
+
+    fn all_logins_answered(&self) -> bool {
+        self.logins_ok + self.login_failed == self.users.len() as u64
     }
 }
 
-struct UserRun {
-    session: Session,
-    peer: u32,
-    group_members: u32,
+/// One user's connection.
+struct LoadConn {
     index: usize,
 }
 
-fn run_user(plan: &Plan, stats: &Stats, origin: Instant, stop: &AtomicBool, mut u: UserRun) {
-    let me = u.session.user_id();
-    let interval = Duration::from_secs_f64(plan.users.len() as f64 / plan.rate);
-    // Spread the users' first sends over one interval.
-    let mut next = origin + interval.mul_f64(u.index as f64 / plan.users.len() as f64);
-    let mut seq = 0u64;
-    let mut rng = (me as u64)
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1);
-    while !stop.load(Ordering::SeqCst) {
-        if seq < plan.messages && Instant::now() >= next {
-            rng = rng
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let to_group = ((rng >> 33) as f64 / (1u64 << 31) as f64) < plan.group_ratio;
-            let at_us = Instant::now().duration_since(origin).as_micros() as u64;
-            let text = encode_text(me, seq, at_us);
-            let recipients = if to_group { u.group_members } else { 1 };
-            if recipients > 0 {
-                stats
-                    .outstanding
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert((me, seq), recipients);
-            }
-            stats.sent.fetch_add(1, Ordering::SeqCst);
-            let sent = if to_group {
-                u.session.send_group_text(plan.group, &text)
-            } else {
-                u.session.send_text(u.peer, &text)
-            };
-            match sent {
-                Ok(_) => {
-                    stats.acked.fetch_add(1, Ordering::SeqCst);
-                }
-                Err(e) => {
-                    // Not acked: not counted as a loss.
-                    stats
-                        .outstanding
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&(me, seq));
-                    stats.errors.fetch_add(1, Ordering::SeqCst);
-                    log::warn!("user {me}: send failed: {e}");
-                }
-            }
-            seq += 1;
-            // Never burst to catch up: msg_server drops a user's messages
-            // past 20/s, so a late user resumes its pace from now.
-            next = (next + interval).max(Instant::now());
+impl ImConn<Load> for LoadConn {
+    fn on_confirm(&mut self, cx: &mut Ctx<'_, Load>) {
+        let (name, pass) = cx.state.plan.users[self.index].clone();
+        let req = IMLoginReq {
+            user_name: name,
+            password: md5_hex(pass.as_bytes()),
+            online_status: UserStatType::USER_STATUS_ONLINE,
+            client_type: ClientType::CLIENT_TYPE_WINDOWS,
+            client_version: Some("tt-load".into()),
+        };
+        if let Some(p) = cx.state.pdu(
+            ServiceID::SID_LOGIN,
+            LoginCmdID::CID_LOGIN_REQ_USERLOGIN as u16,
+            &req,
+        ) {
+            cx.send_pdu(&p);
         }
-        let wait = next
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(20));
-        match u.session.next_event(wait) {
-            Ok(Some(Event::Message(m))) => record_arrival(stats, origin, &m.text, m.received_at),
-            Ok(_) => {}
-            Err(e) => {
-                stats.errors.fetch_add(1, Ordering::SeqCst);
-                log::warn!("user {me}: {e}");
-                return;
+    }
+
+    fn on_pdu(&mut self, cx: &mut Ctx<'_, Load>, pdu: ImPdu) {
+        let received = Instant::now();
+        let cid = pdu.command_id();
+        let state = &mut *cx.state;
+        if cid == LoginCmdID::CID_LOGIN_RES_USERLOGIN as u16 {
+            match pdu.msg::<IMLoginRes>() {
+                Ok(r) if r.result_code == ResultType::REFUSE_REASON_NONE => {
+                    let user = &mut state.users[self.index];
+                    user.user_id = r.user_info.map_or(0, |u| u.user_id);
+                    user.logged_in = true;
+                    user.rng = u64::from(user.user_id).wrapping_mul(6364136223846793005) | 1;
+                    state.logins_ok += 1;
+                }
+                other => {
+                    state.login_failed += 1;
+                    eprintln!("tt-load: login of user {} refused: {other:?}", self.index);
+                }
             }
+            if state.all_logins_answered() {
+                state.logins_done_at = Some(Instant::now());
+            }
+        } else if cid == MessageCmdID::CID_MSG_DATA_ACK as u16 {
+            if state.unacked.remove(&(self.index, pdu.seq_num())).is_some() {
+                state.acked += 1;
+            }
+        } else if cid == MessageCmdID::CID_MSG_DATA as u16 {
+            let Ok(m) = pdu.msg::<IMMsgData>() else {
+                state.errors += 1;
+                return;
+            };
+            let group = matches!(m.msg_type, MsgType::MSG_TYPE_GROUP_TEXT);
+            let ack = IMMsgDataAck {
+                user_id: state.users[self.index].user_id,
+                session_id: if group {
+                    m.to_session_id
+                } else {
+                    m.from_user_id
+                },
+                msg_id: m.msg_id,
+                session_type: if group {
+                    SessionType::SESSION_TYPE_GROUP
+                } else {
+                    SessionType::SESSION_TYPE_SINGLE
+                },
+            };
+            if let Some(p) = state.pdu(
+                ServiceID::SID_MSG,
+                MessageCmdID::CID_MSG_DATA_ACK as u16,
+                &ack,
+            ) {
+                cx.send_pdu(&p);
+            }
+            let state = &mut *cx.state;
+            let text = state
+                .aes
+                .decrypt(&m.msg_data)
+                .map(|t| String::from_utf8_lossy(&t).into_owned())
+                .unwrap_or_default();
+            if let (Some((sender, seq, sent_us)), Some(origin)) = (decode_text(&text), state.origin)
+            {
+                if let Some(left) = state.outstanding.get_mut(&(sender, seq)) {
+                    *left -= 1;
+                    if *left == 0 {
+                        state.outstanding.remove(&(sender, seq));
+                    }
+                    state.delivered += 1;
+                    let now_us = received.duration_since(origin).as_micros() as u64;
+                    let _ = state
+                        .latency_us
+                        .record(now_us.saturating_sub(sent_us).max(1));
+                }
+            }
+        } else if cid == tt_proto::IM::BaseDefine::GroupCmdID::CID_GROUP_INFO_RESPONSE as u16 {
+            if let Ok(r) = pdu.msg::<IMGroupInfoListRsp>() {
+                let members = r
+                    .group_info_list
+                    .iter()
+                    .find(|g| g.group_id == state.plan.group)
+                    .map(|g| g.group_member_list.clone())
+                    .unwrap_or_default();
+                let loaded: Vec<u32> = state.users.iter().map(|u| u.user_id).collect();
+                state.group_recipients = loaded
+                    .iter()
+                    .filter(|id| members.contains(id))
+                    .count()
+                    .saturating_sub(1) as u32;
+            }
+        } else if cid == LoginCmdID::CID_LOGIN_KICK_USER as u16 {
+            state.errors += 1;
+            eprintln!("tt-load: user {} kicked", self.index);
+        }
+    }
+
+    fn on_timer(&mut self, cx: &mut Ctx<'_, Load>, now: u64) {
+        // Client heartbeats every 30 s; we never time the server out.
+        let rule = Heartbeat {
+            send_after_ms: Some(30_000),
+            timeout_ms: u64::MAX / 2,
+        };
+        cx.keep_alive(rule, now);
+    }
+
+    fn on_close(&mut self, cx: &mut Ctx<'_, Load>) {
+        let user = &mut cx.state.users[self.index];
+        user.conn = None;
+        if !user.logged_in {
+            cx.state.login_failed += 1;
+        } else {
+            cx.state.errors += 1;
+            eprintln!("tt-load: user {} lost its connection", self.index);
+        }
+        user.logged_in = false;
+    }
+}
+
+/// Sends every message that is due (the pacing timer).
+fn send_due(net: &mut Reactor<Load>, state: &mut Load) {
+    let Some(origin) = state.origin else { return };
+    let now = Instant::now();
+    let n = state.users.len();
+    let interval = Duration::from_secs_f64(n as f64 / state.plan.rate);
+    for i in 0..n {
+        let u = &mut state.users[i];
+        let (Some(conn), true) = (u.conn, u.logged_in) else {
+            continue;
+        };
+        if u.sent >= state.plan.messages {
+            continue;
+        }
+        let due = *u
+            .next_send
+            .get_or_insert(origin + interval.mul_f64(i as f64 / n as f64));
+        if now < due {
+            continue;
+        }
+        u.rng = u
+            .rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let to_group = ((u.rng >> 33) as f64 / (1u64 << 31) as f64) < state.plan.group_ratio;
+        let (me, seq) = (u.user_id, u.sent);
+        u.sent += 1;
+        u.next_send = Some((due + interval).max(now));
+        let peer = state.users[(i + 1) % n].user_id;
+        let at_us = now.duration_since(origin).as_micros() as u64;
+        let Ok(cipher) = state.aes.encrypt(encode_text(me, seq, at_us).as_bytes()) else {
+            state.errors += 1;
+            continue;
+        };
+        let msg = IMMsgData {
+            from_user_id: me,
+            to_session_id: if to_group { state.plan.group } else { peer },
+            msg_id: 0,
+            create_time: base::tick::unix_time(),
+            msg_type: if to_group {
+                MsgType::MSG_TYPE_GROUP_TEXT
+            } else {
+                MsgType::MSG_TYPE_SINGLE_TEXT
+            },
+            msg_data: cipher.into_bytes(),
+            attach_data: None,
+        };
+        let recipients = if to_group { state.group_recipients } else { 1 };
+        if recipients > 0 {
+            state.outstanding.insert((me, seq), recipients);
+        }
+        state.sent += 1;
+        if let Some(p) = state.pdu(ServiceID::SID_MSG, MessageCmdID::CID_MSG_DATA as u16, &msg) {
+            state.unacked.insert((i, p.seq_num()), (me, seq));
+            state.last_send = now;
+            let _ = net.send_pdu(conn, &p);
         }
     }
 }
@@ -282,89 +428,105 @@ fn run_user(plan: &Plan, stats: &Stats, origin: Instant, stop: &AtomicBool, mut 
 fn main() {
     base::logging::init_logging();
     let plan = parse_args();
-    let stats = Arc::new(Stats::default());
-    *stats.latency_us.lock().unwrap_or_else(|e| e.into_inner()) =
-        Histogram::new_with_bounds(1, 60_000_000, 3).ok();
-    let login_start = Instant::now();
-    let opts = LoginOptions {
-        aes_key: plan.aes_key.clone(),
-        ..LoginOptions::default()
+    let aes =
+        Aes::new(plan.aes_key.as_bytes()).unwrap_or_else(|e| usage(&format!("--aes-key: {e}")));
+    let Ok(mut net) = Reactor::<Load>::new() else {
+        eprintln!("tt-load: cannot create the event loop");
+        std::process::exit(1);
     };
-    let mut sessions = Vec::new();
-    for (i, (name, pass)) in plan.users.iter().enumerate() {
-        let opts = LoginOptions {
-            source_ip: (!plan.source_ips.is_empty())
-                .then(|| plan.source_ips[i % plan.source_ips.len()]),
-            ..opts.clone()
+    let mut state = Load {
+        users: (0..plan.users.len()).map(|_| User::default()).collect(),
+        plan,
+        aes,
+        group_recipients: 0,
+        origin: None,
+        login_started: Instant::now(),
+        logins_done_at: None,
+        logins_ok: 0,
+        login_failed: 0,
+        sent: 0,
+        acked: 0,
+        delivered: 0,
+        errors: 0,
+        outstanding: HashMap::new(),
+        unacked: HashMap::new(),
+        last_send: Instant::now(),
+        latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)
+            .unwrap_or_else(|_| usage("histogram")),
+        seq: 0,
+    };
+    // Each user asks login_server (as real clients do), then connects.
+    for i in 0..state.users.len() {
+        let server = match &state.plan.server {
+            Some(s) => s.clone(),
+            None => match discovery::via_http(&state.plan.login) {
+                Ok(ms) => format!("{}:{}", ms.prior_ip, ms.port),
+                Err(e) => {
+                    eprintln!("tt-load: {e}");
+                    std::process::exit(1);
+                }
+            },
         };
-        // Each user asks login_server, as real clients do, so the users
-        // spread over the msg_servers.
-        let login = msg_server(&plan).and_then(|server| Session::login(&server, name, pass, &opts));
-        match login {
-            Ok(s) => {
-                stats.logins_ok.fetch_add(1, Ordering::SeqCst);
-                sessions.push(s);
-            }
+        let Some((host, port)) = server
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
+        else {
+            usage(&format!("bad msg_server address {server}"));
+        };
+        let handler = Box::new(LoadConn { index: i });
+        let source = (!state.plan.source_ips.is_empty())
+            .then(|| state.plan.source_ips[i % state.plan.source_ips.len()]);
+        let conn = match source {
+            Some(ip) => net.connect_from(&host, port, ip, handler),
+            None => net.connect(&host, port, handler),
+        };
+        match conn {
+            Ok(id) => state.users[i].conn = Some(id),
             Err(e) => {
-                stats.login_failed.fetch_add(1, Ordering::SeqCst);
-                eprintln!("tt-load: login {name}: {e}");
+                eprintln!("tt-load: user {i}: {e}");
+                state.login_failed += 1;
             }
         }
     }
-    let login_secs = login_start.elapsed().as_secs_f64();
-    if sessions.len() < 2 {
+    let deadline = Instant::now() + state.plan.time_limit + Duration::from_secs(30);
+    // Logins first (bounded).
+    while !state.all_logins_answered() && Instant::now() < deadline {
+        if net.run_once(&mut state, 10).is_err() {
+            break;
+        }
+    }
+    let login_secs = state
+        .logins_done_at
+        .unwrap_or_else(Instant::now)
+        .duration_since(state.login_started)
+        .as_secs_f64();
+    if state.logins_ok < 2 {
         eprintln!("tt-load: fewer than 2 users logged in");
         std::process::exit(1);
     }
-    let ids: Vec<u32> = sessions.iter().map(Session::user_id).collect();
-    let group_members = if plan.group_ratio > 0.0 {
-        let members = sessions[0]
-            .groups()
-            .and_then(|g| sessions[0].group_info(g))
-            .map(|groups| {
-                groups
-                    .into_iter()
-                    .find(|g| g.group_id == plan.group)
-                    .map(|g| g.group_member_list)
-                    .unwrap_or_default()
-            })
-            .unwrap_or_default();
-        // Every loaded member but the sender receives it.
-        ids.iter()
-            .filter(|id| members.contains(id))
-            .count()
-            .saturating_sub(1) as u32
-    } else {
-        0
-    };
-    let origin = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let n = sessions.len();
-    let mut threads = Vec::new();
-    for (index, session) in sessions.into_iter().enumerate() {
-        let run = UserRun {
-            session,
-            peer: ids[(index + 1) % n],
-            group_members,
-            index,
-        };
-        let (plan, stats, stop) = (plan.clone(), stats.clone(), stop.clone());
-        threads.push(std::thread::spawn(move || {
-            run_user(&plan, &stats, origin, &stop, run)
-        }));
+    if state.plan.group_ratio > 0.0 {
+        ask_group_members(&mut net, &mut state);
     }
-    let total = plan.messages * n as u64;
-    let deadline = origin + plan.time_limit;
+    let origin = Instant::now();
+    state.origin = Some(origin);
+    net.register_timer(2, send_due);
+    let total = state.plan.messages * state.logins_ok;
+    let end = origin + state.plan.time_limit;
     let mut last_progress = Instant::now();
     loop {
-        std::thread::sleep(Duration::from_millis(50));
-        let sent_all = stats.sent.load(Ordering::SeqCst) >= total;
-        let nothing_left = stats
-            .outstanding
-            .lock()
-            .map(|o| o.is_empty())
-            .unwrap_or(true);
-        if (sent_all && nothing_left) || Instant::now() >= deadline {
+        if net.run_once(&mut state, 5).is_err() {
+            break;
+        }
+        // Done when everything is sent and delivered; or, 5 s after the
+        // last send, when every message still awaited is one the server
+        // never acked (dropped, so not a loss).
+        let settled = state.last_send.elapsed() > Duration::from_secs(5);
+        let done = state.sent >= total
+            && (state.outstanding.is_empty()
+                || (settled
+                    && state.outstanding.len() <= state.unacked.len()
+                    && state.unacked_undelivered() == state.outstanding.len()));
+        if done || Instant::now() >= end {
             break;
         }
         if last_progress.elapsed() >= Duration::from_secs(1) {
@@ -372,62 +534,85 @@ fn main() {
             eprintln!(
                 "t={:>4.1}s sent {} acked {} delivered {} errors {}",
                 origin.elapsed().as_secs_f64(),
-                stats.sent.load(Ordering::SeqCst),
-                stats.acked.load(Ordering::SeqCst),
-                stats.delivered.load(Ordering::SeqCst),
-                stats.errors.load(Ordering::SeqCst)
+                state.sent,
+                state.acked,
+                state.delivered,
+                state.errors
             );
         }
     }
-    let elapsed = origin.elapsed().as_secs_f64();
-    stop.store(true, Ordering::SeqCst);
-    for t in threads {
-        let _ = t.join();
-    }
-    report(&plan, &stats, elapsed, login_secs, n);
+    report(&state, origin.elapsed().as_secs_f64(), login_secs);
 }
 
-fn report(plan: &Plan, stats: &Stats, elapsed: f64, login_secs: f64, users: usize) {
-    let lost = stats.outstanding.lock().map(|o| o.len()).unwrap_or(0) as u64;
-    let hist = stats
-        .latency_us
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let q = |p: f64| {
-        hist.as_ref()
-            .map_or(0.0, |h| h.value_at_quantile(p) as f64 / 1000.0)
+/// Asks (through the first user) which loaded users are in the group.
+fn ask_group_members(net: &mut Reactor<Load>, state: &mut Load) {
+    let Some(u) = state.users.iter().find(|u| u.logged_in) else {
+        return;
     };
-    let max = hist.as_ref().map_or(0.0, |h| h.max() as f64 / 1000.0);
-    let delivered = stats.delivered.load(Ordering::SeqCst);
+    let (conn, uid) = (u.conn, u.user_id);
+    let req = tt_proto::IM::Group::IMGroupInfoListReq {
+        user_id: uid,
+        group_version_list: vec![tt_proto::IM::BaseDefine::GroupVersionInfo {
+            group_id: state.plan.group,
+            version: 0,
+        }],
+        attach_data: None,
+    };
+    if let (Some(conn), Some(p)) = (
+        conn,
+        state.pdu(
+            ServiceID::SID_GROUP,
+            tt_proto::IM::BaseDefine::GroupCmdID::CID_GROUP_INFO_REQUEST as u16,
+            &req,
+        ),
+    ) {
+        let _ = net.send_pdu(conn, &p);
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    while state.group_recipients == 0 && Instant::now() < until {
+        if net.run_once(state, 10).is_err() {
+            return;
+        }
+    }
+}
+
+fn report(state: &Load, elapsed: f64, login_secs: f64) {
+    let h = &state.latency_us;
+    let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+    let max = h.max() as f64 / 1000.0;
+    let users = state.users.len();
+    // Lost: acked, yet some receiver never got it. Not acked: dropped by the
+    // server (e.g. over the per-user limit), reported apart.
+    let lost = state.outstanding.len() - state.unacked_undelivered();
+    let unacked = state.unacked.len();
     let json = serde_json::json!({
         "users": users,
-        "logins_ok": stats.logins_ok.load(Ordering::SeqCst),
-        "logins_failed": stats.login_failed.load(Ordering::SeqCst),
-        "login_rate_per_s": users as f64 / login_secs.max(1e-9),
-        "sent": stats.sent.load(Ordering::SeqCst),
-        "acked": stats.acked.load(Ordering::SeqCst),
-        "delivered": delivered,
+        "logins_ok": state.logins_ok,
+        "logins_failed": state.login_failed,
+        "login_rate_per_s": state.logins_ok as f64 / login_secs.max(1e-9),
+        "sent": state.sent,
+        "acked": state.acked,
+        "delivered": state.delivered,
         "lost": lost,
-        "errors": stats.errors.load(Ordering::SeqCst),
+        "unacked": unacked,
+        "errors": state.errors,
         "seconds": elapsed,
-        "delivered_per_s": delivered as f64 / elapsed.max(1e-9),
+        "delivered_per_s": state.delivered as f64 / elapsed.max(1e-9),
         "latency_ms": { "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p99.9": q(0.999), "max": max },
-        "rate_offered": plan.rate,
+        "rate_offered": state.plan.rate,
     });
     println!(
         "users {users}  logins ok {} failed {}  ({:.0}/s)",
-        json["logins_ok"],
-        json["logins_failed"],
+        state.logins_ok,
+        state.login_failed,
         json["login_rate_per_s"].as_f64().unwrap_or(0.0)
     );
     println!(
-        "sent {}  acked {}  delivered {}  lost {}  errors {}  in {elapsed:.1}s ({:.0} delivered/s)",
-        json["sent"],
-        json["acked"],
-        delivered,
-        lost,
-        json["errors"],
+        "sent {}  acked {}  delivered {}  lost {lost}  unacked {unacked}  errors {}  in {elapsed:.1}s ({:.0} delivered/s)",
+        state.sent,
+        state.acked,
+        state.delivered,
+        state.errors,
         json["delivered_per_s"].as_f64().unwrap_or(0.0)
     );
     println!(
@@ -438,8 +623,8 @@ fn report(plan: &Plan, stats: &Stats, elapsed: f64, login_secs: f64, users: usiz
         q(0.999),
         max
     );
-    if let Err(e) = std::fs::write(&plan.json, json.to_string()) {
-        eprintln!("tt-load: cannot write {}: {e}", plan.json);
+    if let Err(e) = std::fs::write(&state.plan.json, json.to_string()) {
+        eprintln!("tt-load: cannot write {}: {e}", state.plan.json);
     }
 }
 
