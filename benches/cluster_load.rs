@@ -28,19 +28,11 @@ fn main() {
     let dir = ScratchDir::new("cluster-load");
     for rate in rates {
         let n = (rate / 10).max(2);
-        let users: Vec<(u32, String, String)> = (1..=n)
-            .map(|i| (i, format!("load{i}"), format!("pw{i}")))
-            .collect();
-        let refs: Vec<(u32, &str, &str)> = users
-            .iter()
-            .map(|(i, n, p)| (*i, n.as_str(), p.as_str()))
-            .collect();
-        let csv = dir.path().join(format!("users-{n}.csv"));
-        let lines: String = users.iter().map(|(_, n, p)| format!("{n},{p}\n")).collect();
-        std::fs::write(&csv, lines).expect("write csv");
         // A fresh cluster per run: empty tables, cold caches.
-        let cluster = Cluster::start(&refs, 2);
-        let per_user = (rate as usize * 10 / users.len()).max(1);
+        let cluster = Cluster::start_numbered(n, 2);
+        let csv = dir.path().join(format!("users-{n}.csv"));
+        std::fs::write(&csv, cluster.users_csv()).expect("write csv");
+        let per_user = (rate as usize * 10 / n as usize).max(1);
         println!(
             "== {n} users (a ring of 1:1 pairs), {rate} msgs/s offered, {per_user} messages each"
         );

@@ -35,6 +35,8 @@ pub struct Cluster {
     pub login_msg_port: u16,
     /// Running msg_servers and their client ports.
     pub msg_servers: Vec<(ServerProcess, u16)>,
+    /// The users in the database: (id, name, plain password).
+    pub users: Vec<(u32, String, String)>,
     processes: Vec<ServerProcess>,
 }
 
@@ -91,12 +93,37 @@ impl Cluster {
             login_client_port,
             login_msg_port,
             msg_servers: Vec::new(),
+            users: users
+                .iter()
+                .map(|&(id, n, p)| (id, n.to_string(), p.to_string()))
+                .collect(),
             processes,
         };
         for _ in 0..msg_servers {
             cluster.add_msg_server();
         }
         cluster
+    }
+
+    /// [`start`](Self::start) with `n` users `load1..loadN`, passwords
+    /// `pw1..pwN` (ids 1..n): what load tests use.
+    pub fn start_numbered(n: u32, msg_servers: usize) -> Cluster {
+        let users: Vec<(u32, String, String)> = (1..=n)
+            .map(|i| (i, format!("load{i}"), format!("pw{i}")))
+            .collect();
+        let refs: Vec<(u32, &str, &str)> = users
+            .iter()
+            .map(|(i, n, p)| (*i, n.as_str(), p.as_str()))
+            .collect();
+        Cluster::start(&refs, msg_servers)
+    }
+
+    /// The users as `name,password` lines, what `tt-load --csv` reads.
+    pub fn users_csv(&self) -> String {
+        self.users
+            .iter()
+            .map(|(_, n, p)| format!("{n},{p}\n"))
+            .collect()
     }
 
     /// A `msgserver.conf` for a msg_server on `port` in this cluster (no

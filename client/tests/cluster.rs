@@ -105,19 +105,11 @@ fn bad_credentials_read_as_a_refusal() {
 
 #[test]
 fn tt_load_fifty_users_two_thousand_messages_none_lost() {
-    let users: Vec<(u32, String, String)> = (1..=50)
-        .map(|i| (i, format!("load{i}"), format!("pw{i}")))
-        .collect();
-    let refs: Vec<(u32, &str, &str)> = users
-        .iter()
-        .map(|(i, n, p)| (*i, n.as_str(), p.as_str()))
-        .collect();
-    let cluster = Cluster::start(&refs, 2);
+    let cluster = Cluster::start_numbered(50, 2);
     let dir = ScratchDir::new("tt-load");
     let csv = dir.path().join("users.csv");
     let json = dir.path().join("out.json");
-    let lines: String = users.iter().map(|(_, n, p)| format!("{n},{p}\n")).collect();
-    std::fs::write(&csv, lines).unwrap();
+    std::fs::write(&csv, cluster.users_csv()).unwrap();
     let out = Command::new(TT_LOAD)
         .args(["--login", &cluster.login_http(), "--csv"])
         .arg(&csv)
