@@ -268,10 +268,12 @@ impl<S: 'static> Reactor<S> {
             addr: format!("{ip}:{port}"),
             source,
         };
-        let socket =
-            Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .map_err(fail)?;
         socket.set_nonblocking(true).map_err(fail)?;
-        socket.bind(&SocketAddr::new(source, 0).into()).map_err(fail)?;
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .map_err(fail)?;
         match socket.connect(&addr.into()) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
