@@ -6,6 +6,10 @@
 //! route_server is asked for the receiver's status first, and the mode
 //! becomes offline when the receiver is not online. Offline files are
 //! listed, added and deleted through db_proxy.
+//!
+//! Difference from the C++, on purpose: an offline file is deleted only at
+//! the request of its sender or receiver; the C++ deletes any file whose
+//! sender, receiver and task id the client names.
 
 use crate::attach_data::{AttachData, AttachType};
 use crate::db_serv_conn::{self, DbPick};
@@ -78,6 +82,15 @@ pub fn handle_client_request(
                 req.to_user_id,
                 req.task_id
             );
+            if !may_delete_offline(user_id, &req) {
+                log::warn!(
+                    "user {user_id} may not delete offline file {} ({}->{}): dropped",
+                    req.task_id,
+                    req.from_user_id,
+                    req.to_user_id
+                );
+                return Ok(());
+            }
             if let Some(link) = state.db.pick(DbPick::Other) {
                 let _ = net.send_pdu(link, &pdu);
             }
@@ -88,6 +101,12 @@ pub fn handle_client_request(
             Ok(())
         }
     }
+}
+
+/// Whether `user_id` may delete the offline file of `req`: only its sender
+/// or its receiver. (The C++ deletes whatever pair the client names.)
+pub fn may_delete_offline(user_id: u32, req: &IMFileDelOfflineReq) -> bool {
+    user_id == req.from_user_id || user_id == req.to_user_id
 }
 
 /// `HandleClientFileRequest`.

@@ -8,11 +8,13 @@
 //!
 //! Differences from the C++, on purpose:
 //! - The C++ asks db_proxy for the member list on every group message on
-//!   every msg_server. We keep member lists ([`GroupCache`]) and ask only
-//!   for a group we do not know; a list is dropped when its membership
-//!   changes (`CID_GROUP_CHANGE_MEMBER_NOTIFY`, from here or through
-//!   route_server) and all are dropped when a route_server link opens (a
-//!   change may have been missed). Who gets a message stays the same.
+//!   every msg_server. We keep member lists with their group version
+//!   ([`GroupCache`]) and ask only for a group we do not know; a list is
+//!   dropped when its membership changes (`CID_GROUP_CHANGE_MEMBER_NOTIFY`,
+//!   from here or through route_server), replaced or dropped when a group
+//!   info or normal group list reply for a client shows a newer version,
+//!   and all are dropped when a route_server link opens (a change may have
+//!   been missed). Who gets a message stays the same.
 //! - Only the msg_server the message was sent to asks for pushes; the C++
 //!   asks on every msg_server, pushing each offline member once per
 //!   msg_server.
@@ -64,35 +66,118 @@ pub struct WaitingMsg {
     pub origin: bool,
 }
 
-/// Member lists of the groups messages went to lately, by group id, and
-/// the messages waiting for a list being fetched.
+/// How long a cached member list is used before it is asked for again:
+/// bounds how long a membership changed without a notify (in the database
+/// directly, say) goes unseen.
+pub const MEMBER_LIST_MAX_AGE_MS: u64 = 60_000;
+
+/// A member list, the group version it was read at, and when (monotonic ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CachedGroup {
+    version: u32,
+    members: Vec<u32>,
+    since: u64,
+}
+
+/// A member list being asked of db_proxy.
+#[derive(Debug, Default)]
+struct Fetch {
+    /// When it was asked for (monotonic ms).
+    since: u64,
+    /// Messages after the one the request carries.
+    queue: Vec<WaitingMsg>,
+    /// The membership changed since it was asked: the answer may predate
+    /// the change, so it serves the waiting messages but is not kept.
+    stale: bool,
+}
+
+/// Member lists of the groups messages went to lately, by group id, each
+/// with the group version db_proxy read it at, and the messages waiting for
+/// a list being fetched.
+///
+/// db_proxy bumps a group's version on every membership change. A list is
+/// dropped when a change is announced (`CID_GROUP_CHANGE_MEMBER_NOTIFY`,
+/// which carries no version) and replaced or dropped whenever a reply
+/// passing through shows a newer version than the cached one (a client's
+/// group info or normal group list); a fetched list never replaces a newer
+/// one, and a fetch overtaken by a change is not kept. A list older than
+/// [`MEMBER_LIST_MAX_AGE_MS`] is asked for again.
 #[derive(Debug, Default)]
 pub struct GroupCache {
-    groups: HashMap<u32, (u32, Vec<u32>)>,
-    /// Group id → (when its list was asked for, messages after the one
-    /// the request carries).
-    fetching: HashMap<u32, (u64, Vec<WaitingMsg>)>,
+    groups: HashMap<u32, CachedGroup>,
+    fetching: HashMap<u32, Fetch>,
 }
 
 impl GroupCache {
-    /// The members of `group_id`, if known.
-    pub fn members(&self, group_id: u32) -> Option<&[u32]> {
-        self.groups.get(&group_id).map(|(_, m)| m.as_slice())
+    /// The members of `group_id` at `now`, if known and fresh enough.
+    pub fn members(&self, group_id: u32, now: u64) -> Option<&[u32]> {
+        self.groups
+            .get(&group_id)
+            .filter(|g| now < g.since + MEMBER_LIST_MAX_AGE_MS)
+            .map(|g| g.members.as_slice())
     }
 
-    /// Remembers `group_id`'s members at `version`.
-    pub fn insert(&mut self, group_id: u32, version: u32, members: Vec<u32>) {
-        self.groups.insert(group_id, (version, members));
+    /// The version of the cached list of `group_id`, if known.
+    #[cfg(test)]
+    pub fn version(&self, group_id: u32) -> Option<u32> {
+        self.groups.get(&group_id).map(|g| g.version)
     }
 
-    /// Forgets `group_id` (its membership changed).
+    /// Remembers `group_id`'s members at `version`, read at `now`, unless
+    /// a newer version is known (and still fresh).
+    pub fn insert(&mut self, group_id: u32, version: u32, members: Vec<u32>, now: u64) {
+        match self.groups.get(&group_id) {
+            Some(g) if g.version > version && now < g.since + MEMBER_LIST_MAX_AGE_MS => {}
+            _ => {
+                let g = CachedGroup {
+                    version,
+                    members,
+                    since: now,
+                };
+                self.groups.insert(group_id, g);
+            }
+        }
+    }
+
+    /// A reply seen on its way to a client says `group_id` is at `version`
+    /// (with its `members` when the reply lists them): a cached list of an
+    /// older version is replaced, or dropped when no members came with it.
+    /// An unknown group stays unknown (the reply may predate a change
+    /// announced since).
+    pub fn observe(&mut self, group_id: u32, version: u32, members: Option<&[u32]>, now: u64) {
+        let Some(g) = self.groups.get_mut(&group_id) else {
+            return;
+        };
+        if g.version >= version {
+            return;
+        }
+        match members {
+            Some(m) => {
+                g.version = version;
+                g.members = m.to_vec();
+                g.since = now;
+            }
+            None => {
+                self.groups.remove(&group_id);
+            }
+        }
+    }
+
+    /// Forgets `group_id` (its membership changed); a list being fetched
+    /// will not be kept.
     pub fn invalidate(&mut self, group_id: u32) {
         self.groups.remove(&group_id);
+        if let Some(f) = self.fetching.get_mut(&group_id) {
+            f.stale = true;
+        }
     }
 
-    /// Forgets every group.
+    /// Forgets every group; no list being fetched will be kept.
     pub fn clear(&mut self) {
         self.groups.clear();
+        for f in self.fetching.values_mut() {
+            f.stale = true;
+        }
     }
 
     /// A message for `group_id`, whose list is not known, at `now`: true
@@ -100,27 +185,34 @@ impl GroupCache {
     /// false when the caller must ask db_proxy (a fetch is then recorded).
     pub fn wait_for_fetch(&mut self, group_id: u32, waiting: WaitingMsg, now: u64) -> bool {
         match self.fetching.get_mut(&group_id) {
-            Some((since, queue)) if now < *since + FETCH_RETRY_MS => {
-                queue.push(waiting);
+            Some(f) if now < f.since + FETCH_RETRY_MS => {
+                f.queue.push(waiting);
                 true
             }
-            Some((since, _)) => {
-                *since = now;
+            Some(f) => {
+                f.since = now;
                 false
             }
             None => {
-                self.fetching.insert(group_id, (now, Vec::new()));
+                self.fetching.insert(
+                    group_id,
+                    Fetch {
+                        since: now,
+                        ..Fetch::default()
+                    },
+                );
                 false
             }
         }
     }
 
-    /// The member list of `group_id` arrived: the messages queued behind it.
-    pub fn fetched(&mut self, group_id: u32) -> Vec<WaitingMsg> {
-        self.fetching
-            .remove(&group_id)
-            .map(|(_, q)| q)
-            .unwrap_or_default()
+    /// The member list of `group_id` arrived: the messages queued behind
+    /// it, and whether the list may be kept (no change since it was asked).
+    pub fn fetched(&mut self, group_id: u32) -> (Vec<WaitingMsg>, bool) {
+        match self.fetching.remove(&group_id) {
+            Some(f) => (f.queue, !f.stale),
+            None => (Vec::new(), true),
+        }
     }
 }
 
@@ -291,7 +383,12 @@ pub fn handle_db_reply(net: &mut Reactor<MsgState>, state: &mut MsgState, pdu: I
     let cid = pdu.command_id();
     match cid {
         c if c == G::CID_GROUP_NORMAL_LIST_RESPONSE as u16 => {
-            db_serv_conn::relay_to_client::<IMNormalGroupListRsp>(net, state, pdu)?;
+            let rsp = db_serv_conn::relay_to_client::<IMNormalGroupListRsp>(net, state, pdu)?;
+            for v in &rsp.group_version_list {
+                state
+                    .groups
+                    .observe(v.group_id, v.version, None, monotonic_ms());
+            }
         }
         c if c == G::CID_GROUP_INFO_RESPONSE as u16 => handle_group_info_response(net, state, pdu)?,
         c if c == G::CID_GROUP_CREATE_RESPONSE as u16 => {
@@ -330,6 +427,14 @@ fn handle_group_info_response(
         }
     };
     if attach.pdu.is_empty() {
+        for info in &rsp.group_info_list {
+            state.groups.observe(
+                info.group_id,
+                info.version,
+                Some(&info.group_member_list),
+                monotonic_ms(),
+            );
+        }
         db_serv_conn::relay_to_client::<IMGroupInfoListRsp>(net, state, pdu)?;
         return Ok(());
     }
@@ -341,20 +446,31 @@ fn handle_group_info_response(
         }
     };
     let Some(info) = rsp.group_info_list.into_iter().next() else {
-        let dropped = 1 + state.groups.fetched(msg.to_session_id).len();
+        let dropped = 1 + state.groups.fetched(msg.to_session_id).0.len();
         log::warn!(
             "group {} unknown to db_proxy: {dropped} waiting messages dropped",
             msg.to_session_id
         );
         return Ok(());
     };
-    state
-        .groups
-        .insert(info.group_id, info.version, info.group_member_list.clone());
+    let (queued, keep) = state.groups.fetched(info.group_id);
+    if keep {
+        state.groups.insert(
+            info.group_id,
+            info.version,
+            info.group_member_list.clone(),
+            monotonic_ms(),
+        );
+    } else {
+        log::debug!(
+            "group {} changed while its members were fetched: list not kept",
+            info.group_id
+        );
+    }
     let origin = attach.service_type == SERVICE_TYPE_ORIGIN;
     let from_conn = state.users.conn_of(rsp.user_id, attach.handle);
     deliver(net, state, &info.group_member_list, &msg, from_conn, origin);
-    for w in state.groups.fetched(info.group_id) {
+    for w in queued {
         deliver(
             net,
             state,
@@ -420,7 +536,8 @@ fn fan_out_or_fetch(
     origin: bool,
 ) {
     let group_id = msg.to_session_id;
-    if let Some(members) = state.groups.members(group_id).map(<[u32]>::to_vec) {
+    let now = monotonic_ms();
+    if let Some(members) = state.groups.members(group_id, now).map(<[u32]>::to_vec) {
         deliver(net, state, &members, &msg, from_conn, origin);
         return;
     }
@@ -429,10 +546,7 @@ fn fan_out_or_fetch(
         from_conn,
         origin,
     };
-    if state
-        .groups
-        .wait_for_fetch(group_id, waiting.clone(), monotonic_ms())
-    {
+    if state.groups.wait_for_fetch(group_id, waiting.clone(), now) {
         return;
     }
     let WaitingMsg {
@@ -638,13 +752,13 @@ mod tests {
     #[test]
     fn cache_follows_changes() {
         let mut c = GroupCache::default();
-        c.insert(9, 1, vec![1, 2]);
-        assert_eq!(c.members(9), Some(&[1, 2][..]));
+        c.insert(9, 1, vec![1, 2], 0);
+        assert_eq!(c.members(9, 0), Some(&[1, 2][..]));
         c.invalidate(9);
-        assert_eq!(c.members(9), None);
-        c.insert(9, 2, vec![1]);
+        assert_eq!(c.members(9, 0), None);
+        c.insert(9, 2, vec![1], 0);
         c.clear();
-        assert_eq!(c.members(9), None);
+        assert_eq!(c.members(9, 0), None);
     }
 
     #[test]
@@ -662,13 +776,86 @@ mod tests {
         assert!(c.wait_for_fetch(9, w(2), 10), "later ones wait");
         assert!(c.wait_for_fetch(9, w(3), 20));
         assert!(!c.wait_for_fetch(7, w(4), 20), "other groups fetch");
-        let ids: Vec<u32> = c.fetched(9).iter().map(|w| w.msg.msg_id).collect();
+        let (queued, keep) = c.fetched(9);
+        let ids: Vec<u32> = queued.iter().map(|w| w.msg.msg_id).collect();
         assert_eq!(ids, vec![2, 3]);
-        assert!(c.fetched(9).is_empty());
+        assert!(keep);
+        assert!(c.fetched(9).0.is_empty());
         assert!(
             !c.wait_for_fetch(7, w(5), 20 + FETCH_RETRY_MS),
             "a lost reply is asked again"
         );
-        assert_eq!(c.fetched(7).len(), 0);
+        assert_eq!(c.fetched(7).0.len(), 0);
+    }
+
+    #[test]
+    fn versions_decide_which_list_is_kept() {
+        let mut c = GroupCache::default();
+        c.insert(9, 3, vec![1, 2], 0);
+        c.insert(9, 2, vec![1], 0);
+        assert_eq!(
+            c.members(9, 0),
+            Some(&[1, 2][..]),
+            "an older fetch never wins"
+        );
+        c.observe(9, 3, Some(&[7]), 0);
+        assert_eq!(c.members(9, 0), Some(&[1, 2][..]), "same version: kept");
+        c.observe(9, 4, Some(&[1, 2, 3]), 0);
+        assert_eq!(
+            (c.version(9), c.members(9, 0)),
+            (Some(4), Some(&[1, 2, 3][..]))
+        );
+        c.observe(9, 5, None, 0);
+        assert_eq!(
+            c.members(9, 0),
+            None,
+            "a newer version without members drops it"
+        );
+        c.observe(9, 6, Some(&[1]), 0);
+        assert_eq!(c.members(9, 0), None, "an unknown group stays unknown");
+        c.insert(8, 1, vec![1], 0);
+        c.observe(8, 1, None, 0);
+        assert_eq!(c.members(8, 0), Some(&[1][..]));
+    }
+
+    #[test]
+    fn old_lists_are_asked_for_again() {
+        let mut c = GroupCache::default();
+        c.insert(9, 1, vec![1, 2], 1000);
+        assert!(c.members(9, 1000 + MEMBER_LIST_MAX_AGE_MS - 1).is_some());
+        assert!(c.members(9, 1000 + MEMBER_LIST_MAX_AGE_MS).is_none());
+        c.insert(9, 1, vec![1, 2], 1000 + MEMBER_LIST_MAX_AGE_MS);
+        assert!(
+            c.members(9, 1000 + MEMBER_LIST_MAX_AGE_MS).is_some(),
+            "refetched"
+        );
+        let later = 1000 + 2 * MEMBER_LIST_MAX_AGE_MS;
+        c.insert(9, 0, vec![5], later);
+        assert_eq!(
+            c.members(9, later),
+            Some(&[5][..]),
+            "an expired list gives way even to a lower version (a recreated group)"
+        );
+    }
+
+    #[test]
+    fn a_fetch_overtaken_by_a_change_is_not_kept() {
+        let mut c = GroupCache::default();
+        let w = WaitingMsg {
+            msg: IMMsgData::default(),
+            from_conn: None,
+            origin: false,
+        };
+        assert!(!c.wait_for_fetch(9, w.clone(), 0));
+        c.invalidate(9);
+        assert!(!c.fetched(9).1, "changed since asked");
+        assert!(!c.wait_for_fetch(9, w.clone(), 0));
+        assert!(c.fetched(9).1, "a new fetch is fresh");
+        assert!(!c.wait_for_fetch(9, w, 0));
+        c.clear();
+        assert!(
+            !c.fetched(9).1,
+            "a route_server reconnect counts as a change"
+        );
     }
 }

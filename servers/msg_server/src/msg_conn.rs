@@ -376,6 +376,9 @@ fn dispatch(cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) -> Handled {
         cmd::USER_INFO => to_db!(IMUsersInfoReq, ForLogin, true),
         cmd::REMOVE_SESSION => handle_remove_session(net, state, id, pdu),
         cmd::ALL_USERS => to_db!(IMAllUserReq, Other, true),
+        // `_HandleChangeAvatarRequest`. Neither the C++ db_proxy_server nor
+        // ours has a handler for it, so no reply ever comes: the client
+        // sees nothing, as with the C++ cluster.
         cmd::CHANGE_AVATAR => to_db!(IMChangeAvatarReq, Other, false),
         cmd::CHANGE_SIGN_INFO => to_db!(IMChangeSignInfoReq, Other, true),
         cmd::USERS_STATUS => handle_users_status_request(net, state, id, user_id, pdu),
