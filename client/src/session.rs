@@ -495,7 +495,22 @@ impl Session {
         Ok(rsp.group_version_list)
     }
 
-    /// Details of the listed groups.
+    /// Every group we are in, with details: the normal-group list, then
+    /// their info asked at version 0 (a client with no cache; the server
+    /// answers only groups newer than the version asked).
+    pub fn all_groups(&mut self) -> Result<Vec<GroupInfo>, ClientError> {
+        let fresh = self
+            .groups()?
+            .into_iter()
+            .map(|g| GroupVersionInfo {
+                group_id: g.group_id,
+                version: 0,
+            })
+            .collect();
+        self.group_info(fresh)
+    }
+
+    /// Details of the listed groups that are newer than the versions given.
     pub fn group_info(
         &mut self,
         groups: Vec<GroupVersionInfo>,

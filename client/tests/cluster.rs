@@ -77,6 +77,16 @@ fn two_tt_sessions_exchange_messages() {
         (got.from, got.text.as_str(), got.msg_id),
         (2, "hi alice", 2)
     );
+    cluster.add_group(9, "friends", &[1, 2, 3]);
+    writeln!(stdin, "groups").unwrap();
+    loop {
+        line.clear();
+        bob_out.read_line(&mut line).unwrap();
+        if !line.starts_with("sent, message id") {
+            break;
+        }
+    }
+    assert_eq!(line, "     9  friends (3 members)\n");
     writeln!(stdin, "quit").unwrap();
     assert!(bob.wait().unwrap().success());
 }

@@ -192,7 +192,7 @@ fn interactive(opts: &Options, user: &str, pass: &str) -> Result<(), ClientError
                 }
                 Ok(())
             }),
-            ["groups"] => s.groups().and_then(|v| s.group_info(v)).map(|groups| {
+            ["groups"] => s.all_groups().map(|groups| {
                 for g in groups {
                     println!("{:>6}  {} ({} members)", g.group_id, g.group_name, g.group_member_list.len());
                 }
