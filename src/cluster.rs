@@ -8,13 +8,80 @@ use crate::{
 };
 use mysql::prelude::Queryable;
 
-fn start(binary: &str, conf_name: &str, conf: &str, ports: &[u16]) -> ServerProcess {
+/// Starts the workspace binary `binary` with `conf` as `conf_name` in its
+/// working directory, and waits until it listens on each of `ports`.
+pub fn start_server(binary: &str, conf_name: &str, conf: &str, ports: &[u16]) -> ServerProcess {
     let bin = built_binary(binary);
     let mut p = ServerProcess::start(&bin.to_string_lossy(), conf_name, conf);
     for &port in ports {
         p.wait_listening(port);
     }
     p
+}
+
+/// Starts route_server listening for msg_servers on `port`.
+pub fn start_route_server(port: u16) -> ServerProcess {
+    start_server(
+        "route_server",
+        "routeserver.conf",
+        &format!("ListenIP=127.0.0.1\nListenMsgPort={port}\n"),
+        &[port],
+    )
+}
+
+/// Starts login_server on its client (TCP), HTTP and msg_server ports.
+pub fn start_login_server(client_port: u16, http_port: u16, msg_port: u16) -> ServerProcess {
+    start_server(
+        "login_server",
+        "loginserver.conf",
+        &format!(
+            "ClientListenIP=127.0.0.1\nClientPort={client_port}\n\
+             HttpListenIP=127.0.0.1\nHttpPort={http_port}\n\
+             MsgServerListenIP=127.0.0.1\nMsgServerPort={msg_port}\n\
+             msfs=http://127.0.0.1:8700/\ndiscovery=http://127.0.0.1/api/discovery\n"
+        ),
+        &[http_port, client_port, msg_port],
+    )
+}
+
+/// Where a msg_server finds its peers, for [`msg_server_conf`].
+#[derive(Debug, Clone, Copy)]
+pub struct MsgServerPeers {
+    /// db_proxy_server's port (listed twice, as two db_proxies).
+    pub db_proxy_port: u16,
+    /// `ConcurrentDBConnCnt`.
+    pub db_conns: usize,
+    /// login_server's msg_server port.
+    pub login_msg_port: u16,
+    /// route_server's port.
+    pub route_port: u16,
+    /// push_server's port.
+    pub push_port: u16,
+    /// file_server's port.
+    pub file_port: u16,
+    /// `MaxConnCnt`.
+    pub max_conn_cnt: u32,
+}
+
+/// A `msgserver.conf` for a msg_server on `port` with these peers, all on
+/// 127.0.0.1.
+pub fn msg_server_conf(port: u16, peers: &MsgServerPeers) -> String {
+    format!(
+        "ListenIP=127.0.0.1\nListenPort={port}\nConcurrentDBConnCnt={conns}\n\
+         DBServerIP1=127.0.0.1\nDBServerPort1={db}\nDBServerIP2=127.0.0.1\nDBServerPort2={db}\n\
+         LoginServerIP1=127.0.0.1\nLoginServerPort1={login}\n\
+         RouteServerIP1=127.0.0.1\nRouteServerPort1={route}\n\
+         PushServerIP1=127.0.0.1\nPushServerPort1={push}\n\
+         FileServerIP1=127.0.0.1\nFileServerPort1={file}\n\
+         IpAddr1=127.0.0.1\nIpAddr2=127.0.0.1\nMaxConnCnt={max}\naesKey={AES_KEY}\n",
+        conns = peers.db_conns,
+        db = peers.db_proxy_port,
+        login = peers.login_msg_port,
+        route = peers.route_port,
+        push = peers.push_port,
+        file = peers.file_port,
+        max = peers.max_conn_cnt,
+    )
 }
 
 /// The running cluster. Dropping it stops every process.
@@ -53,25 +120,10 @@ impl Cluster {
         let (login_http_port, login_client_port, login_msg_port) =
             (free_port(), free_port(), free_port());
         let mut processes = vec![
-            start(
-                "route_server",
-                "routeserver.conf",
-                &format!("ListenIP=127.0.0.1\nListenMsgPort={route_port}\n"),
-                &[route_port],
-            ),
-            start(
-                "login_server",
-                "loginserver.conf",
-                &format!(
-                    "ClientListenIP=127.0.0.1\nClientPort={login_client_port}\n\
-                     HttpListenIP=127.0.0.1\nHttpPort={login_http_port}\n\
-                     MsgServerListenIP=127.0.0.1\nMsgServerPort={login_msg_port}\n\
-                     msfs=http://127.0.0.1:8700/\ndiscovery=http://127.0.0.1/api/discovery\n"
-                ),
-                &[login_http_port, login_client_port, login_msg_port],
-            ),
+            start_route_server(route_port),
+            start_login_server(login_client_port, login_http_port, login_msg_port),
         ];
-        processes.push(start(
+        processes.push(start_server(
             "db_proxy_server",
             "dbproxyserver.conf",
             &db_proxy_conf(
@@ -129,27 +181,23 @@ impl Cluster {
     /// A `msgserver.conf` for a msg_server on `port` in this cluster (no
     /// push_server or file_server runs: those links just keep retrying).
     pub fn msg_server_conf(&self, port: u16) -> String {
-        format!(
-            "ListenIP=127.0.0.1\nListenPort={port}\nConcurrentDBConnCnt=2\n\
-             DBServerIP1=127.0.0.1\nDBServerPort1={db}\nDBServerIP2=127.0.0.1\nDBServerPort2={db}\n\
-             LoginServerIP1=127.0.0.1\nLoginServerPort1={login}\n\
-             RouteServerIP1=127.0.0.1\nRouteServerPort1={route}\n\
-             PushServerIP1=127.0.0.1\nPushServerPort1={push}\n\
-             FileServerIP1=127.0.0.1\nFileServerPort1={file}\n\
-             IpAddr1=127.0.0.1\nIpAddr2=127.0.0.1\nMaxConnCnt=100000\naesKey={AES_KEY}\n",
-            db = self.db_proxy_port,
-            login = self.login_msg_port,
-            route = self.route_port,
-            push = free_port(),
-            file = free_port(),
-        )
+        let peers = MsgServerPeers {
+            db_proxy_port: self.db_proxy_port,
+            db_conns: 2,
+            login_msg_port: self.login_msg_port,
+            route_port: self.route_port,
+            push_port: free_port(),
+            file_port: free_port(),
+            max_conn_cnt: 100_000,
+        };
+        msg_server_conf(port, &peers)
     }
 
     /// Starts one more msg_server and waits until login_server knows it.
     pub fn add_msg_server(&mut self) -> u16 {
         let port = free_port();
         let conf = self.msg_server_conf(port);
-        let p = start("msg_server", "msgserver.conf", &conf, &[port]);
+        let p = start_server("msg_server", "msgserver.conf", &conf, &[port]);
         let login = &self.processes[1];
         login.wait_log(&format!("port={port},"));
         self.msg_servers.push((p, port));

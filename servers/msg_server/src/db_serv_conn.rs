@@ -15,15 +15,16 @@ use crate::attach_data::{AttachData, Attached};
 use crate::file_handler;
 use crate::group_chat;
 use crate::msg_conn::{self, is_group_msg};
-use crate::peer_list::PeerList;
+use crate::peer_list::{PeerLink, PeerList};
 use crate::push_serv_conn;
 use crate::route_serv_conn;
-use crate::state::{make_pdu, send_all, MsgState};
+use crate::state::{make_pdu, send_all, send_msg, MsgState};
 use base::pdu::PduError;
-use base::tick::{monotonic_ms, unix_time};
+use base::tick::unix_time;
 use base::ImPdu;
 use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
 use rand::Rng;
+use tt_proto::ProtoMessage;
 use tt_proto::IM::BaseDefine::{
     BuddyListCmdID, FileCmdID, GroupCmdID, LoginCmdID, MessageCmdID, OtherCmdID, ResultType,
     ServiceID, SessionType, UserInfo,
@@ -124,6 +125,31 @@ pub fn forward<M: Attached>(
     Ok(())
 }
 
+/// [`forward`] with attach data to a link of the other half when one is
+/// open; else the client's request is answered at once, with its seq, by
+/// what `answer` makes of it, as command `(sid, cid)` `rsp` (the C++ "no
+/// db_proxy" replies).
+pub fn forward_or_answer<Req: Attached, Rsp: ProtoMessage>(
+    net: &mut Reactor<MsgState>,
+    state: &mut MsgState,
+    client: ConnId,
+    user_id: u32,
+    pdu: ImPdu,
+    (rsp_sid, rsp_cid): (u16, u16),
+    answer: impl FnOnce(Req) -> Rsp,
+) -> Result<(), PduError> {
+    if state.db.pick(DbPick::Other).is_some() {
+        return forward::<Req>(net, state, client, user_id, pdu, DbPick::Other, true);
+    }
+    let rsp = answer(pdu.msg()?);
+    log::warn!(
+        "no db_proxy: command {:#06x} of user {user_id} answered with {rsp_cid:#06x}",
+        pdu.command_id()
+    );
+    send_msg(net, client, rsp_sid, rsp_cid, pdu.seq_num(), &rsp);
+    Ok(())
+}
+
 /// The client connection named by a reply's user id and attach data
 /// (`GetMsgConnByHandle`), if it is still a connection of that user.
 pub fn client_of(state: &MsgState, user_id: u32, attach: Option<&[u8]>) -> Option<ConnId> {
@@ -159,20 +185,51 @@ pub fn relay_to_client<M: Attached>(
     Ok(msg)
 }
 
+/// What `_HandleMsgData` and `HandleGroupMessage` do first with a message
+/// db_proxy stored: the sender's connection named by the attach data gets
+/// its ack (with the request's seq), and the message, without attach data
+/// and with seq 0, goes to the master route_server for the other
+/// msg_servers. Returns the sender's connection here, if still there;
+/// `msg` and `pdu` are left as routed.
+pub fn ack_and_route_stored(
+    net: &mut Reactor<MsgState>,
+    state: &MsgState,
+    pdu: &mut ImPdu,
+    msg: &mut IMMsgData,
+    session_type: SessionType,
+) -> Result<Option<ConnId>, PduError> {
+    let from_conn = client_of(state, msg.from_user_id, msg.attach_data.as_deref());
+    if let Some(sender) = from_conn {
+        let ack = IMMsgDataAck {
+            user_id: msg.from_user_id,
+            session_id: msg.to_session_id,
+            msg_id: msg.msg_id,
+            session_type,
+        };
+        let (sid, cid) = (
+            ServiceID::SID_MSG as u16,
+            MessageCmdID::CID_MSG_DATA_ACK as u16,
+        );
+        send_msg(net, sender, sid, cid, pdu.seq_num(), &ack);
+    }
+    msg.attach_data = None;
+    pdu.set_msg(msg)?;
+    pdu.set_seq_num(0);
+    route_serv_conn::send_to_master(net, state, pdu);
+    Ok(from_conn)
+}
+
 /// `CDBServConn`: the handler of link `idx` of the db_proxy list.
 #[derive(Debug)]
 pub struct DbServConn {
-    idx: usize,
-    /// The connect completed (`m_bOpen`): its end is a loss worth a warning.
-    confirmed: bool,
+    link: PeerLink,
 }
 
 impl DbServConn {
     /// The handler for link `idx`.
     pub fn new(idx: usize) -> DbServConn {
         DbServConn {
-            idx,
-            confirmed: false,
+            link: PeerLink::new("db_proxy", idx),
         }
     }
 }
@@ -180,23 +237,14 @@ impl DbServConn {
 impl ImConn<MsgState> for DbServConn {
     /// `OnConfirm`.
     fn on_confirm(&mut self, cx: &mut Ctx<'_, MsgState>) {
-        self.confirmed = true;
-        log::info!(
-            "connected to db_proxy {:?} (link {})",
-            cx.peer_addr(),
-            self.idx
-        );
-        cx.state.db.peers.confirm(self.idx, cx.id, monotonic_ms());
+        let addr = cx.peer_addr();
+        self.link.confirm(&mut cx.state.db.peers, cx.id, addr);
     }
 
     /// `OnClose`: the link is reconnected after the back-off.
     fn on_close(&mut self, cx: &mut Ctx<'_, MsgState>) {
-        if self.confirmed {
-            log::warn!("lost db_proxy {:?} (link {})", cx.peer_addr(), self.idx);
-        } else {
-            log::debug!("no link to db_proxy {:?} yet", cx.peer_addr());
-        }
-        cx.state.db.peers.closed(self.idx, cx.id);
+        let addr = cx.peer_addr();
+        self.link.closed(&mut cx.state.db.peers, cx.id, addr);
     }
 
     /// `OnTimer`: heartbeat after 5 s of quiet, close after 30 s of silence.
@@ -351,9 +399,7 @@ fn handle_validate_response(
         (0, Some(info)) => {
             msg_conn::login_validated(net, state, conn, info.user_id, &info.user_nick_name);
             let res = login_success(rsp.result_string, online_status, info);
-            if let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &res) {
-                let _ = net.send_pdu(conn, &out);
-            }
+            send_msg(net, conn, sid, cid, pdu.seq_num(), &res);
         }
         (code, _) => {
             log::info!("login of {} refused by db_proxy ({code})", rsp.user_name);
@@ -364,9 +410,7 @@ fn handle_validate_response(
                 online_status: None,
                 user_info: None,
             };
-            if let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &res) {
-                let _ = net.send_pdu(conn, &out);
-            }
+            send_msg(net, conn, sid, cid, pdu.seq_num(), &res);
             net.close_after_flush(conn);
         }
     }
@@ -393,39 +437,27 @@ fn handle_msg_data(
         return Ok(());
     }
     log::debug!("message stored, {from}->{to}, msg_id={msg_id}");
-    let from_conn = client_of(state, from, msg.attach_data.as_deref());
-    if let Some(sender) = from_conn {
-        let ack = IMMsgDataAck {
-            user_id: from,
-            session_id: to,
-            msg_id,
-            session_type: SessionType::SESSION_TYPE_SINGLE,
-        };
-        let (sid, cid) = (
-            ServiceID::SID_MSG as u16,
-            MessageCmdID::CID_MSG_DATA_ACK as u16,
-        );
-        if let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &ack) {
-            let _ = net.send_pdu(sender, &out);
-        }
-    }
-    msg.attach_data = None;
-    pdu.set_msg(&msg)?;
-    pdu.set_seq_num(0);
-    route_serv_conn::send_to_master(net, state, &pdu);
+    let from_conn = ack_and_route_stored(
+        net,
+        state,
+        &mut pdu,
+        &mut msg,
+        SessionType::SESSION_TYPE_SINGLE,
+    )?;
     msg_conn::broadcast_client_msg_data(net, state, from, &pdu, msg_id, from_conn, from);
     msg_conn::broadcast_client_msg_data(net, state, to, &pdu, msg_id, None, from);
     let req = IMGetDeviceTokenReq {
         user_id: vec![to],
         attach_data: Some(pdu.body().to_vec()),
     };
-    let (sid, cid) = (
+    send_msg(
+        net,
+        link,
         ServiceID::SID_OTHER as u16,
         OtherCmdID::CID_OTHER_GET_DEVICE_TOKEN_REQ as u16,
+        0,
+        &req,
     );
-    if let Some(out) = make_pdu(sid, cid, 0, &req) {
-        let _ = net.send_pdu(link, &out);
-    }
     Ok(())
 }
 

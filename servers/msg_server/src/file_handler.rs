@@ -14,7 +14,7 @@
 use crate::attach_data::{AttachData, AttachType};
 use crate::db_serv_conn::{self, DbPick};
 use crate::route_serv_conn;
-use crate::state::{make_pdu, send_all, MsgState};
+use crate::state::{make_pdu, send_all, send_msg, send_to_user, MsgState};
 use base::pdu::PduError;
 use base::ImPdu;
 use netlib::{ConnId, Reactor};
@@ -44,32 +44,23 @@ pub fn handle_client_request(
             handle_file_request(net, state, id, user_id, &pdu)
         }
         c if c == FileCmdID::CID_FILE_HAS_OFFLINE_REQ as u16 => {
-            if state.db.pick(DbPick::Other).is_some() {
-                db_serv_conn::forward::<IMFileHasOfflineReq>(
-                    net,
-                    state,
-                    id,
-                    user_id,
-                    pdu,
-                    DbPick::Other,
-                    true,
-                )
-            } else {
-                let _req: IMFileHasOfflineReq = pdu.msg()?;
-                log::warn!("no db_proxy: empty offline file list for user {user_id}");
-                let rsp = IMFileHasOfflineRsp {
+            let rsp = (
+                ServiceID::SID_FILE as u16,
+                FileCmdID::CID_FILE_HAS_OFFLINE_RES as u16,
+            );
+            // No db_proxy: an empty offline file list.
+            db_serv_conn::forward_or_answer(
+                net,
+                state,
+                id,
+                user_id,
+                pdu,
+                rsp,
+                |_: IMFileHasOfflineReq| IMFileHasOfflineRsp {
                     user_id,
                     ..IMFileHasOfflineRsp::default()
-                };
-                let (sid, cid) = (
-                    ServiceID::SID_FILE as u16,
-                    FileCmdID::CID_FILE_HAS_OFFLINE_RES as u16,
-                );
-                if let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &rsp) {
-                    let _ = net.send_pdu(id, &out);
-                }
-                Ok(())
-            }
+                },
+            )
         }
         c if c == FileCmdID::CID_FILE_ADD_OFFLINE_REQ as u16 => {
             handle_add_offline(net, state, user_id, pdu)
@@ -127,13 +118,14 @@ fn handle_file_request(
     let Some(link) = state.file.pick() else {
         log::warn!("file request: no file_server");
         let rsp = refused(user_id, req.to_user_id, &req.file_name, req.trans_mode);
-        let (sid, cid) = (
+        send_msg(
+            net,
+            id,
             ServiceID::SID_FILE as u16,
             FileCmdID::CID_FILE_RESPONSE as u16,
+            pdu.seq_num(),
+            &rsp,
         );
-        if let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &rsp) {
-            let _ = net.send_pdu(id, &out);
-        }
         return Ok(());
     };
     let transfer = IMFileTransferReq {
@@ -217,13 +209,14 @@ pub fn transfer_after_status(
         TransferFileType::FILE_TYPE_OFFLINE
     };
     if let Some(link) = state.file.pick() {
-        let (sid, cid) = (
+        send_msg(
+            net,
+            link,
             ServiceID::SID_OTHER as u16,
             OtherCmdID::CID_OTHER_FILE_TRANSFER_REQ as u16,
+            seq,
+            &req,
         );
-        if let Some(out) = make_pdu(sid, cid, seq, &req) {
-            let _ = net.send_pdu(link, &out);
-        }
         return Ok(());
     }
     log::warn!("file request: no file_server");
@@ -237,11 +230,8 @@ pub fn transfer_after_status(
         ServiceID::SID_FILE as u16,
         FileCmdID::CID_FILE_RESPONSE as u16,
     );
-    if let (Some(out), Some(conn)) = (
-        make_pdu(sid, cid, seq, &rsp),
-        state.users.conn_of(req.from_user_id, attach.handle),
-    ) {
-        let _ = net.send_pdu(conn, &out);
+    if let Some(conn) = state.users.conn_of(req.from_user_id, attach.handle) {
+        send_msg(net, conn, sid, cid, seq, &rsp);
     }
     Ok(())
 }
@@ -326,8 +316,6 @@ pub fn handle_file_notify(
         msg.to_user_id,
         msg.task_id
     );
-    if let Some(to) = state.users.get(msg.to_user_id) {
-        send_all(net, &to.targets(None), pdu);
-    }
+    send_to_user(net, state, msg.to_user_id, None, pdu);
     Ok(())
 }

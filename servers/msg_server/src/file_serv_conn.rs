@@ -6,11 +6,10 @@
 //! open link, and its answer (a task id) goes to both ends of the transfer.
 
 use crate::attach_data::AttachData;
-use crate::peer_list::PeerList;
+use crate::peer_list::{PeerLink, PeerList};
 use crate::route_serv_conn;
 use crate::state::{make_pdu, send_all, MsgState};
 use base::pdu::PduError;
-use base::tick::monotonic_ms;
 use base::ImPdu;
 use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
 use rand::Rng;
@@ -52,17 +51,14 @@ impl FileServers {
 /// `CFileServConn`: the handler of the link to file_server `idx`.
 #[derive(Debug)]
 pub struct FileServConn {
-    idx: usize,
-    /// The connect completed (`m_bOpen`): its end is a loss worth a warning.
-    confirmed: bool,
+    link: PeerLink,
 }
 
 impl FileServConn {
     /// The handler for peer `idx`.
     pub fn new(idx: usize) -> FileServConn {
         FileServConn {
-            idx,
-            confirmed: false,
+            link: PeerLink::new("file_server", idx),
         }
     }
 }
@@ -70,9 +66,8 @@ impl FileServConn {
 impl ImConn<MsgState> for FileServConn {
     /// `OnConfirm`: asks where clients reach this file_server.
     fn on_confirm(&mut self, cx: &mut Ctx<'_, MsgState>) {
-        self.confirmed = true;
-        log::info!("connected to file_server {:?}", cx.peer_addr());
-        cx.state.file.peers.confirm(self.idx, cx.id, monotonic_ms());
+        let addr = cx.peer_addr();
+        self.link.confirm(&mut cx.state.file.peers, cx.id, addr);
         let (sid, cid) = (
             ServiceID::SID_OTHER as u16,
             OtherCmdID::CID_OTHER_FILE_SERVER_IP_REQ as u16,
@@ -84,12 +79,8 @@ impl ImConn<MsgState> for FileServConn {
 
     /// `OnClose`.
     fn on_close(&mut self, cx: &mut Ctx<'_, MsgState>) {
-        if self.confirmed {
-            log::warn!("lost file_server {:?}", cx.peer_addr());
-        } else {
-            log::debug!("no link to file_server {:?} yet", cx.peer_addr());
-        }
-        cx.state.file.peers.closed(self.idx, cx.id);
+        let addr = cx.peer_addr();
+        self.link.closed(&mut cx.state.file.peers, cx.id, addr);
         cx.state.file.ip_lists.remove(&cx.id);
     }
 

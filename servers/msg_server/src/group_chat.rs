@@ -26,7 +26,7 @@
 use crate::attach_data::{AttachData, AttachType};
 use crate::db_serv_conn::{self, client_of, DbPick};
 use crate::route_serv_conn;
-use crate::state::{make_pdu, MsgState};
+use crate::state::{make_pdu, send_msg, send_to_user, MsgState};
 use base::pdu::PduError;
 use base::tick::monotonic_ms;
 use base::ImPdu;
@@ -40,7 +40,7 @@ use tt_proto::IM::Group::{
     IMGroupCreateRsp, IMGroupInfoListReq, IMGroupInfoListRsp, IMGroupShieldReq, IMGroupShieldRsp,
     IMNormalGroupListReq, IMNormalGroupListRsp,
 };
-use tt_proto::IM::Message::{IMMsgData, IMMsgDataAck};
+use tt_proto::IM::Message::IMMsgData;
 use tt_proto::IM::Server::{IMGetDeviceTokenReq, IMGroupGetShieldReq, IMGroupGetShieldRsp};
 
 type Handled = Result<(), PduError>;
@@ -238,7 +238,8 @@ pub fn fan_out_targets(
     Some(out)
 }
 
-/// The group commands of `CMsgConn::HandlePdu`.
+/// The group commands of `CMsgConn::HandlePdu`: to db_proxy, or answered
+/// at once when no db_proxy link is open.
 pub fn handle_client_request(
     net: &mut Reactor<MsgState>,
     state: &mut MsgState,
@@ -248,55 +249,39 @@ pub fn handle_client_request(
 ) -> Handled {
     use GroupCmdID as G;
     let cid = pdu.command_id();
-    let seq = pdu.seq_num();
-    let has_db = state.db.pick(DbPick::Other).is_some();
     let sid = ServiceID::SID_GROUP as u16;
-    let reply = |net: &mut Reactor<MsgState>, cid: G, out: Option<ImPdu>| {
-        log::warn!("no db_proxy: group command of user {user_id} answered {cid:?}");
-        if let Some(out) = out {
-            let _ = net.send_pdu(id, &out);
-        }
-    };
+    macro_rules! to_db_or_answer {
+        ($rsp_cid:expr, $answer:expr) => {
+            db_serv_conn::forward_or_answer(
+                net,
+                state,
+                id,
+                user_id,
+                pdu,
+                (sid, $rsp_cid as u16),
+                $answer,
+            )
+        };
+    }
     match cid {
         c if c == G::CID_GROUP_NORMAL_LIST_REQUEST as u16 => {
-            if has_db {
-                return db_serv_conn::forward::<IMNormalGroupListReq>(
-                    net,
-                    state,
-                    id,
-                    user_id,
-                    pdu,
-                    DbPick::Other,
-                    true,
-                );
-            }
-            let _req: IMNormalGroupListReq = pdu.msg()?;
-            let rsp = IMNormalGroupListRsp {
-                user_id,
-                ..IMNormalGroupListRsp::default()
-            };
-            let out = make_pdu(sid, G::CID_GROUP_NORMAL_LIST_RESPONSE as u16, seq, &rsp);
-            reply(net, G::CID_GROUP_NORMAL_LIST_RESPONSE, out);
+            to_db_or_answer!(
+                G::CID_GROUP_NORMAL_LIST_RESPONSE,
+                |_: IMNormalGroupListReq| {
+                    IMNormalGroupListRsp {
+                        user_id,
+                        ..IMNormalGroupListRsp::default()
+                    }
+                }
+            )
         }
         c if c == G::CID_GROUP_INFO_REQUEST as u16 => {
-            if has_db {
-                return db_serv_conn::forward::<IMGroupInfoListReq>(
-                    net,
-                    state,
-                    id,
+            to_db_or_answer!(G::CID_GROUP_INFO_RESPONSE, |_: IMGroupInfoListReq| {
+                IMGroupInfoListRsp {
                     user_id,
-                    pdu,
-                    DbPick::Other,
-                    true,
-                );
-            }
-            let _req: IMGroupInfoListReq = pdu.msg()?;
-            let rsp = IMGroupInfoListRsp {
-                user_id,
-                ..IMGroupInfoListRsp::default()
-            };
-            let out = make_pdu(sid, G::CID_GROUP_INFO_RESPONSE as u16, seq, &rsp);
-            reply(net, G::CID_GROUP_INFO_RESPONSE, out);
+                    ..IMGroupInfoListRsp::default()
+                }
+            })
         }
         c if c == G::CID_GROUP_CREATE_REQUEST as u16 => {
             let req: IMGroupCreateReq = pdu.msg()?;
@@ -307,74 +292,47 @@ pub fn handle_client_request(
                 );
                 return Ok(());
             }
-            if has_db {
-                return db_serv_conn::forward::<IMGroupCreateReq>(
-                    net,
-                    state,
-                    id,
+            to_db_or_answer!(G::CID_GROUP_CREATE_RESPONSE, |req: IMGroupCreateReq| {
+                IMGroupCreateRsp {
                     user_id,
-                    pdu,
-                    DbPick::Other,
-                    true,
-                );
-            }
-            let rsp = IMGroupCreateRsp {
-                user_id,
-                result_code: 1,
-                group_name: req.group_name,
-                ..IMGroupCreateRsp::default()
-            };
-            let out = make_pdu(sid, G::CID_GROUP_CREATE_RESPONSE as u16, seq, &rsp);
-            reply(net, G::CID_GROUP_CREATE_RESPONSE, out);
+                    result_code: 1,
+                    group_name: req.group_name,
+                    ..IMGroupCreateRsp::default()
+                }
+            })
         }
         c if c == G::CID_GROUP_CHANGE_MEMBER_REQUEST as u16 => {
-            let req: IMGroupChangeMemberReq = pdu.msg()?;
-            if has_db {
-                return db_serv_conn::forward::<IMGroupChangeMemberReq>(
-                    net,
-                    state,
-                    id,
-                    user_id,
-                    pdu,
-                    DbPick::Other,
-                    true,
-                );
-            }
-            let rsp = IMGroupChangeMemberRsp {
-                user_id,
-                change_type: req.change_type,
-                result_code: 1,
-                group_id: req.group_id,
-                ..IMGroupChangeMemberRsp::default()
-            };
-            let out = make_pdu(sid, G::CID_GROUP_CHANGE_MEMBER_RESPONSE as u16, seq, &rsp);
-            reply(net, G::CID_GROUP_CHANGE_MEMBER_RESPONSE, out);
+            to_db_or_answer!(
+                G::CID_GROUP_CHANGE_MEMBER_RESPONSE,
+                |req: IMGroupChangeMemberReq| {
+                    IMGroupChangeMemberRsp {
+                        user_id,
+                        change_type: req.change_type,
+                        result_code: 1,
+                        group_id: req.group_id,
+                        ..IMGroupChangeMemberRsp::default()
+                    }
+                }
+            )
         }
         c if c == G::CID_GROUP_SHIELD_GROUP_REQUEST as u16 => {
-            let req: IMGroupShieldReq = pdu.msg()?;
-            if has_db {
-                return db_serv_conn::forward::<IMGroupShieldReq>(
-                    net,
-                    state,
-                    id,
-                    user_id,
-                    pdu,
-                    DbPick::Other,
-                    true,
-                );
-            }
-            let rsp = IMGroupShieldRsp {
-                user_id,
-                group_id: req.group_id,
-                result_code: 1,
-                attach_data: None,
-            };
-            let out = make_pdu(sid, G::CID_GROUP_SHIELD_GROUP_RESPONSE as u16, seq, &rsp);
-            reply(net, G::CID_GROUP_SHIELD_GROUP_RESPONSE, out);
+            to_db_or_answer!(
+                G::CID_GROUP_SHIELD_GROUP_RESPONSE,
+                |req: IMGroupShieldReq| {
+                    IMGroupShieldRsp {
+                        user_id,
+                        group_id: req.group_id,
+                        result_code: 1,
+                        attach_data: None,
+                    }
+                }
+            )
         }
-        _ => log::warn!("wrong group command {cid:#06x} from user {user_id}"),
+        _ => {
+            log::warn!("wrong group command {cid:#06x} from user {user_id}");
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 /// The group replies of `CDBServConn::HandlePdu`.
@@ -519,9 +477,8 @@ fn deliver(
             ServiceID::SID_OTHER as u16,
             OtherCmdID::CID_OTHER_GET_SHIELD_REQ as u16,
         );
-        if let (Some(link), Some(out)) = (state.db.pick(DbPick::Other), make_pdu(sid, cid, 0, &req))
-        {
-            let _ = net.send_pdu(link, &out);
+        if let Some(link) = state.db.pick(DbPick::Other) {
+            send_msg(net, link, sid, cid, 0, &req);
         }
     }
 }
@@ -592,26 +549,9 @@ pub fn handle_group_message(
         return Ok(());
     }
     log::debug!("group message stored, {from}->{group_id}, msg_id={msg_id}");
-    let from_conn = client_of(state, from, msg.attach_data.as_deref());
-    if let Some(sender) = from_conn {
-        let ack = IMMsgDataAck {
-            user_id: from,
-            session_id: group_id,
-            msg_id,
-            session_type: SessionType::SESSION_TYPE_GROUP,
-        };
-        let (sid, cid) = (
-            ServiceID::SID_MSG as u16,
-            MessageCmdID::CID_MSG_DATA_ACK as u16,
-        );
-        if let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &ack) {
-            let _ = net.send_pdu(sender, &out);
-        }
-    }
-    msg.attach_data = None;
-    pdu.set_msg(&msg)?;
-    pdu.set_seq_num(0);
-    route_serv_conn::send_to_master(net, state, &pdu);
+    let session_type = SessionType::SESSION_TYPE_GROUP;
+    let from_conn =
+        db_serv_conn::ack_and_route_stored(net, state, &mut pdu, &mut msg, session_type)?;
     fan_out_or_fetch(net, state, msg, from_conn, true);
     Ok(())
 }
@@ -683,9 +623,7 @@ fn handle_change_member_response(
     };
     route_serv_conn::send_to_master(net, state, &out);
     for uid in notify_receivers(&notify.chg_user_id_list, &notify.cur_user_id_list) {
-        if let Some(user) = state.users.get(uid) {
-            crate::state::send_all(net, &user.targets(from_conn), &out);
-        }
+        send_to_user(net, state, uid, from_conn, &out);
     }
     Ok(())
 }
@@ -705,9 +643,7 @@ pub fn handle_change_member_broadcast(
     );
     state.groups.invalidate(notify.group_id);
     for uid in notify_receivers(&notify.chg_user_id_list, &notify.cur_user_id_list) {
-        if let Some(user) = state.users.get(uid) {
-            crate::state::send_all(net, &user.targets(None), pdu);
-        }
+        send_to_user(net, state, uid, None, pdu);
     }
     Ok(())
 }
@@ -733,8 +669,8 @@ pub fn handle_get_shield_response(
         ServiceID::SID_OTHER as u16,
         OtherCmdID::CID_OTHER_GET_DEVICE_TOKEN_REQ as u16,
     );
-    if let (Some(link), Some(out)) = (state.db.pick(DbPick::Other), make_pdu(sid, cid, 0, &req)) {
-        let _ = net.send_pdu(link, &out);
+    if let Some(link) = state.db.pick(DbPick::Other) {
+        send_msg(net, link, sid, cid, 0, &req);
     }
     Ok(())
 }

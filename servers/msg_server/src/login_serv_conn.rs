@@ -8,8 +8,8 @@
 //! new clients to the least-loaded msg_server. login_server sends nothing
 //! but heartbeats.
 
+use crate::peer_list::PeerLink;
 use crate::state::{make_pdu, send_all, MsgState};
-use base::tick::monotonic_ms;
 use base::ImPdu;
 use netlib::{Ctx, Heartbeat, ImConn, Reactor};
 use tt_proto::IM::BaseDefine::{OtherCmdID, ServiceID};
@@ -23,17 +23,14 @@ pub const USER_CNT_DEC: u32 = 2;
 /// `CLoginServConn`: the handler of the link to login_server `idx`.
 #[derive(Debug)]
 pub struct LoginServConn {
-    idx: usize,
-    /// The connect completed (`m_bOpen`): its end is a loss worth a warning.
-    confirmed: bool,
+    link: PeerLink,
 }
 
 impl LoginServConn {
     /// The handler for peer `idx`.
     pub fn new(idx: usize) -> LoginServConn {
         LoginServConn {
-            idx,
-            confirmed: false,
+            link: PeerLink::new("login_server", idx),
         }
     }
 }
@@ -53,9 +50,8 @@ pub fn msg_serv_info(state: &MsgState) -> IMMsgServInfo {
 impl ImConn<MsgState> for LoginServConn {
     /// `OnConfirm`: registers this msg_server.
     fn on_confirm(&mut self, cx: &mut Ctx<'_, MsgState>) {
-        self.confirmed = true;
-        log::info!("connected to login_server {:?}", cx.peer_addr());
-        cx.state.login.confirm(self.idx, cx.id, monotonic_ms());
+        let addr = cx.peer_addr();
+        self.link.confirm(&mut cx.state.login, cx.id, addr);
         let info = msg_serv_info(cx.state);
         let (sid, cid) = (
             ServiceID::SID_OTHER as u16,
@@ -68,12 +64,8 @@ impl ImConn<MsgState> for LoginServConn {
 
     /// `OnClose`: reconnected after the back-off.
     fn on_close(&mut self, cx: &mut Ctx<'_, MsgState>) {
-        if self.confirmed {
-            log::warn!("lost login_server {:?}", cx.peer_addr());
-        } else {
-            log::debug!("no link to login_server {:?} yet", cx.peer_addr());
-        }
-        cx.state.login.closed(self.idx, cx.id);
+        let addr = cx.peer_addr();
+        self.link.closed(&mut cx.state.login, cx.id, addr);
     }
 
     /// `OnTimer`: heartbeat after 5 s of quiet, close after 30 s of silence.

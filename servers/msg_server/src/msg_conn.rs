@@ -24,13 +24,14 @@ use crate::db_serv_conn::{self, DbPick};
 use crate::file_handler;
 use crate::group_chat;
 use crate::im_user::{is_mobile, UserConn};
-use crate::state::{make_pdu, send_all, MsgState};
+use crate::state::{make_pdu, send_msg, send_to_user, MsgState};
 use crate::{login_serv_conn, route_serv_conn};
 use base::pdu::PduError;
 use base::tick::{monotonic_ms, unix_time};
 use base::ImPdu;
 use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
 use std::collections::VecDeque;
+use tt_proto::ProtoMessage;
 use tt_proto::IM::BaseDefine::{
     BuddyListCmdID, ClientType, KickReasonType, LoginCmdID, MessageCmdID, MsgType, OtherCmdID,
     ResultType, ServiceID, SessionType, UserStatType,
@@ -48,7 +49,7 @@ use tt_proto::IM::Message::{
     IMClientTimeRsp, IMGetLatestMsgIdReq, IMGetMsgByIdReq, IMGetMsgListReq, IMMsgData,
     IMMsgDataAck, IMMsgDataReadAck, IMMsgDataReadNotify, IMUnreadMsgCntReq,
 };
-use tt_proto::IM::Server::{IMServerKickUser, IMValidateReq};
+use tt_proto::IM::Server::IMValidateReq;
 use tt_proto::IM::SwitchService::IMP2PCmdMsg;
 
 /// `TIMEOUT_WATI_LOGIN_RESPONSE`: a connection not logged in after 15 s is closed.
@@ -357,13 +358,14 @@ fn dispatch(cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) -> Handled {
             let rsp = IMClientTimeRsp {
                 server_time: unix_time(),
             };
-            let (sid, cid) = (
+            send_msg(
+                net,
+                id,
                 ServiceID::SID_MSG as u16,
                 MessageCmdID::CID_MSG_TIME_RESPONSE as u16,
+                pdu.seq_num(),
+                &rsp,
             );
-            if let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &rsp) {
-                let _ = net.send_pdu(id, &out);
-            }
             Ok(())
         }
         cmd::MSG_LIST => to_db!(IMGetMsgListReq, ForLogin, true),
@@ -425,13 +427,14 @@ fn handle_login_request(
             online_status: None,
             user_info: None,
         };
-        let (sid, cid) = (
+        send_msg(
+            net,
+            id,
             ServiceID::SID_LOGIN as u16,
             LoginCmdID::CID_LOGIN_RES_USERLOGIN as u16,
+            pdu.seq_num(),
+            &res,
         );
-        if let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &res) {
-            let _ = net.send_pdu(id, &out);
-        }
         net.close_after_flush(id);
         return Ok(());
     }
@@ -465,8 +468,8 @@ fn handle_login_request(
         ServiceID::SID_OTHER as u16,
         OtherCmdID::CID_OTHER_VALIDATE_REQ as u16,
     );
-    if let (Some(out), Some(link)) = (make_pdu(sid, cid, pdu.seq_num(), &validate), db_link) {
-        let _ = net.send_pdu(link, &out);
+    if let Some(link) = db_link {
+        send_msg(net, link, sid, cid, pdu.seq_num(), &validate);
     }
     Ok(())
 }
@@ -498,18 +501,13 @@ pub fn login_validated(
         KickReasonType::KICK_REASON_DUPLICATE_USER,
         Some(id),
     );
-    let kick = IMServerKickUser {
+    route_serv_conn::send_kick_user(
+        net,
+        state,
         user_id,
-        client_type: ClientType::from(client_type as i32),
-        reason: KickReasonType::KICK_REASON_DUPLICATE_USER as u32,
-    };
-    let (sid, cid) = (
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_SERVER_KICK_USER as u16,
+        ClientType::from(client_type as i32),
+        KickReasonType::KICK_REASON_DUPLICATE_USER,
     );
-    if let Some(out) = make_pdu(sid, cid, 0, &kick) {
-        route_serv_conn::send_to_master(net, state, &out);
-    }
     log::info!("user_name: {login_name}, uid: {user_id} logged in on {id}");
     if let Some(conn) = state.conns.get_mut(&id) {
         conn.user_id = user_id;
@@ -605,22 +603,24 @@ fn handle_logout(
             client_type: None,
             attach_data: None,
         };
-        let (sid, cid) = (
+        send_msg(
+            net,
+            link,
             ServiceID::SID_LOGIN as u16,
             LoginCmdID::CID_LOGIN_REQ_DEVICETOKEN as u16,
+            pdu.seq_num(),
+            &req,
         );
-        if let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &req) {
-            let _ = net.send_pdu(link, &out);
-        }
     }
     let rsp = IMLogoutRsp { result_code: 0 };
-    let (sid, cid) = (
+    send_msg(
+        net,
+        id,
         ServiceID::SID_LOGIN as u16,
         LoginCmdID::CID_LOGIN_RES_LOGINOUT as u16,
+        pdu.seq_num(),
+        &rsp,
     );
-    if let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &rsp) {
-        let _ = net.send_pdu(id, &out);
-    }
     net.close_after_flush(id);
     Ok(())
 }
@@ -650,13 +650,14 @@ fn handle_device_token(
         user_id,
         attach_data: None,
     };
-    let (sid, cid) = (
+    send_msg(
+        net,
+        id,
         ServiceID::SID_LOGIN as u16,
         LoginCmdID::CID_LOGIN_RES_DEVICETOKEN as u16,
+        pdu.seq_num(),
+        &rsp,
     );
-    if let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &rsp) {
-        let _ = net.send_pdu(id, &out);
-    }
     if let Some(link) = state.db.pick(DbPick::Other) {
         req.user_id = user_id;
         req.client_type = Some(ClientType::from(client_type as i32));
@@ -693,29 +694,25 @@ fn handle_kick_pc_client(
         KickReasonType::KICK_REASON_MOBILE_KICK,
         Some(id),
     );
-    let kick = IMServerKickUser {
+    route_serv_conn::send_kick_user(
+        net,
+        state,
         user_id,
-        client_type: mac,
-        reason: KickReasonType::KICK_REASON_MOBILE_KICK as u32,
-    };
-    let (sid, cid) = (
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_SERVER_KICK_USER as u16,
+        mac,
+        KickReasonType::KICK_REASON_MOBILE_KICK,
     );
-    if let Some(out) = make_pdu(sid, cid, 0, &kick) {
-        route_serv_conn::send_to_master(net, state, &out);
-    }
     let rsp = IMKickPCClientRsp {
         user_id,
         result_code: 0,
     };
-    let (sid, cid) = (
+    send_msg(
+        net,
+        id,
         ServiceID::SID_LOGIN as u16,
         LoginCmdID::CID_LOGIN_RES_KICKPCCLIENT as u16,
+        pdu.seq_num(),
+        &rsp,
     );
-    if let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &rsp) {
-        let _ = net.send_pdu(id, &out);
-    }
     Ok(())
 }
 
@@ -808,14 +805,44 @@ fn handle_msg_data(
     Ok(())
 }
 
+/// A one-to-one message delivered to connection `id` was received (by
+/// ack or read ack): it no longer awaits its ack. Group messages are not
+/// tracked.
+fn acknowledged(
+    state: &mut MsgState,
+    id: ConnId,
+    session_type: SessionType,
+    msg_id: u32,
+    session_id: u32,
+) {
+    if session_type == SessionType::SESSION_TYPE_SINGLE {
+        if let Some(conn) = state.conns.get_mut(&id) {
+            conn.del_from_send_list(msg_id, session_id);
+        }
+    }
+}
+
+/// A notify about what `user_id` did on connection `id`: to the user's
+/// other connections here, and through route_server to those elsewhere.
+fn tell_other_devices<M: ProtoMessage>(
+    net: &mut Reactor<MsgState>,
+    state: &MsgState,
+    user_id: u32,
+    id: ConnId,
+    sid: u16,
+    cid: u16,
+    notify: &M,
+) {
+    if let Some(out) = make_pdu(sid, cid, 0, notify) {
+        send_to_user(net, state, user_id, Some(id), &out);
+        route_serv_conn::send_to_master(net, state, &out);
+    }
+}
+
 /// `_HandleClientMsgDataAck`: a delivered one-to-one message was received.
 fn handle_msg_data_ack(state: &mut MsgState, id: ConnId, pdu: &ImPdu) -> Handled {
     let ack: IMMsgDataAck = pdu.msg()?;
-    if ack.session_type == SessionType::SESSION_TYPE_SINGLE {
-        if let Some(conn) = state.conns.get_mut(&id) {
-            conn.del_from_send_list(ack.msg_id, ack.session_id);
-        }
-    }
+    acknowledged(state, id, ack.session_type, ack.msg_id, ack.session_id);
     Ok(())
 }
 
@@ -850,17 +877,8 @@ fn handle_msg_read_ack(
         ServiceID::SID_MSG as u16,
         MessageCmdID::CID_MSG_READ_NOTIFY as u16,
     );
-    if let Some(out) = make_pdu(sid, cid, 0, &notify) {
-        if let Some(user) = state.users.get(user_id) {
-            send_all(net, &user.targets(Some(id)), &out);
-        }
-        route_serv_conn::send_to_master(net, state, &out);
-    }
-    if ack.session_type == SessionType::SESSION_TYPE_SINGLE {
-        if let Some(conn) = state.conns.get_mut(&id) {
-            conn.del_from_send_list(ack.msg_id, ack.session_id);
-        }
-    }
+    tell_other_devices(net, state, user_id, id, sid, cid, &notify);
+    acknowledged(state, id, ack.session_type, ack.msg_id, ack.session_id);
     Ok(())
 }
 
@@ -875,12 +893,8 @@ fn handle_p2p_cmd(
     let msg: IMP2PCmdMsg = pdu.msg()?;
     let user_id = state.conns.get(&id).map_or(0, |c| c.user_id);
     log::debug!("p2p cmd, {}->{}", msg.from_user_id, msg.to_user_id);
-    if let Some(from) = state.users.get(user_id) {
-        send_all(net, &from.targets(Some(id)), pdu);
-    }
-    if let Some(to) = state.users.get(msg.to_user_id) {
-        send_all(net, &to.targets(None), pdu);
-    }
+    send_to_user(net, state, user_id, Some(id), pdu);
+    send_to_user(net, state, msg.to_user_id, None, pdu);
     route_serv_conn::send_to_master(net, state, pdu);
     Ok(())
 }
@@ -904,12 +918,7 @@ fn handle_remove_session(
         };
         let sid = ServiceID::SID_BUDDY_LIST as u16;
         let cid = BuddyListCmdID::CID_BUDDY_LIST_REMOVE_SESSION_NOTIFY as u16;
-        if let Some(out) = make_pdu(sid, cid, 0, &notify) {
-            if let Some(user) = state.users.get(user_id) {
-                send_all(net, &user.targets(Some(id)), &out);
-            }
-            route_serv_conn::send_to_master(net, state, &out);
-        }
+        tell_other_devices(net, state, user_id, id, sid, cid, &notify);
     }
     Ok(())
 }

@@ -6,8 +6,51 @@
 //! which links are confirmed open, so "is a peer available" and "pick a
 //! link" only ever consider links that completed their connect.
 
+use base::tick::monotonic_ms;
 use netlib::{ConnId, ImConn, Reactor, ServList};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// What each `C*ServConn` handler keeps about its own link: the peer's
+/// index in its [`PeerList`], and whether the connect completed
+/// (`m_bOpen`), which makes its end a loss worth a warning.
+#[derive(Debug)]
+pub struct PeerLink {
+    /// What the peer is, for the log (`db_proxy`, `route_server`...).
+    kind: &'static str,
+    /// The peer's index in its list.
+    pub idx: usize,
+    confirmed: bool,
+}
+
+impl PeerLink {
+    /// The link to peer `idx` of `kind`, not connected yet.
+    pub fn new(kind: &'static str, idx: usize) -> PeerLink {
+        PeerLink {
+            kind,
+            idx,
+            confirmed: false,
+        }
+    }
+
+    /// `OnConfirm`: the link `conn` (to `addr`) is open in `peers`.
+    pub fn confirm(&mut self, peers: &mut PeerList, conn: ConnId, addr: Option<SocketAddr>) {
+        self.confirmed = true;
+        log::info!("connected to {} {addr:?} (link {})", self.kind, self.idx);
+        peers.confirm(self.idx, conn, monotonic_ms());
+    }
+
+    /// `OnClose`: the link `conn` (to `addr`) is closed in `peers`; it is
+    /// reconnected after the back-off.
+    pub fn closed(&self, peers: &mut PeerList, conn: ConnId, addr: Option<SocketAddr>) {
+        if self.confirmed {
+            log::warn!("lost {} {addr:?} (link {})", self.kind, self.idx);
+        } else {
+            log::debug!("no link to {} {addr:?} yet", self.kind);
+        }
+        peers.closed(self.idx, conn);
+    }
+}
 
 /// One peer kind's links.
 #[derive(Debug, Default)]

@@ -13,11 +13,10 @@
 //! push_server connects).
 
 use crate::attach_data::{AttachData, AttachType};
-use crate::peer_list::PeerList;
+use crate::peer_list::{PeerLink, PeerList};
 use crate::route_serv_conn;
-use crate::state::{make_pdu, MsgState};
+use crate::state::{make_pdu, send_msg, MsgState};
 use base::pdu::PduError;
-use base::tick::monotonic_ms;
 use base::ImPdu;
 use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
 use tt_proto::IM::BaseDefine::{
@@ -48,17 +47,14 @@ pub struct PushServers {
 /// `CPushServConn`: the handler of the link to push_server `idx`.
 #[derive(Debug)]
 pub struct PushServConn {
-    idx: usize,
-    /// The connect completed (`m_bOpen`): its end is a loss worth a warning.
-    confirmed: bool,
+    link: PeerLink,
 }
 
 impl PushServConn {
     /// The handler for peer `idx`.
     pub fn new(idx: usize) -> PushServConn {
         PushServConn {
-            idx,
-            confirmed: false,
+            link: PeerLink::new("push_server", idx),
         }
     }
 }
@@ -66,20 +62,15 @@ impl PushServConn {
 impl ImConn<MsgState> for PushServConn {
     /// `OnConfirm`: pushes go here from now on.
     fn on_confirm(&mut self, cx: &mut Ctx<'_, MsgState>) {
-        self.confirmed = true;
-        log::info!("connected to push_server {:?}", cx.peer_addr());
-        cx.state.push.peers.confirm(self.idx, cx.id, monotonic_ms());
+        let addr = cx.peer_addr();
+        self.link.confirm(&mut cx.state.push.peers, cx.id, addr);
         cx.state.push.master = Some(cx.id);
     }
 
     /// `OnClose`.
     fn on_close(&mut self, cx: &mut Ctx<'_, MsgState>) {
-        if self.confirmed {
-            log::warn!("lost push_server {:?}", cx.peer_addr());
-        } else {
-            log::debug!("no link to push_server {:?} yet", cx.peer_addr());
-        }
-        cx.state.push.peers.closed(self.idx, cx.id);
+        let addr = cx.peer_addr();
+        self.link.closed(&mut cx.state.push.peers, cx.id, addr);
         if cx.state.push.master == Some(cx.id) {
             cx.state.push.master = cx.state.push.peers.open_links().last().copied();
         }
@@ -283,13 +274,14 @@ fn send_push(net: &mut Reactor<MsgState>, state: &MsgState, push: &IMPushToUserR
         log::debug!("no push_server: push dropped");
         return;
     };
-    let (sid, cid) = (
+    send_msg(
+        net,
+        link,
         ServiceID::SID_OTHER as u16,
         OtherCmdID::CID_OTHER_PUSH_TO_USER_REQ as u16,
+        0,
+        push,
     );
-    if let Some(out) = make_pdu(sid, cid, 0, push) {
-        let _ = net.send_pdu(link, &out);
-    }
 }
 
 #[cfg(test)]

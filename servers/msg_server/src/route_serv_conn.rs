@@ -14,11 +14,10 @@ use crate::file_handler;
 use crate::group_chat;
 use crate::im_user::{CLIENT_TYPE_FLAG_BOTH, CLIENT_TYPE_FLAG_PC, PC_LOGIN_STATUS_ON};
 use crate::msg_conn::{self, is_group_msg};
-use crate::peer_list::PeerList;
+use crate::peer_list::{PeerLink, PeerList};
 use crate::push_serv_conn;
-use crate::state::{make_pdu, send_all, MsgState};
+use crate::state::{make_pdu, send_all, send_msg, send_to_user, MsgState};
 use base::pdu::PduError;
-use base::tick::monotonic_ms;
 use base::ImPdu;
 use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
 use tt_proto::IM::BaseDefine::{
@@ -52,6 +51,29 @@ pub fn send_to_master(net: &mut Reactor<MsgState>, state: &MsgState, pdu: &ImPdu
     }
 }
 
+/// `CID_OTHER_SERVER_KICK_USER` to the master route_server: the other
+/// msg_servers kick `user_id`'s connections of `client_type`'s class.
+pub fn send_kick_user(
+    net: &mut Reactor<MsgState>,
+    state: &MsgState,
+    user_id: u32,
+    client_type: ClientType,
+    reason: KickReasonType,
+) {
+    let kick = IMServerKickUser {
+        user_id,
+        client_type,
+        reason: reason as u32,
+    };
+    let (sid, cid) = (
+        ServiceID::SID_OTHER as u16,
+        OtherCmdID::CID_OTHER_SERVER_KICK_USER as u16,
+    );
+    if let Some(out) = make_pdu(sid, cid, 0, &kick) {
+        send_to_master(net, state, &out);
+    }
+}
+
 /// `send_to_all_route_server(CID_OTHER_USER_STATUS_UPDATE)`: a client of
 /// `user_id` logged in or out.
 pub fn send_user_status_update(
@@ -81,13 +103,14 @@ fn update_master(net: &mut Reactor<MsgState>, state: &mut MsgState) {
     state.route.master = state.route.peers.oldest_open();
     if let Some(master) = state.route.master {
         log::info!("route_server link {master} is the master");
-        let (sid, cid) = (
+        send_msg(
+            net,
+            master,
             ServiceID::SID_OTHER as u16,
             OtherCmdID::CID_OTHER_ROLE_SET as u16,
+            0,
+            &IMRoleSet { master: 1 },
         );
-        if let Some(out) = make_pdu(sid, cid, 0, &IMRoleSet { master: 1 }) {
-            let _ = net.send_pdu(master, &out);
-        }
     } else {
         log::warn!("no route_server link open");
     }
@@ -112,17 +135,14 @@ pub fn online_user_info(state: &MsgState) -> IMOnlineUserInfo {
 /// `CRouteServConn`: the handler of the link to route_server `idx`.
 #[derive(Debug)]
 pub struct RouteServConn {
-    idx: usize,
-    /// The connect completed (`m_bOpen`): its end is a loss worth a warning.
-    confirmed: bool,
+    link: PeerLink,
 }
 
 impl RouteServConn {
     /// The handler for peer `idx`.
     pub fn new(idx: usize) -> RouteServConn {
         RouteServConn {
-            idx,
-            confirmed: false,
+            link: PeerLink::new("route_server", idx),
         }
     }
 }
@@ -130,12 +150,8 @@ impl RouteServConn {
 impl ImConn<MsgState> for RouteServConn {
     /// `OnConfirm`: maybe the master; lists our users.
     fn on_confirm(&mut self, cx: &mut Ctx<'_, MsgState>) {
-        self.confirmed = true;
-        log::info!("connected to route_server {:?}", cx.peer_addr());
-        cx.state
-            .route
-            .peers
-            .confirm(self.idx, cx.id, monotonic_ms());
+        let addr = cx.peer_addr();
+        self.link.confirm(&mut cx.state.route.peers, cx.id, addr);
         // Membership changes may have been missed while no link was open.
         cx.state.groups.clear();
         if cx.state.route.master.is_none() {
@@ -153,12 +169,8 @@ impl ImConn<MsgState> for RouteServConn {
 
     /// `OnClose`: another link becomes master if this one was.
     fn on_close(&mut self, cx: &mut Ctx<'_, MsgState>) {
-        if self.confirmed {
-            log::warn!("lost route_server {:?}", cx.peer_addr());
-        } else {
-            log::debug!("no link to route_server {:?} yet", cx.peer_addr());
-        }
-        cx.state.route.peers.closed(self.idx, cx.id);
+        let addr = cx.peer_addr();
+        self.link.closed(&mut cx.state.route.peers, cx.id, addr);
         if cx.state.route.master == Some(cx.id) {
             update_master(cx.net, cx.state);
         }
@@ -227,9 +239,7 @@ fn handle_relayed(
         }
         c if c == MessageCmdID::CID_MSG_READ_NOTIFY as u16 => {
             let msg: IMMsgDataReadNotify = pdu.msg()?;
-            if let Some(user) = state.users.get(msg.user_id) {
-                send_all(net, &user.targets(None), &pdu);
-            }
+            send_to_user(net, state, msg.user_id, None, &pdu);
         }
         c if c == MessageCmdID::CID_MSG_DATA as u16 => {
             let msg: IMMsgData = pdu.msg()?;
@@ -245,9 +255,7 @@ fn handle_relayed(
         c if c == SwitchServiceCmdID::CID_SWITCH_P2P_CMD as u16 => {
             let msg: IMP2PCmdMsg = pdu.msg()?;
             for uid in [msg.from_user_id, msg.to_user_id] {
-                if let Some(user) = state.users.get(uid) {
-                    send_all(net, &user.targets(None), &pdu);
-                }
+                send_to_user(net, state, uid, None, &pdu);
             }
         }
         c if c == OtherCmdID::CID_OTHER_LOGIN_STATUS_NOTIFY as u16 => {
@@ -277,9 +285,7 @@ fn handle_relayed(
         }
         c if c == B::CID_BUDDY_LIST_REMOVE_SESSION_NOTIFY as u16 => {
             let msg: IMRemoveSessionNotify = pdu.msg()?;
-            if let Some(user) = state.users.get(msg.user_id) {
-                send_all(net, &user.targets(None), &pdu);
-            }
+            send_to_user(net, state, msg.user_id, None, &pdu);
         }
         c if c == B::CID_BUDDY_LIST_SIGN_INFO_CHANGED_NOTIFY as u16 => {
             let msg: IMSignInfoChangedNotify = pdu.msg()?;

@@ -93,3 +93,32 @@ pub fn send_all(net: &mut Reactor<MsgState>, targets: &[ConnId], pdu: &ImPdu) {
         let _ = net.send_pdu(t, pdu);
     }
 }
+
+/// Sends `pdu` to each connection of `user_id` here but `except` (none
+/// when the user has no connection here).
+pub fn send_to_user(
+    net: &mut Reactor<MsgState>,
+    state: &MsgState,
+    user_id: u32,
+    except: Option<ConnId>,
+    pdu: &ImPdu,
+) {
+    if let Some(user) = state.users.get(user_id) {
+        send_all(net, &user.targets(except), pdu);
+    }
+}
+
+/// Builds a PDU we originate and sends it to connection `to` (see
+/// [`make_pdu`]; a send that fails is the reactor closing `to`).
+pub fn send_msg<M: ProtoMessage>(
+    net: &mut Reactor<MsgState>,
+    to: ConnId,
+    sid: u16,
+    cid: u16,
+    seq: u16,
+    msg: &M,
+) {
+    if let Some(out) = make_pdu(sid, cid, seq, msg) {
+        let _ = net.send_pdu(to, &out);
+    }
+}

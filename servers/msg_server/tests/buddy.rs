@@ -162,30 +162,8 @@ fn buddy_and_settings_commands_are_relayed_to_the_right_client() {
     assert_eq!(rsp.user_id, 4);
     // Stamped with the user and client type: the `token` pool (Redis db 3)
     // holds `device_<uid>` = `ios:<token>`.
-    let redis = cluster.redis.as_ref().unwrap();
-    let deadline = std::time::Instant::now() + tt_rs::WAIT;
-    while !redis_get(redis.port(), 3, "device_4").contains("ios:tok-dave") {
-        assert!(std::time::Instant::now() < deadline, "token never stored");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
-/// `GET key` in Redis database `db` (one connection, so SELECT applies).
-fn redis_get(port: u16, db: u32, key: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(tt_rs::WAIT)).unwrap();
-    let db = db.to_string();
-    let mut req = String::new();
-    for args in [vec!["SELECT", db.as_str()], vec!["GET", key]] {
-        req += &format!("*{}\r\n", args.len());
-        for a in args {
-            req += &format!("${}\r\n{a}\r\n", a.len());
-        }
-    }
-    s.write_all(req.as_bytes()).unwrap();
-    s.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
+    let redis_port = cluster.redis.as_ref().unwrap().port();
+    eventually("token stored", || {
+        redis(redis_port, 3, &["GET", "device_4"]).contains("ios:tok-dave")
+    });
 }

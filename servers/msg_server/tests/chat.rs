@@ -4,7 +4,6 @@
 
 mod common;
 
-use base::aes::Aes;
 use base::pdu::ImPdu;
 use common::*;
 use tt_proto::IM::BaseDefine::{BuddyListCmdID, MessageCmdID, MsgType, SessionType};
@@ -16,43 +15,9 @@ use tt_rs::PduClient;
 
 use MessageCmdID as M;
 
-fn encrypted(text: &str) -> Vec<u8> {
-    Aes::new(AES_KEY.as_bytes())
-        .unwrap()
-        .encrypt(text.as_bytes())
-        .unwrap()
-        .into_bytes()
-}
-
 fn send(c: &mut PduClient, seq: u16, from: u32, to: u32, text: &str) -> IMMsgDataAck {
-    let msg = IMMsgData {
-        from_user_id: from,
-        to_session_id: to,
-        msg_id: 0,
-        create_time: 0,
-        msg_type: MsgType::MSG_TYPE_SINGLE_TEXT,
-        msg_data: encrypted(text),
-        attach_data: None,
-    };
-    c.send_msg(SID_MSG, M::CID_MSG_DATA as u16, seq, &msg);
-    loop {
-        let (pdu, ack) = c.recv_cmd::<IMMsgDataAck>(M::CID_MSG_DATA_ACK as u16);
-        if pdu.seq_num() == seq {
-            return ack;
-        }
-    }
-}
-
-fn recv_msg(c: &mut PduClient, msg_id: u32) -> IMMsgData {
-    loop {
-        let pdu: ImPdu = c.recv();
-        if pdu.command_id() == M::CID_MSG_DATA as u16 {
-            let m: IMMsgData = pdu.msg().unwrap();
-            if m.msg_id == msg_id {
-                return m;
-            }
-        }
-    }
+    let msg = msg_data(from, to, MsgType::MSG_TYPE_SINGLE_TEXT, &encrypted(text));
+    send_and_ack(c, seq, &msg)
 }
 
 #[test]

@@ -8,12 +8,10 @@
 
 mod common;
 
-use base::aes::Aes;
 use base::pdu::ImPdu;
 use common::*;
 use mysql::prelude::Queryable;
 use std::time::{Duration, Instant};
-use tt_proto::ProtoMessage;
 use tt_proto::IM::BaseDefine::{
     BuddyListCmdID, FileCmdID, GroupCmdID, GroupModifyType, GroupType, GroupVersionInfo,
     MessageCmdID, MsgType, ServiceID, SessionType, UserStatType,
@@ -35,7 +33,7 @@ use tt_proto::IM::Message::{
     IMGetMsgByIdRsp, IMMsgData, IMMsgDataAck, IMMsgDataReadAck, IMMsgDataReadNotify,
     IMUnreadMsgCntReq, IMUnreadMsgCntRsp,
 };
-use tt_rs::{PduClient, WAIT};
+use tt_rs::PduClient;
 
 use BuddyListCmdID as B;
 use GroupCmdID as G;
@@ -46,33 +44,9 @@ const SID_FILE: u16 = ServiceID::SID_FILE as u16;
 /// must come first has arrived.
 const QUIET: Duration = Duration::from_millis(300);
 
-fn encrypted(text: &str) -> Vec<u8> {
-    Aes::new(AES_KEY.as_bytes())
-        .unwrap()
-        .encrypt(text.as_bytes())
-        .unwrap()
-        .into_bytes()
-}
-
 /// Sends a message and returns its ack (whatever arrives meanwhile is skipped).
 fn send_typed(c: &mut PduClient, seq: u16, to: u32, t: MsgType, text: &str) -> IMMsgDataAck {
-    let msg = IMMsgData {
-        from_user_id: 0,
-        to_session_id: to,
-        msg_id: 0,
-        create_time: 0,
-        msg_type: t,
-        msg_data: encrypted(text),
-        attach_data: None,
-    };
-    c.send_msg(SID_MSG, M::CID_MSG_DATA as u16, seq, &msg);
-    loop {
-        let (pdu, ack) = c.recv_cmd::<IMMsgDataAck>(M::CID_MSG_DATA_ACK as u16);
-        if pdu.seq_num() == seq {
-            assert!(ack.msg_id > 0, "stored: {ack:?}");
-            return ack;
-        }
-    }
+    send_and_ack(c, seq, &msg_data(0, to, t, &encrypted(text)))
 }
 
 fn send(c: &mut PduClient, seq: u16, to: u32, text: &str) -> IMMsgDataAck {
@@ -81,28 +55,6 @@ fn send(c: &mut PduClient, seq: u16, to: u32, text: &str) -> IMMsgDataAck {
 
 fn send_group(c: &mut PduClient, seq: u16, group: u32, text: &str) -> IMMsgDataAck {
     send_typed(c, seq, group, MsgType::MSG_TYPE_GROUP_TEXT, text)
-}
-
-/// Receives until a PDU `cid` whose body satisfies `pred` (others skipped).
-fn recv_where<T: ProtoMessage>(c: &mut PduClient, cid: u16, pred: impl Fn(&T) -> bool) -> T {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        let pdu: ImPdu = c.recv();
-        if pdu.command_id() == cid {
-            let m: T = pdu.msg().unwrap();
-            if pred(&m) {
-                return m;
-            }
-        }
-    }
-    panic!("no matching {cid:#06x} within {WAIT:?}");
-}
-
-/// The message `msg_id` arrives (others skipped).
-fn recv_msg(c: &mut PduClient, msg_id: u32) -> IMMsgData {
-    recv_where(c, M::CID_MSG_DATA as u16, |m: &IMMsgData| {
-        m.msg_id == msg_id
-    })
 }
 
 /// Everything `c` receives until the message `msg_id`, that one excluded.
@@ -128,56 +80,6 @@ fn assert_quiet(c: &mut PduClient, who: &str) {
             "{who} got an unexpected {:#06x}",
             p.command_id()
         );
-    }
-}
-
-/// The server clock, asked with `CID_MSG_TIME_REQUEST`.
-fn server_time(c: &mut PduClient, seq: u16) -> u32 {
-    let (_, rsp) = ask::<_, IMClientTimeRsp>(
-        c,
-        SID_MSG,
-        M::CID_MSG_TIME_REQUEST as u16,
-        seq,
-        &IMClientTimeReq {},
-        M::CID_MSG_TIME_RESPONSE as u16,
-    );
-    rsp.server_time
-}
-
-fn unix_now() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as u32
-}
-
-/// Runs `args` on Redis database `db` (one connection, so SELECT applies)
-/// and returns the raw reply of the last command.
-fn redis(port: u16, db: u32, args: &[&str]) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    let db = db.to_string();
-    let mut req = String::new();
-    for cmd in [vec!["SELECT", db.as_str()], args.to_vec()] {
-        req += &format!("*{}\r\n", cmd.len());
-        for a in cmd {
-            req += &format!("${}\r\n{a}\r\n", a.len());
-        }
-    }
-    s.write_all(req.as_bytes()).unwrap();
-    s.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.trim_start_matches("+OK\r\n").to_string()
-}
-
-/// Polls `cond` until it holds (bounded by [`WAIT`]).
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "never: {what}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -213,6 +115,60 @@ fn latest_msg_id(c: &mut PduClient, seq: u16, t: SessionType, session: u32) -> I
         M::CID_MSG_GET_LATEST_MSG_ID_RSP as u16,
     )
     .1
+}
+
+fn remove_session(c: &mut PduClient, seq: u16, session_id: u32) -> IMRemoveSessionRsp {
+    let req = IMRemoveSessionReq {
+        user_id: 0,
+        session_type: SessionType::SESSION_TYPE_SINGLE,
+        session_id,
+        attach_data: None,
+    };
+    ask::<_, IMRemoveSessionRsp>(
+        c,
+        SID_BUDDY,
+        B::CID_BUDDY_LIST_REMOVE_SESSION_REQ as u16,
+        seq,
+        &req,
+        B::CID_BUDDY_LIST_REMOVE_SESSION_RES as u16,
+    )
+    .1
+}
+
+fn msg_by_id(
+    c: &mut PduClient,
+    seq: u16,
+    t: SessionType,
+    session_id: u32,
+    ids: &[u32],
+) -> IMGetMsgByIdRsp {
+    let req = IMGetMsgByIdReq {
+        user_id: 0,
+        session_type: t,
+        session_id,
+        msg_id_list: ids.to_vec(),
+        attach_data: None,
+    };
+    ask::<_, IMGetMsgByIdRsp>(
+        c,
+        SID_MSG,
+        M::CID_MSG_GET_BY_MSG_ID_REQ as u16,
+        seq,
+        &req,
+        M::CID_MSG_GET_BY_MSG_ID_RES as u16,
+    )
+    .1
+}
+
+/// Sends a read ack (no answer comes).
+fn read_ack(c: &mut PduClient, seq: u16, t: SessionType, session_id: u32, msg_id: u32) {
+    let ack = IMMsgDataReadAck {
+        user_id: 0,
+        session_id,
+        msg_id,
+        session_type: t,
+    };
+    c.send_msg(SID_MSG, M::CID_MSG_READ_ACK as u16, seq, &ack);
 }
 
 #[test]
@@ -260,20 +216,12 @@ fn latest_id_by_id_read_ack_and_time_queries() {
     );
 
     // Messages by id: the unknown id is left out.
-    let req = IMGetMsgByIdReq {
-        user_id: 0,
-        session_type: SessionType::SESSION_TYPE_SINGLE,
-        session_id: 1,
-        msg_id_list: vec![first.msg_id, second.msg_id, second.msg_id + 100],
-        attach_data: None,
-    };
-    let (_, rsp) = ask::<_, IMGetMsgByIdRsp>(
+    let rsp = msg_by_id(
         &mut bob,
-        SID_MSG,
-        M::CID_MSG_GET_BY_MSG_ID_REQ as u16,
         13,
-        &req,
-        M::CID_MSG_GET_BY_MSG_ID_RES as u16,
+        SessionType::SESSION_TYPE_SINGLE,
+        1,
+        &[first.msg_id, second.msg_id, second.msg_id + 100],
     );
     assert_eq!((rsp.user_id, rsp.session_id, rsp.attach_data), (2, 1, None));
     let mut got: Vec<(u32, u32, Vec<u8>)> = rsp
@@ -299,13 +247,13 @@ fn latest_id_by_id_read_ack_and_time_queries() {
     let rsp = unread(&mut bob, 14);
     assert_eq!(rsp.total_cnt, 2, "{rsp:?}");
     assert!(redis(redis_port, 1, &["HGET", "unread_2", "1"]).contains("\r\n2\r\n"));
-    let ack = IMMsgDataReadAck {
-        user_id: 0,
-        session_id: 1,
-        msg_id: second.msg_id,
-        session_type: SessionType::SESSION_TYPE_SINGLE,
-    };
-    bob.send_msg(SID_MSG, M::CID_MSG_READ_ACK as u16, 15, &ack);
+    read_ack(
+        &mut bob,
+        15,
+        SessionType::SESSION_TYPE_SINGLE,
+        1,
+        second.msg_id,
+    );
     let notify = recv_where(
         &mut bob_phone,
         M::CID_MSG_READ_NOTIFY as u16,
@@ -325,13 +273,13 @@ fn latest_id_by_id_read_ack_and_time_queries() {
 
     // Carol reads on her phone; her PC on the same msg_server is told, and
     // the phone itself is not.
-    let ack = IMMsgDataReadAck {
-        user_id: 0,
-        session_id: 1,
-        msg_id: to_carol.msg_id,
-        session_type: SessionType::SESSION_TYPE_SINGLE,
-    };
-    carol_phone.send_msg(SID_MSG, M::CID_MSG_READ_ACK as u16, 17, &ack);
+    read_ack(
+        &mut carol_phone,
+        17,
+        SessionType::SESSION_TYPE_SINGLE,
+        1,
+        to_carol.msg_id,
+    );
     let notify = recv_where(
         &mut carol,
         M::CID_MSG_READ_NOTIFY as u16,
@@ -388,20 +336,7 @@ fn remove_session_users_status_and_change_avatar() {
 
     // Removing the session with bob: the reply, the row, the unread count
     // of the session, and alice's phone here is told.
-    let req = IMRemoveSessionReq {
-        user_id: 0,
-        session_type: SessionType::SESSION_TYPE_SINGLE,
-        session_id: 2,
-        attach_data: None,
-    };
-    let (_, rsp) = ask::<_, IMRemoveSessionRsp>(
-        &mut alice,
-        SID_BUDDY,
-        B::CID_BUDDY_LIST_REMOVE_SESSION_REQ as u16,
-        5,
-        &req,
-        B::CID_BUDDY_LIST_REMOVE_SESSION_RES as u16,
-    );
+    let rsp = remove_session(&mut alice, 5, 2);
     assert_eq!(
         (
             rsp.user_id,
@@ -467,20 +402,7 @@ fn remove_session_users_status_and_change_avatar() {
     // reaches it through route_server.
     drop(alice_phone);
     let (mut alice_phone, _) = login(ms2.port, "alice", password("alice"), IOS);
-    let req = IMRemoveSessionReq {
-        user_id: 0,
-        session_type: SessionType::SESSION_TYPE_SINGLE,
-        session_id: 3,
-        attach_data: None,
-    };
-    let (_, rsp) = ask::<_, IMRemoveSessionRsp>(
-        &mut alice,
-        SID_BUDDY,
-        B::CID_BUDDY_LIST_REMOVE_SESSION_REQ as u16,
-        7,
-        &req,
-        B::CID_BUDDY_LIST_REMOVE_SESSION_RES as u16,
-    );
+    let rsp = remove_session(&mut alice, 7, 3);
     assert_eq!((rsp.result_code, rsp.session_id), (0, 3));
     let notify = recv_where(
         &mut alice_phone,
@@ -492,20 +414,7 @@ fn remove_session_users_status_and_change_avatar() {
     server_time(&mut bob, 8);
     assert_quiet(&mut bob, "bob");
     // A session that does not exist: result 1, and still no crash.
-    let req = IMRemoveSessionReq {
-        user_id: 0,
-        session_type: SessionType::SESSION_TYPE_SINGLE,
-        session_id: 4,
-        attach_data: None,
-    };
-    let (_, rsp) = ask::<_, IMRemoveSessionRsp>(
-        &mut alice,
-        SID_BUDDY,
-        B::CID_BUDDY_LIST_REMOVE_SESSION_REQ as u16,
-        9,
-        &req,
-        B::CID_BUDDY_LIST_REMOVE_SESSION_RES as u16,
-    );
+    let rsp = remove_session(&mut alice, 9, 4);
     assert_eq!((rsp.result_code, rsp.session_id), (1, 4));
 
     // Users status through route_server: who is logged in anywhere.
@@ -620,6 +529,64 @@ fn change_notify(c: &mut PduClient, group_id: u32) -> IMGroupChangeMemberNotify 
     )
 }
 
+fn normal_groups(c: &mut PduClient, seq: u16) -> IMNormalGroupListRsp {
+    let req = IMNormalGroupListReq {
+        user_id: 0,
+        attach_data: None,
+    };
+    ask::<_, IMNormalGroupListRsp>(
+        c,
+        SID_GROUP,
+        G::CID_GROUP_NORMAL_LIST_REQUEST as u16,
+        seq,
+        &req,
+        G::CID_GROUP_NORMAL_LIST_RESPONSE as u16,
+    )
+    .1
+}
+
+fn create_group(c: &mut PduClient, seq: u16, req: &IMGroupCreateReq) -> IMGroupCreateRsp {
+    ask::<_, IMGroupCreateRsp>(
+        c,
+        SID_GROUP,
+        G::CID_GROUP_CREATE_REQUEST as u16,
+        seq,
+        req,
+        G::CID_GROUP_CREATE_RESPONSE as u16,
+    )
+    .1
+}
+
+fn shield(c: &mut PduClient, seq: u16, req: &IMGroupShieldReq) -> IMGroupShieldRsp {
+    ask::<_, IMGroupShieldRsp>(
+        c,
+        SID_GROUP,
+        G::CID_GROUP_SHIELD_GROUP_REQUEST as u16,
+        seq,
+        req,
+        G::CID_GROUP_SHIELD_GROUP_RESPONSE as u16,
+    )
+    .1
+}
+
+/// The current members of group `gid` in the database.
+fn group_members(db: &tt_rs::TestDb, gid: u32) -> Vec<u32> {
+    db.conn()
+        .exec(
+            "SELECT userId FROM IMGroupMember WHERE groupId = ? AND status = 0 ORDER BY userId",
+            (gid,),
+        )
+        .unwrap()
+}
+
+/// The version of group `gid` in the database.
+fn group_version(db: &tt_rs::TestDb, gid: u32) -> u32 {
+    db.conn()
+        .exec_first("SELECT version FROM IMGroup WHERE id = ?", (gid,))
+        .unwrap()
+        .unwrap()
+}
+
 fn sorted(mut v: Vec<u32>) -> Vec<u32> {
     v.sort_unstable();
     v
@@ -655,14 +622,7 @@ fn group_commands_and_membership_changes_across_msg_servers() {
         member_id_list: vec![1, 2],
         attach_data: None,
     };
-    let (_, created) = ask::<_, IMGroupCreateRsp>(
-        &mut alice,
-        SID_GROUP,
-        G::CID_GROUP_CREATE_REQUEST as u16,
-        1,
-        &req,
-        G::CID_GROUP_CREATE_RESPONSE as u16,
-    );
+    let created = create_group(&mut alice, 1, &req);
     assert_eq!(
         (
             created.user_id,
@@ -682,19 +642,9 @@ fn group_commands_and_membership_changes_across_msg_servers() {
         )
         .unwrap();
     assert_eq!(row, Some(("pair".into(), 1, 2, 2)));
-    let members: Vec<u32> = db
-        .conn()
-        .exec(
-            "SELECT userId FROM IMGroupMember WHERE groupId = ? AND status = 0 ORDER BY userId",
-            (gid,),
-        )
-        .unwrap();
+    let members = group_members(db, gid);
     assert_eq!(members, vec![1, 2]);
-    let v1: u32 = db
-        .conn()
-        .exec_first("SELECT version FROM IMGroup WHERE id = ?", (gid,))
-        .unwrap()
-        .unwrap();
+    let v1 = group_version(db, gid);
 
     // A client may not create a normal group: the C++ drops it silently.
     let req = IMGroupCreateReq {
@@ -714,17 +664,7 @@ fn group_commands_and_membership_changes_across_msg_servers() {
     assert_eq!(nope, None);
 
     // Normal group list: the normal group only, with its version.
-    let (_, list) = ask::<_, IMNormalGroupListRsp>(
-        &mut carol,
-        SID_GROUP,
-        G::CID_GROUP_NORMAL_LIST_REQUEST as u16,
-        4,
-        &IMNormalGroupListReq {
-            user_id: 0,
-            attach_data: None,
-        },
-        G::CID_GROUP_NORMAL_LIST_RESPONSE as u16,
-    );
+    let list = normal_groups(&mut carol, 4);
     assert_eq!(list.user_id, 3);
     let versions: Vec<(u32, u32)> = list
         .group_version_list
@@ -732,17 +672,7 @@ fn group_commands_and_membership_changes_across_msg_servers() {
         .map(|v| (v.group_id, v.version))
         .collect();
     assert_eq!(versions, vec![(500, 3)]);
-    let (_, list) = ask::<_, IMNormalGroupListRsp>(
-        &mut dave,
-        SID_GROUP,
-        G::CID_GROUP_NORMAL_LIST_REQUEST as u16,
-        5,
-        &IMNormalGroupListReq {
-            user_id: 0,
-            attach_data: None,
-        },
-        G::CID_GROUP_NORMAL_LIST_RESPONSE as u16,
-    );
+    let list = normal_groups(&mut dave, 5);
     assert!(list.group_version_list.is_empty(), "{list:?}");
 
     // Group info: the groups the client holds an older version of.
@@ -803,19 +733,9 @@ fn group_commands_and_membership_changes_across_msg_servers() {
     assert_eq!(sorted(rsp.chg_user_id_list.clone()), vec![3, 4]);
     assert_eq!(sorted(rsp.cur_user_id_list.clone()), vec![1, 2, 3, 4]);
     assert_eq!(rsp.attach_data, None);
-    let members: Vec<u32> = db
-        .conn()
-        .exec(
-            "SELECT userId FROM IMGroupMember WHERE groupId = ? AND status = 0 ORDER BY userId",
-            (gid,),
-        )
-        .unwrap();
+    let members = group_members(db, gid);
     assert_eq!(members, vec![1, 2, 3, 4]);
-    let v2: u32 = db
-        .conn()
-        .exec_first("SELECT version FROM IMGroup WHERE id = ?", (gid,))
-        .unwrap()
-        .unwrap();
+    let v2 = group_version(db, gid);
     assert!(v2 > v1, "the version moves on with the membership");
     // Every member is told, here and on the other msg_server.
     for (who, c) in [
@@ -872,20 +792,12 @@ fn group_commands_and_membership_changes_across_msg_servers() {
         (gid, thanks),
         "{rsp:?}"
     );
-    let req = IMGetMsgByIdReq {
-        user_id: 0,
-        session_type: SessionType::SESSION_TYPE_GROUP,
-        session_id: gid,
-        msg_id_list: vec![thanks],
-        attach_data: None,
-    };
-    let (_, rsp) = ask::<_, IMGetMsgByIdRsp>(
+    let rsp = msg_by_id(
         &mut carol,
-        SID_MSG,
-        M::CID_MSG_GET_BY_MSG_ID_REQ as u16,
         41,
-        &req,
-        M::CID_MSG_GET_BY_MSG_ID_RES as u16,
+        SessionType::SESSION_TYPE_GROUP,
+        gid,
+        &[thanks],
     );
     let got: Vec<(u32, u32, MsgType, Vec<u8>)> = rsp
         .msg_list
@@ -906,13 +818,7 @@ fn group_commands_and_membership_changes_across_msg_servers() {
     let before = group_unread(&mut carol, 42).expect("the group has unread messages");
     // The three messages since she joined (joining clears the counter).
     assert_eq!(before, (3, thanks));
-    let ack = IMMsgDataReadAck {
-        user_id: 0,
-        session_id: gid,
-        msg_id: thanks,
-        session_type: SessionType::SESSION_TYPE_GROUP,
-    };
-    carol.send_msg(SID_MSG, M::CID_MSG_READ_ACK as u16, 43, &ack);
+    read_ack(&mut carol, 43, SessionType::SESSION_TYPE_GROUP, gid, thanks);
     eventually("carol's group unread count is cleared", || {
         group_unread(&mut carol, 44).is_none()
     });
@@ -945,15 +851,12 @@ fn group_commands_and_membership_changes_across_msg_servers() {
 
     // Bob is no longer a member: his group message is not stored (no ack,
     // as the C++ db_proxy does not answer) and reaches nobody.
-    let msg = IMMsgData {
-        from_user_id: 2,
-        to_session_id: gid,
-        msg_id: 0,
-        create_time: 0,
-        msg_type: MsgType::MSG_TYPE_GROUP_TEXT,
-        msg_data: encrypted("let me in"),
-        attach_data: None,
-    };
+    let msg = msg_data(
+        2,
+        gid,
+        MsgType::MSG_TYPE_GROUP_TEXT,
+        &encrypted("let me in"),
+    );
     bob.send_msg(SID_MSG, M::CID_MSG_DATA as u16, 50, &msg);
     cluster
         .db_proxy
@@ -982,28 +885,14 @@ fn group_commands_and_membership_changes_across_msg_servers() {
         shield_status: 1,
         attach_data: None,
     };
-    let (_, rsp) = ask::<_, IMGroupShieldRsp>(
-        &mut carol,
-        SID_GROUP,
-        G::CID_GROUP_SHIELD_GROUP_REQUEST as u16,
-        18,
-        &req,
-        G::CID_GROUP_SHIELD_GROUP_RESPONSE as u16,
-    );
+    let rsp = shield(&mut carol, 18, &req);
     assert_eq!(
         (rsp.user_id, rsp.group_id, rsp.result_code, rsp.attach_data),
         (3, gid, 0, None)
     );
     let key = format!("group_set_{gid}");
     assert!(redis(redis_port, 2, &["HGET", &key, "3_1"]).contains("\r\n1\r\n"));
-    let (_, rsp) = ask::<_, IMGroupShieldRsp>(
-        &mut bob,
-        SID_GROUP,
-        G::CID_GROUP_SHIELD_GROUP_REQUEST as u16,
-        19,
-        &req,
-        G::CID_GROUP_SHIELD_GROUP_RESPONSE as u16,
-    );
+    let rsp = shield(&mut bob, 19, &req);
     assert_eq!((rsp.user_id, rsp.result_code), (2, 1));
     assert!(redis(redis_port, 2, &["HGET", &key, "2_1"]).starts_with("$-1"));
 }
@@ -1202,14 +1091,7 @@ fn chat_resumes_after_route_server_restarts_with_the_real_db_proxy() {
         member_id_list: vec![1, 2],
         attach_data: None,
     };
-    let (_, created) = ask::<_, IMGroupCreateRsp>(
-        &mut alice,
-        SID_GROUP,
-        G::CID_GROUP_CREATE_REQUEST as u16,
-        902,
-        &req,
-        G::CID_GROUP_CREATE_RESPONSE as u16,
-    );
+    let created = create_group(&mut alice, 902, &req);
     let gid = created.group_id.unwrap();
     let m = send_group(&mut alice, 903, gid, "group after restart");
     recv_msg(&mut bob, m.msg_id);
@@ -1233,15 +1115,7 @@ fn chat_resumes_after_db_proxy_restarts() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut seq = 2;
     let stored = loop {
-        let msg = IMMsgData {
-            from_user_id: 1,
-            to_session_id: 2,
-            msg_id: 0,
-            create_time: 0,
-            msg_type: MsgType::MSG_TYPE_SINGLE_TEXT,
-            msg_data: encrypted("after"),
-            attach_data: None,
-        };
+        let msg = msg_data(1, 2, MsgType::MSG_TYPE_SINGLE_TEXT, &encrypted("after"));
         alice.send_msg(SID_MSG, M::CID_MSG_DATA as u16, seq, &msg);
         let mut acked = None;
         while let Some(p) = alice.try_recv(Duration::from_millis(500)) {

@@ -10,29 +10,11 @@ use tt_proto::IM::BaseDefine::{
 };
 use tt_proto::IM::Buddy::{IMUsersInfoReq, IMUsersInfoRsp};
 use tt_proto::IM::Login::{IMKickUser, IMLogoutReq, IMLogoutRsp};
-use tt_proto::IM::Message::{IMClientTimeReq, IMClientTimeRsp};
+use tt_proto::IM::Message::IMClientTimeReq;
 use tt_proto::IM::Other::IMHeartBeat;
 use tt_rs::{run_to_exit, PduClient};
 
 const CID_KICK: u16 = LoginCmdID::CID_LOGIN_KICK_USER as u16;
-
-fn unix_now() -> u32 {
-    base::tick::unix_time()
-}
-
-/// Asks the server time: proves the connection is up and logged in.
-fn server_time(c: &mut PduClient, seq: u16) -> u32 {
-    ask::<_, IMClientTimeRsp>(
-        c,
-        SID_MSG,
-        MessageCmdID::CID_MSG_TIME_REQUEST as u16,
-        seq,
-        &IMClientTimeReq {},
-        MessageCmdID::CID_MSG_TIME_RESPONSE as u16,
-    )
-    .1
-    .server_time
-}
 
 fn user_info_req(ids: &[u32]) -> IMUsersInfoReq {
     IMUsersInfoReq {

@@ -28,16 +28,7 @@ const TEXT: MsgType = MsgType::MSG_TYPE_SINGLE_TEXT;
 const GROUP_TEXT: MsgType = MsgType::MSG_TYPE_GROUP_TEXT;
 
 fn send(c: &mut PduClient, seq: u16, from: u32, to: u32, t: MsgType, data: &[u8]) {
-    let msg = IMMsgData {
-        from_user_id: from,
-        to_session_id: to,
-        msg_id: 0,
-        create_time: 0,
-        msg_type: t,
-        msg_data: data.to_vec(),
-        attach_data: None,
-    };
-    c.send_msg(SID_MSG, CID_DATA, seq, &msg);
+    c.send_msg(SID_MSG, CID_DATA, seq, &msg_data(from, to, t, data));
 }
 
 /// Every PDU up to and including the first for which `last` holds.

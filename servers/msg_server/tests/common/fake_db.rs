@@ -45,8 +45,6 @@ impl FakeDb {
     /// Starts listening on a free loopback port; `users` are
     /// (id, name, plain password).
     pub fn start(users: &[(u32, &str, &str)], groups: HashMap<u32, Vec<u32>>) -> FakeDb {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(FakeDbState {
             groups,
             ..FakeDbState::default()
@@ -56,25 +54,17 @@ impl FakeDb {
             .map(|(id, n, p)| (*id, n.to_string(), md5_hex(p.as_bytes())))
             .collect();
         let shared = state.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let (state, users) = (shared.clone(), users.clone());
-                std::thread::spawn(move || serve(stream, state, users));
-            }
+        let port = serve(move |pdu| {
+            let mut st = shared.lock().unwrap();
+            st.seen.push((pdu.command_id(), pdu.clone()));
+            answer(&mut st, &users, pdu)
         });
         FakeDb { port, state }
     }
 
     /// How many requests with `cid` arrived so far.
     pub fn count(&self, cid: u16) -> usize {
-        self.state
-            .lock()
-            .unwrap()
-            .seen
-            .iter()
-            .filter(|(c, _)| *c == cid)
-            .count()
+        self.requests(cid).len()
     }
 
     /// The requests with `cid` so far.
@@ -116,20 +106,28 @@ fn user_info(id: u32, name: &str) -> UserInfo {
     }
 }
 
-fn serve(mut s: TcpStream, state: Arc<Mutex<FakeDbState>>, users: Vec<(u32, String, String)>) {
-    while let Some(pdu) = read_pdu(&mut s) {
-        let cid = pdu.command_id();
-        let reply = {
-            let mut st = state.lock().unwrap();
-            st.seen.push((cid, pdu.clone()));
-            answer(&mut st, &users, &pdu)
-        };
-        if let Some(out) = reply {
-            if s.write_all(out.as_bytes()).is_err() {
-                return;
-            }
+/// Listens on a free loopback port (returned) and serves each connection
+/// in a thread of its own: every PDU read gets what `answer` makes of it,
+/// if anything.
+fn serve(answer: impl Fn(&ImPdu) -> Option<ImPdu> + Clone + Send + 'static) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                while let Some(pdu) = read_pdu(&mut s) {
+                    if let Some(out) = answer(&pdu) {
+                        if s.write_all(out.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
         }
-    }
+    });
+    port
 }
 
 fn answer(st: &mut FakeDbState, users: &[(u32, String, String)], pdu: &ImPdu) -> Option<ImPdu> {
@@ -255,29 +253,18 @@ pub struct FakePush {
 impl FakePush {
     /// Starts listening on a free loopback port.
     pub fn start() -> FakePush {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let pushes = Arc::new(Mutex::new(Vec::new()));
         let shared = pushes.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { return };
-                let pushes = shared.clone();
-                std::thread::spawn(move || {
-                    while let Some(pdu) = read_pdu(&mut s) {
-                        if pdu.command_id() == OtherCmdID::CID_OTHER_HEARTBEAT as u16 {
-                            if s.write_all(pdu.as_bytes()).is_err() {
-                                return;
-                            }
-                        } else if pdu.command_id() == OtherCmdID::CID_OTHER_PUSH_TO_USER_REQ as u16
-                        {
-                            if let Ok(p) = pdu.msg::<IMPushToUserReq>() {
-                                pushes.lock().unwrap().push(p);
-                            }
-                        }
-                    }
-                });
+        let port = serve(move |pdu| {
+            if pdu.command_id() == OtherCmdID::CID_OTHER_HEARTBEAT as u16 {
+                return Some(pdu.clone());
             }
+            if pdu.command_id() == OtherCmdID::CID_OTHER_PUSH_TO_USER_REQ as u16 {
+                if let Ok(p) = pdu.msg::<IMPushToUserReq>() {
+                    shared.lock().unwrap().push(p);
+                }
+            }
+            None
         });
         FakePush { port, pushes }
     }
@@ -311,26 +298,9 @@ pub const FAKE_FILE_CLIENT_PORT: u32 = 8601;
 impl FakeFile {
     /// Starts listening on a free loopback port.
     pub fn start() -> FakeFile {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let shared = requests.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { return };
-                let requests = shared.clone();
-                std::thread::spawn(move || {
-                    while let Some(pdu) = read_pdu(&mut s) {
-                        let reply = file_answer(&requests, &pdu);
-                        if let Some(out) = reply {
-                            if s.write_all(out.as_bytes()).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
+        let port = serve(move |pdu| file_answer(&shared, pdu));
         FakeFile { port, requests }
     }
 }

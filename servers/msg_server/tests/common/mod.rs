@@ -7,16 +7,23 @@
 
 pub mod fake_db;
 
+use base::aes::Aes;
 use base::md5::md5_hex;
 use base::pdu::ImPdu;
 use std::time::{Duration, Instant};
 use tt_proto::ProtoMessage;
-use tt_proto::IM::BaseDefine::{ClientType, LoginCmdID, ResultType, ServiceID, UserStatType};
+use tt_proto::IM::BaseDefine::{
+    ClientType, LoginCmdID, MessageCmdID, MsgType, ResultType, ServiceID, UserStatType,
+};
 use tt_proto::IM::Login::{IMLoginReq, IMLoginRes, IMMsgServReq, IMMsgServRsp};
-use tt_rs::{built_binary, free_port, PduClient, RedisServer, ServerProcess, TestDb, WAIT};
+use tt_proto::IM::Message::{IMClientTimeReq, IMClientTimeRsp, IMMsgData, IMMsgDataAck};
+use tt_rs::cluster::{
+    msg_server_conf, start_login_server, start_route_server, start_server, MsgServerPeers,
+};
+pub use tt_rs::AES_KEY;
+use tt_rs::{free_port, PduClient, RedisServer, ServerProcess, TestDb, WAIT};
 
 pub const MSG_SERVER: &str = env!("CARGO_BIN_EXE_msg_server");
-pub const AES_KEY: &str = "12345678901234567890123456789012";
 pub const SID_LOGIN: u16 = ServiceID::SID_LOGIN as u16;
 pub const SID_BUDDY: u16 = ServiceID::SID_BUDDY_LIST as u16;
 pub const SID_MSG: u16 = ServiceID::SID_MSG as u16;
@@ -34,27 +41,9 @@ pub const USERS: [(u32, &str, &str); 4] = [
     (4, "dave", "dave-pw"),
 ];
 
-fn bin(name: &str) -> String {
-    built_binary(name).to_string_lossy().into_owned()
-}
-
 /// Inserts a user whose plain password is `plain` (see `tt_rs::add_user`).
 pub fn add_user(db: &TestDb, id: u32, name: &str, plain: &str) {
     tt_rs::add_user(db, id, name, plain, 100)
-}
-
-fn start_route(port: u16) -> ServerProcess {
-    let mut route = ServerProcess::start(
-        &bin("route_server"),
-        "routeserver.conf",
-        &format!("ListenIP=127.0.0.1\nListenMsgPort={port}\n"),
-    );
-    route.wait_listening(port);
-    route
-}
-
-fn db_proxy_conf(db: &TestDb, redis: u16, port: u16) -> String {
-    tt_rs::db_proxy_conf(db, redis, port, 2, 4, "http://127.0.0.1:8700/")
 }
 
 /// route_server + login_server + db_proxy_server (+ MariaDB, Redis), or
@@ -116,21 +105,10 @@ impl Cluster {
         fake: Option<fake_db::FakeDb>,
     ) -> Cluster {
         let route_port = free_port();
-        let route = Some(start_route(route_port));
+        let route = Some(start_route_server(route_port));
         let (login_client_port, http_port, login_msg_port) =
             (free_port(), free_port(), free_port());
-        let mut login = ServerProcess::start(
-            &bin("login_server"),
-            "loginserver.conf",
-            &format!(
-                "ClientListenIP=127.0.0.1\nClientPort={login_client_port}\n\
-                 HttpListenIP=127.0.0.1\nHttpPort={http_port}\n\
-                 MsgServerListenIP=127.0.0.1\nMsgServerPort={login_msg_port}\n\
-                 msfs=http://127.0.0.1:8700/\ndiscovery=http://127.0.0.1/api/discovery\n"
-            ),
-        );
-        login.wait_listening(login_client_port);
-        login.wait_listening(login_msg_port);
+        let login = start_login_server(login_client_port, http_port, login_msg_port);
         Cluster {
             db,
             redis,
@@ -151,7 +129,7 @@ impl Cluster {
     /// Kills route_server and starts a new one on the same port.
     pub fn restart_route(&mut self) {
         self.route = None;
-        self.route = Some(start_route(self.route_port));
+        self.route = Some(start_route_server(self.route_port));
     }
 
     /// The fake db_proxy.
@@ -164,13 +142,19 @@ impl Cluster {
         let (Some(db), Some(redis)) = (&self.db, &self.redis) else {
             panic!("a cluster with a real db_proxy");
         };
-        let mut p = ServerProcess::start(
-            &bin("db_proxy_server"),
+        self.db_proxy = Some(start_server(
+            "db_proxy_server",
             "dbproxyserver.conf",
-            &db_proxy_conf(db, redis.port(), self.db_proxy_port),
-        );
-        p.wait_listening(self.db_proxy_port);
-        self.db_proxy = Some(p);
+            &tt_rs::db_proxy_conf(
+                db,
+                redis.port(),
+                self.db_proxy_port,
+                2,
+                4,
+                "http://127.0.0.1:8700/",
+            ),
+            &[self.db_proxy_port],
+        ));
     }
 
     /// Kills db_proxy_server.
@@ -181,21 +165,16 @@ impl Cluster {
     /// A `msgserver.conf` for a msg_server on `port` in this cluster (no
     /// push_server or file_server listens on their ports).
     pub fn msg_server_conf(&self, port: u16) -> String {
-        format!(
-            "ListenIP=127.0.0.1\nListenPort={port}\nConcurrentDBConnCnt={conns}\n\
-             DBServerIP1=127.0.0.1\nDBServerPort1={db}\nDBServerIP2=127.0.0.1\nDBServerPort2={db}\n\
-             LoginServerIP1=127.0.0.1\nLoginServerPort1={login}\n\
-             RouteServerIP1=127.0.0.1\nRouteServerPort1={route}\n\
-             PushServerIP1=127.0.0.1\nPushServerPort1={push}\n\
-             FileServerIP1=127.0.0.1\nFileServerPort1={file}\n\
-             IpAddr1=127.0.0.1\nIpAddr2=127.0.0.1\nMaxConnCnt=1000\naesKey={AES_KEY}\n",
-            conns = self.db_conns,
-            db = self.db_proxy_port,
-            login = self.login_msg_port,
-            route = self.route_port,
-            push = self.push.as_ref().map_or_else(free_port, |p| p.port),
-            file = self.file.as_ref().map_or_else(free_port, |f| f.port),
-        )
+        let peers = MsgServerPeers {
+            db_proxy_port: self.db_proxy_port,
+            db_conns: self.db_conns,
+            login_msg_port: self.login_msg_port,
+            route_port: self.route_port,
+            push_port: self.push.as_ref().map_or_else(free_port, |p| p.port),
+            file_port: self.file.as_ref().map_or_else(free_port, |f| f.port),
+            max_conn_cnt: 1000,
+        };
+        msg_server_conf(port, &peers)
     }
 
     /// Starts a msg_server in this cluster and waits until it listens.
@@ -318,4 +297,111 @@ pub fn ask<Req: ProtoMessage, Rsp: ProtoMessage>(
     let (pdu, rsp) = c.recv_cmd::<Rsp>(rsp_cid);
     assert_eq!(pdu.seq_num(), seq, "reply {rsp_cid:#06x} carries the seq");
     (pdu, rsp)
+}
+
+/// Now, in unix seconds.
+pub fn unix_now() -> u32 {
+    base::tick::unix_time()
+}
+
+/// The server clock, asked with `CID_MSG_TIME_REQUEST`: also proves the
+/// connection is up and logged in.
+pub fn server_time(c: &mut PduClient, seq: u16) -> u32 {
+    let (_, rsp) = ask::<_, IMClientTimeRsp>(
+        c,
+        SID_MSG,
+        MessageCmdID::CID_MSG_TIME_REQUEST as u16,
+        seq,
+        &IMClientTimeReq {},
+        MessageCmdID::CID_MSG_TIME_RESPONSE as u16,
+    );
+    rsp.server_time
+}
+
+/// `text` encrypted as clients send it (with [`AES_KEY`]).
+pub fn encrypted(text: &str) -> Vec<u8> {
+    Aes::new(AES_KEY.as_bytes())
+        .unwrap()
+        .encrypt(text.as_bytes())
+        .unwrap()
+        .into_bytes()
+}
+
+/// The `IMMsgData` a client sends (`from` is what it writes; the server
+/// stamps the logged-in user).
+pub fn msg_data(from: u32, to: u32, t: MsgType, data: &[u8]) -> IMMsgData {
+    IMMsgData {
+        from_user_id: from,
+        to_session_id: to,
+        msg_id: 0,
+        create_time: 0,
+        msg_type: t,
+        msg_data: data.to_vec(),
+        attach_data: None,
+    }
+}
+
+/// Sends `msg` with `seq` and returns its ack, asserting it was stored
+/// (whatever arrives meanwhile is skipped).
+pub fn send_and_ack(c: &mut PduClient, seq: u16, msg: &IMMsgData) -> IMMsgDataAck {
+    c.send_msg(SID_MSG, MessageCmdID::CID_MSG_DATA as u16, seq, msg);
+    loop {
+        let (pdu, ack) = c.recv_cmd::<IMMsgDataAck>(MessageCmdID::CID_MSG_DATA_ACK as u16);
+        if pdu.seq_num() == seq {
+            assert!(ack.msg_id > 0, "stored: {ack:?}");
+            return ack;
+        }
+    }
+}
+
+/// Receives until a PDU `cid` whose body satisfies `pred` (others skipped).
+pub fn recv_where<T: ProtoMessage>(c: &mut PduClient, cid: u16, pred: impl Fn(&T) -> bool) -> T {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        let pdu: ImPdu = c.recv();
+        if pdu.command_id() == cid {
+            let m: T = pdu.msg().unwrap();
+            if pred(&m) {
+                return m;
+            }
+        }
+    }
+    panic!("no matching {cid:#06x} within {WAIT:?}");
+}
+
+/// The message `msg_id` arrives (others skipped).
+pub fn recv_msg(c: &mut PduClient, msg_id: u32) -> IMMsgData {
+    recv_where(c, MessageCmdID::CID_MSG_DATA as u16, |m: &IMMsgData| {
+        m.msg_id == msg_id
+    })
+}
+
+/// Polls `cond` until it holds (bounded by [`WAIT`]).
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `args` on Redis database `db` (one connection, so SELECT applies)
+/// and returns the raw reply of the last command.
+pub fn redis(port: u16, db: u32, args: &[&str]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let db = db.to_string();
+    let mut req = String::new();
+    for cmd in [vec!["SELECT", db.as_str()], args.to_vec()] {
+        req += &format!("*{}\r\n", cmd.len());
+        for a in cmd {
+            req += &format!("${}\r\n{a}\r\n", a.len());
+        }
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.trim_start_matches("+OK\r\n").to_string()
 }
