@@ -11,6 +11,7 @@
 //! caller waits at most [`CHECKOUT_TIMEOUT`] instead of forever.
 
 use crate::config::DbInstanceConfig;
+use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
@@ -312,5 +313,18 @@ impl DbManager {
             .get(pool)
             .ok_or_else(|| DbError::NoPool(pool.to_string()))?
             .get()
+    }
+
+    /// `ExecuteUpdate` on the master: runs one write statement with
+    /// `params` bound; true when it changed a row (the C++ answers "no
+    /// effect" as a failure).
+    pub fn execute_update(
+        &self,
+        sql: &str,
+        params: impl Into<mysql::Params>,
+    ) -> Result<bool, DbError> {
+        let mut conn = self.get(MASTER)?;
+        conn.run(|c| c.exec_drop(sql, params))?;
+        Ok(conn.affected_rows() > 0)
     }
 }

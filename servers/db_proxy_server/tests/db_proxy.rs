@@ -21,7 +21,7 @@ use tt_proto::IM::Server::{
 };
 mod common;
 
-use common::{add_user, conf, start, BIN};
+use common::{add_user, ask, conf, fresh, reference_db, start, BIN};
 use tt_rs::{free_port, PduClient, RedisServer, TestDb};
 
 const SID_OTHER: u16 = ServiceID::SID_OTHER as u16;
@@ -200,14 +200,14 @@ fn user_info_and_changed_users() {
             latest_update_time: since,
             attach_data: Some(vec![1, 2]),
         };
-        c.send_msg(
+        ask::<IMAllUserRsp>(
+            c,
             SID_BUDDY,
             BuddyListCmdID::CID_BUDDY_LIST_ALL_USER_REQUEST as u16,
             6,
             &req,
-        );
-        c.recv_cmd::<IMAllUserRsp>(BuddyListCmdID::CID_BUDDY_LIST_ALL_USER_RESPONSE as u16)
-            .1
+            BuddyListCmdID::CID_BUDDY_LIST_ALL_USER_RESPONSE as u16,
+        )
     };
     let r = all(&mut c, 0);
     let mut ids: Vec<u32> = r.user_list.iter().map(|u| u.user_id).collect();
@@ -242,14 +242,14 @@ fn sign_info_departments_and_push_shield() {
         latest_update_time: 100,
         attach_data: None,
     };
-    c.send_msg(
+    let rsp = ask::<IMDepartmentRsp>(
+        &mut c,
         SID_BUDDY,
         BuddyListCmdID::CID_BUDDY_LIST_DEPARTMENT_REQUEST as u16,
         1,
         &req,
+        BuddyListCmdID::CID_BUDDY_LIST_DEPARTMENT_RESPONSE as u16,
     );
-    let (_, rsp) =
-        c.recv_cmd::<IMDepartmentRsp>(BuddyListCmdID::CID_BUDDY_LIST_DEPARTMENT_RESPONSE as u16);
     let mut depts: Vec<(u32, String, u32, u32)> = rsp
         .dept_list
         .iter()
@@ -276,16 +276,14 @@ fn sign_info_departments_and_push_shield() {
             sign_info: text.into(),
             attach_data: None,
         };
-        c.send_msg(
+        ask::<IMChangeSignInfoRsp>(
+            c,
             SID_BUDDY,
             BuddyListCmdID::CID_BUDDY_LIST_CHANGE_SIGN_INFO_REQUEST as u16,
             2,
             &req,
-        );
-        c.recv_cmd::<IMChangeSignInfoRsp>(
             BuddyListCmdID::CID_BUDDY_LIST_CHANGE_SIGN_INFO_RESPONSE as u16,
         )
-        .1
     };
     let r = sign(&mut c, "new sign 中文");
     assert_eq!(
@@ -311,28 +309,28 @@ fn sign_info_departments_and_push_shield() {
             shield_status: status,
             attach_data: None,
         };
-        c.send_msg(
+        ask::<IMPushShieldRsp>(
+            c,
             SID_LOGIN,
             LoginCmdID::CID_LOGIN_REQ_PUSH_SHIELD as u16,
             3,
             &req,
-        );
-        c.recv_cmd::<IMPushShieldRsp>(LoginCmdID::CID_LOGIN_RES_PUSH_SHIELD as u16)
-            .1
+            LoginCmdID::CID_LOGIN_RES_PUSH_SHIELD as u16,
+        )
     };
     let query = |c: &mut PduClient, user: u32| {
         let req = IMQueryPushShieldReq {
             user_id: user,
             attach_data: None,
         };
-        c.send_msg(
+        ask::<IMQueryPushShieldRsp>(
+            c,
             SID_LOGIN,
             LoginCmdID::CID_LOGIN_REQ_QUERY_PUSH_SHIELD as u16,
             4,
             &req,
-        );
-        c.recv_cmd::<IMQueryPushShieldRsp>(LoginCmdID::CID_LOGIN_RES_QUERY_PUSH_SHIELD as u16)
-            .1
+            LoginCmdID::CID_LOGIN_RES_QUERY_PUSH_SHIELD as u16,
+        )
     };
     assert_eq!(query(&mut c, 20).shield_status, Some(0));
     let r = shield(&mut c, 20, 1);
@@ -404,14 +402,14 @@ fn device_token_set_then_get() {
         user_id: vec![30, 31, 32],
         attach_data: Some(b"z".to_vec()),
     };
-    c.send_msg(
+    let rsp = ask::<IMGetDeviceTokenRsp>(
+        &mut c,
         SID_OTHER,
         OtherCmdID::CID_OTHER_GET_DEVICE_TOKEN_REQ as u16,
         9,
         &req,
+        OtherCmdID::CID_OTHER_GET_DEVICE_TOKEN_RSP as u16,
     );
-    let (_, rsp) =
-        c.recv_cmd::<IMGetDeviceTokenRsp>(OtherCmdID::CID_OTHER_GET_DEVICE_TOKEN_RSP as u16);
     assert_eq!(rsp.attach_data.as_deref(), Some(&b"z"[..]));
     let mut infos: Vec<(u32, ClientType, String, u32)> = rsp
         .user_token_info
@@ -463,11 +461,8 @@ fn pool_exhaustion_waits_then_answers_all() {
 
 #[test]
 fn redis_restart_fails_cleanly_then_recovers() {
-    let db = TestDb::with_schema();
-    let mut redis = RedisServer::start();
-    let p = start(&db, &redis, 2, 2);
-    let mut c = PduClient::connect(p.port);
-    let ask = |c: &mut PduClient, seq: u16| {
+    let (_db, mut redis, p, mut c) = fresh(2, 2);
+    let set_token = |c: &mut PduClient, seq: u16| {
         let req = IMDeviceTokenReq {
             user_id: 40,
             device_token: "t".into(),
@@ -482,11 +477,11 @@ fn redis_restart_fails_cleanly_then_recovers() {
         );
         c.try_recv(Duration::from_millis(1500))
     };
-    assert!(ask(&mut c, 1).is_some());
+    assert!(set_token(&mut c, 1).is_some());
     redis.stop();
     // Requests now fail: no reply (nothing stored to acknowledge), no crash.
     for seq in 2..5 {
-        if let Some(pdu) = ask(&mut c, seq) {
+        if let Some(pdu) = set_token(&mut c, seq) {
             assert_eq!(
                 pdu.command_id(),
                 OtherCmdID::CID_OTHER_HEARTBEAT as u16,
@@ -498,7 +493,7 @@ fn redis_restart_fails_cleanly_then_recovers() {
     // Each connection retries at most every 4 s: bounded wait for recovery.
     let mut recovered = false;
     for seq in 10..60 {
-        if let Some(pdu) = ask(&mut c, seq) {
+        if let Some(pdu) = set_token(&mut c, seq) {
             if pdu.command_id() == LoginCmdID::CID_LOGIN_RES_DEVICETOKEN as u16 {
                 recovered = true;
                 break;
@@ -593,24 +588,7 @@ fn missing_or_bad_keys_exit_naming_them() {
 
 #[test]
 fn runs_on_a_database_made_from_the_reference_schema() {
-    let reference = tt_rs::repo_root().join("../shared/reference/teamtalk/ttopen.sql");
-    let Ok(text) = std::fs::read_to_string(&reference) else {
-        eprintln!("skipped: {} is absent", reference.display());
-        return;
-    };
-    // The file drops and creates a database named teamtalk: keep only the tables.
-    let tables: String = text
-        .lines()
-        .filter(|l| {
-            let u = l.trim_start().to_ascii_uppercase();
-            !(u.starts_with("CREATE DATABASE")
-                || u.starts_with("DROP DATABASE")
-                || u.starts_with("USE "))
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let db = TestDb::empty();
-    db.load_sql(&tables);
+    let Some(db) = reference_db() else { return };
     db.conn().query_drop("DELETE FROM IMUser").unwrap();
     let redis = RedisServer::start();
     add_user(&db, 7, "ref", "pw", 100);

@@ -45,13 +45,14 @@ fn has(c: &mut PduClient, user: u32) -> Vec<(u32, String, String, u32)> {
         user_id: user,
         attach_data: Some(b"f".to_vec()),
     };
-    c.send_msg(
+    let rsp = ask::<IMFileHasOfflineRsp>(
+        c,
         SID_FILE,
         FileCmdID::CID_FILE_HAS_OFFLINE_REQ as u16,
         3,
         &req,
+        FileCmdID::CID_FILE_HAS_OFFLINE_RES as u16,
     );
-    let (_, rsp) = c.recv_cmd::<IMFileHasOfflineRsp>(FileCmdID::CID_FILE_HAS_OFFLINE_RES as u16);
     assert_eq!(rsp.user_id, user);
     assert_eq!(rsp.attach_data.as_deref(), Some(&b"f"[..]));
     rsp.offline_file_list

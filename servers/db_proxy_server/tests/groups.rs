@@ -8,18 +8,13 @@ use common::*;
 use mysql::prelude::Queryable;
 use std::time::Duration;
 use tt_proto::IM::BaseDefine::{
-    GroupCmdID, GroupModifyType, GroupType, GroupVersionInfo, MessageCmdID, MsgType, OtherCmdID,
-    SessionType,
+    GroupCmdID, GroupModifyType, GroupType, MessageCmdID, OtherCmdID, SessionType,
 };
 use tt_proto::IM::Group::{
     IMGroupChangeMemberReq, IMGroupChangeMemberRsp, IMGroupCreateReq, IMGroupCreateRsp,
-    IMGroupInfoListReq, IMGroupInfoListRsp, IMGroupShieldReq, IMGroupShieldRsp,
-    IMNormalGroupListReq, IMNormalGroupListRsp,
+    IMGroupShieldReq, IMGroupShieldRsp,
 };
-use tt_proto::IM::Message::{
-    IMGetMsgByIdReq, IMGetMsgByIdRsp, IMGetMsgListReq, IMGetMsgListRsp, IMMsgDataReadAck,
-    IMUnreadMsgCntReq, IMUnreadMsgCntRsp,
-};
+use tt_proto::IM::Message::IMMsgDataReadAck;
 use tt_proto::IM::Server::{IMGroupGetShieldReq, IMGroupGetShieldRsp};
 use tt_rs::{PduClient, RedisServer, TestDb};
 
@@ -40,13 +35,14 @@ fn create(
         member_id_list: members.to_vec(),
         attach_data: Some(b"c".to_vec()),
     };
-    c.send_msg(
+    let rsp = ask::<IMGroupCreateRsp>(
+        c,
         SID_GROUP,
         GroupCmdID::CID_GROUP_CREATE_REQUEST as u16,
         1,
         &req,
+        GroupCmdID::CID_GROUP_CREATE_RESPONSE as u16,
     );
-    let (_, rsp) = c.recv_cmd::<IMGroupCreateRsp>(GroupCmdID::CID_GROUP_CREATE_RESPONSE as u16);
     assert_eq!(rsp.attach_data.as_deref(), Some(&b"c"[..]));
     rsp
 }
@@ -65,67 +61,14 @@ fn change(
         member_id_list: members.to_vec(),
         attach_data: None,
     };
-    c.send_msg(
+    ask::<IMGroupChangeMemberRsp>(
+        c,
         SID_GROUP,
         GroupCmdID::CID_GROUP_CHANGE_MEMBER_REQUEST as u16,
         2,
         &req,
-    );
-    c.recv_cmd::<IMGroupChangeMemberRsp>(GroupCmdID::CID_GROUP_CHANGE_MEMBER_RESPONSE as u16)
-        .1
-}
-
-fn normal_list(c: &mut PduClient, user: u32) -> Vec<(u32, u32)> {
-    let req = IMNormalGroupListReq {
-        user_id: user,
-        attach_data: None,
-    };
-    c.send_msg(
-        SID_GROUP,
-        GroupCmdID::CID_GROUP_NORMAL_LIST_REQUEST as u16,
-        3,
-        &req,
-    );
-    let (_, rsp) =
-        c.recv_cmd::<IMNormalGroupListRsp>(GroupCmdID::CID_GROUP_NORMAL_LIST_RESPONSE as u16);
-    rsp.group_version_list
-        .iter()
-        .map(|g| (g.group_id, g.version))
-        .collect()
-}
-
-fn info(c: &mut PduClient, user: u32, groups: &[(u32, u32)]) -> IMGroupInfoListRsp {
-    let req = IMGroupInfoListReq {
-        user_id: user,
-        group_version_list: groups
-            .iter()
-            .map(|&(group_id, version)| GroupVersionInfo { group_id, version })
-            .collect(),
-        attach_data: None,
-    };
-    c.send_msg(
-        SID_GROUP,
-        GroupCmdID::CID_GROUP_INFO_REQUEST as u16,
-        4,
-        &req,
-    );
-    c.recv_cmd::<IMGroupInfoListRsp>(GroupCmdID::CID_GROUP_INFO_RESPONSE as u16)
-        .1
-}
-
-fn unread_total(c: &mut PduClient, user: u32) -> IMUnreadMsgCntRsp {
-    let req = IMUnreadMsgCntReq {
-        user_id: user,
-        attach_data: None,
-    };
-    c.send_msg(
-        SID_MSG,
-        MessageCmdID::CID_MSG_UNREAD_CNT_REQUEST as u16,
-        5,
-        &req,
-    );
-    c.recv_cmd::<IMUnreadMsgCntRsp>(MessageCmdID::CID_MSG_UNREAD_CNT_RESPONSE as u16)
-        .1
+        GroupCmdID::CID_GROUP_CHANGE_MEMBER_RESPONSE as u16,
+    )
 }
 
 fn members_in_cache(redis: &RedisServer, group: u32) -> Vec<u32> {
@@ -142,10 +85,7 @@ fn members_in_cache(redis: &RedisServer, group: u32) -> Vec<u32> {
 
 #[test]
 fn create_then_change_members_then_list() {
-    let db = TestDb::with_schema();
-    let redis = RedisServer::start();
-    let p = start(&db, &redis, 1, 4);
-    let mut c = PduClient::connect(p.port);
+    let (db, redis, _p, mut c) = fresh(1, 4);
 
     let r = create(
         &mut c,
@@ -253,7 +193,7 @@ fn create_then_change_members_then_list() {
     let version = 4;
     assert_eq!(normal_list(&mut c, 4), vec![(g, version)]);
     assert_eq!(normal_list(&mut c, 99), vec![]);
-    let i = info(&mut c, 4, &[(g, 0), (9999, 0)]);
+    let i = group_info(&mut c, 4, &[(g, 0), (9999, 0)]);
     assert_eq!(i.group_info_list.len(), 1);
     let gi = &i.group_info_list[0];
     assert_eq!(
@@ -265,7 +205,9 @@ fn create_then_change_members_then_list() {
         ("team", "http://a/g.png")
     );
     assert_eq!(gi.group_member_list, vec![1, 2, 3, 4, 5]);
-    assert!(info(&mut c, 4, &[(g, version)]).group_info_list.is_empty());
+    assert!(group_info(&mut c, 4, &[(g, version)])
+        .group_info_list
+        .is_empty());
 
     // A temporary group: anyone adds, only the creator removes.
     let t = create(&mut c, 7, "tmp", GroupType::GROUP_TYPE_TMP, &[7, 8]);
@@ -288,10 +230,7 @@ fn create_then_change_members_then_list() {
 
 #[test]
 fn shields_are_set_by_members_and_read_per_user() {
-    let db = TestDb::with_schema();
-    let redis = RedisServer::start();
-    let p = start(&db, &redis, 1, 4);
-    let mut c = PduClient::connect(p.port);
+    let (_db, redis, _p, mut c) = fresh(1, 4);
     let g = create(&mut c, 1, "s", GroupType::GROUP_TYPE_NORMAL, &[1, 2, 3])
         .group_id
         .unwrap();
@@ -302,14 +241,14 @@ fn shields_are_set_by_members_and_read_per_user() {
             shield_status: status,
             attach_data: None,
         };
-        c.send_msg(
+        ask::<IMGroupShieldRsp>(
+            c,
             SID_GROUP,
             GroupCmdID::CID_GROUP_SHIELD_GROUP_REQUEST as u16,
             1,
             &req,
-        );
-        c.recv_cmd::<IMGroupShieldRsp>(GroupCmdID::CID_GROUP_SHIELD_GROUP_RESPONSE as u16)
-            .1
+            GroupCmdID::CID_GROUP_SHIELD_GROUP_RESPONSE as u16,
+        )
     };
     assert_eq!(shield(&mut c, 3, 1).result_code, 0);
     assert_eq!(shield(&mut c, 42, 1).result_code, 1, "not a member");
@@ -324,13 +263,14 @@ fn shields_are_set_by_members_and_read_per_user() {
         user_id: vec![3, 2],
         attach_data: Some(b"s".to_vec()),
     };
-    c.send_msg(
+    let rsp = ask::<IMGroupGetShieldRsp>(
+        &mut c,
         SID_OTHER,
         OtherCmdID::CID_OTHER_GET_SHIELD_REQ as u16,
         2,
         &req,
+        OtherCmdID::CID_OTHER_GET_SHIELD_RSP as u16,
     );
-    let (_, rsp) = c.recv_cmd::<IMGroupGetShieldRsp>(OtherCmdID::CID_OTHER_GET_SHIELD_RSP as u16);
     let got: Vec<(u32, u32, u32)> = rsp
         .shield_status_list
         .iter()
@@ -342,26 +282,16 @@ fn shields_are_set_by_members_and_read_per_user() {
 
 #[test]
 fn a_message_to_a_group_of_fifty_raises_forty_nine_counters() {
-    let db = TestDb::with_schema();
-    let redis = RedisServer::start();
     // One worker: a read-ack (no reply) is done before the next request.
-    let p = start(&db, &redis, 1, 4);
-    let mut c = PduClient::connect(p.port);
+    let (db, redis, _p, mut c) = fresh(1, 4);
     let members: Vec<u32> = (1..=50).collect();
     let g = create(&mut c, 1, "fifty", GroupType::GROUP_TYPE_NORMAL, &members)
         .group_id
         .unwrap();
 
     // As a msg_server stamps them: now (a member sees messages sent since joining).
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as u32;
-    let r = send(
-        &mut c,
-        10,
-        &msg_data(1, g, MsgType::MSG_TYPE_GROUP_TEXT, b"hi all", now),
-    );
+    let now = unix_now();
+    let r = send(&mut c, 10, &group_text(1, g, b"hi all", now));
     assert_eq!(r.msg_id, 1);
     let table = shard("IMGroupMessage", g);
     let stored: Vec<(u32, u32, u32, String, u32, u32, u32, u32)> = rows(
@@ -382,15 +312,11 @@ fn a_message_to_a_group_of_fifty_raises_forty_nine_counters() {
     assert_eq!(sessions, vec![(1, g, 2)], "the sender's group session");
     let mut unread_db = redis_db(&redis, DB_UNREAD);
     assert_eq!(
-        hgetall(&mut unread_db, &format!("{g}_im_group_msg"))
-            .get("count")
-            .map(String::as_str),
+        hfield(&mut unread_db, &format!("{g}_im_group_msg"), "count").as_deref(),
         Some("1")
     );
     assert_eq!(
-        hgetall(&mut unread_db, &format!("1_{g}_im_user_group"))
-            .get("count")
-            .map(String::as_str),
+        hfield(&mut unread_db, &format!("1_{g}_im_user_group"), "count").as_deref(),
         Some("1"),
         "the sender has read his own message"
     );
@@ -401,7 +327,7 @@ fn a_message_to_a_group_of_fifty_raises_forty_nine_counters() {
 
     let mut raised = 0;
     for user in 1..=50 {
-        let u = unread_total(&mut c, user);
+        let u = unread(&mut c, user);
         if user == 1 {
             assert_eq!(u.total_cnt, 0);
             assert!(u.unreadinfo_list.is_empty());
@@ -427,63 +353,39 @@ fn a_message_to_a_group_of_fifty_raises_forty_nine_counters() {
         session_type: GROUP,
     };
     c.send_msg(SID_MSG, MessageCmdID::CID_MSG_READ_ACK as u16, 11, &ack);
-    assert_eq!(unread_total(&mut c, 2).total_cnt, 0);
-    assert_eq!(unread_total(&mut c, 3).total_cnt, 1);
+    assert_eq!(unread(&mut c, 2).total_cnt, 0);
+    assert_eq!(unread(&mut c, 3).total_cnt, 1);
     assert_eq!(
-        hgetall(&mut unread_db, &format!("2_{g}_im_user_group"))
-            .get("count")
-            .map(String::as_str),
+        hfield(&mut unread_db, &format!("2_{g}_im_user_group"), "count").as_deref(),
         Some("1")
     );
 
     // Listing and by-id for a member; nothing for an outsider.
-    let req = IMGetMsgListReq {
-        user_id: 3,
-        session_type: GROUP,
-        session_id: g,
-        msg_id_begin: 0,
-        msg_cnt: 10,
-        attach_data: None,
-    };
-    c.send_msg(SID_MSG, MessageCmdID::CID_MSG_LIST_REQUEST as u16, 12, &req);
-    let (_, l) = c.recv_cmd::<IMGetMsgListRsp>(MessageCmdID::CID_MSG_LIST_RESPONSE as u16);
+    let l = msg_list(&mut c, 3, GROUP, g, 0, 10);
     assert_eq!(l.msg_list.len(), 1);
     assert_eq!(
         (l.msg_list[0].msg_id, l.msg_list[0].from_session_id),
         (1, 1)
     );
-    let req = IMGetMsgByIdReq {
-        user_id: 77,
-        session_type: GROUP,
-        session_id: g,
-        msg_id_list: vec![1],
-        attach_data: None,
-    };
-    c.send_msg(
-        SID_MSG,
-        MessageCmdID::CID_MSG_GET_BY_MSG_ID_REQ as u16,
-        13,
-        &req,
+    let b = msgs_by_id(&mut c, 3, GROUP, g, &[1, 99]);
+    assert_eq!(
+        b.msg_list
+            .iter()
+            .map(|m| (m.msg_id, m.from_session_id))
+            .collect::<Vec<_>>(),
+        vec![(1, 1)],
+        "a member gets the listed message there is"
     );
-    let (_, b) = c.recv_cmd::<IMGetMsgByIdRsp>(MessageCmdID::CID_MSG_GET_BY_MSG_ID_RES as u16);
+    let b = msgs_by_id(&mut c, 77, GROUP, g, &[1]);
     assert!(b.msg_list.is_empty(), "not a member");
 
     // A non-member's message gets no answer; the next answer is a member's.
-    c.send_msg(
-        SID_MSG,
-        MessageCmdID::CID_MSG_DATA as u16,
-        14,
-        &msg_data(77, g, MsgType::MSG_TYPE_GROUP_TEXT, b"intruder", now),
-    );
-    let r = send(
-        &mut c,
-        15,
-        &msg_data(5, g, MsgType::MSG_TYPE_GROUP_TEXT, b"second", now),
-    );
+    send_unanswered(&mut c, 14, &group_text(77, g, b"intruder", now));
+    let r = send(&mut c, 15, &group_text(5, g, b"second", now));
     assert_eq!(r.msg_id, 2);
-    assert_eq!(unread_total(&mut c, 2).total_cnt, 1);
-    assert_eq!(unread_total(&mut c, 3).total_cnt, 2);
-    assert_eq!(unread_total(&mut c, 5).total_cnt, 0, "sending reads all");
+    assert_eq!(unread(&mut c, 2).total_cnt, 1);
+    assert_eq!(unread(&mut c, 3).total_cnt, 2);
+    assert_eq!(unread(&mut c, 5).total_cnt, 0, "sending reads all");
 }
 
 #[test]
@@ -504,25 +406,16 @@ fn groups_written_by_sql_are_served_after_filling_the_cache() {
     let p = start(&db, &redis, 1, 4);
     let mut c = PduClient::connect(p.port);
     assert!(members_in_cache(&redis, 12).is_empty());
-    let r = send(
-        &mut c,
-        1,
-        &msg_data(2, 12, MsgType::MSG_TYPE_GROUP_TEXT, b"from sql", 20),
-    );
+    let r = send(&mut c, 1, &group_text(2, 12, b"from sql", 20));
     assert_eq!(r.msg_id, 1, "the C++ would answer nothing here");
     assert_eq!(members_in_cache(&redis, 12), vec![1, 2]);
     let joined = hgetall(&mut redis_db(&redis, DB_GROUP_MEMBER), "group_member_12");
     assert_eq!(joined.get("1").map(String::as_str), Some("10"));
-    let i = info(&mut c, 1, &[(12, 0)]);
+    let i = group_info(&mut c, 1, &[(12, 0)]);
     assert_eq!(i.group_info_list[0].group_member_list, vec![1, 2]);
     assert_eq!(i.group_info_list[0].version, 5);
     // The removed member is not in.
-    c.send_msg(
-        SID_MSG,
-        MessageCmdID::CID_MSG_DATA as u16,
-        2,
-        &msg_data(3, 12, MsgType::MSG_TYPE_GROUP_TEXT, b"x", 21),
-    );
+    send_unanswered(&mut c, 2, &group_text(3, 12, b"x", 21));
     assert_eq!(normal_list(&mut c, 1), vec![(12, 5)]);
 }
 
@@ -530,10 +423,7 @@ fn groups_written_by_sql_are_served_after_filling_the_cache() {
 fn group_ids_from_eight_concurrent_links_have_no_gap() {
     const LINKS: u32 = 8;
     const PER_LINK: u32 = 50;
-    let db = TestDb::with_schema();
-    let redis = RedisServer::start();
-    let p = start(&db, &redis, 4, 8);
-    let mut c = PduClient::connect(p.port);
+    let (db, redis, p, mut c) = fresh(4, 8);
     let g = create(
         &mut c,
         1,
@@ -543,34 +433,17 @@ fn group_ids_from_eight_concurrent_links_have_no_gap() {
     )
     .group_id
     .unwrap();
-    let port = p.port;
-    let threads: Vec<_> = (1..=LINKS)
+    let links = (1..=LINKS)
         .map(|user| {
-            std::thread::spawn(move || {
-                let mut c = PduClient::connect(port);
-                for i in 0..PER_LINK {
-                    c.send_msg(
-                        SID_MSG,
-                        MessageCmdID::CID_MSG_DATA as u16,
-                        i as u16,
-                        &msg_data(user, g, MsgType::MSG_TYPE_GROUP_TEXT, b"x", 9),
-                    );
-                }
-                (0..PER_LINK)
-                    .map(|_| {
-                        c.recv_cmd::<tt_proto::IM::Message::IMMsgData>(
-                            MessageCmdID::CID_MSG_DATA as u16,
-                        )
-                        .1
-                        .msg_id
-                    })
-                    .collect::<Vec<_>>()
-            })
+            (0..PER_LINK)
+                .map(|_| group_text(user, g, b"x", 9))
+                .collect()
         })
         .collect();
-    let mut ids: Vec<u32> = threads
+    let mut ids: Vec<u32> = send_from_links(p.port, links)
         .into_iter()
-        .flat_map(|t| t.join().unwrap())
+        .flatten()
+        .map(|r| r.msg_id)
         .collect();
     ids.sort_unstable();
     let n = LINKS * PER_LINK;
@@ -587,9 +460,7 @@ fn group_ids_from_eight_concurrent_links_have_no_gap() {
     assert_eq!(stored, (1..=n).collect::<Vec<_>>());
     let mut unread_db = redis_db(&redis, DB_UNREAD);
     assert_eq!(
-        hgetall(&mut unread_db, &format!("{g}_im_group_msg"))
-            .get("count")
-            .map(String::as_str),
+        hfield(&mut unread_db, &format!("{g}_im_group_msg"), "count").as_deref(),
         Some(n.to_string().as_str())
     );
     let sessions: Vec<u32> = rows(

@@ -16,41 +16,14 @@ use tt_proto::IM::Buddy::{
     IMRecentContactSessionReq, IMRecentContactSessionRsp, IMRemoveSessionReq, IMRemoveSessionRsp,
 };
 use tt_proto::IM::Message::{
-    IMGetLatestMsgIdReq, IMGetLatestMsgIdRsp, IMGetMsgByIdReq, IMGetMsgByIdRsp, IMGetMsgListReq,
-    IMGetMsgListRsp, IMMsgData, IMMsgDataReadAck, IMUnreadMsgCntReq, IMUnreadMsgCntRsp,
+    IMGetLatestMsgIdReq, IMGetLatestMsgIdRsp, IMGetMsgListRsp, IMMsgDataReadAck,
 };
 use tt_rs::{PduClient, RedisServer, TestDb};
 
 const SINGLE: SessionType = SessionType::SESSION_TYPE_SINGLE;
 
 fn list(c: &mut PduClient, user: u32, peer: u32, begin: u32, cnt: u32) -> IMGetMsgListRsp {
-    let req = IMGetMsgListReq {
-        user_id: user,
-        session_type: SINGLE,
-        session_id: peer,
-        msg_id_begin: begin,
-        msg_cnt: cnt,
-        attach_data: Some(b"l".to_vec()),
-    };
-    c.send_msg(SID_MSG, MessageCmdID::CID_MSG_LIST_REQUEST as u16, 7, &req);
-    let (_, rsp) = c.recv_cmd::<IMGetMsgListRsp>(MessageCmdID::CID_MSG_LIST_RESPONSE as u16);
-    assert_eq!(rsp.attach_data.as_deref(), Some(&b"l"[..]));
-    rsp
-}
-
-fn unread(c: &mut PduClient, user: u32) -> IMUnreadMsgCntRsp {
-    let req = IMUnreadMsgCntReq {
-        user_id: user,
-        attach_data: None,
-    };
-    c.send_msg(
-        SID_MSG,
-        MessageCmdID::CID_MSG_UNREAD_CNT_REQUEST as u16,
-        8,
-        &req,
-    );
-    c.recv_cmd::<IMUnreadMsgCntRsp>(MessageCmdID::CID_MSG_UNREAD_CNT_RESPONSE as u16)
-        .1
+    msg_list(c, user, SINGLE, peer, begin, cnt)
 }
 
 fn latest(c: &mut PduClient, user: u32, peer: u32, t: SessionType) -> u32 {
@@ -60,14 +33,14 @@ fn latest(c: &mut PduClient, user: u32, peer: u32, t: SessionType) -> u32 {
         session_id: peer,
         attach_data: None,
     };
-    c.send_msg(
+    let rsp: IMGetLatestMsgIdRsp = ask(
+        c,
         SID_MSG,
         MessageCmdID::CID_MSG_GET_LATEST_MSG_ID_REQ as u16,
         9,
         &req,
+        MessageCmdID::CID_MSG_GET_LATEST_MSG_ID_RSP as u16,
     );
-    let (_, rsp) =
-        c.recv_cmd::<IMGetLatestMsgIdRsp>(MessageCmdID::CID_MSG_GET_LATEST_MSG_ID_RSP as u16);
     assert_eq!((rsp.user_id, rsp.session_id), (user, peer));
     rsp.latest_msg_id
 }
@@ -84,6 +57,34 @@ fn relation_of(db: &TestDb, small: u32, big: u32) -> u32 {
     ids[0]
 }
 
+/// `(msgId, content)` of the pair's stored messages, ordered by `order_by`.
+fn stored_texts(db: &TestDb, small: u32, big: u32, order_by: &str) -> Vec<(u32, String)> {
+    let table = shard("IMMessage", relation_of(db, small, big));
+    rows(
+        db,
+        &[
+            "SELECT msgId, content FROM ",
+            &table,
+            " ORDER BY ",
+            order_by,
+        ]
+        .concat(),
+    )
+}
+
+/// The pair's message-id counter and `to`'s unread count from `from`.
+fn pair_counters(
+    unread_db: &mut redis::Connection,
+    rel: u32,
+    from: u32,
+    to: u32,
+) -> (Option<String>, Option<String>) {
+    (
+        get(unread_db, &format!("msg_id_{rel}")),
+        hfield(unread_db, &format!("unread_{to}"), &from.to_string()),
+    )
+}
+
 #[test]
 fn a_text_message_is_stored_counted_listed_and_read() {
     let db = TestDb::with_schema();
@@ -95,7 +96,7 @@ fn a_text_message_is_stored_counted_listed_and_read() {
     let mut c = PduClient::connect(p.port);
     let mut unread_db = redis_db(&redis, DB_UNREAD);
 
-    let m1 = msg_data(1, 2, MsgType::MSG_TYPE_SINGLE_TEXT, b"hello", 1_000);
+    let m1 = text_msg(1, 2, b"hello", 1_000);
     let r1 = send(&mut c, 11, &m1);
     assert_eq!(r1.msg_id, 1);
     assert_eq!(
@@ -128,39 +129,22 @@ fn a_text_message_is_stored_counted_listed_and_read() {
     );
     assert_eq!(sessions, vec![(1, 2, 1, 0), (2, 1, 1, 0)]);
     assert_eq!(
-        get(&mut unread_db, &format!("msg_id_{rel}")).as_deref(),
-        Some("1")
-    );
-    assert_eq!(
-        hgetall(&mut unread_db, "unread_2")
-            .get("1")
-            .map(String::as_str),
-        Some("1")
+        pair_counters(&mut unread_db, rel, 1, 2),
+        (Some("1".into()), Some("1".into())),
+        "the pair's id counter, 2's unread count from 1"
     );
     assert!(hgetall(&mut unread_db, "unread_1").is_empty());
 
-    let r2 = send(
-        &mut c,
-        12,
-        &msg_data(1, 2, MsgType::MSG_TYPE_SINGLE_TEXT, b"again", 1_001),
-    );
+    let r2 = send(&mut c, 12, &text_msg(1, 2, b"again", 1_001));
     assert_eq!(r2.msg_id, 2);
-    let r3 = send(
-        &mut c,
-        13,
-        &msg_data(2, 1, MsgType::MSG_TYPE_SINGLE_TEXT, b"hi alice", 1_002),
-    );
+    let r3 = send(&mut c, 13, &text_msg(2, 1, b"hi alice", 1_002));
     assert_eq!(r3.msg_id, 3, "one counter per pair, both directions");
     assert_eq!(
-        hgetall(&mut unread_db, "unread_2")
-            .get("1")
-            .map(String::as_str),
+        hfield(&mut unread_db, "unread_2", "1").as_deref(),
         Some("2")
     );
     assert_eq!(
-        hgetall(&mut unread_db, "unread_1")
-            .get("2")
-            .map(String::as_str),
+        hfield(&mut unread_db, "unread_1", "2").as_deref(),
         Some("1")
     );
 
@@ -184,20 +168,7 @@ fn a_text_message_is_stored_counted_listed_and_read() {
     assert_eq!(l.msg_id_begin, 2);
 
     // By id.
-    let req = IMGetMsgByIdReq {
-        user_id: 2,
-        session_type: SINGLE,
-        session_id: 1,
-        msg_id_list: vec![1, 3, 99],
-        attach_data: None,
-    };
-    c.send_msg(
-        SID_MSG,
-        MessageCmdID::CID_MSG_GET_BY_MSG_ID_REQ as u16,
-        14,
-        &req,
-    );
-    let (_, by_id) = c.recv_cmd::<IMGetMsgByIdRsp>(MessageCmdID::CID_MSG_GET_BY_MSG_ID_RES as u16);
+    let by_id = msgs_by_id(&mut c, 2, SINGLE, 1, &[1, 3, 99]);
     assert_eq!(
         by_id.msg_list.iter().map(|m| m.msg_id).collect::<Vec<_>>(),
         vec![3, 1]
@@ -238,13 +209,12 @@ fn a_text_message_is_stored_counted_listed_and_read() {
         latest_update_time: 0,
         attach_data: Some(b"r".to_vec()),
     };
-    c.send_msg(
+    let rs = ask::<IMRecentContactSessionRsp>(
+        &mut c,
         SID_BUDDY,
         BuddyListCmdID::CID_BUDDY_LIST_RECENT_CONTACT_SESSION_REQUEST as u16,
         16,
         &req,
-    );
-    let (_, rs) = c.recv_cmd::<IMRecentContactSessionRsp>(
         BuddyListCmdID::CID_BUDDY_LIST_RECENT_CONTACT_SESSION_RESPONSE as u16,
     );
     assert_eq!(rs.contact_session_list.len(), 1);
@@ -264,14 +234,14 @@ fn a_text_message_is_stored_counted_listed_and_read() {
             session_id: 1,
             attach_data: None,
         };
-        c.send_msg(
+        ask::<IMRemoveSessionRsp>(
+            c,
             SID_BUDDY,
             BuddyListCmdID::CID_BUDDY_LIST_REMOVE_SESSION_REQ as u16,
             17,
             &req,
-        );
-        c.recv_cmd::<IMRemoveSessionRsp>(BuddyListCmdID::CID_BUDDY_LIST_REMOVE_SESSION_RES as u16)
-            .1
+            BuddyListCmdID::CID_BUDDY_LIST_REMOVE_SESSION_RES as u16,
+        )
     };
     assert_eq!(remove(&mut c).result_code, 0);
     let st: Vec<u32> = rows(
@@ -281,11 +251,7 @@ fn a_text_message_is_stored_counted_listed_and_read() {
     assert_eq!(st, vec![1]);
     assert_eq!(remove(&mut c).result_code, 1, "nothing left to remove");
     // A new message revives the removed session instead of adding a row.
-    send(
-        &mut c,
-        18,
-        &msg_data(1, 2, MsgType::MSG_TYPE_SINGLE_TEXT, b"back", 1_003),
-    );
+    send(&mut c, 18, &text_msg(1, 2, b"back", 1_003));
     let sessions: Vec<(u32, u32)> = rows(
         &db,
         "SELECT userId, status FROM IMRecentSession ORDER BY userId",
@@ -295,43 +261,23 @@ fn a_text_message_is_stored_counted_listed_and_read() {
 
 #[test]
 fn bad_messages_get_the_cpp_answer_and_write_nothing() {
-    let db = TestDb::with_schema();
-    let redis = RedisServer::start();
     // One worker: replies come back in request order, so a later request's
     // reply proves an earlier one got none.
-    let p = start(&db, &redis, 1, 2);
-    let mut c = PduClient::connect(p.port);
+    let (db, redis, _p, mut c) = fresh(1, 2);
     let mut unread_db = redis_db(&redis, DB_UNREAD);
 
     // Empty: no answer.
-    c.send_msg(
-        SID_MSG,
-        MessageCmdID::CID_MSG_DATA as u16,
-        1,
-        &msg_data(1, 2, MsgType::MSG_TYPE_SINGLE_TEXT, b"", 5),
-    );
+    send_unanswered(&mut c, 1, &text_msg(1, 2, b"", 5));
     // To oneself: id 0.
-    let r = send(
-        &mut c,
-        2,
-        &msg_data(1, 1, MsgType::MSG_TYPE_SINGLE_TEXT, b"me", 5),
-    );
+    let r = send(&mut c, 2, &text_msg(1, 1, b"me", 5));
     assert_eq!(r.msg_id, 0);
     // Longer than the content column: id 0.
     let long = vec![b'x'; 4097];
-    let r = send(
-        &mut c,
-        3,
-        &msg_data(1, 2, MsgType::MSG_TYPE_SINGLE_TEXT, &long, 5),
-    );
+    let r = send(&mut c, 3, &text_msg(1, 2, &long, 5));
     assert_eq!(r.msg_id, 0);
     // 4096 characters fit.
     let fits = "é".repeat(4096);
-    let r = send(
-        &mut c,
-        4,
-        &msg_data(1, 2, MsgType::MSG_TYPE_SINGLE_TEXT, fits.as_bytes(), 5),
-    );
+    let r = send(&mut c, 4, &text_msg(1, 2, fits.as_bytes(), 5));
     assert_eq!(r.msg_id, 1);
     // Audio without sound: id 0.
     let r = send(
@@ -341,17 +287,8 @@ fn bad_messages_get_the_cpp_answer_and_write_nothing() {
     );
     assert_eq!(r.msg_id, 0);
     // Unknown group, user 0: no answer; the next answer is the barrier's.
-    c.send_msg(
-        SID_MSG,
-        MessageCmdID::CID_MSG_DATA as u16,
-        6,
-        &msg_data(1, 777, MsgType::MSG_TYPE_GROUP_TEXT, b"x", 5),
-    );
-    let r = send(
-        &mut c,
-        7,
-        &msg_data(0, 2, MsgType::MSG_TYPE_SINGLE_TEXT, b"x", 5),
-    );
+    send_unanswered(&mut c, 6, &group_text(1, 777, b"x", 5));
+    let r = send(&mut c, 7, &text_msg(0, 2, b"x", 5));
     assert_eq!(r.msg_id, 0, "user 0 is refused");
     // Nothing but the message that fits was written.
     let rel = relation_of(&db, 1, 2);
@@ -361,14 +298,9 @@ fn bad_messages_get_the_cpp_answer_and_write_nothing() {
     );
     assert_eq!(n, vec![1], "only the message that fits was stored");
     assert_eq!(
-        get(&mut unread_db, &format!("msg_id_{rel}")).as_deref(),
-        Some("1")
-    );
-    assert_eq!(
-        hgetall(&mut unread_db, "unread_2")
-            .get("1")
-            .map(String::as_str),
-        Some("1")
+        pair_counters(&mut unread_db, rel, 1, 2),
+        (Some("1".into()), Some("1".into())),
+        "the pair's id counter, 2's unread count from 1"
     );
     let audio: Vec<u32> = rows(&db, "SELECT id FROM IMAudio");
     assert!(audio.is_empty());
@@ -377,53 +309,31 @@ fn bad_messages_get_the_cpp_answer_and_write_nothing() {
 
 #[test]
 fn a_failed_insert_is_not_acknowledged_and_leaves_no_counter() {
-    let db = TestDb::with_schema();
-    let redis = RedisServer::start();
-    let p = start(&db, &redis, 2, 4);
-    let mut c = PduClient::connect(p.port);
+    let (db, redis, _p, mut c) = fresh(2, 4);
     let mut unread_db = redis_db(&redis, DB_UNREAD);
-    let r = send(
-        &mut c,
-        1,
-        &msg_data(3, 4, MsgType::MSG_TYPE_SINGLE_TEXT, b"one", 5),
-    );
+    let r = send(&mut c, 1, &text_msg(3, 4, b"one", 5));
     assert_eq!(r.msg_id, 1);
     let rel = relation_of(&db, 3, 4);
     let table = shard("IMMessage", rel);
     db.conn()
         .query_drop(format!("RENAME TABLE {table} TO {table}_away"))
         .unwrap();
-    let r = send(
-        &mut c,
-        2,
-        &msg_data(3, 4, MsgType::MSG_TYPE_SINGLE_TEXT, b"lost", 6),
-    );
+    let r = send(&mut c, 2, &text_msg(3, 4, b"lost", 6));
     assert_eq!(r.msg_id, 0, "not stored: no id for the client");
     assert_eq!(
-        hgetall(&mut unread_db, "unread_4")
-            .get("3")
-            .map(String::as_str),
+        hfield(&mut unread_db, "unread_4", "3").as_deref(),
         Some("1"),
         "the counter did not move"
     );
     db.conn()
         .query_drop(format!("RENAME TABLE {table}_away TO {table}"))
         .unwrap();
-    let r = send(
-        &mut c,
-        3,
-        &msg_data(3, 4, MsgType::MSG_TYPE_SINGLE_TEXT, b"two", 7),
-    );
+    let r = send(&mut c, 3, &text_msg(3, 4, b"two", 7));
     assert_eq!(r.msg_id, 3, "the failed message's id stays unused");
-    let stored: Vec<(u32, String)> = rows(
-        &db,
-        &["SELECT msgId, content FROM ", &table, " ORDER BY id"].concat(),
-    );
+    let stored = stored_texts(&db, 3, 4, "id");
     assert_eq!(stored, vec![(1, "one".into()), (3, "two".into())]);
     assert_eq!(
-        hgetall(&mut unread_db, "unread_4")
-            .get("3")
-            .map(String::as_str),
+        hfield(&mut unread_db, "unread_4", "3").as_deref(),
         Some("2")
     );
 }
@@ -436,50 +346,29 @@ fn thousand_messages_from_eight_links_get_ids_one_to_n() {
     let redis = RedisServer::start();
     let p = start(&db, &redis, 4, 8);
     let port = p.port;
-    let threads: Vec<_> = (0..LINKS)
+    let links = (0..LINKS)
         .map(|link| {
-            std::thread::spawn(move || {
-                let mut c = PduClient::connect(port);
-                // Even links write 1 -> 2, odd ones 2 -> 1.
-                let (from, to) = if link % 2 == 0 { (1, 2) } else { (2, 1) };
-                for i in 0..PER_LINK {
+            // Even links write 1 -> 2, odd ones 2 -> 1.
+            let (from, to) = if link % 2 == 0 { (1, 2) } else { (2, 1) };
+            (0..PER_LINK)
+                .map(|i| {
                     let text = format!("m{link}-{i}");
-                    c.send_msg(
-                        SID_MSG,
-                        MessageCmdID::CID_MSG_DATA as u16,
-                        i as u16,
-                        &msg_data(from, to, MsgType::MSG_TYPE_SINGLE_TEXT, text.as_bytes(), 50),
-                    );
-                }
-                let mut ids = Vec::new();
-                for _ in 0..PER_LINK {
-                    let (_, r) = c.recv_cmd::<IMMsgData>(MessageCmdID::CID_MSG_DATA as u16);
-                    assert_ne!(r.msg_id, 0, "stored");
-                    ids.push((r.msg_id, String::from_utf8(r.msg_data).unwrap()));
-                }
-                ids
-            })
+                    text_msg(from, to, text.as_bytes(), 50)
+                })
+                .collect()
         })
         .collect();
     let mut acked = Vec::new();
-    for t in threads {
-        acked.extend(t.join().unwrap());
+    for r in send_from_links(port, links).into_iter().flatten() {
+        assert_ne!(r.msg_id, 0, "stored");
+        acked.push((r.msg_id, String::from_utf8(r.msg_data).unwrap()));
     }
     let n = LINKS * PER_LINK;
     let mut ids: Vec<u32> = acked.iter().map(|(id, _)| *id).collect();
     ids.sort_unstable();
     assert_eq!(ids, (1..=n).collect::<Vec<_>>(), "no gap, no repeat");
 
-    let rel = relation_of(&db, 1, 2);
-    let stored: Vec<(u32, String)> = rows(
-        &db,
-        &[
-            "SELECT msgId, content FROM ",
-            &shard("IMMessage", rel),
-            " ORDER BY msgId",
-        ]
-        .concat(),
-    );
+    let stored = stored_texts(&db, 1, 2, "msgId");
     assert_eq!(stored.len(), n as usize);
     let mut acked_sorted = acked.clone();
     acked_sorted.sort();
@@ -521,8 +410,7 @@ fn audio_goes_to_msfs_and_comes_back() {
     let msfs = FakeMsfs::start();
     let port = tt_rs::free_port();
     let p = start_with(
-        &db,
-        conf_msfs(&db, redis.port(), port, 2, 4, &msfs.site()),
+        tt_rs::db_proxy_conf(&db, redis.port(), port, 2, 4, &msfs.site()),
         port,
     );
     let mut c = PduClient::connect(p.port);
@@ -567,32 +455,17 @@ fn audio_goes_to_msfs_and_comes_back() {
 
 #[test]
 fn redis_down_means_id_zero_and_no_row() {
-    let db = TestDb::with_schema();
-    let mut redis = RedisServer::start();
-    let p = start(&db, &redis, 2, 4);
-    let mut c = PduClient::connect(p.port);
-    let r = send(
-        &mut c,
-        1,
-        &msg_data(1, 2, MsgType::MSG_TYPE_SINGLE_TEXT, b"before", 5),
-    );
+    let (db, mut redis, _p, mut c) = fresh(2, 4);
+    let r = send(&mut c, 1, &text_msg(1, 2, b"before", 5));
     assert_eq!(r.msg_id, 1);
     redis.stop();
-    let r = send(
-        &mut c,
-        2,
-        &msg_data(1, 2, MsgType::MSG_TYPE_SINGLE_TEXT, b"during", 6),
-    );
+    let r = send(&mut c, 2, &text_msg(1, 2, b"during", 6));
     assert_eq!(r.msg_id, 0, "no counter, no row, no id");
     redis.restart();
     // The pool retries a lost connection at most every 4 s: retry until stored.
     let mut stored = 0;
     for seq in 3..200u16 {
-        let r = send(
-            &mut c,
-            seq,
-            &msg_data(1, 2, MsgType::MSG_TYPE_SINGLE_TEXT, b"after", 7),
-        );
+        let r = send(&mut c, seq, &text_msg(1, 2, b"after", 7));
         if r.msg_id != 0 {
             stored = r.msg_id;
             break;
@@ -601,30 +474,14 @@ fn redis_down_means_id_zero_and_no_row() {
     }
     // The restarted Redis lost the counter: it continues from the table.
     assert_eq!(stored, 2);
-    let rel = relation_of(&db, 1, 2);
-    let texts: Vec<(u32, String)> = rows(
-        &db,
-        &[
-            "SELECT msgId, content FROM ",
-            &shard("IMMessage", rel),
-            " ORDER BY id",
-        ]
-        .concat(),
-    );
+    let texts = stored_texts(&db, 1, 2, "id");
     assert_eq!(texts, vec![(1, "before".into()), (2, "after".into())]);
 }
 
 #[test]
 fn a_session_removed_elsewhere_is_revived_by_a_later_message() {
-    let db = TestDb::with_schema();
-    let redis = RedisServer::start();
-    let p = start(&db, &redis, 1, 4);
-    let mut c = PduClient::connect(p.port);
-    send(
-        &mut c,
-        1,
-        &msg_data(1, 2, MsgType::MSG_TYPE_SINGLE_TEXT, b"a", 5),
-    );
+    let (db, _redis, _p, mut c) = fresh(1, 4);
+    send(&mut c, 1, &text_msg(1, 2, b"a", 5));
     // Another db_proxy_server (or an admin) removes bob's session.
     db.conn()
         .query_drop("UPDATE IMRecentSession SET status = 1 WHERE userId = 2")
@@ -643,11 +500,7 @@ fn a_session_removed_elsewhere_is_revived_by_a_later_message() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    send(
-        &mut c,
-        2,
-        &msg_data(1, 2, MsgType::MSG_TYPE_SINGLE_TEXT, b"b", 6),
-    );
+    send(&mut c, 2, &text_msg(1, 2, b"b", 6));
     let st: Vec<u32> = rows(&db, "SELECT status FROM IMRecentSession WHERE userId = 2");
     assert_eq!(st, vec![0]);
 }

@@ -6,50 +6,12 @@ mod common;
 
 use common::*;
 use mysql::prelude::Queryable;
-use tt_proto::IM::BaseDefine::{
-    BuddyListCmdID, GroupCmdID, GroupVersionInfo, MessageCmdID, MsgType, SessionType,
-};
+use tt_proto::IM::BaseDefine::{BuddyListCmdID, SessionType};
 use tt_proto::IM::Buddy::{IMRecentContactSessionReq, IMRecentContactSessionRsp};
-use tt_proto::IM::Group::{
-    IMGroupInfoListReq, IMGroupInfoListRsp, IMNormalGroupListReq, IMNormalGroupListRsp,
-};
-use tt_proto::IM::Message::{IMGetMsgListReq, IMGetMsgListRsp};
-use tt_rs::{PduClient, RedisServer, TestDb};
-
-/// The reference schema's tables in a fresh database, or `None` when
-/// `../shared` is absent.
-fn reference_db() -> Option<TestDb> {
-    let reference = tt_rs::repo_root().join("../shared/reference/teamtalk/ttopen.sql");
-    let Ok(text) = std::fs::read_to_string(&reference) else {
-        eprintln!("skipped: {} is absent", reference.display());
-        return None;
-    };
-    let tables: String = text
-        .lines()
-        .filter(|l| {
-            let u = l.trim_start().to_ascii_uppercase();
-            !(u.starts_with("CREATE DATABASE")
-                || u.starts_with("DROP DATABASE")
-                || u.starts_with("USE "))
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let db = TestDb::empty();
-    db.load_sql(&tables);
-    Some(db)
-}
+use tt_rs::{PduClient, RedisServer};
 
 fn list(c: &mut PduClient, user: u32, peer: u32, t: SessionType) -> Vec<(u32, u32, Vec<u8>)> {
-    let req = IMGetMsgListReq {
-        user_id: user,
-        session_type: t,
-        session_id: peer,
-        msg_id_begin: 0,
-        msg_cnt: 20,
-        attach_data: None,
-    };
-    c.send_msg(SID_MSG, MessageCmdID::CID_MSG_LIST_REQUEST as u16, 1, &req);
-    let (_, rsp) = c.recv_cmd::<IMGetMsgListRsp>(MessageCmdID::CID_MSG_LIST_RESPONSE as u16);
+    let rsp = msg_list(c, user, t, peer, 0, 20);
     rsp.msg_list
         .into_iter()
         .map(|m| (m.msg_id, m.from_session_id, m.msg_data))
@@ -118,13 +80,12 @@ fn rows_written_by_the_cpp_are_served_and_continued() {
         latest_update_time: 0,
         attach_data: None,
     };
-    c.send_msg(
+    let rs = ask::<IMRecentContactSessionRsp>(
+        &mut c,
         SID_BUDDY,
         BuddyListCmdID::CID_BUDDY_LIST_RECENT_CONTACT_SESSION_REQUEST as u16,
         2,
         &req,
-    );
-    let (_, rs) = c.recv_cmd::<IMRecentContactSessionRsp>(
         BuddyListCmdID::CID_BUDDY_LIST_RECENT_CONTACT_SESSION_RESPONSE as u16,
     );
     let sessions: Vec<(u32, SessionType, u32, u32, Vec<u8>)> = rs
@@ -154,68 +115,18 @@ fn rows_written_by_the_cpp_are_served_and_continued() {
         ]
     );
 
-    let req = IMNormalGroupListReq {
-        user_id: 2,
-        attach_data: None,
-    };
-    c.send_msg(
-        SID_GROUP,
-        GroupCmdID::CID_GROUP_NORMAL_LIST_REQUEST as u16,
-        3,
-        &req,
-    );
-    let (_, gl) =
-        c.recv_cmd::<IMNormalGroupListRsp>(GroupCmdID::CID_GROUP_NORMAL_LIST_RESPONSE as u16);
-    assert_eq!(
-        gl.group_version_list,
-        vec![GroupVersionInfo {
-            group_id: 20,
-            version: 2
-        }]
-    );
-    let req = IMGroupInfoListReq {
-        user_id: 2,
-        group_version_list: gl.group_version_list.clone(),
-        attach_data: None,
-    };
-    c.send_msg(
-        SID_GROUP,
-        GroupCmdID::CID_GROUP_INFO_REQUEST as u16,
-        4,
-        &req,
-    );
-    let (_, gi) = c.recv_cmd::<IMGroupInfoListRsp>(GroupCmdID::CID_GROUP_INFO_RESPONSE as u16);
+    let groups = normal_list(&mut c, 2);
+    assert_eq!(groups, vec![(20, 2)]);
+    let gi = group_info(&mut c, 2, &groups);
     assert!(gi.group_info_list.is_empty(), "the client has version 2");
-    let req = IMGroupInfoListReq {
-        user_id: 2,
-        group_version_list: vec![GroupVersionInfo {
-            group_id: 20,
-            version: 0,
-        }],
-        attach_data: None,
-    };
-    c.send_msg(
-        SID_GROUP,
-        GroupCmdID::CID_GROUP_INFO_REQUEST as u16,
-        5,
-        &req,
-    );
-    let (_, gi) = c.recv_cmd::<IMGroupInfoListRsp>(GroupCmdID::CID_GROUP_INFO_RESPONSE as u16);
+    let gi = group_info(&mut c, 2, &[(20, 0)]);
     assert_eq!(gi.group_info_list[0].group_name, "ref group");
     assert_eq!(gi.group_info_list[0].group_member_list, vec![1, 2]);
 
     // New messages continue the stored ids although Redis had no counter.
-    let r = send(
-        &mut c,
-        6,
-        &msg_data(1, 2, MsgType::MSG_TYPE_SINGLE_TEXT, b"four", 200),
-    );
+    let r = send(&mut c, 6, &text_msg(1, 2, b"four", 200));
     assert_eq!(r.msg_id, 4);
-    let r = send(
-        &mut c,
-        7,
-        &msg_data(2, 20, MsgType::MSG_TYPE_GROUP_TEXT, b"g3", 200),
-    );
+    let r = send(&mut c, 7, &group_text(2, 20, b"g3", 200));
     assert_eq!(r.msg_id, 3);
     let stored: Vec<(u32, String)> = db
         .conn()

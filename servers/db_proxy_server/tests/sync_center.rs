@@ -115,14 +115,14 @@ fn a_stored_total_user_updated_is_honoured_and_set_when_absent() {
             latest_update_time: since,
             attach_data: None,
         };
-        c.send_msg(
+        ask::<IMAllUserRsp>(
+            c,
             SID_BUDDY,
             BuddyListCmdID::CID_BUDDY_LIST_ALL_USER_REQUEST as u16,
             1,
             &req,
-        );
-        c.recv_cmd::<IMAllUserRsp>(BuddyListCmdID::CID_BUDDY_LIST_ALL_USER_RESPONSE as u16)
-            .1
+            BuddyListCmdID::CID_BUDDY_LIST_ALL_USER_RESPONSE as u16,
+        )
     };
     assert!(ask(&mut c, 200).user_list.is_empty());
     assert_eq!(ask(&mut c, 50).user_list.len(), 1);

@@ -73,12 +73,8 @@ pub fn del_offline_file(
     to_id: u32,
     task_id: &str,
 ) -> Result<bool, DbError> {
-    let mut conn = db.get(MASTER)?;
-    conn.run(|c| {
-        c.exec_drop(
-            "DELETE FROM IMTransmitFile WHERE fromId = ? AND toId = ? AND taskId = ?",
-            (from_id, to_id, task_id),
-        )
-    })?;
-    Ok(conn.affected_rows() > 0)
+    db.execute_update(
+        "DELETE FROM IMTransmitFile WHERE fromId = ? AND toId = ? AND taskId = ?",
+        (from_id, to_id, task_id),
+    )
 }

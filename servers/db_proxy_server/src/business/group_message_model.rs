@@ -9,8 +9,10 @@
 
 use super::group_model::{self, Membership};
 use super::{
-    audio_model, col_bytes, col_u32, message_model::row_to_msg, msg_type_of, next_msg_id,
-    placeholders, session_model, shard_table, with_named_lock, HandlerError, LastMsg, IN_CHUNK,
+    lower_counter,
+    message_model::{get_by_ids, rows_to_msgs},
+    next_msg_id, session_model, shard_table, store_message, upload_audio, with_named_lock,
+    HandlerError, LastMsg,
 };
 use crate::cache_pool::pools;
 use crate::db_pool::{MASTER, SLAVE};
@@ -20,9 +22,6 @@ use mysql::Row;
 use std::sync::LazyLock;
 use tt_proto::IM::BaseDefine::{MsgInfo, MsgType, SessionType, UnreadInfo};
 use tt_proto::IM::Message::IMMsgData;
-
-/// Most messages one by-id request returns (the C++ `limit 100`).
-const BY_ID_LIMIT: u32 = 100;
 
 /// `GROUP_TOTAL_MSG_COUNTER_REDIS_KEY_SUFFIX`: `<group>_im_group_msg`
 /// holds the group's message count.
@@ -105,20 +104,13 @@ pub fn send_message(
             return Ok(GroupSend::NoReply);
         }
     }
-    let audio = if msg.msg_type == MsgType::MSG_TYPE_GROUP_AUDIO {
-        match services.audio.upload(&msg.msg_data) {
-            Ok(Some(a)) => Some(a),
-            Ok(None) => {
-                log::info!("audio message {from_id} -> group {group_id} without sound");
-                return Ok(GroupSend::Refused);
-            }
-            Err(e) => {
-                log::warn!("audio message {from_id} -> group {group_id}: upload failed: {e}");
-                return Ok(GroupSend::Refused);
-            }
-        }
-    } else {
-        None
+    let Ok(audio) = upload_audio(
+        services,
+        msg,
+        MsgType::MSG_TYPE_GROUP_AUDIO,
+        &format!("group {group_id}"),
+    ) else {
+        return Ok(GroupSend::Refused);
     };
     let group_session = SessionType::SESSION_TYPE_GROUP as u32;
     let mut conn = services.db.get(MASTER)?;
@@ -195,40 +187,20 @@ pub fn send_message(
     let msg_type = msg.msg_type as u32;
     // Times are in seconds: nothing to touch when both are this second's.
     let touch = session_updated != Some(now) || last_chated != Some(now);
-    let stored = if audio.is_none() && !touch {
-        conn.run(|c| {
-            c.exec_drop(
-                &insert,
-                (
-                    group_id,
-                    from_id,
-                    msg_id,
-                    &msg.msg_data,
-                    msg_type,
-                    created,
-                    created,
-                ),
+    let stored = store_message(
+        &mut conn,
+        msg,
+        audio.as_ref(),
+        &insert,
+        |content| {
+            (
+                group_id, from_id, msg_id, content, msg_type, created, created,
             )
-        })
-        .map_err(HandlerError::from)
-    } else {
-        conn.transaction(|tx| {
-            let content: Vec<u8> = match &audio {
-                Some(a) => {
-                    let audio_id = audio_model::insert_audio(tx, from_id, group_id, created, a)?
-                        .ok_or(HandlerError::IdRange(0))?;
-                    audio_id.to_string().into_bytes()
-                }
-                None => msg.msg_data.clone(),
-            };
-            tx.exec_drop(
-                &insert,
-                (
-                    group_id, from_id, msg_id, content, msg_type, created, created,
-                ),
-            )?;
-            // Last, so the group and session rows stay locked for the commit
-            // only. `updateGroupChat`, then `updateSession`.
+                .into()
+        },
+        touch,
+        // `updateGroupChat`, then `updateSession`.
+        |tx| {
             tx.exec_drop(
                 "UPDATE IMGroup SET lastChated = ? WHERE id = ?",
                 (now, group_id),
@@ -236,20 +208,11 @@ pub fn send_message(
             tx.exec_drop(
                 "UPDATE IMRecentSession SET updated = ? WHERE id = ?",
                 (now, session_id),
-            )?;
-            Ok::<(), HandlerError>(())
-        })
-    };
+            )
+        },
+    );
     if let Err(e) = stored {
-        if let Err(e2) = redis.run(|c| {
-            redis::cmd("HINCRBY")
-                .arg(&total_key)
-                .arg(COUNTER_FIELD)
-                .arg(-1)
-                .query::<()>(c)
-        }) {
-            log::error!("{total_key} is one too high: {e2}");
-        }
+        lower_counter(&mut redis, &total_key, COUNTER_FIELD);
         return Err(e);
     }
     Ok(GroupSend::Stored(msg_id))
@@ -290,12 +253,7 @@ pub fn get_message(
         conn.run(|c| c.exec(&sql, (group_id, msg_id, joined, count)))?
     };
     drop(conn);
-    let mut list: Vec<MsgInfo> = rows
-        .iter()
-        .filter_map(|r| row_to_msg(r, "userId"))
-        .collect();
-    audio_model::read_audios(&services.db, &mut list)?;
-    Ok(list)
+    rows_to_msgs(services, &rows, "userId")
 }
 
 /// `getLastMsg`: the group's newest message; audio shows as the encrypted
@@ -307,24 +265,13 @@ pub fn get_last_msg(services: &Services, group_id: u32) -> Result<Option<LastMsg
         " WHERE groupId = ? AND status = 0 ORDER BY msgId DESC, id DESC LIMIT 1",
     ]
     .concat();
-    let row: Option<Row> = services
-        .db
-        .get(SLAVE)?
-        .run(|c| c.exec_first(&sql, (group_id,)))?;
-    Ok(row.and_then(|row| {
-        let msg_type = msg_type_of(col_u32(&row, "type"))?;
-        let data = if msg_type == MsgType::MSG_TYPE_GROUP_AUDIO {
-            services.audio.latest_text().to_vec()
-        } else {
-            col_bytes(&row, "content")
-        };
-        Some(LastMsg {
-            msg_id: col_u32(&row, "msgId"),
-            msg_type,
-            data,
-            from_id: col_u32(&row, "userId"),
-        })
-    }))
+    LastMsg::newest(
+        services,
+        &sql,
+        group_id,
+        "userId",
+        MsgType::MSG_TYPE_GROUP_AUDIO,
+    )
 }
 
 /// The group's count and what the user has read, as the C++ reads them.
@@ -367,15 +314,7 @@ pub fn get_unread_msg_count(
             log::info!("user {user_id}: unread in group {group_id} but no message");
             continue;
         };
-        list.push(UnreadInfo {
-            session_id: group_id,
-            session_type: SessionType::SESSION_TYPE_GROUP,
-            unread_cnt: unread,
-            latest_msg_id: last.msg_id,
-            latest_msg_data: last.data,
-            latest_msg_type: last.msg_type,
-            latest_msg_from_user_id: last.from_id,
-        });
+        list.push(last.into_unread(group_id, SessionType::SESSION_TYPE_GROUP, unread));
     }
     Ok(())
 }
@@ -406,25 +345,19 @@ pub fn get_msg_by_msg_id(
         log::info!("{user_id} is not in group {group_id}");
         return Ok(Vec::new());
     };
-    let ids = &msg_ids[..msg_ids.len().min(IN_CHUNK)];
-    let sql = [
+    let head = [
         "SELECT msgId, userId, created, type, content FROM ",
         &table_name(group_id),
         " WHERE groupId = ? AND msgId IN (",
-        &placeholders(ids.len()),
-        ") AND status = 0 AND created >= ? ORDER BY msgId DESC, id DESC LIMIT ?",
     ]
     .concat();
-    let mut params: Vec<mysql::Value> = Vec::with_capacity(ids.len() + 3);
-    params.push(group_id.into());
-    params.extend(ids.iter().map(|&id| mysql::Value::from(id)));
-    params.push(joined.into());
-    params.push(BY_ID_LIMIT.into());
-    let rows: Vec<Row> = services.db.get(SLAVE)?.run(|c| c.exec(&sql, params))?;
-    let mut list: Vec<MsgInfo> = rows
-        .iter()
-        .filter_map(|r| row_to_msg(r, "userId"))
-        .collect();
-    audio_model::read_audios(&services.db, &mut list)?;
-    Ok(list)
+    get_by_ids(
+        services,
+        &head,
+        ") AND status = 0 AND created >= ? ORDER BY msgId DESC, id DESC LIMIT ?",
+        group_id,
+        msg_ids,
+        &[joined],
+        "userId",
+    )
 }

@@ -6,8 +6,9 @@
 //! unread count per sender in the hash `unread_<receiver>`.
 
 use super::{
-    audio_model, col_bytes, col_u32, msg_type_of, next_msg_id, placeholders, relation_model,
-    session_model, shard_table, with_named_lock, HandlerError, LastMsg, IN_CHUNK,
+    audio_model, col_bytes, col_u32, lower_counter, msg_type_of, next_msg_id, placeholders,
+    relation_model, session_model, shard_table, store_message, upload_audio, with_named_lock,
+    HandlerError, LastMsg, IN_CHUNK,
 };
 use crate::cache_pool::{pools, CacheError, CacheManager};
 use crate::db_pool::{MASTER, SLAVE};
@@ -57,6 +58,45 @@ pub fn row_to_msg(row: &Row, from_column: &str) -> Option<MsgInfo> {
     })
 }
 
+/// Stored rows as `MsgInfo`s (sender in `from_column`), audio rebuilt from
+/// `IMAudio` and msfs: what every message listing answers with.
+pub fn rows_to_msgs(
+    services: &Services,
+    rows: &[Row],
+    from_column: &str,
+) -> Result<Vec<MsgInfo>, HandlerError> {
+    let mut list: Vec<MsgInfo> = rows
+        .iter()
+        .filter_map(|r| row_to_msg(r, from_column))
+        .collect();
+    audio_model::read_audios(&services.db, &mut list)?;
+    Ok(list)
+}
+
+/// A by-id listing (`getMsgByMsgId`): `head`, one `?` per id, then `tail`,
+/// bound to `owner`, the first `IN_CHUNK` of `ids`, `tail_args` and the
+/// C++ `limit 100`; the rows as `MsgInfo`s (sender in `from_column`).
+pub fn get_by_ids(
+    services: &Services,
+    head: &str,
+    tail: &str,
+    owner: u32,
+    ids: &[u32],
+    tail_args: &[u32],
+    from_column: &str,
+) -> Result<Vec<MsgInfo>, HandlerError> {
+    let ids = &ids[..ids.len().min(IN_CHUNK)];
+    let sql = [head, &placeholders(ids.len()), tail].concat();
+    let params: Vec<mysql::Value> = std::iter::once(owner)
+        .chain(ids.iter().copied())
+        .chain(tail_args.iter().copied())
+        .chain(std::iter::once(BY_ID_LIMIT))
+        .map(mysql::Value::from)
+        .collect();
+    let rows: Vec<Row> = services.db.get(SLAVE)?.run(|c| c.exec(&sql, params))?;
+    rows_to_msgs(services, &rows, from_column)
+}
+
 /// `getMessage`: up to `count` messages of the pair, newest first, from
 /// `msg_id` down (0: from the newest).
 pub fn get_message(
@@ -91,12 +131,7 @@ pub fn get_message(
         conn.run(|c| c.exec(&sql, (relate_id, msg_id, count)))?
     };
     drop(conn);
-    let mut list: Vec<MsgInfo> = rows
-        .iter()
-        .filter_map(|r| row_to_msg(r, "fromId"))
-        .collect();
-    audio_model::read_audios(&services.db, &mut list)?;
-    Ok(list)
+    rows_to_msgs(services, &rows, "fromId")
 }
 
 /// `getLastMsg`: the pair's newest message; audio shows as the encrypted
@@ -115,24 +150,13 @@ pub fn get_last_msg(
         " WHERE relateId = ? AND status = 0 ORDER BY msgId DESC, id DESC LIMIT 1",
     ]
     .concat();
-    let row: Option<Row> = services
-        .db
-        .get(SLAVE)?
-        .run(|c| c.exec_first(&sql, (relate_id,)))?;
-    Ok(row.and_then(|row| {
-        let msg_type = msg_type_of(col_u32(&row, "type"))?;
-        let data = if msg_type == MsgType::MSG_TYPE_SINGLE_AUDIO {
-            services.audio.latest_text().to_vec()
-        } else {
-            col_bytes(&row, "content")
-        };
-        Some(LastMsg {
-            msg_id: col_u32(&row, "msgId"),
-            msg_type,
-            data,
-            from_id: col_u32(&row, "fromId"),
-        })
-    }))
+    LastMsg::newest(
+        services,
+        &sql,
+        relate_id,
+        "fromId",
+        MsgType::MSG_TYPE_SINGLE_AUDIO,
+    )
 }
 
 /// `getMsgByMsgId`: the listed messages of the pair, newest first, at most 100.
@@ -149,26 +173,21 @@ pub fn get_msg_by_msg_id(
         log::info!("invalid relation between {user_id} and {peer_id}");
         return Ok(Vec::new());
     };
-    let ids = &msg_ids[..msg_ids.len().min(IN_CHUNK)];
-    let sql = [
+    let head = [
         "SELECT msgId, fromId, created, type, content FROM ",
         &table_name(relate_id),
         " WHERE relateId = ? AND status = 0 AND msgId IN (",
-        &placeholders(ids.len()),
-        ") ORDER BY msgId DESC, id DESC LIMIT ?",
     ]
     .concat();
-    let mut params: Vec<mysql::Value> = Vec::with_capacity(ids.len() + 2);
-    params.push(relate_id.into());
-    params.extend(ids.iter().map(|&id| mysql::Value::from(id)));
-    params.push(BY_ID_LIMIT.into());
-    let rows: Vec<Row> = services.db.get(SLAVE)?.run(|c| c.exec(&sql, params))?;
-    let mut list: Vec<MsgInfo> = rows
-        .iter()
-        .filter_map(|r| row_to_msg(r, "fromId"))
-        .collect();
-    audio_model::read_audios(&services.db, &mut list)?;
-    Ok(list)
+    get_by_ids(
+        services,
+        &head,
+        ") ORDER BY msgId DESC, id DESC LIMIT ?",
+        relate_id,
+        msg_ids,
+        &[],
+        "fromId",
+    )
 }
 
 /// `getUnreadMsgCount`: the user's unread one-to-one messages by peer, each
@@ -194,15 +213,7 @@ pub fn get_unread_msg_count(
             continue;
         };
         *total = total.saturating_add(unread_cnt);
-        list.push(UnreadInfo {
-            session_id: peer_id,
-            session_type: SessionType::SESSION_TYPE_SINGLE,
-            unread_cnt,
-            latest_msg_id: last.msg_id,
-            latest_msg_data: last.data,
-            latest_msg_type: last.msg_type,
-            latest_msg_from_user_id: last.from_id,
-        });
+        list.push(last.into_unread(peer_id, SessionType::SESSION_TYPE_SINGLE, unread_cnt));
     }
     Ok(())
 }
@@ -377,20 +388,13 @@ pub fn send_message(
         log::info!("invalid user id {from_id} -> {to_id}");
         return Ok(None);
     }
-    let audio = if msg.msg_type == MsgType::MSG_TYPE_SINGLE_AUDIO {
-        match services.audio.upload(&msg.msg_data) {
-            Ok(Some(a)) => Some(a),
-            Ok(None) => {
-                log::info!("audio message {from_id} -> {to_id} without sound, refused");
-                return Ok(None);
-            }
-            Err(e) => {
-                log::warn!("audio message {from_id} -> {to_id}: upload failed: {e}");
-                return Ok(None);
-            }
-        }
-    } else {
-        None
+    let Ok(audio) = upload_audio(
+        services,
+        msg,
+        MsgType::MSG_TYPE_SINGLE_AUDIO,
+        &to_id.to_string(),
+    ) else {
+        return Ok(None);
     };
     let (small, big) = relation_model::ordered(from_id, to_id);
     let mut conn = services.db.get(MASTER)?;
@@ -441,61 +445,29 @@ pub fn send_message(
     let created = msg.create_time;
     let msg_type = msg.msg_type as u32;
     // `updateSession` sets the time in seconds: nothing to do when both
-    // sessions were already touched this second.
-    let stored = if audio.is_none() && !touch {
-        // A single row: autocommit, one round trip.
-        conn.run(|c| {
-            c.exec_drop(
-                &insert,
-                (
-                    relate_id,
-                    from_id,
-                    to_id,
-                    msg_id,
-                    &msg.msg_data,
-                    msg_type,
-                    created,
-                    created,
-                ),
+    // sessions were already touched this second. `status = 0` revives a
+    // session removed since it was cached, as the C++ `addSession` does.
+    let stored = store_message(
+        &mut conn,
+        msg,
+        audio.as_ref(),
+        &insert,
+        |content| {
+            (
+                relate_id, from_id, to_id, msg_id, content, msg_type, created, created,
             )
-        })
-        .map_err(HandlerError::from)
-    } else {
-        conn.transaction(|tx| {
-            let content: Vec<u8> = match &audio {
-                Some(a) => {
-                    let audio_id = audio_model::insert_audio(tx, from_id, to_id, created, a)?
-                        .ok_or(HandlerError::IdRange(0))?;
-                    audio_id.to_string().into_bytes()
-                }
-                None => msg.msg_data.clone(),
-            };
-            tx.exec_drop(
-                &insert,
-                (
-                    relate_id, from_id, to_id, msg_id, content, msg_type, created, created,
-                ),
-            )?;
-            // Last, so the session rows stay locked for the commit only.
-            // `status = 0` revives a session removed since it was cached,
-            // as the C++ `addSession` does.
+                .into()
+        },
+        touch,
+        |tx| {
             tx.exec_drop(
                 "UPDATE IMRecentSession SET status = 0, updated = ? WHERE id IN (?, ?)",
                 (now, session_id, peer_session_id),
-            )?;
-            Ok::<(), HandlerError>(())
-        })
-    };
+            )
+        },
+    );
     if let Err(e) = stored {
-        if let Err(e2) = redis.run(|c| {
-            redis::cmd("HINCRBY")
-                .arg(&unread)
-                .arg(from_id)
-                .arg(-1)
-                .query::<()>(c)
-        }) {
-            log::error!("{unread}[{from_id}] is one too high: {e2}");
-        }
+        lower_counter(&mut redis, &unread, &from_id.to_string());
         return Err(e);
     }
     let sessions = if from_id == small {

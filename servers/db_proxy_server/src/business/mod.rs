@@ -20,13 +20,17 @@ pub mod session_model;
 pub mod user_action;
 pub mod user_model;
 
-use crate::cache_pool::CacheError;
-use crate::db_pool::{DbConn, DbError};
+use crate::cache_pool::{CacheConn, CacheError};
+use crate::db_pool::{DbConn, DbError, SLAVE};
+use crate::services::Services;
+use audio_model::UploadedAudio;
 use base::pdu::{ImPdu, PduError};
 use mysql::prelude::Queryable;
 use mysql::Row;
 use thiserror::Error;
 use tt_proto::ProtoMessage;
+use tt_proto::IM::BaseDefine::{MsgType, SessionType, UnreadInfo};
+use tt_proto::IM::Message::IMMsgData;
 
 /// Why a handler produced no reply. Every variant is logged by the worker;
 /// none of them stops it.
@@ -143,8 +147,7 @@ pub fn with_named_lock<T>(
 }
 
 /// The message types the C++ accepts (`MsgType_IsValid`), from a column.
-pub fn msg_type_of(v: u32) -> Option<tt_proto::IM::BaseDefine::MsgType> {
-    use tt_proto::IM::BaseDefine::MsgType;
+pub fn msg_type_of(v: u32) -> Option<MsgType> {
     match v {
         1 => Some(MsgType::MSG_TYPE_SINGLE_TEXT),
         2 => Some(MsgType::MSG_TYPE_SINGLE_AUDIO),
@@ -168,11 +171,146 @@ pub struct LastMsg {
     /// `msgId`.
     pub msg_id: u32,
     /// `type`.
-    pub msg_type: tt_proto::IM::BaseDefine::MsgType,
+    pub msg_type: MsgType,
     /// `content`, or the encrypted "[语音]" for audio.
     pub data: Vec<u8>,
     /// Sender.
     pub from_id: u32,
+}
+
+impl LastMsg {
+    /// A session's newest message: `sql` selects at most one row (`msgId`,
+    /// `type`, `content`, the sender in `from_column`) with `owner` bound; a
+    /// message of `audio_type` shows as the encrypted "[语音]". `None` when
+    /// there is no row or it is of an unknown type.
+    pub fn newest(
+        services: &Services,
+        sql: &str,
+        owner: u32,
+        from_column: &str,
+        audio_type: MsgType,
+    ) -> Result<Option<LastMsg>, HandlerError> {
+        let row: Option<Row> = services
+            .db
+            .get(SLAVE)?
+            .run(|c| c.exec_first(sql, (owner,)))?;
+        Ok(row.and_then(|row| {
+            let msg_type = msg_type_of(col_u32(&row, "type"))?;
+            let data = if msg_type == audio_type {
+                services.audio.latest_text().to_vec()
+            } else {
+                col_bytes(&row, "content")
+            };
+            Some(LastMsg {
+                msg_id: col_u32(&row, "msgId"),
+                msg_type,
+                data,
+                from_id: col_u32(&row, from_column),
+            })
+        }))
+    }
+
+    /// The unread-count entry of the session this is the newest message of.
+    pub fn into_unread(
+        self,
+        session_id: u32,
+        session_type: SessionType,
+        unread_cnt: u32,
+    ) -> UnreadInfo {
+        UnreadInfo {
+            session_id,
+            session_type,
+            unread_cnt,
+            latest_msg_id: self.msg_id,
+            latest_msg_data: self.data,
+            latest_msg_type: self.msg_type,
+            latest_msg_from_user_id: self.from_id,
+        }
+    }
+}
+
+/// An audio message whose sound could not be stored: it is refused, and
+/// nothing is written.
+#[derive(Debug)]
+pub struct AudioRefused;
+
+/// Uploads the sound of `msg` to msfs when it is of `audio_type` (`None`
+/// for any other type), before any id or row is taken. `to` names the
+/// receiver in the log line of a refusal.
+pub fn upload_audio(
+    services: &Services,
+    msg: &IMMsgData,
+    audio_type: MsgType,
+    to: &str,
+) -> Result<Option<UploadedAudio>, AudioRefused> {
+    if msg.msg_type != audio_type {
+        return Ok(None);
+    }
+    let from_id = msg.from_user_id;
+    match services.audio.upload(&msg.msg_data) {
+        Ok(Some(a)) => Ok(Some(a)),
+        Ok(None) => {
+            log::info!("audio message {from_id} -> {to} without sound, refused");
+            Err(AudioRefused)
+        }
+        Err(e) => {
+            log::warn!("audio message {from_id} -> {to}: upload failed: {e}");
+            Err(AudioRefused)
+        }
+    }
+}
+
+/// Writes the row of `msg` once its id and counters are taken: `insert`
+/// bound with `params(content)`. Alone (autocommit, one round trip) when
+/// there is no sound to record and no `touch` to do; else in one
+/// transaction that records the sound in `IMAudio` (the row's content is
+/// then the audio id), inserts the row and, last (so that the rows it
+/// updates stay locked for the commit only), runs `update`.
+pub fn store_message(
+    conn: &mut DbConn<'_>,
+    msg: &IMMsgData,
+    audio: Option<&UploadedAudio>,
+    insert: &str,
+    params: impl Fn(&[u8]) -> mysql::Params,
+    touch: bool,
+    update: impl FnOnce(&mut mysql::Transaction<'_>) -> Result<(), mysql::Error>,
+) -> Result<(), HandlerError> {
+    if audio.is_none() && !touch {
+        return Ok(conn.run(|c| c.exec_drop(insert, params(&msg.msg_data)))?);
+    }
+    conn.transaction(|tx| {
+        let content: Vec<u8> = match audio {
+            Some(a) => {
+                let audio_id = audio_model::insert_audio(
+                    tx,
+                    msg.from_user_id,
+                    msg.to_session_id,
+                    msg.create_time,
+                    a,
+                )?
+                .ok_or(HandlerError::IdRange(0))?;
+                audio_id.to_string().into_bytes()
+            }
+            None => msg.msg_data.clone(),
+        };
+        tx.exec_drop(insert, params(&content))?;
+        update(tx)?;
+        Ok(())
+    })
+}
+
+/// Takes back the count `next_msg_id` raised (`HINCRBY key field -1`) when
+/// the message's row could not be written.
+pub fn lower_counter(redis: &mut CacheConn<'_>, key: &str, field: &str) {
+    if let Err(e) = redis.run(|c| {
+        redis::cmd("HINCRBY")
+            .arg(key)
+            .arg(field)
+            .arg(-1)
+            .query::<()>(c)
+    }) {
+        log::error!("{key}[{field}] is one too high: {e}");
+    }
 }
 
 /// The next message id of a session, with its unread counters raised in
@@ -185,7 +323,7 @@ pub struct LastMsg {
 /// one `?` bound to `owner`), and the attempt is made again.
 pub fn next_msg_id(
     conn: &mut DbConn<'_>,
-    redis: &mut crate::cache_pool::CacheConn<'_>,
+    redis: &mut CacheConn<'_>,
     attempt: impl Fn(&mut redis::Connection) -> redis::RedisResult<Option<u32>>,
     key: &str,
     lock: &str,

@@ -41,16 +41,19 @@ pub fn get_session_id(
     Ok(ids.last().copied())
 }
 
+/// Sets a session, removed or not, active again: binds `(updated, id)`.
+const REVIVE_SESSION: &str = "UPDATE IMRecentSession SET status = 0, updated = ? WHERE id = ?";
+
+/// Creates an active session: binds `(userId, peerId, type, created, updated)`.
+const INSERT_SESSION: &str = "INSERT INTO IMRecentSession \
+    (userId, peerId, type, status, created, updated) VALUES (?, ?, ?, 0, ?, ?)";
+
 /// `updateSession`: touch a session's update time.
 pub fn update_session(db: &DbManager, session_id: u32, updated: u32) -> Result<bool, DbError> {
-    let mut conn = db.get(MASTER)?;
-    conn.run(|c| {
-        c.exec_drop(
-            "UPDATE IMRecentSession SET updated = ? WHERE id = ?",
-            (updated, session_id),
-        )
-    })?;
-    Ok(conn.affected_rows() > 0)
+    db.execute_update(
+        "UPDATE IMRecentSession SET updated = ? WHERE id = ?",
+        (updated, session_id),
+    )
 }
 
 /// `addSession`: revive the session if it exists (status 0, touched), else
@@ -63,28 +66,12 @@ pub fn add_session(
     now: u32,
 ) -> Result<Option<u32>, DbError> {
     let existing = get_session_id(db, user_id, peer_id, session_type, true)?;
-    let mut conn = db.get(MASTER)?;
-    match existing {
-        Some(id) => {
-            conn.run(|c| {
-                c.exec_drop(
-                    "UPDATE IMRecentSession SET status = 0, updated = ? WHERE id = ?",
-                    (now, id),
-                )
-            })?;
-            Ok((conn.affected_rows() > 0).then_some(id))
-        }
-        None => {
-            conn.run(|c| {
-                c.exec_drop(
-                    "INSERT INTO IMRecentSession (userId, peerId, type, status, created, updated) \
-                     VALUES (?, ?, ?, 0, ?, ?)",
-                    (user_id, peer_id, session_type, now, now),
-                )
-            })?;
-            Ok(u32::try_from(conn.last_insert_id()).ok())
-        }
+    if let Some(id) = existing {
+        return Ok(db.execute_update(REVIVE_SESSION, (now, id))?.then_some(id));
     }
+    let mut conn = db.get(MASTER)?;
+    conn.run(|c| c.exec_drop(INSERT_SESSION, (user_id, peer_id, session_type, now, now)))?;
+    Ok(u32::try_from(conn.last_insert_id()).ok())
 }
 
 /// `addSession` on a connection the caller holds (the message path, under
@@ -104,34 +91,19 @@ pub fn add_session_on(
         )
     })?;
     if let Some(id) = existing {
-        conn.run(|c| {
-            c.exec_drop(
-                "UPDATE IMRecentSession SET status = 0, updated = ? WHERE id = ?",
-                (now, id),
-            )
-        })?;
+        conn.run(|c| c.exec_drop(REVIVE_SESSION, (now, id)))?;
         return Ok(id);
     }
-    conn.run(|c| {
-        c.exec_drop(
-            "INSERT INTO IMRecentSession (userId, peerId, type, status, created, updated) \
-             VALUES (?, ?, ?, 0, ?, ?)",
-            (user_id, peer_id, session_type, now, now),
-        )
-    })?;
+    conn.run(|c| c.exec_drop(INSERT_SESSION, (user_id, peer_id, session_type, now, now)))?;
     u32::try_from(conn.last_insert_id()).map_err(|_| HandlerError::IdRange(conn.last_insert_id()))
 }
 
 /// `removeSession`: mark a session removed (status 1).
 pub fn remove_session(db: &DbManager, session_id: u32, now: u32) -> Result<bool, DbError> {
-    let mut conn = db.get(MASTER)?;
-    conn.run(|c| {
-        c.exec_drop(
-            "UPDATE IMRecentSession SET status = 1, updated = ? WHERE id = ?",
-            (now, session_id),
-        )
-    })?;
-    Ok(conn.affected_rows() > 0)
+    db.execute_update(
+        "UPDATE IMRecentSession SET status = 1, updated = ? WHERE id = ?",
+        (now, session_id),
+    )
 }
 
 /// `getRecentSession`: the user's active sessions updated after

@@ -86,7 +86,7 @@ pub fn change_user_sign_info(services: &Services, req: &ImPdu) -> HandlerResult 
     );
     let rsp = IMChangeSignInfoRsp {
         user_id: msg.user_id,
-        result_code: if ok { 0 } else { 1 },
+        result_code: u32::from(!ok),
         sign_info: ok.then_some(msg.sign_info),
         attach_data: msg.attach_data,
     };
@@ -105,7 +105,7 @@ pub fn do_push_shield(services: &Services, req: &ImPdu) -> HandlerResult {
     let ok = user_model::update_push_shield(&services.db, msg.user_id, msg.shield_status, now)?;
     let rsp = IMPushShieldRsp {
         user_id: msg.user_id,
-        result_code: if ok { 0 } else { 1 },
+        result_code: u32::from(!ok),
         shield_status: ok.then_some(msg.shield_status),
         attach_data: msg.attach_data,
     };
@@ -123,7 +123,7 @@ pub fn do_query_push_shield(services: &Services, req: &ImPdu) -> HandlerResult {
     let status = user_model::get_push_shield(&services.db, msg.user_id)?;
     let rsp = IMQueryPushShieldRsp {
         user_id: msg.user_id,
-        result_code: if status.is_some() { 0 } else { 1 },
+        result_code: u32::from(status.is_none()),
         shield_status: status,
         attach_data: msg.attach_data,
     };

@@ -2,7 +2,7 @@
 //! Reads go to `teamtalk_slave`, writes to `teamtalk_master`, as the C++.
 
 use super::{col_str, col_u32, placeholders, IN_CHUNK};
-use crate::db_pool::{DbError, DbManager, MASTER, SLAVE};
+use crate::db_pool::{DbError, DbManager, SLAVE};
 use mysql::prelude::Queryable;
 use mysql::{Row, Value};
 use tt_proto::IM::BaseDefine::UserInfo;
@@ -83,14 +83,10 @@ pub fn update_sign_info(
         );
         return Ok(false);
     }
-    let mut conn = db.get(MASTER)?;
-    conn.run(|c| {
-        c.exec_drop(
-            "UPDATE IMUser SET sign_info = ?, updated = ? WHERE id = ?",
-            (sign_info, now, user_id),
-        )
-    })?;
-    Ok(conn.affected_rows() > 0)
+    db.execute_update(
+        "UPDATE IMUser SET sign_info = ?, updated = ? WHERE id = ?",
+        (sign_info, now, user_id),
+    )
 }
 
 /// `updatePushShield`: false when no row changed, as the C++ `ExecuteUpdate`.
@@ -100,14 +96,10 @@ pub fn update_push_shield(
     shield_status: u32,
     now: u32,
 ) -> Result<bool, DbError> {
-    let mut conn = db.get(MASTER)?;
-    conn.run(|c| {
-        c.exec_drop(
-            "UPDATE IMUser SET push_shield_status = ?, updated = ? WHERE id = ?",
-            (shield_status, now, user_id),
-        )
-    })?;
-    Ok(conn.affected_rows() > 0)
+    db.execute_update(
+        "UPDATE IMUser SET push_shield_status = ?, updated = ? WHERE id = ?",
+        (shield_status, now, user_id),
+    )
 }
 
 /// `getPushShield`: the user's setting, `None` for an unknown user.

@@ -10,8 +10,17 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tt_proto::IM::BaseDefine::{MessageCmdID, MsgType, ServiceID};
-use tt_proto::IM::Message::IMMsgData;
+use tt_proto::ProtoMessage;
+use tt_proto::IM::BaseDefine::{
+    GroupCmdID, GroupVersionInfo, MessageCmdID, MsgType, ServiceID, SessionType,
+};
+use tt_proto::IM::Group::{
+    IMGroupInfoListReq, IMGroupInfoListRsp, IMNormalGroupListReq, IMNormalGroupListRsp,
+};
+use tt_proto::IM::Message::{
+    IMGetMsgByIdReq, IMGetMsgByIdRsp, IMGetMsgListReq, IMGetMsgListRsp, IMMsgData,
+    IMUnreadMsgCntReq, IMUnreadMsgCntRsp,
+};
 use tt_rs::{free_port, PduClient, RedisServer, ServerProcess, TestDb};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_db_proxy_server");
@@ -27,19 +36,10 @@ pub const DB_UNREAD: u8 = 1;
 pub const DB_GROUP_SET: u8 = 2;
 pub const DB_GROUP_MEMBER: u8 = 5;
 
+/// The conf of a proxy on `port` with the test database and Redis; its msfs
+/// (port 8700) is not started by any test, so audio uploads fail.
 pub fn conf(db: &TestDb, redis: u16, port: u16, threads: usize, max_conn: usize) -> String {
-    conf_msfs(db, redis, port, threads, max_conn, "http://127.0.0.1:8700/")
-}
-
-pub fn conf_msfs(
-    db: &TestDb,
-    redis: u16,
-    port: u16,
-    threads: usize,
-    max_conn: usize,
-    msfs: &str,
-) -> String {
-    tt_rs::db_proxy_conf(db, redis, port, threads, max_conn, msfs)
+    tt_rs::db_proxy_conf(db, redis, port, threads, max_conn, "http://127.0.0.1:8700/")
 }
 
 pub struct Proxy {
@@ -49,13 +49,49 @@ pub struct Proxy {
 
 pub fn start(db: &TestDb, redis: &RedisServer, threads: usize, max_conn: usize) -> Proxy {
     let port = free_port();
-    start_with(db, conf(db, redis.port(), port, threads, max_conn), port)
+    start_with(conf(db, redis.port(), port, threads, max_conn), port)
 }
 
-pub fn start_with(_db: &TestDb, conf_text: String, port: u16) -> Proxy {
+pub fn start_with(conf_text: String, port: u16) -> Proxy {
     let mut server = ServerProcess::start(BIN, "dbproxyserver.conf", &conf_text);
     server.wait_listening(port);
     Proxy { server, port }
+}
+
+/// The reference schema's tables (`ttopen.sql`) in a fresh database, or
+/// `None` when `../shared` is absent.
+pub fn reference_db() -> Option<TestDb> {
+    let reference = tt_rs::repo_root().join("../shared/reference/teamtalk/ttopen.sql");
+    let Ok(text) = std::fs::read_to_string(&reference) else {
+        eprintln!("skipped: {} is absent", reference.display());
+        return None;
+    };
+    // The file drops and creates a database named teamtalk: keep only the tables.
+    let tables: String = text
+        .lines()
+        .filter(|l| {
+            let u = l.trim_start().to_ascii_uppercase();
+            !(u.starts_with("CREATE DATABASE")
+                || u.starts_with("DROP DATABASE")
+                || u.starts_with("USE "))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let db = TestDb::empty();
+    db.load_sql(&tables);
+    Some(db)
+}
+
+/// A fresh schema, a private Redis, a proxy started on them with `threads`
+/// workers and `max_conn` MySQL connections, and a client connected to it
+/// (the usual start of a test; bind them in this order so that they drop
+/// client first).
+pub fn fresh(threads: usize, max_conn: usize) -> (TestDb, RedisServer, Proxy, PduClient) {
+    let db = TestDb::with_schema();
+    let redis = RedisServer::start();
+    let p = start(&db, &redis, threads, max_conn);
+    let c = PduClient::connect(p.port);
+    (db, redis, p, c)
 }
 
 /// Inserts a user whose plain password is `plain` (see `tt_rs::add_user`).
@@ -76,12 +112,186 @@ pub fn msg_data(from: u32, to: u32, msg_type: MsgType, data: &[u8], created: u32
     }
 }
 
+/// A one-to-one text message, as a msg_server forwards it.
+pub fn text_msg(from: u32, to: u32, data: &[u8], created: u32) -> IMMsgData {
+    msg_data(from, to, MsgType::MSG_TYPE_SINGLE_TEXT, data, created)
+}
+
+/// A group text message, as a msg_server forwards it.
+pub fn group_text(from: u32, group: u32, data: &[u8], created: u32) -> IMMsgData {
+    msg_data(from, group, MsgType::MSG_TYPE_GROUP_TEXT, data, created)
+}
+
 /// Sends a message and waits for db_proxy's answer (the message with its id).
 pub fn send(c: &mut PduClient, seq: u16, msg: &IMMsgData) -> IMMsgData {
     c.send_msg(SID_MSG, MessageCmdID::CID_MSG_DATA as u16, seq, msg);
     let (pdu, rsp) = c.recv_cmd::<IMMsgData>(MessageCmdID::CID_MSG_DATA as u16);
     assert_eq!(pdu.seq_num(), seq);
     rsp
+}
+
+/// Sends a message as a msg_server does and does not wait: for requests
+/// db_proxy answers nothing (the next reply proves it).
+pub fn send_unanswered(c: &mut PduClient, seq: u16, msg: &IMMsgData) {
+    c.send_msg(SID_MSG, MessageCmdID::CID_MSG_DATA as u16, seq, msg);
+}
+
+/// Sends `req` as command `cid` of service `sid` and returns the reply of
+/// command `rsp_cid`: one round trip of the fake msg_server.
+pub fn ask<Rsp: ProtoMessage>(
+    c: &mut PduClient,
+    sid: u16,
+    cid: u16,
+    seq: u16,
+    req: &impl ProtoMessage,
+    rsp_cid: u16,
+) -> Rsp {
+    c.send_msg(sid, cid, seq, req);
+    c.recv_cmd::<Rsp>(rsp_cid).1
+}
+
+/// The user's unread counts (`CID_MSG_UNREAD_CNT_REQUEST`).
+pub fn unread(c: &mut PduClient, user: u32) -> IMUnreadMsgCntRsp {
+    let req = IMUnreadMsgCntReq {
+        user_id: user,
+        attach_data: None,
+    };
+    ask(
+        c,
+        SID_MSG,
+        MessageCmdID::CID_MSG_UNREAD_CNT_REQUEST as u16,
+        8,
+        &req,
+        MessageCmdID::CID_MSG_UNREAD_CNT_RESPONSE as u16,
+    )
+}
+
+/// Up to `cnt` messages of a session, newest first, from `begin` down (0:
+/// from the newest); checks the attach data comes back.
+pub fn msg_list(
+    c: &mut PduClient,
+    user: u32,
+    session_type: SessionType,
+    session: u32,
+    begin: u32,
+    cnt: u32,
+) -> IMGetMsgListRsp {
+    let req = IMGetMsgListReq {
+        user_id: user,
+        session_type,
+        session_id: session,
+        msg_id_begin: begin,
+        msg_cnt: cnt,
+        attach_data: Some(b"l".to_vec()),
+    };
+    let rsp: IMGetMsgListRsp = ask(
+        c,
+        SID_MSG,
+        MessageCmdID::CID_MSG_LIST_REQUEST as u16,
+        7,
+        &req,
+        MessageCmdID::CID_MSG_LIST_RESPONSE as u16,
+    );
+    assert_eq!(rsp.attach_data.as_deref(), Some(&b"l"[..]));
+    rsp
+}
+
+/// The listed messages of a session (`CID_MSG_GET_BY_MSG_ID_REQ`).
+pub fn msgs_by_id(
+    c: &mut PduClient,
+    user: u32,
+    session_type: SessionType,
+    session: u32,
+    ids: &[u32],
+) -> IMGetMsgByIdRsp {
+    let req = IMGetMsgByIdReq {
+        user_id: user,
+        session_type,
+        session_id: session,
+        msg_id_list: ids.to_vec(),
+        attach_data: None,
+    };
+    ask(
+        c,
+        SID_MSG,
+        MessageCmdID::CID_MSG_GET_BY_MSG_ID_REQ as u16,
+        14,
+        &req,
+        MessageCmdID::CID_MSG_GET_BY_MSG_ID_RES as u16,
+    )
+}
+
+/// The user's normal groups as `(group, version)`.
+pub fn normal_list(c: &mut PduClient, user: u32) -> Vec<(u32, u32)> {
+    let req = IMNormalGroupListReq {
+        user_id: user,
+        attach_data: None,
+    };
+    let rsp: IMNormalGroupListRsp = ask(
+        c,
+        SID_GROUP,
+        GroupCmdID::CID_GROUP_NORMAL_LIST_REQUEST as u16,
+        3,
+        &req,
+        GroupCmdID::CID_GROUP_NORMAL_LIST_RESPONSE as u16,
+    );
+    rsp.group_version_list
+        .iter()
+        .map(|g| (g.group_id, g.version))
+        .collect()
+}
+
+/// The groups whose `(group, version)` the client holds is older.
+pub fn group_info(c: &mut PduClient, user: u32, groups: &[(u32, u32)]) -> IMGroupInfoListRsp {
+    let req = IMGroupInfoListReq {
+        user_id: user,
+        group_version_list: groups
+            .iter()
+            .map(|&(group_id, version)| GroupVersionInfo { group_id, version })
+            .collect(),
+        attach_data: None,
+    };
+    ask(
+        c,
+        SID_GROUP,
+        GroupCmdID::CID_GROUP_INFO_REQUEST as u16,
+        4,
+        &req,
+        GroupCmdID::CID_GROUP_INFO_RESPONSE as u16,
+    )
+}
+
+/// Sends each link's messages at once from its own connection (seq = index)
+/// and returns each link's replies, in the order they came.
+pub fn send_from_links(port: u16, links: Vec<Vec<IMMsgData>>) -> Vec<Vec<IMMsgData>> {
+    let threads: Vec<_> = links
+        .into_iter()
+        .map(|msgs| {
+            std::thread::spawn(move || {
+                let mut c = PduClient::connect(port);
+                for (i, msg) in msgs.iter().enumerate() {
+                    send_unanswered(&mut c, i as u16, msg);
+                }
+                (0..msgs.len())
+                    .map(|_| c.recv_cmd::<IMMsgData>(MessageCmdID::CID_MSG_DATA as u16).1)
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+/// The current Unix second, as a msg_server stamps messages.
+pub fn unix_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32
+}
+
+/// One field of a Redis hash.
+pub fn hfield(conn: &mut redis::Connection, key: &str, field: &str) -> Option<String> {
+    hgetall(conn, key).get(field).cloned()
 }
 
 /// A connection to one of the test Redis's databases.
