@@ -75,6 +75,8 @@ fn module_of(proto: &str) -> &str {
 struct MessageEntry {
     rust_path: String,
     required: Vec<i32>,
+    /// The wire type of each required field.
+    required_wire: Vec<u8>,
     /// (field number, full proto name of the message type)
     nested: Vec<(i32, String)>,
     /// (field number, the values its enum type defines)
@@ -109,21 +111,34 @@ fn required_tables(include: &Path, inputs: &[PathBuf]) -> Result<String, BoxErro
     let mut entries = BTreeMap::new();
     for (full, (package, module, m)) in &messages {
         let mut required = Vec::new();
+        let mut required_wire = Vec::new();
         let mut nested = Vec::new();
         let mut enums = Vec::new();
         for f in &m.fields {
             if f.frequency == Frequency::Required {
                 required.push(f.number);
+                required_wire.push(wire_type(&f.typ));
             }
             let type_name = match &f.typ {
                 FieldType::MessageOrEnum(n) => n.trim_start_matches('.').to_string(),
                 _ => continue,
             };
             let candidates = [type_name.clone(), format!("{package}.{type_name}")];
+            let required_here = f.frequency == Frequency::Required;
             if let Some(target) = candidates.iter().find(|c| names.contains(*c)) {
                 nested.push((f.number, target.clone()));
+                if required_here {
+                    if let Some(w) = required_wire.last_mut() {
+                        *w = 2;
+                    }
+                }
             } else if let Some(values) = candidates.iter().find_map(|c| enum_values.get(c)) {
                 enums.push((f.number, values.clone()));
+                if required_here {
+                    if let Some(w) = required_wire.last_mut() {
+                        *w = 0;
+                    }
+                }
             } else {
                 return Err(
                     format!("{full}: field {} has unknown type {type_name}", f.name).into(),
@@ -135,6 +150,7 @@ fn required_tables(include: &Path, inputs: &[PathBuf]) -> Result<String, BoxErro
             MessageEntry {
                 rust_path: format!("IM::{module}::{}", m.name),
                 required,
+                required_wire,
                 nested,
                 enums,
             },
@@ -159,10 +175,11 @@ fn required_tables(include: &Path, inputs: &[PathBuf]) -> Result<String, BoxErro
             .collect();
         writeln!(
             code,
-            "    pub static {}: MessageSchema = MessageSchema {{ name: {:?}, required: &{:?}, nested: &[{}], enums: &[{}] }};",
+            "    pub static {}: MessageSchema = MessageSchema {{ name: {:?}, required: &{:?}, required_wire: &{:?}, nested: &[{}], enums: &[{}] }};",
             static_name(full),
             full,
             e.required,
+            e.required_wire,
             nested.join(", "),
             enums.join(", ")
         )?;
@@ -205,6 +222,23 @@ fn required_tables(include: &Path, inputs: &[PathBuf]) -> Result<String, BoxErro
             .join(", ")
     )?;
     Ok(code)
+}
+
+/// The protobuf wire type of a (non-packed) field of type `t`.
+fn wire_type(t: &FieldType) -> u8 {
+    match t {
+        FieldType::Fixed64 | FieldType::Sfixed64 | FieldType::Double => 1,
+        FieldType::Fixed32 | FieldType::Sfixed32 | FieldType::Float => 5,
+        FieldType::StringCow
+        | FieldType::BytesCow
+        | FieldType::String_
+        | FieldType::Bytes_
+        | FieldType::Message(_)
+        | FieldType::Map(..) => 2,
+        // Unresolved names here are enums (varint) or messages (2).
+        FieldType::MessageOrEnum(_) => u8::MAX,
+        _ => 0,
+    }
 }
 
 /// `IM.Login.IMLoginReq` -> `IM_LOGIN_IMLOGINREQ`.

@@ -40,8 +40,16 @@ const READ_CHUNK: usize = 64 * 1024;
 pub const CONN_TICK_MS: u64 = 1_000;
 
 const WAKER_TOKEN: Token = Token(usize::MAX);
-/// Listener tokens have this bit set; connection tokens are slab keys.
+/// Listener tokens have this bit set.
 const LISTENER_BIT: usize = 1 << (usize::BITS - 2);
+/// Connection tokens: the slab key in the low 32 bits and the low bits of
+/// the connection's serial above them, so an event left over from a closed
+/// connection never reaches a new one in the same slot.
+const TOKEN_SERIAL_MASK: u32 = (1 << 28) - 1;
+
+fn conn_token(key: usize, serial: u32) -> Token {
+    Token(key | ((serial & TOKEN_SERIAL_MASK) as usize) << 32)
+}
 
 /// Why a socket operation failed.
 #[derive(Debug, Error)]
@@ -293,16 +301,16 @@ impl<S: 'static> Reactor<S> {
     ) -> Result<ConnId, NetError> {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
+        let serial = self.next_serial;
         self.poll.registry().register(
             &mut stream,
-            Token(key),
+            conn_token(key, serial),
             Interest::READABLE | Interest::WRITABLE,
         )?;
         if !connecting {
             // A failure here only costs latency; the C++ ignores it too.
             let _ = stream.set_nodelay(true);
         }
-        let serial = self.next_serial;
         self.next_serial = self.next_serial.wrapping_add(1).max(1);
         let now = monotonic_ms();
         let raw = handler.raw_bytes();
@@ -526,7 +534,9 @@ impl<S: 'static> Reactor<S> {
             } else if token.0 & LISTENER_BIT != 0 {
                 self.on_accept(state, token.0 & !LISTENER_BIT);
             } else {
-                self.on_conn_event(state, token.0, readable, writable, hup);
+                let key = token.0 & 0xffff_ffff;
+                let serial_bits = ((token.0 >> 32) as u32) & TOKEN_SERIAL_MASK;
+                self.on_conn_event(state, key, serial_bits, readable, writable, hup);
             }
             self.reap(state);
         }
@@ -570,10 +580,17 @@ impl<S: 'static> Reactor<S> {
             .map(|(k, _)| k)
             .collect();
         for key in due {
-            let Some(mut cb) = self.timers.get_mut(key).and_then(|t| {
-                t.next = now + t.interval;
-                t.callback.take()
-            }) else {
+            // Still due: an earlier callback may have deleted this timer and
+            // registered another in its slot.
+            let Some(mut cb) = self
+                .timers
+                .get_mut(key)
+                .filter(|t| t.next <= now)
+                .and_then(|t| {
+                    t.next = now + t.interval;
+                    t.callback.take()
+                })
+            else {
                 continue;
             };
             cb(self, state);
@@ -651,6 +668,7 @@ impl<S: 'static> Reactor<S> {
         &mut self,
         state: &mut S,
         key: usize,
+        serial_bits: u32,
         readable: bool,
         writable: bool,
         hup: bool,
@@ -658,7 +676,8 @@ impl<S: 'static> Reactor<S> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.closed {
+        // Closed, or a new connection in the slot of the one the event was for.
+        if conn.closed || conn.serial & TOKEN_SERIAL_MASK != serial_bits {
             return;
         }
         let id = ConnId {
@@ -713,6 +732,13 @@ impl<S: 'static> Reactor<S> {
                 self.close(id);
                 return;
             }
+        }
+        // A reader that keeps up only just never empties the buffer: drop
+        // what is written once it is half of it, so memory follows the
+        // backlog (which the cap bounds), not everything ever sent.
+        if conn.out_pos >= READ_CHUNK && conn.out_pos * 2 >= conn.out_buf.len() {
+            conn.out_buf.drain(..conn.out_pos);
+            conn.out_pos = 0;
         }
         if conn.backlog() == 0 {
             conn.out_buf = Vec::new();
@@ -806,6 +832,10 @@ impl<S: 'static> Reactor<S> {
         }
         if open {
             in_buf.drain(..pos);
+            // One big PDU must not pin its buffer for the connection's life.
+            if in_buf.is_empty() && in_buf.capacity() > 1 << 20 {
+                in_buf = Vec::new();
+            }
             if let Some(c) = self.conns.get_mut(key) {
                 c.in_buf = in_buf;
             }
@@ -929,4 +959,191 @@ fn resolve(ip: &str, port: u16) -> Result<SocketAddr, NetError> {
             addr: format!("{ip}:{port}"),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imconn::{Ctx, ImConn};
+    use std::io::Read;
+
+    struct Nop;
+    impl ImConn<Vec<ConnId>> for Nop {
+        fn on_pdu(&mut self, _cx: &mut Ctx<'_, Vec<ConnId>>, _pdu: ImPdu) {}
+    }
+
+    /// The cap counts only unsent bytes, but the already-written prefix of
+    /// out_buf is only freed when the backlog reaches exactly 0: a peer that
+    /// reads steadily but never quite catches up grows out_buf without bound.
+    #[test]
+    fn out_buf_memory_follows_the_backlog_with_a_slow_steady_reader() {
+        let mut net = Reactor::<Vec<ConnId>>::new().unwrap();
+        net.set_out_buf_cap(1 << 20); // 1 MiB
+        let addr = net
+            .listen("127.0.0.1", 0, |s: &mut Vec<ConnId>, id| {
+                s.push(id);
+                Box::new(Nop) as Box<dyn ImConn<Vec<ConnId>>>
+            })
+            .unwrap()[0];
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client.set_nonblocking(true).unwrap();
+        let mut state = Vec::new();
+        while state.is_empty() {
+            net.run_once(&mut state, 10).unwrap();
+        }
+        let id = state[0];
+        {
+            let c = net.conns.get(id.key as usize).unwrap();
+            socket2::SockRef::from(&c.stream)
+                .set_send_buffer_size(16 * 1024)
+                .unwrap();
+            socket2::SockRef::from(&client)
+                .set_recv_buffer_size(16 * 1024)
+                .unwrap();
+        }
+        let chunk = vec![7u8; 64 * 1024];
+        let mut buf = vec![0u8; 64 * 1024];
+        // phase 1: the peer does not read until we hold a backlog
+        while net.backlog(id) < 256 * 1024 {
+            net.send(id, &chunk).unwrap();
+            net.run_once(&mut state, 0).unwrap();
+        }
+        // phase 2: the peer reads exactly as fast as we send
+        let mut max_len = 0;
+        for _ in 0..400 {
+            net.send(id, &chunk).unwrap();
+            let mut got = 0;
+            while got < buf.len() {
+                match client.read(&mut buf[..64 * 1024 - got]) {
+                    Ok(n) if n > 0 => got += n,
+                    _ => net.run_once(&mut state, 1).unwrap(),
+                }
+            }
+            net.run_once(&mut state, 0).unwrap();
+            let c = net.conn(id).expect("still open");
+            max_len = max_len.max(c.out_buf.len());
+            assert!(c.backlog() <= 1 << 20);
+        }
+        assert!(
+            max_len <= 2 << 20,
+            "out_buf holds {max_len} bytes with a 1 MiB cap"
+        );
+    }
+
+    #[derive(Default)]
+    struct St {
+        ids: Vec<ConnId>,
+        blackhole: Option<SocketAddr>,
+        out: Option<ConnId>,
+        out_closed: bool,
+    }
+    struct Role(usize);
+    struct Out;
+    impl ImConn<St> for Out {
+        fn on_pdu(&mut self, _cx: &mut Ctx<'_, St>, _pdu: ImPdu) {}
+        fn on_close(&mut self, cx: &mut Ctx<'_, St>) {
+            cx.state.out_closed = true;
+        }
+    }
+    impl ImConn<St> for Role {
+        fn on_pdu(&mut self, cx: &mut Ctx<'_, St>, _pdu: ImPdu) {
+            match self.0 {
+                1 => {
+                    let a = cx.state.ids[0];
+                    cx.net.close(a); // e.g. a duplicate login kicks A
+                }
+                2 => {
+                    let bh = cx.state.blackhole.unwrap();
+                    let id = cx
+                        .net
+                        .connect(&bh.ip().to_string(), bh.port(), Box::new(Out))
+                        .unwrap();
+                    cx.state.out = Some(id);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A stale event of a connection reaped earlier in the same poll batch
+    /// is dispatched to whatever new connection took its slab slot.
+    #[test]
+    fn a_stale_event_never_reaches_a_new_connection_in_the_same_slot() {
+        use std::io::Write;
+        // a listener whose accept queue is full: connects to it stay in progress
+        let bh = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        bh.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        bh.listen(0).unwrap();
+        let bh_addr = bh.local_addr().unwrap().as_socket().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..3 {
+            if let Ok(s) =
+                std::net::TcpStream::connect_timeout(&bh_addr, Duration::from_millis(200))
+            {
+                fillers.push(s);
+            }
+        }
+        let mut net = Reactor::<St>::new().unwrap();
+        let addr = net
+            .listen("127.0.0.1", 0, |s: &mut St, id| {
+                s.ids.push(id);
+                Box::new(Role(s.ids.len() - 1)) as Box<dyn ImConn<St>>
+            })
+            .unwrap()[0];
+        let mut st = St {
+            blackhole: Some(bh_addr),
+            ..Default::default()
+        };
+        let ca = std::net::TcpStream::connect(addr).unwrap();
+        let mut cx = std::net::TcpStream::connect(addr).unwrap();
+        let mut cy = std::net::TcpStream::connect(addr).unwrap();
+        while st.ids.len() < 3 {
+            net.run_once(&mut st, 10).unwrap();
+        }
+        for _ in 0..5 {
+            net.run_once(&mut st, 10).unwrap();
+        }
+        let p = ImPdu::new(1, 1);
+        cx.write_all(p.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        cy.write_all(p.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        drop(ca);
+        std::thread::sleep(Duration::from_millis(50));
+        net.run_once(&mut st, 10).unwrap();
+        let out = st.out.expect("Y connected");
+        assert_eq!(out.key, st.ids[0].key, "the new link took A's slot");
+        assert!(
+            !st.out_closed && net.is_open(out),
+            "in-progress connect was closed by A's stale hang-up event"
+        );
+    }
+}
+
+#[cfg(test)]
+mod timer_tests {
+    use super::*;
+    /// Timer A (due) deletes timer B (also due) and registers C, which takes
+    /// B's slot: C runs at once in this same pass, before its interval.
+    #[test]
+    fn a_timer_registered_in_a_freed_due_slot_waits_its_interval() {
+        let mut net = Reactor::<Vec<&'static str>>::new().unwrap();
+        let b = std::rc::Rc::new(std::cell::Cell::new(None));
+        let b2 = b.clone();
+        net.register_timer(1, move |net, _s| {
+            if let Some(id) = b2.take() {
+                net.delete_timer(id);
+                net.register_timer(60_000, |_, s: &mut Vec<&'static str>| s.push("C ran"));
+            }
+        });
+        b.set(Some(net.register_timer(1, |_, _| {})));
+        std::thread::sleep(Duration::from_millis(5));
+        let mut s = Vec::new();
+        net.run_timers(&mut s);
+        assert!(
+            s.is_empty(),
+            "a 60 s timer ran right after registration: {s:?}"
+        );
+    }
 }

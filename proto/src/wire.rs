@@ -30,6 +30,8 @@ pub struct MessageSchema {
     pub name: &'static str,
     /// Numbers of the required fields.
     pub required: &'static [i32],
+    /// The wire type each required field must come with (same order).
+    pub required_wire: &'static [u8],
     /// Fields whose type is a message, with that message's schema.
     pub nested: &'static [(i32, &'static MessageSchema)],
     /// Enum-typed fields with the values their enum defines.
@@ -55,6 +57,11 @@ fn check(schema: &'static MessageSchema, bytes: &[u8], depth: usize) -> Result<(
     let mut pos = 0;
     while pos < bytes.len() {
         let tag = read_varint(bytes, &mut pos)?;
+        // Tags are 32-bit: the decoder reads them as such, so a longer one
+        // would be read differently by it and by this check.
+        if tag > u64::from(u32::MAX) {
+            return Err(DecodeError::Wire("tag over 32 bits".into()));
+        }
         let field = (tag >> 3) as i32;
         let wire_type = tag & 7;
         if field == 0 {
@@ -84,8 +91,12 @@ fn check(schema: &'static MessageSchema, bytes: &[u8], depth: usize) -> Result<(
             other => return Err(DecodeError::Wire(format!("unsupported wire type {other}"))),
         }
         if present {
+            // A known field with another wire type is an unknown field to
+            // protobuf: it does not make a required field present.
             if let Some(i) = schema.required.iter().position(|&n| n == field) {
-                seen |= 1 << i;
+                if schema.required_wire.get(i) == Some(&(wire_type as u8)) {
+                    seen |= 1 << i;
+                }
             }
         }
     }

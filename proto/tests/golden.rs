@@ -314,3 +314,29 @@ fn unknown_value_in_a_required_enum_is_refused() {
     ok.extend_from_slice(&[0x20, 0x01]);
     assert!(decode::<Login::IMLoginReq>(&ok).is_ok());
 }
+
+#[test]
+fn required_field_with_another_wire_type_is_missing() {
+    // user_name (field 1, a string) sent as a varint: protobuf sees an
+    // unknown field, so the required user_name is absent.
+    let body = [0x08, 0x00, 0x12, 0x01, b'p', 0x18, 0x01, 0x20, 0x01];
+    assert_eq!(
+        decode::<Login::IMLoginReq>(&body).unwrap_err(),
+        DecodeError::MissingRequired {
+            message: "IM.Login.IMLoginReq",
+            field: 1
+        }
+    );
+}
+
+#[test]
+fn tags_over_32_bits_are_refused() {
+    // A tag with bits above 32 would be read as field 1 by the decoder and
+    // as an unknown field by the check: refused before either.
+    let mut body = vec![0x0a, 4, 0x08, 0x05, 0x10, 0x01];
+    body.extend([0x8a, 0x80, 0x80, 0x80, 0x10, 0x02, 0x08, 0x80]);
+    body.extend([0x78, 0x1d]);
+    let r = std::panic::catch_unwind(|| decode::<tt_proto::IM::Buddy::IMUserStatNotify>(&body));
+    let r = r.expect("decode never panics");
+    assert_eq!(r.unwrap_err(), DecodeError::Wire("tag over 32 bits".into()));
+}

@@ -245,6 +245,8 @@ impl ImConn<MsgState> for DbServConn {
     fn on_close(&mut self, cx: &mut Ctx<'_, MsgState>) {
         let addr = cx.peer_addr();
         self.link.closed(&mut cx.state.db.peers, cx.id, addr);
+        // Group member lists asked on this link may never come back.
+        crate::group_chat::refetch_pending(cx.net, cx.state);
     }
 
     /// `OnTimer`: heartbeat after 5 s of quiet, close after 30 s of silence.
@@ -252,11 +254,11 @@ impl ImConn<MsgState> for DbServConn {
         cx.keep_alive(Heartbeat::SERVER, now);
     }
 
-    /// `HandlePdu`: a reply that does not decode closes the link.
+    /// `HandlePdu`: a reply that does not decode is logged and dropped, as
+    /// the C++ does; the link and the other replies on it carry on.
     fn on_pdu(&mut self, cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) {
         if let Err(e) = handle_reply(cx.net, cx.state, cx.id, pdu) {
-            log::warn!("db_proxy link {} sent a bad PDU, closing it: {e}", cx.id);
-            cx.close();
+            log::warn!("db_proxy link {}: reply dropped: {e}", cx.id);
         }
     }
 }

@@ -89,7 +89,7 @@ impl ImConn<MsgState> for FileServConn {
         cx.keep_alive(Heartbeat::SERVER, now);
     }
 
-    /// `HandlePdu`: a body that does not decode closes the link.
+    /// `HandlePdu`: a body that does not decode is logged and dropped.
     fn on_pdu(&mut self, cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) {
         let cid = pdu.command_id();
         let handled = if cid == OtherCmdID::CID_OTHER_HEARTBEAT as u16 {
@@ -113,8 +113,7 @@ impl ImConn<MsgState> for FileServConn {
             Ok(())
         };
         if let Err(e) = handled {
-            log::warn!("file_server link {} sent a bad PDU, closing it: {e}", cx.id);
-            cx.close();
+            log::warn!("file_server link {}: PDU dropped: {e}", cx.id);
         }
     }
 }

@@ -84,7 +84,8 @@ struct CachedGroup {
 struct Fetch {
     /// When it was asked for (monotonic ms).
     since: u64,
-    /// Messages after the one the request carries.
+    /// Every message waiting for the list, in arrival order, the one the
+    /// request carries included (so a lost request loses none of them).
     queue: Vec<WaitingMsg>,
     /// The membership changed since it was asked: the answer may predate
     /// the change, so it serves the waiting messages but is not kept.
@@ -180,39 +181,43 @@ impl GroupCache {
         }
     }
 
-    /// A message for `group_id`, whose list is not known, at `now`: true
-    /// when a fetch is under way and the message was queued behind it;
-    /// false when the caller must ask db_proxy (a fetch is then recorded).
+    /// A message for `group_id`, whose list is not known, at `now`: it is
+    /// queued; true when a fetch is under way, false when the caller must
+    /// ask db_proxy (a fetch is then recorded, or a lost one retried).
     pub fn wait_for_fetch(&mut self, group_id: u32, waiting: WaitingMsg, now: u64) -> bool {
-        match self.fetching.get_mut(&group_id) {
-            Some(f) if now < f.since + FETCH_RETRY_MS => {
-                f.queue.push(waiting);
-                true
-            }
-            Some(f) => {
-                f.since = now;
-                false
-            }
-            None => {
-                self.fetching.insert(
-                    group_id,
-                    Fetch {
-                        since: now,
-                        ..Fetch::default()
-                    },
-                );
-                false
-            }
+        let f = self.fetching.entry(group_id).or_insert_with(|| Fetch {
+            since: now,
+            ..Fetch::default()
+        });
+        let under_way = !f.queue.is_empty() && now < f.since + FETCH_RETRY_MS;
+        f.queue.push(waiting);
+        if !under_way {
+            f.since = now;
         }
+        under_way
     }
 
-    /// The member list of `group_id` arrived: the messages queued behind
-    /// it, and whether the list may be kept (no change since it was asked).
+    /// The member list of `group_id` arrived: every message waiting for it
+    /// in arrival order (none when an earlier answer already took them),
+    /// and whether the list may be kept (no change since it was asked).
     pub fn fetched(&mut self, group_id: u32) -> (Vec<WaitingMsg>, bool) {
         match self.fetching.remove(&group_id) {
             Some(f) => (f.queue, !f.stale),
             None => (Vec::new(), true),
         }
+    }
+
+    /// The fetches under way, each with its oldest waiting message, marked
+    /// as asked again at `now` (their db_proxy link closed: the requests
+    /// and the replies may be lost).
+    pub fn refetch_all(&mut self, now: u64) -> Vec<WaitingMsg> {
+        self.fetching
+            .values_mut()
+            .filter_map(|f| {
+                f.since = now;
+                f.queue.first().cloned()
+            })
+            .collect()
     }
 }
 
@@ -404,7 +409,7 @@ fn handle_group_info_response(
         }
     };
     let Some(info) = rsp.group_info_list.into_iter().next() else {
-        let dropped = 1 + state.groups.fetched(msg.to_session_id).0.len();
+        let dropped = state.groups.fetched(msg.to_session_id).0.len();
         log::warn!(
             "group {} unknown to db_proxy: {dropped} waiting messages dropped",
             msg.to_session_id
@@ -425,9 +430,8 @@ fn handle_group_info_response(
             info.group_id
         );
     }
-    let origin = attach.service_type == SERVICE_TYPE_ORIGIN;
-    let from_conn = state.users.conn_of(rsp.user_id, attach.handle);
-    deliver(net, state, &info.group_member_list, &msg, from_conn, origin);
+    // The queue holds the message the request carried too, in arrival
+    // order; an empty one means an earlier answer delivered them all.
     for w in queued {
         deliver(
             net,
@@ -506,11 +510,18 @@ fn fan_out_or_fetch(
     if state.groups.wait_for_fetch(group_id, waiting.clone(), now) {
         return;
     }
+    ask_members(net, state, &waiting);
+}
+
+/// Asks db_proxy for the members of `waiting`'s group, with the message in
+/// the attach data (what the C++ sends, and what a C++ db_proxy echoes).
+fn ask_members(net: &mut Reactor<MsgState>, state: &mut MsgState, waiting: &WaitingMsg) {
     let WaitingMsg {
         msg,
         from_conn,
         origin,
-    } = waiting;
+    } = waiting.clone();
+    let group_id = msg.to_session_id;
     let mut attach =
         AttachData::with_pdu(AttachType::HandleAndPdu, from_conn, tt_proto::encode(&msg));
     if origin {
@@ -532,7 +543,15 @@ fn fan_out_or_fetch(
         (Some(link), Some(out)) => {
             let _ = net.send_pdu(link, &out);
         }
-        _ => log::warn!("no db_proxy: group {group_id} message not fanned out"),
+        _ => log::warn!("no db_proxy: group {group_id} members not asked; retried later"),
+    }
+}
+
+/// A db_proxy link closed: member lists asked on it may never come, so
+/// every fetch under way is asked again (its messages stay queued).
+pub fn refetch_pending(net: &mut Reactor<MsgState>, state: &mut MsgState) {
+    for waiting in state.groups.refetch_all(monotonic_ms()) {
+        ask_members(net, state, &waiting);
     }
 }
 
@@ -714,14 +733,23 @@ mod tests {
         assert!(!c.wait_for_fetch(7, w(4), 20), "other groups fetch");
         let (queued, keep) = c.fetched(9);
         let ids: Vec<u32> = queued.iter().map(|w| w.msg.msg_id).collect();
-        assert_eq!(ids, vec![2, 3]);
+        assert_eq!(ids, vec![1, 2, 3], "every waiting message, in order");
         assert!(keep);
-        assert!(c.fetched(9).0.is_empty());
+        assert!(
+            c.fetched(9).0.is_empty(),
+            "a second answer delivers nothing"
+        );
         assert!(
             !c.wait_for_fetch(7, w(5), 20 + FETCH_RETRY_MS),
             "a lost reply is asked again"
         );
-        assert_eq!(c.fetched(7).0.len(), 0);
+        let ids: Vec<u32> = c.fetched(7).0.iter().map(|w| w.msg.msg_id).collect();
+        assert_eq!(ids, vec![4, 5], "nothing waiting is lost with the reply");
+        assert!(!c.wait_for_fetch(6, w(6), 0));
+        assert!(c.wait_for_fetch(6, w(7), 1));
+        let again: Vec<u32> = c.refetch_all(2).iter().map(|w| w.msg.msg_id).collect();
+        assert_eq!(again, vec![6], "a closed link asks again for the oldest");
+        assert_eq!(c.fetched(6).0.len(), 2);
     }
 
     #[test]

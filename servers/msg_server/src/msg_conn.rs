@@ -205,8 +205,9 @@ impl ImConn<MsgState> for MsgConn {
             .insert(cx.id, ClientConn::new(monotonic_ms()));
     }
 
-    /// `HandlePdu`. A body that does not decode closes the connection, as
-    /// the C++ `CPduException` does.
+    /// `HandlePdu`. A body that does not decode (or lacks a required
+    /// field) closes the connection, with a log line; the C++ logs and
+    /// ignores such a PDU (`CHECK_PB_PARSE_MSG`) and keeps the client.
     fn on_pdu(&mut self, cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) {
         let cid = pdu.command_id();
         let Some(conn) = cx.state.conns.get_mut(&cx.id) else {

@@ -181,14 +181,12 @@ impl ImConn<MsgState> for RouteServConn {
         cx.keep_alive(Heartbeat::SERVER, now);
     }
 
-    /// `HandlePdu`: a body that does not decode closes the link.
+    /// `HandlePdu`: a body that does not decode is logged and dropped, as
+    /// the C++ does (route_server relays what other msg_servers' clients
+    /// sent, so one bad body must not cut this link).
     fn on_pdu(&mut self, cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) {
         if let Err(e) = handle_relayed(cx.net, cx.state, pdu) {
-            log::warn!(
-                "route_server link {} sent a bad PDU, closing it: {e}",
-                cx.id
-            );
-            cx.close();
+            log::warn!("route_server link {}: PDU dropped: {e}", cx.id);
         }
     }
 }
