@@ -36,6 +36,9 @@ pub const NETLIB_MAX_SOCKET_BUF_SIZE: usize = 128 * 1024;
 pub const DEFAULT_OUT_BUF_CAP: usize = 64 * 1024 * 1024;
 /// How much one `read` call asks for.
 const READ_CHUNK: usize = 64 * 1024;
+/// Most bytes read from one connection per turn before the others get
+/// theirs (the rest is read on the next loop iteration).
+const MAX_READ_PER_EVENT: usize = 1024 * 1024;
 /// Interval of the connection tick that calls `ImConn::on_timer`.
 pub const CONN_TICK_MS: u64 = 1_000;
 
@@ -102,7 +105,11 @@ impl std::fmt::Display for ConnId {
 
 /// A registered timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TimerId(usize);
+pub struct TimerId {
+    key: usize,
+    /// Makes an id stale once its timer is deleted, even if the slot is reused.
+    serial: u64,
+}
 
 /// A callback run on the loop thread with the reactor and the server state.
 pub type LoopFn<S> = Box<dyn FnMut(&mut Reactor<S>, &mut S)>;
@@ -122,6 +129,8 @@ struct Conn<S> {
     /// Bytes of `out_buf` already written.
     out_pos: usize,
     connecting: bool,
+    /// The peer shut its sending side down; what we owe it is still written.
+    read_closed: bool,
     /// Raw-bytes connection (`ImConn::raw_bytes`): no PDU framing.
     raw: bool,
     close_after_flush: bool,
@@ -144,6 +153,7 @@ struct Listener {
 }
 
 struct Timer<S> {
+    serial: u64,
     interval: u64,
     next: u64,
     callback: Option<LoopFn<S>>,
@@ -157,8 +167,11 @@ pub struct Reactor<S> {
     listeners: Slab<Listener>,
     acceptors: Vec<Option<AcceptFn<S>>>,
     timers: Slab<Timer<S>>,
+    next_timer_serial: u64,
     loops: Vec<Option<LoopFn<S>>>,
     pending_close: Vec<usize>,
+    /// Connections that had more to read when their turn ended.
+    still_readable: Vec<ConnId>,
     next_serial: u32,
     next_conn_tick: u64,
     conn_tick_ms: u64,
@@ -184,8 +197,10 @@ impl<S: 'static> Reactor<S> {
             listeners: Slab::new(),
             acceptors: Vec::new(),
             timers: Slab::new(),
+            next_timer_serial: 0,
             loops: Vec::new(),
             pending_close: Vec::new(),
+            still_readable: Vec::new(),
             next_serial: 1,
             next_conn_tick: monotonic_ms() + CONN_TICK_MS,
             conn_tick_ms: CONN_TICK_MS,
@@ -323,6 +338,7 @@ impl<S: 'static> Reactor<S> {
             out_buf: Vec::new(),
             out_pos: 0,
             connecting,
+            read_closed: false,
             raw,
             close_after_flush: false,
             closed: false,
@@ -448,17 +464,25 @@ impl<S: 'static> Reactor<S> {
         callback: impl FnMut(&mut Reactor<S>, &mut S) + 'static,
     ) -> TimerId {
         let interval = interval_ms.max(1);
-        TimerId(self.timers.insert(Timer {
+        self.next_timer_serial += 1;
+        let serial = self.next_timer_serial;
+        let key = self.timers.insert(Timer {
+            serial,
             interval,
             next: monotonic_ms() + interval,
             callback: Some(Box::new(callback)),
-        }))
+        });
+        TimerId { key, serial }
     }
 
     /// `netlib_delete_timer`.
     pub fn delete_timer(&mut self, id: TimerId) {
-        if self.timers.contains(id.0) {
-            self.timers.remove(id.0);
+        if self
+            .timers
+            .get(id.key)
+            .is_some_and(|t| t.serial == id.serial)
+        {
+            self.timers.remove(id.key);
         }
     }
 
@@ -479,6 +503,12 @@ impl<S: 'static> Reactor<S> {
         signals: &[i32],
         handler: impl FnMut(&mut Reactor<S>, &mut S, i32) + 'static,
     ) -> io::Result<()> {
+        if self.signal_handler.is_some() {
+            return Err(io::Error::new(
+                ErrorKind::AlreadyExists,
+                "handle_signals may be called once per reactor",
+            ));
+        }
         self.signal_handler = Some(Box::new(handler));
         crate::remote::forward_signals(signals, self.inbox_tx.clone(), self.waker.clone())
     }
@@ -510,7 +540,7 @@ impl<S: 'static> Reactor<S> {
             .min()
             .unwrap_or(u64::MAX);
         let wait = wait_timeout_ms.min(next_due.saturating_sub(now));
-        let timeout = if self.pending_close.is_empty() {
+        let timeout = if self.pending_close.is_empty() && self.still_readable.is_empty() {
             Duration::from_millis(wait)
         } else {
             Duration::ZERO
@@ -540,6 +570,10 @@ impl<S: 'static> Reactor<S> {
             }
             self.reap(state);
         }
+        for id in std::mem::take(&mut self.still_readable) {
+            self.on_readable(state, id);
+            self.reap(state);
+        }
         self.drain_inbox(state);
         self.run_timers(state);
         self.run_loops(state);
@@ -548,7 +582,12 @@ impl<S: 'static> Reactor<S> {
     }
 
     fn drain_inbox(&mut self, state: &mut S) {
-        while let Ok(msg) = self.inbox.try_recv() {
+        // Only what is there now: a closure that queues another must not
+        // keep the loop from polling.
+        for _ in 0..self.inbox.len() {
+            let Ok(msg) = self.inbox.try_recv() else {
+                break;
+            };
             match msg {
                 Inbox::Run(f) => f(self, state),
                 Inbox::Send(id, bytes) => {
@@ -756,6 +795,7 @@ impl<S: 'static> Reactor<S> {
     /// one partial PDU plus one read).
     fn on_readable(&mut self, state: &mut S, id: ConnId) {
         let key = id.key as usize;
+        let mut taken = 0;
         loop {
             let Some(conn) = self
                 .conns
@@ -764,13 +804,29 @@ impl<S: 'static> Reactor<S> {
             else {
                 return;
             };
+            if conn.read_closed {
+                return;
+            }
+            if taken >= MAX_READ_PER_EVENT {
+                // Fairness: one flooding peer must not hold the loop. The
+                // edge will not fire again for what is left, so remember it.
+                self.still_readable.push(id);
+                return;
+            }
             match conn.stream.read(&mut self.read_buf) {
                 Ok(0) => {
                     log::debug!("connection {id} ({:?}) closed by peer", conn.peer);
-                    self.close(id);
+                    if conn.backlog() > 0 {
+                        // Half-closed: the peer may still read what we owe it.
+                        conn.read_closed = true;
+                        conn.close_after_flush = true;
+                    } else {
+                        self.close(id);
+                    }
                     return;
                 }
                 Ok(n) => {
+                    taken += n;
                     conn.last_recv = monotonic_ms();
                     conn.in_buf.extend_from_slice(&self.read_buf[..n]);
                     let dispatched = if conn.raw {
@@ -948,11 +1004,18 @@ fn write_chunks(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
     Ok(offset)
 }
 
+/// Resolves `ip:port`, preferring an IPv4 address as the C++
+/// `gethostbyname` does (`localhost` is then 127.0.0.1, which the
+/// `0.0.0.0` listeners of the shipped confs accept).
 fn resolve(ip: &str, port: u16) -> Result<SocketAddr, NetError> {
     (ip, port)
         .to_socket_addrs()
-        .and_then(|mut it| {
-            it.next()
+        .and_then(|it| {
+            let all: Vec<SocketAddr> = it.collect();
+            all.iter()
+                .find(|a| a.is_ipv4())
+                .or_else(|| all.first())
+                .copied()
                 .ok_or_else(|| io::Error::new(ErrorKind::NotFound, "no address"))
         })
         .map_err(|source| NetError::Address {

@@ -464,3 +464,67 @@ fn raw_connections_get_bytes_not_pdus() {
     remote.run(|net, _| net.stop());
     thread.join().unwrap();
 }
+
+#[test]
+fn a_half_closed_peer_still_gets_the_whole_reply() {
+    // Answers "GET\n" with 8 MiB (more than the socket takes at once).
+    struct Big;
+    impl ImConn<Echo> for Big {
+        fn on_pdu(&mut self, _cx: &mut Ctx<'_, Echo>, _pdu: ImPdu) {}
+        fn raw_bytes(&self) -> bool {
+            true
+        }
+        fn on_bytes(&mut self, cx: &mut Ctx<'_, Echo>, in_buf: &mut Vec<u8>) {
+            if in_buf.ends_with(b"GET\n") {
+                in_buf.clear();
+                let body: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+                cx.net.send(cx.id, &body).unwrap();
+                cx.close_after_flush();
+            }
+        }
+    }
+    let (tx, rx) = bounded(1);
+    let thread = std::thread::spawn(move || {
+        let mut net = Reactor::<Echo>::new().unwrap();
+        let addr = net
+            .listen("127.0.0.1", 0, |_s: &mut Echo, _id| {
+                Box::new(Big) as Box<dyn ImConn<Echo>>
+            })
+            .unwrap()[0];
+        tx.send((addr, net.remote())).unwrap();
+        net.run(&mut Echo::default(), 100).unwrap();
+    });
+    let (addr, remote) = rx.recv().unwrap();
+    let mut c = connect(addr);
+    c.write_all(b"GET\n").unwrap();
+    // HTTP/1.0 style: done sending, still reading.
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    assert_eq!(got.len(), 8 * 1024 * 1024, "the whole reply, then EOF");
+    assert!(got.iter().enumerate().all(|(i, &b)| b == (i % 253) as u8));
+    remote.run(|net, _| net.stop());
+    thread.join().unwrap();
+}
+
+#[test]
+fn a_deleted_timer_id_never_deletes_another_timer() {
+    let mut net = Reactor::<Echo>::new().unwrap();
+    let old = net.register_timer(5, |_, s: &mut Echo| s.timer_ticks += 1000);
+    net.delete_timer(old);
+    // Takes the freed slot.
+    net.register_timer(5, |_, s: &mut Echo| s.timer_ticks += 1);
+    net.delete_timer(old); // stale: must be a no-op
+    let mut state = Echo::default();
+    for _ in 0..100 {
+        net.run_once(&mut state, 10).unwrap();
+        if state.timer_ticks > 0 {
+            break;
+        }
+    }
+    assert!(
+        (1..1000).contains(&state.timer_ticks),
+        "the live timer runs, the deleted one never: {}",
+        state.timer_ticks
+    );
+}
