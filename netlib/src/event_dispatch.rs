@@ -689,7 +689,11 @@ impl<S: 'static> Reactor<S> {
                             log::debug!("accepted {peer} as {id}");
                             self.with_handler(state, key, |h, cx| h.on_connect(cx));
                         }
-                        Err(e) => log::warn!("cannot register connection from {peer}: {e}"),
+                        Err(e) => {
+                            // The handler never ran: its id must not be reused.
+                            self.next_serial = self.next_serial.wrapping_add(1).max(1);
+                            log::warn!("cannot register connection from {peer}: {e}");
+                        }
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
