@@ -17,12 +17,22 @@ use tt_proto::ProtoMessage;
 /// How long a test waits for anything (a port to open, a reply) before failing.
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// A loopback port nothing listens on right now.
+/// A loopback port nothing listens on right now, and never handed out
+/// before in this process (the kernel may give the same ephemeral port to
+/// two binds in a row once the first listener is dropped).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral loopback port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind an ephemeral loopback port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A fresh scratch directory under the system temp dir, removed on drop.
