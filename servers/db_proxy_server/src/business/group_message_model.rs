@@ -212,7 +212,7 @@ pub fn send_message(
         },
     );
     if let Err(e) = stored {
-        lower_counter(&mut redis, &total_key, COUNTER_FIELD);
+        lower_counter(&mut redis, &total_key, COUNTER_FIELD, Some(&sender_key));
         return Err(e);
     }
     Ok(GroupSend::Stored(msg_id))

@@ -39,6 +39,18 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1";
 
+/// Locks the group's `IMGroup` row for the rest of the transaction, so
+/// membership changes of one group run one after another (the "already a
+/// member?" read then sees the previous change, and no two transactions
+/// take the group and its member/session rows in opposite orders; a group
+/// message also updates the group row first).
+fn lock_group_row(tx: &mut mysql::Transaction<'_>, group_id: u32) -> Result<(), mysql::Error> {
+    tx.exec_drop(
+        "SELECT id FROM IMGroup WHERE id = ? FOR UPDATE",
+        (group_id,),
+    )
+}
+
 /// Makes sure `group_member_<group>` exists when the group has active
 /// members in `IMGroupMember`; returns whether it exists
 /// (`isValidateGroupId`).
@@ -49,6 +61,8 @@ pub fn load_members(services: &Services, group_id: u32) -> Result<bool, HandlerE
     if exists {
         return Ok(true);
     }
+    // fill_members checks out its own connection from this pool.
+    drop(redis);
     fill_members(services, group_id)
 }
 
@@ -434,6 +448,7 @@ pub fn modify_group_member(
             }
             let adding: Vec<u32> = users.iter().copied().collect();
             services.db.get(MASTER)?.transaction(|tx| {
+                lock_group_row(tx, group_id)?;
                 let mut had: BTreeSet<u32> = BTreeSet::new();
                 for chunk in adding.chunks(IN_CHUNK) {
                     let sql = [
@@ -478,6 +493,7 @@ pub fn modify_group_member(
             let removing: Vec<u32> = users.iter().copied().collect();
             let group_session = SessionType::SESSION_TYPE_GROUP as u32;
             services.db.get(MASTER)?.transaction(|tx| {
+                lock_group_row(tx, group_id)?;
                 for chunk in removing.chunks(IN_CHUNK) {
                     let list = placeholders(chunk.len());
                     let sql = [

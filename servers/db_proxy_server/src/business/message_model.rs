@@ -467,7 +467,7 @@ pub fn send_message(
         },
     );
     if let Err(e) = stored {
-        lower_counter(&mut redis, &unread, &from_id.to_string());
+        lower_counter(&mut redis, &unread, &from_id.to_string(), None);
         return Err(e);
     }
     let sessions = if from_id == small {

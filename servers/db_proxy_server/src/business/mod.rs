@@ -27,6 +27,7 @@ use audio_model::UploadedAudio;
 use base::pdu::{ImPdu, PduError};
 use mysql::prelude::Queryable;
 use mysql::Row;
+use std::sync::LazyLock;
 use thiserror::Error;
 use tt_proto::ProtoMessage;
 use tt_proto::IM::BaseDefine::{MsgType, SessionType, UnreadInfo};
@@ -299,16 +300,38 @@ pub fn store_message(
     })
 }
 
-/// Takes back the count `next_msg_id` raised (`HINCRBY key field -1`) when
-/// the message's row could not be written.
-pub fn lower_counter(redis: &mut CacheConn<'_>, key: &str, field: &str) {
-    if let Err(e) = redis.run(|c| {
-        redis::cmd("HINCRBY")
-            .arg(key)
-            .arg(field)
-            .arg(-1)
-            .query::<()>(c)
-    }) {
+/// Takes back one count `next_msg_id` raised, when the message's row
+/// could not be written: `key[field]` goes down by one, never below 0
+/// (an unread field that reaches 0 is removed, as a read ack does), and
+/// `reader_key[field]` (the sender's read count of a group) is brought
+/// back to the new total. One script, so a concurrent read ack cannot
+/// leave a negative or stale count.
+pub fn lower_counter(redis: &mut CacheConn<'_>, key: &str, field: &str, reader_key: Option<&str>) {
+    static LOWER: LazyLock<redis::Script> = LazyLock::new(|| {
+        redis::Script::new(
+            r"
+local v = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
+local t = v - 1
+if t < 0 then t = 0 end
+if t == 0 and ARGV[2] == 'drop' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], t)
+end
+if KEYS[2] then
+  local r = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') or 0
+  if r > t then redis.call('HSET', KEYS[2], ARGV[1], t) end
+end
+return t",
+        )
+    });
+    let mut call = LOWER.key(key);
+    if let Some(reader) = reader_key {
+        call.key(reader);
+    }
+    call.arg(field)
+        .arg(if reader_key.is_none() { "drop" } else { "keep" });
+    if let Err(e) = redis.run(|c| call.invoke::<i64>(c)) {
         log::error!("{key}[{field}] is one too high: {e}");
     }
 }
