@@ -25,6 +25,8 @@ use tt_proto::IM::Server::{IMValidateReq, IMValidateRsp};
 const FAILURE_WINDOW_SECS: u32 = 30 * 60;
 /// More failures than this within the window refuse the login.
 const MAX_FAILURES: usize = 10;
+/// Table size past which names with no recent failure are forgotten.
+const PRUNE_ABOVE: usize = 10_000;
 
 /// Result strings the C++ sends (clients show them).
 const OK_TEXT: &str = "成功";
@@ -63,11 +65,20 @@ impl LoginLimiter {
     }
 
     fn record_failure(&self, name: &str, now: u32) {
-        self.failures
-            .lock()
-            .entry(name.to_string())
-            .or_default()
-            .push_front(now);
+        let mut map = self.failures.lock();
+        // Names tried once and never again must not pile up: past a bound,
+        // forget every name whose newest failure is out of the window.
+        if map.len() >= PRUNE_ABOVE {
+            map.retain(|_, l| {
+                l.front()
+                    .is_some_and(|&t| now.saturating_sub(t) <= FAILURE_WINDOW_SECS)
+            });
+        }
+        map.entry(name.to_string()).or_default().push_front(now);
+        // Only the newest MAX_FAILURES + 1 matter for the lock.
+        if let Some(l) = map.get_mut(name) {
+            l.truncate(MAX_FAILURES + 1);
+        }
     }
 
     fn clear(&self, name: &str) {
@@ -168,5 +179,21 @@ mod tests {
         l.record_failure("carol", now);
         l.clear("carol");
         assert!(!l.is_locked("carol", now));
+    }
+
+    #[test]
+    fn limiter_memory_is_bounded() {
+        let l = LoginLimiter::default();
+        for i in 0..PRUNE_ABOVE as u32 {
+            l.record_failure(&format!("spray{i}"), 1_000);
+        }
+        for _ in 0..50 {
+            l.record_failure("dave", 1_000);
+        }
+        assert_eq!(l.failures.lock()["dave"].len(), MAX_FAILURES + 1);
+        l.record_failure("late", 1_000 + FAILURE_WINDOW_SECS + 1);
+        let map = l.failures.lock();
+        assert_eq!(map.len(), 1, "old names forgotten past the bound");
+        assert!(map.contains_key("late"));
     }
 }
