@@ -370,7 +370,8 @@ pub fn create_group(
         Ok::<u32, HandlerError>(group_id)
     })?;
     drop(conn);
-    cache_add_members(&services.cache, group_id, &users, now, true);
+    // The id counter first: once the member hash exists, members can send,
+    // and a reset after their first message would hand out its id again.
     let reset = services.cache.get(pools::UNREAD).and_then(|mut c| {
         c.run(|c| {
             redis::cmd("SET")
@@ -382,6 +383,7 @@ pub fn create_group(
     if let Err(e) = reset {
         log::warn!("group {group_id}: message counter not reset: {e}");
     }
+    cache_add_members(&services.cache, group_id, &users, now, true);
     Ok(Some(group_id))
 }
 
