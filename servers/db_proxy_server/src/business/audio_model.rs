@@ -102,6 +102,14 @@ fn is_audio(t: MsgType) -> bool {
     )
 }
 
+/// An `IMAudio` row, read before any download.
+struct StoredAudio {
+    id: u64,
+    duration: u32,
+    size: u32,
+    path: String,
+}
+
 /// `readAudios`: replaces each audio message's content (an `IMAudio` id)
 /// with the duration and the sound downloaded from msfs. As in the C++, a
 /// message whose id does not query is dropped, and one whose sound cannot
@@ -110,11 +118,13 @@ pub fn read_audios(db: &DbManager, list: &mut Vec<MsgInfo>) -> Result<(), DbErro
     if !list.iter().any(|m| is_audio(m.msg_type)) {
         return Ok(());
     }
+    // The rows first, then the downloads with no database connection held:
+    // a slow or unreachable msfs must not starve the pool.
     let mut conn = db.get(SLAVE)?;
-    let mut kept = Vec::with_capacity(list.len());
-    for mut msg in list.drain(..) {
+    let mut kept: Vec<(MsgInfo, Option<StoredAudio>)> = Vec::with_capacity(list.len());
+    for msg in list.drain(..) {
         if !is_audio(msg.msg_type) {
-            kept.push(msg);
+            kept.push((msg, None));
             continue;
         }
         let Some(audio_id) = std::str::from_utf8(&msg.msg_data)
@@ -130,24 +140,32 @@ pub fn read_audios(db: &DbManager, list: &mut Vec<MsgInfo>) -> Result<(), DbErro
                 (audio_id,),
             )
         })?;
-        if let Some(row) = row {
-            let duration = col_u32(&row, "duration");
-            let size = col_u32(&row, "size");
-            let path = col_str(&row, "path");
-            if !path.is_empty() && duration != 0 && size != 0 {
-                match http_client::download_byte_file(&path, size as usize) {
-                    Ok(sound) => {
-                        let mut body = Vec::with_capacity(4 + sound.len());
-                        body.extend_from_slice(&duration.to_be_bytes());
-                        body.extend_from_slice(&sound);
-                        msg.msg_data = body;
-                    }
-                    Err(e) => log::warn!("audio {audio_id}: download from {path}: {e}"),
-                }
-            }
-        }
-        kept.push(msg);
+        let found = row.map(|row| StoredAudio {
+            id: audio_id,
+            duration: col_u32(&row, "duration"),
+            size: col_u32(&row, "size"),
+            path: col_str(&row, "path"),
+        });
+        kept.push((msg, found));
     }
-    *list = kept;
+    drop(conn);
+    for (msg, found) in &mut kept {
+        let Some(a) = found else {
+            continue;
+        };
+        if a.path.is_empty() || a.duration == 0 || a.size == 0 {
+            continue;
+        }
+        match http_client::download_byte_file(&a.path, a.size as usize) {
+            Ok(sound) => {
+                let mut body = Vec::with_capacity(4 + sound.len());
+                body.extend_from_slice(&a.duration.to_be_bytes());
+                body.extend_from_slice(&sound);
+                msg.msg_data = body;
+            }
+            Err(e) => log::warn!("audio {}: download from {}: {e}", a.id, a.path),
+        }
+    }
+    *list = kept.into_iter().map(|(m, _)| m).collect();
     Ok(())
 }
