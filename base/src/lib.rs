@@ -8,10 +8,12 @@
 //! - [`aes`], [`md5`]: `EncDec.cpp` (`CAes`, `CMd5`).
 //! - [`tick`] is `util.cpp::get_tick_count`.
 //! - [`thread_pool`]: `ThreadPool.cpp` (`CThreadPool`, `CWorkerThread`).
+//! - [`client_type`]: the `CHECK_CLIENT_TYPE_*` macros of `ImPduBase.h`.
 //! - [`logging`], [`cli`]: what each C++ `main()` does before its loop.
 
 pub mod aes;
 pub mod cli;
+pub mod client_type;
 pub mod config;
 pub mod logging;
 pub mod md5;

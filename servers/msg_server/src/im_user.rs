@@ -25,21 +25,7 @@ pub const CLIENT_TYPE_FLAG_BOTH: u32 = 0x03;
 /// `IM_PC_LOGIN_STATUS_ON`.
 pub const PC_LOGIN_STATUS_ON: u32 = 1;
 
-/// `CHECK_CLIENT_TYPE_PC`: Windows (0x01), Mac (0x02); no 0x10 bit.
-pub fn is_pc(client_type: u32) -> bool {
-    client_type & 0x10 == 0
-}
-
-/// `CHECK_CLIENT_TYPE_MOBILE`: iOS (0x11), Android (0x12); the 0x10 bit.
-pub fn is_mobile(client_type: u32) -> bool {
-    !is_pc(client_type)
-}
-
-/// `(a ^ b) >> 4 == 0`: the same class of client (both PC or both mobile),
-/// the rule of `KickOutSameClientType`: one PC and one mobile client per user.
-pub fn same_class(a: u32, b: u32) -> bool {
-    (a ^ b) >> 4 == 0
-}
+pub use base::client_type::{is_mobile, is_pc, same_class};
 
 /// One validated connection of a user, as the user table needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

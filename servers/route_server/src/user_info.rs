@@ -11,12 +11,7 @@ use netlib::ConnId;
 use std::collections::{BTreeMap, HashMap};
 use tt_proto::IM::BaseDefine::UserStatType;
 
-/// `CHECK_CLIENT_TYPE_PC`: Windows (0x01) and Mac (0x02) clients; any type
-/// without the 0x10 bit. The others (`CHECK_CLIENT_TYPE_MOBILE`, the 0x10
-/// bit: iOS 0x11, Android 0x12) are mobile clients.
-pub fn is_pc_client(client_type: u32) -> bool {
-    client_type & 0x10 == 0
-}
+pub use base::client_type::is_pc as is_pc_client;
 
 /// Number of logged-in clients per client type, on one link.
 pub type ClientTally = BTreeMap<u32, u32>;
