@@ -5,7 +5,7 @@
 //! from the working directory), on free loopback ports, and talk to them
 //! over TCP with [`PduClient`]. Nothing here is used by the servers.
 
-use base::pdu::{ImPdu, PduHeader, IM_PDU_HEADER_LEN};
+use base::pdu::ImPdu;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -237,17 +237,9 @@ impl PduClient {
     /// Receives the next PDU within `timeout`; `None` on timeout or close.
     pub fn try_recv(&mut self, timeout: Duration) -> Option<ImPdu> {
         self.stream.set_read_timeout(Some(timeout)).ok()?;
-        let mut head = [0u8; IM_PDU_HEADER_LEN];
-        let got = self.stream.read_exact(&mut head);
+        let got = base::pdu::read_frame(&mut self.stream);
         self.stream.set_read_timeout(Some(WAIT)).ok()?;
-        got.ok()?;
-        let h = PduHeader::parse(&head).ok()??;
-        let mut frame = head.to_vec();
-        frame.resize(h.length as usize, 0);
-        self.stream
-            .read_exact(&mut frame[IM_PDU_HEADER_LEN..])
-            .ok()?;
-        ImPdu::from_frame(frame).ok()
+        got.ok()
     }
 
     /// Receives PDUs until one with `command_id` arrives (skipping

@@ -150,6 +150,22 @@ pub fn read_pdu(buf: &[u8]) -> Result<Option<ImPdu>, PduError> {
     }))
 }
 
+/// Reads one whole PDU from a blocking stream (the client library, test
+/// peers, tools; the servers frame on their event loop instead). A header
+/// that announces an impossible length is `InvalidData`.
+pub fn read_frame(r: &mut impl std::io::Read) -> std::io::Result<ImPdu> {
+    let mut head = [0u8; IM_PDU_HEADER_LEN];
+    r.read_exact(&mut head)?;
+    let invalid = |e: PduError| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let h = PduHeader::parse(&head)
+        .map_err(invalid)?
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+    let mut frame = head.to_vec();
+    frame.resize(h.length as usize, 0);
+    r.read_exact(&mut frame[IM_PDU_HEADER_LEN..])?;
+    ImPdu::from_frame(frame).map_err(invalid)
+}
+
 /// One PDU, kept as its whole wire frame so that it is sent (or forwarded
 /// unchanged, as route_server does) without another copy.
 #[derive(Clone, PartialEq, Eq)]
@@ -423,6 +439,18 @@ mod tests {
         assert!(ImPdu::from_frame(frame(20, b"abc")).is_err());
         assert!(ImPdu::from_frame(vec![0; 3]).is_err());
         assert!(ImPdu::from_frame(frame(19, b"abc")).is_ok());
+    }
+
+    #[test]
+    fn frames_read_from_a_stream() {
+        let mut bytes = frame(20, b"abcd");
+        bytes.extend_from_slice(&frame(3, b""));
+        let mut r = std::io::Cursor::new(bytes);
+        assert_eq!(read_frame(&mut r).unwrap().body(), b"abcd");
+        let e = read_frame(&mut r).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        let e = read_frame(&mut std::io::Cursor::new(frame(20, b"ab"))).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 
     #[test]

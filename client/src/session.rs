@@ -10,11 +10,11 @@
 use crate::error::ClientError;
 use base::aes::Aes;
 use base::md5::md5_hex;
-use base::pdu::{ImPdu, PduHeader, IM_PDU_HEADER_LEN};
+use base::pdu::ImPdu;
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::VecDeque;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,23 +43,12 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Reads one whole PDU from a blocking stream.
 pub fn read_pdu(s: &mut TcpStream) -> Result<ImPdu, ClientError> {
-    let mut head = [0u8; IM_PDU_HEADER_LEN];
-    read_exact(s, &mut head)?;
-    let h = PduHeader::parse(&head)
-        .map_err(|e| ClientError::Protocol(e.to_string()))?
-        .ok_or(ClientError::Closed)?;
-    let mut frame = head.to_vec();
-    frame.resize(h.length as usize, 0);
-    read_exact(s, &mut frame[IM_PDU_HEADER_LEN..])?;
-    ImPdu::from_frame(frame).map_err(|e| ClientError::Protocol(e.to_string()))
-}
-
-fn read_exact(s: &mut TcpStream, buf: &mut [u8]) -> Result<(), ClientError> {
-    s.read_exact(buf).map_err(|e| match e.kind() {
+    base::pdu::read_frame(s).map_err(|e| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => ClientError::Closed,
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
             ClientError::Timeout(Duration::ZERO)
         }
+        std::io::ErrorKind::InvalidData => ClientError::Protocol(e.to_string()),
         _ => ClientError::Io(e),
     })
 }

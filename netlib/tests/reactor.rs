@@ -1,7 +1,7 @@
 //! The reactor over real loopback sockets: an echo server on one thread,
 //! plain blocking clients on others.
 
-use base::pdu::{ImPdu, PduHeader, IM_PDU_HEADER_LEN};
+use base::pdu::{ImPdu, IM_PDU_HEADER_LEN};
 use crossbeam_channel::{bounded, Receiver};
 use netlib::{Ctx, ImConn, Reactor, Remote};
 use std::io::{Read, Write};
@@ -109,13 +109,7 @@ fn pdu(seq: u16, body: &[u8]) -> ImPdu {
 }
 
 fn read_pdu(s: &mut TcpStream) -> ImPdu {
-    let mut head = [0u8; IM_PDU_HEADER_LEN];
-    s.read_exact(&mut head).unwrap();
-    let h = PduHeader::parse(&head).unwrap().unwrap();
-    let mut frame = head.to_vec();
-    frame.resize(h.length as usize, 0);
-    s.read_exact(&mut frame[IM_PDU_HEADER_LEN..]).unwrap();
-    ImPdu::from_frame(frame).unwrap()
+    base::pdu::read_frame(s).unwrap()
 }
 
 #[test]

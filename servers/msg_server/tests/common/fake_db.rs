@@ -6,9 +6,9 @@
 //! push_server records the pushes; the fake file_server gives out tasks.
 
 use base::md5::md5_hex;
-use base::pdu::{ImPdu, PduHeader, IM_PDU_HEADER_LEN};
+use base::pdu::ImPdu;
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use tt_proto::IM::BaseDefine::{
@@ -81,13 +81,7 @@ impl FakeDb {
 }
 
 fn read_pdu(s: &mut TcpStream) -> Option<ImPdu> {
-    let mut head = [0u8; IM_PDU_HEADER_LEN];
-    s.read_exact(&mut head).ok()?;
-    let h = PduHeader::parse(&head).ok()??;
-    let mut frame = head.to_vec();
-    frame.resize(h.length as usize, 0);
-    s.read_exact(&mut frame[IM_PDU_HEADER_LEN..]).ok()?;
-    ImPdu::from_frame(frame).ok()
+    base::pdu::read_frame(s).ok()
 }
 
 fn user_info(id: u32, name: &str) -> UserInfo {
