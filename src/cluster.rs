@@ -6,7 +6,6 @@
 use crate::{
     add_user, built_binary, db_proxy_conf, free_port, RedisServer, ServerProcess, TestDb, AES_KEY,
 };
-use mysql::prelude::Queryable;
 
 /// Starts the workspace binary `binary` with `conf` as `conf_name` in its
 /// working directory, and waits until it listens on each of `ports`.
@@ -236,25 +235,7 @@ impl Cluster {
     /// Puts `members` in a new normal group `group_id` (rows only; db_proxy
     /// fills its member cache from them).
     pub fn add_group(&self, group_id: u32, name: &str, members: &[u32]) {
-        let mut conn = self.db.conn();
-        conn.exec_drop(
-            "INSERT INTO IMGroup (id, name, avatar, creator, type, userCnt, status, version, \
-             lastChated, created, updated) VALUES (?, ?, '', ?, 1, ?, 0, 1, 0, 1, 1)",
-            (
-                group_id,
-                name,
-                members.first().copied().unwrap_or(0),
-                members.len() as u32,
-            ),
-        )
-        .expect("insert group");
-        for &m in members {
-            conn.exec_drop(
-                "INSERT INTO IMGroupMember (groupId, userId, status, created, updated) \
-                 VALUES (?, ?, 0, 1, 1)",
-                (group_id, m),
-            )
-            .expect("insert member");
-        }
+        let rows: Vec<(u32, u32)> = members.iter().map(|&m| (m, 0)).collect();
+        crate::add_group(&self.db, group_id, name, 1, 1, &rows);
     }
 }

@@ -584,4 +584,42 @@ pub fn add_user(db: &TestDb, id: u32, name: &str, plain: &str, updated: u32) {
         .expect("insert user");
 }
 
+/// Writes a normal group as an admin tool or the C++ servers leave it:
+/// an `IMGroup` row (`version`, creator the first member, timestamps `at`)
+/// and one `IMGroupMember` row per (user, status); no Redis keys.
+pub fn add_group(
+    db: &TestDb,
+    group_id: u32,
+    name: &str,
+    version: u32,
+    at: u32,
+    members: &[(u32, u32)],
+) {
+    use mysql::prelude::Queryable;
+    let mut conn = db.conn();
+    let active = members.iter().filter(|m| m.1 == 0).count() as u32;
+    conn.exec_drop(
+        "INSERT INTO IMGroup (id, name, avatar, creator, type, userCnt, status, version, \
+         lastChated, created, updated) VALUES (?, ?, '', ?, 1, ?, 0, ?, 0, ?, ?)",
+        (
+            group_id,
+            name,
+            members.first().map_or(0, |m| m.0),
+            active,
+            version,
+            at,
+            at,
+        ),
+    )
+    .expect("insert group");
+    for &(user, status) in members {
+        conn.exec_drop(
+            "INSERT INTO IMGroupMember (groupId, userId, status, created, updated) \
+             VALUES (?, ?, ?, ?, ?)",
+            (group_id, user, status, at, at),
+        )
+        .expect("insert member");
+    }
+}
+
 pub mod cluster;

@@ -64,17 +64,7 @@ fn a_failed_group_store_gives_back_the_senders_read_count_too() {
 fn filling_a_member_hash_with_one_cache_connection_does_not_deadlock() {
     let db = TestDb::with_schema();
     let redis = RedisServer::start();
-    let mut conn = db.conn();
-    conn.query_drop(
-        "INSERT INTO IMGroup (id, name, avatar, creator, type, userCnt, status, version, \
-         lastChated, updated, created) VALUES (12, 'demo', '', 1, 1, 2, 0, 5, 0, 10, 10)",
-    )
-    .unwrap();
-    conn.query_drop(
-        "INSERT INTO IMGroupMember (groupId, userId, status, created, updated) VALUES \
-         (12, 1, 0, 10, 10), (12, 2, 0, 10, 10)",
-    )
-    .unwrap();
+    tt_rs::add_group(&db, 12, "demo", 5, 10, &[(1, 0), (2, 0)]);
     let p = start(&db, &redis, 1, 1);
     let mut c = PduClient::connect(p.port);
     // Answered at all (a wait for a second connection ends in no reply).

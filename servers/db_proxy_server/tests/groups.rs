@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use mysql::prelude::Queryable;
 use std::time::Duration;
 use tt_proto::IM::BaseDefine::{
     GroupCmdID, GroupModifyType, GroupType, MessageCmdID, OtherCmdID, SessionType,
@@ -392,17 +391,7 @@ fn a_message_to_a_group_of_fifty_raises_forty_nine_counters() {
 fn groups_written_by_sql_are_served_after_filling_the_cache() {
     let db = TestDb::with_schema();
     let redis = RedisServer::start();
-    let mut conn = db.conn();
-    conn.query_drop(
-        "INSERT INTO IMGroup (id, name, avatar, creator, type, userCnt, status, version, \
-         lastChated, updated, created) VALUES (12, 'demo', '', 1, 1, 2, 0, 5, 0, 10, 10)",
-    )
-    .unwrap();
-    conn.query_drop(
-        "INSERT INTO IMGroupMember (groupId, userId, status, created, updated) VALUES \
-         (12, 1, 0, 10, 10), (12, 2, 0, 10, 10), (12, 3, 1, 10, 10)",
-    )
-    .unwrap();
+    tt_rs::add_group(&db, 12, "demo", 5, 10, &[(1, 0), (2, 0), (3, 1)]);
     let p = start(&db, &redis, 1, 4);
     let mut c = PduClient::connect(p.port);
     assert!(members_in_cache(&redis, 12).is_empty());
