@@ -218,7 +218,17 @@ impl CacheConn<'_> {
 
 impl Drop for CacheConn<'_> {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
+        if let Some(mut slot) = self.slot.take() {
+            // A worker unwinding from a panic may have left the connection
+            // inside a MULTI or with replies unread: close it; the slot
+            // reconnects on its next use, at once (Redis is not down).
+            if std::thread::panicking() && slot.conn.take().is_some() {
+                slot.last_try = None;
+                log::warn!(
+                    "cache pool {}: closing a panicked worker's connection",
+                    self.pool.name
+                );
+            }
             self.pool.release(slot);
         }
     }
@@ -258,4 +268,38 @@ pub mod pools {
     pub const GROUP_MEMBER: &str = "group_member";
     /// Group settings (`group_set_<group>`: push shields).
     pub const GROUP_SET: &str = "group_set";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    /// A worker that panics inside a MULTI must not hand the open
+    /// transaction to the next request: that request's commands would only
+    /// be queued (`QUEUED`), never run.
+    #[test]
+    fn a_connection_dropped_by_a_panicking_worker_is_not_reused() {
+        let redis = tt_rs::RedisServer::start();
+        let pool = CachePool::new(&CacheInstanceConfig {
+            name: "unread".into(),
+            host: "127.0.0.1".into(),
+            port: redis.port(),
+            db: 0,
+            max_conn_cnt: 1,
+        })
+        .expect("pool on the private redis");
+        let panicked = catch_unwind(AssertUnwindSafe(|| {
+            let mut conn = pool.get().expect("a connection");
+            conn.run(|c| redis::cmd("MULTI").query::<()>(c))
+                .expect("MULTI");
+            panic!("a handler fails on purpose");
+        }));
+        assert!(panicked.is_err());
+        let mut conn = pool.get().expect("the pool still lends a connection");
+        let reply: String = conn
+            .run(|c| redis::cmd("SET").arg("k").arg("v").query(c))
+            .expect("SET");
+        assert_eq!(reply, "OK", "SET ran at once, outside any MULTI");
+    }
 }

@@ -277,10 +277,23 @@ impl DbConn<'_> {
 
 impl Drop for DbConn<'_> {
     fn drop(&mut self) {
+        // A connection given back while its worker unwinds from a panic may
+        // still hold a named lock (`GET_LOCK`) or session state: closing it
+        // makes MariaDB release them; reusing it would make every later
+        // request for that lock time out.
+        let panicking = std::thread::panicking();
         match self.conn.take() {
-            Some(conn) if !self.broken => self.pool.release(conn),
+            Some(conn) if !self.broken && !panicking => self.pool.release(conn),
             _ => {
-                log::warn!("db pool {}: dropping a broken connection", self.pool.name);
+                log::warn!(
+                    "db pool {}: closing a {} connection",
+                    self.pool.name,
+                    if panicking {
+                        "panicked worker's"
+                    } else {
+                        "broken"
+                    }
+                );
                 self.pool.forget_one();
             }
         }
@@ -326,5 +339,60 @@ impl DbManager {
         let mut conn = self.get(MASTER)?;
         conn.run(|c| c.exec_drop(sql, params))?;
         Ok(conn.affected_rows() > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql::prelude::Queryable;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    fn pool_on(db: &tt_rs::TestDb, max_conn_cnt: usize) -> DbPool {
+        let (host, port, username, password) = db.server();
+        DbPool::new(&DbInstanceConfig {
+            name: "teamtalk_master".into(),
+            host,
+            port,
+            dbname: db.name().into(),
+            username,
+            password,
+            max_conn_cnt,
+        })
+        .expect("pool on the scratch database")
+    }
+
+    /// A worker that panics while holding a named lock must not hand the
+    /// lock on to the next request through the pool: its connection is
+    /// closed, MariaDB frees the lock, and the pool opens a new one.
+    #[test]
+    fn a_connection_dropped_by_a_panicking_worker_is_closed_and_its_lock_freed() {
+        let db = tt_rs::TestDb::empty();
+        let pool = pool_on(&db, 1);
+        let panicked = catch_unwind(AssertUnwindSafe(|| {
+            let mut conn = pool.get().expect("a connection");
+            let got: Option<i64> = conn
+                .run(|c| c.query_first("SELECT GET_LOCK('tt_panic_test', 5)"))
+                .expect("GET_LOCK");
+            assert_eq!(got, Some(1));
+            panic!("a handler fails on purpose");
+        }));
+        assert!(panicked.is_err());
+        // Another session gets the lock (GET_LOCK waits while MariaDB
+        // notices the closed connection): the pool kept no connection that
+        // holds it.
+        let got: Option<i64> = db
+            .conn()
+            .query_first("SELECT GET_LOCK('tt_panic_test', 5)")
+            .expect("GET_LOCK from another session");
+        assert_eq!(
+            got,
+            Some(1),
+            "the lock was freed with the closed connection"
+        );
+        // And the pool's only slot was given back: it lends a new connection.
+        let mut conn = pool.get().expect("the pool still lends a connection");
+        let one: Option<i64> = conn.run(|c| c.query_first("SELECT 1")).expect("SELECT 1");
+        assert_eq!(one, Some(1));
     }
 }
