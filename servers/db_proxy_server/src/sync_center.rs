@@ -12,9 +12,9 @@
 //! both keys and read the first); and it ignores a stored
 //! `last_update_group` because its emptiness test is inverted.
 
-use crate::business::{group_model, session_model};
+use crate::business::{group_model, session_model, HandlerError};
 use crate::cache_pool::{pools, CacheManager};
-use crate::db_pool::SLAVE;
+use crate::db_pool::{MASTER, SLAVE};
 use crate::services::Services;
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use mysql::prelude::Queryable;
@@ -152,12 +152,22 @@ pub fn sync_group_chat(services: &Services) {
         };
         for user_id in members {
             let db = &services.db;
-            let done = session_model::get_session_id(db, user_id, group_id, group_type, true)
-                .and_then(|id| match id {
-                    Some(id) => session_model::update_session(db, id, last_chat).map(|_| ()),
-                    None => session_model::add_session(db, user_id, group_id, group_type, now)
-                        .map(|_| ()),
-                });
+            let done = match session_model::get_session_id(db, user_id, group_id, group_type, true)
+            {
+                Ok(Some(id)) => session_model::update_session(db, id, last_chat)
+                    .map(|_| ())
+                    .map_err(HandlerError::from),
+                Ok(None) => db
+                    .get(MASTER)
+                    .map_err(HandlerError::from)
+                    .and_then(|mut conn| {
+                        session_model::add_session_locked(
+                            &mut conn, user_id, group_id, group_type, now,
+                        )
+                        .map(|_| ())
+                    }),
+                Err(e) => Err(e.into()),
+            };
             if let Err(e) = done {
                 log::error!("group chat sync: session of user {user_id} in group {group_id}: {e}");
             }

@@ -11,8 +11,7 @@ use super::group_model::{self, Membership};
 use super::{
     lower_counter,
     message_model::{get_by_ids, rows_to_msgs},
-    next_msg_id, session_model, shard_table, store_message, upload_audio, with_named_lock,
-    HandlerError, LastMsg,
+    next_msg_id, session_model, shard_table, store_message, upload_audio, HandlerError, LastMsg,
 };
 use crate::cache_pool::pools;
 use crate::db_pool::{MASTER, SLAVE};
@@ -129,25 +128,12 @@ pub fn send_message(
     let (session_id, session_updated) = match found_session {
         Some(id) => (id, session_updated),
         None => {
-            let lookup = "SELECT id FROM IMRecentSession WHERE userId = ? AND peerId = ? \
-                          AND type = ? AND status = 0 ORDER BY id DESC LIMIT 1";
-            let id = with_named_lock(
+            let id = session_model::add_session_locked(
                 &mut conn,
-                &format!("teamtalk.session.{from_id}.{group_id}.{group_session}"),
-                |conn| {
-                    let again: Option<u32> =
-                        conn.run(|c| c.exec_first(lookup, (from_id, group_id, group_session)))?;
-                    match again {
-                        Some(id) => Ok(id),
-                        None => session_model::add_session_on(
-                            conn,
-                            from_id,
-                            group_id,
-                            group_session,
-                            now,
-                        ),
-                    }
-                },
+                from_id,
+                group_id,
+                group_session,
+                now,
             )?;
             (id, Some(now))
         }

@@ -1,8 +1,8 @@
 //! Recent sessions (`IMRecentSession`): the C++ `business/SessionModel.cpp`
 //! (`CSessionModel`).
 
-use super::{col_u32, group_message_model, message_model, HandlerError};
-use crate::db_pool::{DbConn, DbError, DbManager, MASTER, SLAVE};
+use super::{col_u32, group_message_model, message_model, with_named_lock, HandlerError};
+use crate::db_pool::{DbConn, DbError, DbManager, SLAVE};
 use crate::services::Services;
 use mysql::prelude::Queryable;
 use mysql::Row;
@@ -56,22 +56,32 @@ pub fn update_session(db: &DbManager, session_id: u32, updated: u32) -> Result<b
     )
 }
 
-/// `addSession`: revive the session if it exists (status 0, touched), else
-/// create it; returns its id.
-pub fn add_session(
-    db: &DbManager,
+/// `addSession` for a session that was not found active: under the
+/// session's named lock, look again (another worker or db_proxy_server may
+/// have created it meanwhile), else revive or create it; returns its id.
+/// IMRecentSession has no unique key, so without the lock two creators
+/// would each insert a row (the C++ takes no lock and can).
+pub fn add_session_locked(
+    conn: &mut DbConn<'_>,
     user_id: u32,
     peer_id: u32,
     session_type: u32,
     now: u32,
-) -> Result<Option<u32>, DbError> {
-    let existing = get_session_id(db, user_id, peer_id, session_type, true)?;
-    if let Some(id) = existing {
-        return Ok(db.execute_update(REVIVE_SESSION, (now, id))?.then_some(id));
-    }
-    let mut conn = db.get(MASTER)?;
-    conn.run(|c| c.exec_drop(INSERT_SESSION, (user_id, peer_id, session_type, now, now)))?;
-    Ok(u32::try_from(conn.last_insert_id()).ok())
+) -> Result<u32, HandlerError> {
+    let lock = format!("teamtalk.session.{user_id}.{peer_id}.{session_type}");
+    with_named_lock(conn, &lock, |conn| {
+        let again: Option<u32> = conn.run(|c| {
+            c.exec_first(
+                "SELECT id FROM IMRecentSession WHERE userId = ? AND peerId = ? \
+                 AND type = ? AND status = 0 ORDER BY id DESC LIMIT 1",
+                (user_id, peer_id, session_type),
+            )
+        })?;
+        match again {
+            Some(id) => Ok(id),
+            None => add_session_on(conn, user_id, peer_id, session_type, now),
+        }
+    })
 }
 
 /// `addSession` on a connection the caller holds (the message path, under
