@@ -15,6 +15,8 @@
 #   TT_MYSQL_ROOT_PASSWORD for a server whose root has a password.
 # - sql/schema.sql, then sql/demo.sql if present, are loaded into `teamtalk`
 #   when schema.sql exists and the database has no table yet.
+# - Redis: group_member_<id> hashes absent for groups of `teamtalk` are filled
+#   from IMGroupMember (a C++ db_proxy_server cannot see a group without one).
 #
 # Output of apt-get and of the servers' start-up goes to $TT_DEPS_LOG
 # (default /tmp/tt-rs-deps.log), so no daemon keeps our stdout open.
@@ -295,6 +297,40 @@ tt_ensure_redis() {
     tt_wait_port redis 127.0.0.1 6379
 }
 
+# --- group member hashes for a C++ db_proxy_server ---------------------------
+
+# The C++ db_proxy_server knows a group only by its Redis hash
+# group_member_<id> (written when a group is created through it), so a group
+# written by SQL alone, like sql/demo.sql's, is invisible to it: no group
+# info, and messages to it are dropped without an answer. Ours rebuilds the
+# hash from IMGroupMember. For swapping binaries either way, fill the hashes
+# that are absent from the active rows of database teamtalk (user id ->
+# updated, as both servers write them), in the Redis db of conf/
+# dbproxyserver.conf's group_member_db. Present hashes are left alone.
+tt_fill_group_member_hashes() {
+    command -v redis-cli >/dev/null 2>&1 || return 0
+    local conf=$tt_deps_root/conf/dbproxyserver.conf db rows gid uid updated
+    [ -f "$conf" ] || return 0
+    db=$(sed -n 's/^group_member_db=\([0-9][0-9]*\).*/\1/p' "$conf" | head -n 1)
+    [ -n "$db" ] || return 0
+    rows=$(tt_mysql_teamtalk -e "SELECT groupId, userId, updated FROM teamtalk.IMGroupMember WHERE status = 0 ORDER BY groupId" 2>/dev/null) || return 0
+    local -A absent=()
+    local filled=0
+    while read -r gid uid updated; do
+        [ -n "$gid" ] || continue
+        if [ -z "${absent[$gid]+x}" ]; then
+            absent[$gid]=$(redis-cli -h 127.0.0.1 -p 6379 -n "$db" EXISTS "group_member_$gid")
+            [ "${absent[$gid]}" = 0 ] && filled=$((filled + 1))
+        fi
+        if [ "${absent[$gid]}" = 0 ]; then
+            redis-cli -h 127.0.0.1 -p 6379 -n "$db" HSET "group_member_$gid" "$uid" "$updated" >/dev/null
+        fi
+    done <<<"$rows"
+    if [ "$filled" != 0 ]; then
+        tt_say "redis: filled $filled group member hash(es) in db $db from IMGroupMember"
+    fi
+}
+
 # --- main -------------------------------------------------------------------
 
 tt_deps_main() {
@@ -302,6 +338,7 @@ tt_deps_main() {
     tt_check_tools
     tt_ensure_mariadb
     tt_ensure_redis
+    tt_fill_group_member_hashes
 }
 
 tt_deps_main

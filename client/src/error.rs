@@ -15,6 +15,9 @@ pub enum ClientError {
     /// No answer within the wait.
     #[error("no answer from the server within {0:?}")]
     Timeout(std::time::Duration),
+    /// No answer within the wait, with what commonly causes it.
+    #[error("no answer from the server within {0:?} ({1})")]
+    TimeoutWithHint(std::time::Duration, &'static str),
     /// A PDU or body we could not decode.
     #[error("bad answer from the server: {0}")]
     Protocol(String),

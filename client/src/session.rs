@@ -145,6 +145,8 @@ pub struct Session {
     seq: u16,
     aes: Aes,
     stop: Arc<AtomicBool>,
+    /// Set when the server kicked us: the session is over (see [`Session::end_by_kick`]).
+    kicked: Option<KickReasonType>,
     /// Our profile as the server returned it.
     pub user: UserInfo,
 }
@@ -182,6 +184,7 @@ impl Session {
             seq: 0,
             aes,
             stop,
+            kicked: None,
             user: UserInfo::default(),
         };
         let req = IMLoginReq {
@@ -211,12 +214,33 @@ impl Session {
         self.user.user_id
     }
 
+    /// The error every call gives once the server has kicked us.
+    fn kicked_error(&self) -> Option<ClientError> {
+        self.kicked.map(|r| ClientError::Kicked(format!("{r:?}")))
+    }
+
+    /// A kick ends the session, as in the real clients: the connection is
+    /// shut (no more heartbeats, no more messages taken and acknowledged
+    /// here) and every later call fails with [`ClientError::Kicked`]. The
+    /// C++ msg_server sends the kick but leaves the old connection open and
+    /// goes on delivering to it; ours closes it.
+    fn end_by_kick(&mut self, reason: KickReasonType) {
+        self.kicked = Some(reason);
+        self.stop.store(true, Ordering::SeqCst);
+        if let Ok(w) = self.writer.lock() {
+            let _ = w.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
     fn send<M: ProtoMessage>(
         &mut self,
         sid: ServiceID,
         cid: u16,
         msg: &M,
     ) -> Result<u16, ClientError> {
+        if let Some(e) = self.kicked_error() {
+            return Err(e);
+        }
         self.seq = self.seq.wrapping_add(1);
         let pdu = ImPdu::with_msg(sid as u16, cid, self.seq, msg)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -272,6 +296,7 @@ impl Session {
             let kick: IMKickUser = pdu
                 .msg()
                 .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            self.end_by_kick(kick.kick_reason);
             return Err(ClientError::Kicked(format!("{:?}", kick.kick_reason)));
         }
         if pdu.command_id() != OtherCmdID::CID_OTHER_HEARTBEAT as u16 {
@@ -285,6 +310,9 @@ impl Session {
     pub fn next_event(&mut self, timeout: Duration) -> Result<Option<Event>, ClientError> {
         let (received_at, pdu) = match self.pending.pop_front() {
             Some(p) => p,
+            None if self.kicked.is_some() => {
+                return Err(self.kicked_error().unwrap_or(ClientError::Closed))
+            }
             None => match self.inbox.recv_timeout(timeout) {
                 Ok(Ok(p)) => p,
                 Ok(Err(e)) => return Err(e),
@@ -296,6 +324,12 @@ impl Session {
         let cid = pdu.command_id();
         if cid == MessageCmdID::CID_MSG_DATA as u16 {
             let m: IMMsgData = pdu.msg().map_err(bad)?;
+            if self.kicked.is_some() {
+                // Taken off the socket before the kick: shown, but not
+                // acknowledged (the connection is shut), so the server keeps
+                // it unread for the session that replaced us.
+                return Ok(Some(Event::Message(self.incoming(m, received_at))));
+            }
             let ack = IMMsgDataAck {
                 user_id: self.user_id(),
                 session_id: if is_group(m.msg_type) {
@@ -311,33 +345,39 @@ impl Session {
                 MessageCmdID::CID_MSG_DATA_ACK as u16,
                 &ack,
             )?;
-            let text = match m.msg_type {
-                MsgType::MSG_TYPE_SINGLE_TEXT | MsgType::MSG_TYPE_GROUP_TEXT => {
-                    match self.aes.decrypt(&m.msg_data) {
-                        Ok(plain) => String::from_utf8_lossy(&plain).into_owned(),
-                        Err(_) => String::from_utf8_lossy(&m.msg_data).into_owned(),
-                    }
-                }
-                _ => String::from_utf8_lossy(&m.msg_data).into_owned(),
-            };
-            return Ok(Some(Event::Message(IncomingMessage {
-                from: m.from_user_id,
-                to_session: m.to_session_id,
-                msg_id: m.msg_id,
-                msg_type: m.msg_type,
-                text,
-                created: m.create_time,
-                received_at,
-            })));
+            return Ok(Some(Event::Message(self.incoming(m, received_at))));
         }
         if cid == MessageCmdID::CID_MSG_READ_NOTIFY as u16 {
             return Ok(Some(Event::ReadNotify(pdu.msg().map_err(bad)?)));
         }
         if cid == LoginCmdID::CID_LOGIN_KICK_USER as u16 {
             let kick: IMKickUser = pdu.msg().map_err(bad)?;
+            self.end_by_kick(kick.kick_reason);
             return Ok(Some(Event::Kicked(kick.kick_reason)));
         }
         Ok(Some(Event::Other(pdu)))
+    }
+
+    /// A message for the caller, its text decrypted.
+    fn incoming(&self, m: IMMsgData, received_at: Instant) -> IncomingMessage {
+        let text = match m.msg_type {
+            MsgType::MSG_TYPE_SINGLE_TEXT | MsgType::MSG_TYPE_GROUP_TEXT => {
+                match self.aes.decrypt(&m.msg_data) {
+                    Ok(plain) => String::from_utf8_lossy(&plain).into_owned(),
+                    Err(_) => String::from_utf8_lossy(&m.msg_data).into_owned(),
+                }
+            }
+            _ => String::from_utf8_lossy(&m.msg_data).into_owned(),
+        };
+        IncomingMessage {
+            from: m.from_user_id,
+            to_session: m.to_session_id,
+            msg_id: m.msg_id,
+            msg_type: m.msg_type,
+            text,
+            created: m.create_time,
+            received_at,
+        }
     }
 
     fn send_message(&mut self, to: u32, msg_type: MsgType, text: &str) -> Result<u32, ClientError> {

@@ -53,3 +53,14 @@ fn bad_usage_says_how() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("usage: tt"));
 }
+
+#[test]
+fn help_is_printed_and_is_not_an_error() {
+    for bin in [TT, env!("CARGO_BIN_EXE_tt-load")] {
+        let out = Command::new(bin).arg("--help").output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{bin}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("usage: tt"), "{bin}: {text}");
+        assert!(text.contains("--login HOST:PORT"), "{bin}: {text}");
+    }
+}

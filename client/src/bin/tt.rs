@@ -25,12 +25,22 @@ struct Options {
     aes_key: String,
 }
 
+/// The command line, for `--help` and for a mistake on it.
+const HELP: &str = "\
+usage: tt [--login HOST:PORT] [--server HOST:PORT] [--aes-key KEY] login USER PASS
+       tt [...] send --as USER:PASS TO TEXT
+       tt [...] gsend --as USER:PASS GROUP TEXT
+
+  --login HOST:PORT    login_server's HTTP port (default 127.0.0.1:8080)
+  --server HOST:PORT   a msg_server, skipping login_server
+  --aes-key KEY        the cluster's aesKey (default: the demo key)
+
+At the prompt: send USER TEXT, gsend GROUP TEXT, list, unread, history USER,
+groups, quit. USER is a login name or a user id; GROUP is a group id.
+";
+
 fn usage() -> ! {
-    eprintln!(
-        "usage: tt [--login HOST:PORT] [--server HOST:PORT] [--aes-key KEY] login USER PASS\n\
-         \x20      tt [...] send --as USER:PASS TO TEXT\n\
-         \x20      tt [...] gsend --as USER:PASS GROUP TEXT"
-    );
+    eprint!("{HELP}");
     std::process::exit(2);
 }
 
@@ -41,6 +51,10 @@ fn main() {
         server: None,
         aes_key: LoginOptions::default().aes_key,
     };
+    if args.first().is_some_and(|a| a == "--help" || a == "-h") {
+        print!("{HELP}");
+        return;
+    }
     while args.first().is_some_and(|a| a.starts_with("--")) {
         let flag = args.remove(0);
         if args.is_empty() {
@@ -112,7 +126,8 @@ fn one_shot(
     let (user, pass) = cred.split_once(':').unwrap_or_else(|| usage());
     let mut s = connect(opts, user, pass)?;
     let id = if group {
-        s.send_group_text(to.parse().unwrap_or_else(|_| usage()), text)?
+        s.send_group_text(to.parse().unwrap_or_else(|_| usage()), text)
+            .map_err(group_hint)?
     } else {
         let to = resolve_user(&mut s, to)?;
         s.send_text(to, text)?
@@ -127,15 +142,32 @@ fn say(text: &str) -> Result<(), ClientError> {
     Ok(())
 }
 
-fn print_event(e: Event) {
+/// Prints what the server sent on its own; a kick ends the session (the
+/// caller gets it as an error, printed once by `main`).
+fn print_event(e: Event) -> Result<(), ClientError> {
     match e {
         Event::Message(m) => println!("[{}] {} -> {}: {}", m.msg_id, m.from, m.to_session, m.text),
-        Event::Kicked(reason) => println!("kicked: {reason:?}"),
+        Event::Kicked(reason) => return Err(ClientError::Kicked(format!("{reason:?}"))),
         Event::ReadNotify(n) => println!(
             "(read {} up to {} on another device)",
             n.session_id, n.msg_id
         ),
         Event::Other(_) => {}
+    }
+    Ok(())
+}
+
+/// A group send that got no answer: the C++ db_proxy ignores messages to a
+/// group whose member hash is not in Redis (a group written by SQL alone),
+/// so say so rather than only "no answer".
+fn group_hint(e: ClientError) -> ClientError {
+    match e {
+        ClientError::Timeout(t) => ClientError::TimeoutWithHint(
+            t,
+            "a C++ db_proxy_server drops messages to a group it has no member \
+             list for in Redis, `group_member_<id>`",
+        ),
+        other => other,
     }
 }
 
@@ -156,7 +188,7 @@ fn interactive(opts: &Options, user: &str, pass: &str) -> Result<(), ClientError
     });
     loop {
         while let Some(e) = s.next_event(Duration::from_millis(50))? {
-            print_event(e);
+            print_event(e)?;
         }
         let line = match lines.try_recv() {
             Ok(l) => l,
@@ -171,7 +203,10 @@ fn interactive(opts: &Options, user: &str, pass: &str) -> Result<(), ClientError
                 .and_then(|to| s.send_text(to, &text.join(" ")))
                 .map(|id| println!("sent, message id {id}")),
             ["gsend", group, text @ ..] if !text.is_empty() => match group.parse() {
-                Ok(g) => s.send_group_text(g, &text.join(" ")).map(|id| println!("sent, message id {id}")),
+                Ok(g) => s
+                    .send_group_text(g, &text.join(" "))
+                    .map_err(group_hint)
+                    .map(|id| println!("sent, message id {id}")),
                 Err(_) => say("GROUP is a group id"),
             },
             ["list"] => s.users(0).map(|users| {

@@ -36,7 +36,7 @@ use tt_proto::IM::BaseDefine::{
     ClientType, LoginCmdID, MessageCmdID, MsgType, ResultType, ServiceID, SessionType, UserStatType,
 };
 use tt_proto::IM::Group::IMGroupInfoListRsp;
-use tt_proto::IM::Login::{IMLoginReq, IMLoginRes};
+use tt_proto::IM::Login::{IMKickUser, IMLoginReq, IMLoginRes};
 use tt_proto::IM::Message::{IMMsgData, IMMsgDataAck};
 
 /// What one run is asked to do.
@@ -55,8 +55,30 @@ struct Plan {
     source_ips: Vec<IpAddr>,
 }
 
+/// The options, for `--help` and for a mistake on the command line.
+const HELP: &str = "\
+usage: tt-load [--login HOST:PORT | --server HOST:PORT] [--csv FILE] [--users N]
+               [--messages M] [--rate MSGS_PER_S] [--group-ratio F] [--group ID]
+               [--time-limit SECS] [--json PATH] [--aes-key KEY] [--allow-remote]
+               [--source-ips 127.0.0.2,127.0.0.3,...]
+
+  --login HOST:PORT    login_server's HTTP port (default 127.0.0.1:8080)
+  --server HOST:PORT   one msg_server, skipping login_server
+  --csv FILE           users as `name,password` lines (default: the demo users)
+  --users N            use only the first N users
+  --messages M         messages each user sends (default 100)
+  --rate R             total messages per second offered (default 100)
+  --group-ratio F      share of messages sent to --group instead of the next user
+  --group ID           the group (default 1)
+  --time-limit SECS    stop after this long whatever is left (default 60)
+  --json PATH          where the results go (default tt-load.json)
+  --aes-key KEY        the cluster's aesKey (default: the demo key)
+  --source-ips LIST    spread connections over these local addresses
+  --allow-remote       allow targets outside 127.0.0.0/8
+";
+
 fn usage(msg: &str) -> ! {
-    eprintln!("tt-load: {msg}\nsee the doc comment of client/src/bin/tt_load.rs for the options");
+    eprintln!("tt-load: {msg}\n\n{HELP}");
     std::process::exit(2);
 }
 
@@ -84,6 +106,10 @@ fn parse_args() -> Plan {
         if flag == "--allow-remote" {
             allow_remote = true;
             continue;
+        }
+        if flag == "--help" || flag == "-h" {
+            print!("{HELP}");
+            std::process::exit(0);
         }
         let value = args
             .next()
@@ -176,6 +202,8 @@ struct User {
     user_id: u32,
     conn: Option<netlib::ConnId>,
     logged_in: bool,
+    /// Kicked by the server (the error is counted once, at the kick).
+    kicked: bool,
     sent: u64,
     next_send: Option<Instant>,
     rng: u64,
@@ -338,8 +366,17 @@ impl ImConn<Load> for LoadConn {
                     .saturating_sub(1) as u32;
             }
         } else if cid == LoginCmdID::CID_LOGIN_KICK_USER as u16 {
+            // A kicked session ends here, as the real clients do: the C++
+            // msg_server sends the kick but leaves the connection open (and
+            // goes on delivering to it), which would count one user twice.
+            let reason = pdu
+                .msg::<IMKickUser>()
+                .map(|k| format!("{:?}", k.kick_reason))
+                .unwrap_or_else(|e| e.to_string());
+            eprintln!("tt-load: user {} kicked ({reason}); closing it", self.index);
             state.errors += 1;
-            eprintln!("tt-load: user {} kicked", self.index);
+            state.users[self.index].kicked = true;
+            cx.close();
         }
     }
 
@@ -355,7 +392,9 @@ impl ImConn<Load> for LoadConn {
     fn on_close(&mut self, cx: &mut Ctx<'_, Load>) {
         let user = &mut cx.state.users[self.index];
         user.conn = None;
-        if !user.logged_in {
+        if user.kicked {
+            // Counted when the kick came.
+        } else if !user.logged_in {
             cx.state.login_failed += 1;
         } else {
             cx.state.errors += 1;
