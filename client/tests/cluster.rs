@@ -1,11 +1,13 @@
 //! `tt` and `tt-load` against a whole cluster of real processes on loopback.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, Write};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tt_client::{Event, LoginOptions, Session};
 use tt_rs::cluster::Cluster;
 use tt_rs::{ScratchDir, WAIT};
+
+mod common;
 
 const TT: &str = env!("CARGO_BIN_EXE_tt");
 const TT_LOAD: &str = env!("CARGO_BIN_EXE_tt-load");
@@ -20,16 +22,7 @@ const USERS: [(u32, &str, &str); 3] = [
 fn two_tt_sessions_exchange_messages() {
     let cluster = Cluster::start(&USERS, 1);
     let login = cluster.login_http();
-    let mut bob = Command::new(TT)
-        .args(["--login", &login, "login", "bob", "bob-pw"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut bob_out = BufReader::new(bob.stdout.take().unwrap());
-    let mut line = String::new();
-    bob_out.read_line(&mut line).unwrap();
+    let (mut bob, mut bob_out, mut line) = common::tt_prompt(&login, "bob", "bob-pw");
     assert!(line.starts_with("logged in as bob-nick (id 2)"), "{line:?}");
 
     let sent = Command::new(TT)

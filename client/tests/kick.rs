@@ -3,9 +3,8 @@
 //! the kick and leaves the connection open, still delivering to it.
 
 use base::pdu::{read_frame, ImPdu};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use tt_client::{ClientError, Event, LoginOptions, Session};
 use tt_proto::IM::BaseDefine::{
@@ -15,7 +14,7 @@ use tt_proto::IM::Login::{IMKickUser, IMLoginRes};
 use tt_rs::cluster::Cluster;
 use tt_rs::WAIT;
 
-const TT: &str = env!("CARGO_BIN_EXE_tt");
+mod common;
 
 /// Against a peer that kicks as the C++ msg_server does (and keeps the
 /// connection open), the session reports the kick, refuses every later
@@ -97,16 +96,7 @@ fn a_kick_that_leaves_the_connection_open_still_ends_the_session() {
 fn tt_ends_with_the_kick_reason_when_the_user_logs_in_elsewhere() {
     let cluster = Cluster::start(&[(1, "alice", "alice-pw"), (2, "bob", "bob-pw")], 1);
     let login = cluster.login_http();
-    let mut bob = Command::new(TT)
-        .args(["--login", &login, "login", "bob", "bob-pw"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut bob_out = BufReader::new(bob.stdout.take().unwrap());
-    let mut line = String::new();
-    bob_out.read_line(&mut line).unwrap();
+    let (mut bob, _bob_out, line) = common::tt_prompt(&login, "bob", "bob-pw");
     assert!(line.starts_with("logged in as bob-nick (id 2)"), "{line:?}");
     // Same user, same client type: the first session is kicked.
     let _second = Session::login(

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use tt_rs::{built_binary, free_port, ServerProcess};
 
 /// A running login_server and its three ports.
@@ -31,4 +33,25 @@ pub fn start_login() -> Login {
         http,
         msg,
     }
+}
+
+/// `tt login USER PASS` at its prompt (stdin, stdout and stderr piped),
+/// past its "logged in as ..." line, which is returned with the process
+/// and its stdout.
+pub fn tt_prompt(
+    login_http: &str,
+    user: &str,
+    pass: &str,
+) -> (Child, BufReader<ChildStdout>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tt"))
+        .args(["--login", login_http, "login", user, pass])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tt");
+    let mut out = BufReader::new(child.stdout.take().expect("tt's stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("tt's first line");
+    (child, out, line)
 }
