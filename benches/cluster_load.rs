@@ -51,6 +51,17 @@ fn main() {
             .status()
             .expect("run tt-load");
         assert!(status.success(), "tt-load failed");
+        println!("resident memory after the run (peak):");
+        for (name, p) in cluster.servers() {
+            match p.memory_kib() {
+                Some((rss, peak)) => println!(
+                    "  {name:<20} {:>7.1} MiB ({:.1} MiB)",
+                    rss as f64 / 1024.0,
+                    peak as f64 / 1024.0
+                ),
+                None => println!("  {name:<20} unknown"),
+            }
+        }
         let problems = cluster.problems();
         println!("{} warnings/errors in the servers' logs", problems.len());
         for line in problems.iter().take(20) {

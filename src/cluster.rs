@@ -203,11 +203,11 @@ impl Cluster {
         port
     }
 
-    /// The warnings and errors every process logged so far, for a report.
-    pub fn problems(&self) -> Vec<String> {
+    /// Every server process with the name reports use: `route_server`,
+    /// `login_server`, `db_proxy_server`, `msg_server:<port>`.
+    pub fn servers(&self) -> Vec<(String, &ServerProcess)> {
         let names = ["route_server", "login_server", "db_proxy_server"];
-        let procs = self
-            .processes
+        self.processes
             .iter()
             .zip(names)
             .map(|(p, n)| (n.to_string(), p))
@@ -215,9 +215,14 @@ impl Cluster {
                 self.msg_servers
                     .iter()
                     .map(|(p, port)| (format!("msg_server:{port}"), p)),
-            );
+            )
+            .collect()
+    }
+
+    /// The warnings and errors every process logged so far, for a report.
+    pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for (name, p) in procs {
+        for (name, p) in self.servers() {
             for line in p.log().lines() {
                 if line.contains(" WARN ") || line.contains(" ERROR ") {
                     out.push(format!("{name}: {line}"));

@@ -123,6 +123,19 @@ impl ServerProcess {
         self.child.id()
     }
 
+    /// Resident memory now and at its peak (`VmRSS`, `VmHWM` from
+    /// `/proc/<pid>/status`), in KiB; `None` where /proc does not say.
+    pub fn memory_kib(&self) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        };
+        Some((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
     /// Waits until `port` on 127.0.0.1 accepts connections; panics with
     /// the server's log if it exits or does not listen within [`WAIT`].
     pub fn wait_listening(&mut self, port: u16) {
