@@ -26,9 +26,17 @@ pub trait ProtoMessage: for<'a> MessageRead<'a> + MessageWrite {
 }
 
 /// Decodes `bytes` as `M`, refusing malformed wire data and missing
-/// required fields (at any depth).
+/// required fields (at any depth). An enum field holding a value its enum
+/// does not define reads as absent, as in the C++ runtime (pb-rs alone
+/// would read the enum's default).
 pub fn decode<M: ProtoMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
-    wire::check_required(M::SCHEMA, bytes)?;
+    match wire::check_required(M::SCHEMA, bytes)? {
+        wire::Checked::Clean => read(bytes),
+        wire::Checked::UnknownEnumValues => read(&wire::strip_unknown_enums(M::SCHEMA, bytes)?),
+    }
+}
+
+fn read<M: ProtoMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
     let mut reader = quick_protobuf::BytesReader::from_bytes(bytes);
     M::from_reader(&mut reader, bytes).map_err(|e| DecodeError::Wire(e.to_string()))
 }

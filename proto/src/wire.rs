@@ -4,6 +4,11 @@
 //! when it is absent; the C++ `ParseFromArray` fails instead, and the C++
 //! handlers then drop the PDU. To behave the same, [`check_required`] walks
 //! the body once before decoding, following nested message fields.
+//!
+//! pb-rs also reads an enum value its enum does not define as the enum's
+//! default; the C++ runtime keeps it aside as an unknown field, so the field
+//! reads as absent (`has_x()` false). The walk reports such values, and
+//! [`strip_unknown_enums`] makes the copy the decoder should read instead.
 
 use thiserror::Error;
 
@@ -42,13 +47,114 @@ pub struct MessageSchema {
 /// recursion limit is 100; the TeamTalk messages are at most 3 deep).
 const MAX_DEPTH: usize = 32;
 
-/// Checks that `bytes` is well-formed and holds every required field of
-/// `schema`, recursively.
-pub fn check_required(schema: &'static MessageSchema, bytes: &[u8]) -> Result<(), DecodeError> {
-    check(schema, bytes, 0)
+/// What a successful [`check_required`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// Decode the bytes as they are.
+    Clean,
+    /// Some enum field holds a value its enum does not define: decode the
+    /// copy [`strip_unknown_enums`] makes, so that the field reads as absent.
+    UnknownEnumValues,
 }
 
-fn check(schema: &'static MessageSchema, bytes: &[u8], depth: usize) -> Result<(), DecodeError> {
+/// Checks that `bytes` is well-formed and holds every required field of
+/// `schema`, recursively; says whether an enum field (at any depth) holds
+/// an unknown value.
+pub fn check_required(
+    schema: &'static MessageSchema,
+    bytes: &[u8],
+) -> Result<Checked, DecodeError> {
+    let mut unknown_enum = false;
+    check(schema, bytes, 0, &mut unknown_enum)?;
+    Ok(if unknown_enum {
+        Checked::UnknownEnumValues
+    } else {
+        Checked::Clean
+    })
+}
+
+/// A copy of `bytes` (already accepted by [`check_required`]) without the
+/// enum fields whose value their enum does not define, at any depth, nested
+/// lengths rewritten: what the C++ runtime's parsed message holds.
+pub fn strip_unknown_enums(
+    schema: &'static MessageSchema,
+    bytes: &[u8],
+) -> Result<Vec<u8>, DecodeError> {
+    let mut out = Vec::with_capacity(bytes.len());
+    strip(schema, bytes, 0, &mut out)?;
+    Ok(out)
+}
+
+fn strip(
+    schema: &'static MessageSchema,
+    bytes: &[u8],
+    depth: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), DecodeError> {
+    if depth > MAX_DEPTH {
+        return Err(DecodeError::Wire("messages nested too deep".into()));
+    }
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let start = pos;
+        let tag = read_varint(bytes, &mut pos)?;
+        let field = (tag >> 3) as i32;
+        match tag & 7 {
+            0 => {
+                let value = read_varint(bytes, &mut pos)?;
+                let unknown = schema
+                    .enums
+                    .iter()
+                    .find(|(n, _)| *n == field)
+                    .is_some_and(|(_, known)| !known.contains(&(value as i32)));
+                if !unknown {
+                    out.extend_from_slice(&bytes[start..pos]);
+                }
+            }
+            2 => {
+                let len = read_varint(bytes, &mut pos)?;
+                let len = usize::try_from(len).map_err(|_| truncated())?;
+                let end = advance(bytes, pos, len)?;
+                match schema.nested.iter().find(|(n, _)| *n == field) {
+                    Some((_, nested)) => {
+                        let mut inner = Vec::with_capacity(len);
+                        strip(nested, &bytes[pos..end], depth + 1, &mut inner)?;
+                        write_varint(out, tag);
+                        write_varint(out, inner.len() as u64);
+                        out.extend_from_slice(&inner);
+                    }
+                    None => out.extend_from_slice(&bytes[start..end]),
+                }
+                pos = end;
+            }
+            1 => {
+                pos = advance(bytes, pos, 8)?;
+                out.extend_from_slice(&bytes[start..pos]);
+            }
+            5 => {
+                pos = advance(bytes, pos, 4)?;
+                out.extend_from_slice(&bytes[start..pos]);
+            }
+            other => return Err(DecodeError::Wire(format!("unsupported wire type {other}"))),
+        }
+    }
+    Ok(())
+}
+
+fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn check(
+    schema: &'static MessageSchema,
+    bytes: &[u8],
+    depth: usize,
+    unknown_enum: &mut bool,
+) -> Result<(), DecodeError> {
     if depth > MAX_DEPTH {
         return Err(DecodeError::Wire("messages nested too deep".into()));
     }
@@ -75,6 +181,7 @@ fn check(schema: &'static MessageSchema, bytes: &[u8], depth: usize) -> Result<(
                 // unknown field: a required enum with one is missing.
                 if let Some((_, known)) = schema.enums.iter().find(|(n, _)| *n == field) {
                     present = known.contains(&(value as i32));
+                    *unknown_enum |= !present;
                 }
             }
             1 => pos = advance(bytes, pos, 8)?,
@@ -83,7 +190,7 @@ fn check(schema: &'static MessageSchema, bytes: &[u8], depth: usize) -> Result<(
                 let len = usize::try_from(len).map_err(|_| truncated())?;
                 let end = advance(bytes, pos, len)?;
                 if let Some((_, nested)) = schema.nested.iter().find(|(n, _)| *n == field) {
-                    check(nested, &bytes[pos..end], depth + 1)?;
+                    check(nested, &bytes[pos..end], depth + 1, unknown_enum)?;
                 }
                 pos = end;
             }

@@ -340,3 +340,34 @@ fn tags_over_32_bits_are_refused() {
     let r = r.expect("decode never panics");
     assert_eq!(r.unwrap_err(), DecodeError::Wire("tag over 32 bits".into()));
 }
+
+#[test]
+fn unknown_value_in_an_optional_enum_reads_as_absent() {
+    // IMDeviceTokenReq: user_id 7, device_token "t", client_type (field 3,
+    // optional ClientType) 0x13, which ClientType does not define. The C++
+    // runtime keeps it as an unknown field (has_client_type() is false);
+    // pb-rs alone would read CLIENT_TYPE_WINDOWS.
+    let body = [0x08, 0x07, 0x12, 0x01, b't', 0x18, 0x13];
+    let m = decode::<Login::IMDeviceTokenReq>(&body).unwrap();
+    assert_eq!((m.user_id, m.device_token.as_str()), (7, "t"));
+    assert_eq!(m.client_type, None);
+    let known = [0x08, 0x07, 0x12, 0x01, b't', 0x18, 0x11];
+    let m = decode::<Login::IMDeviceTokenReq>(&known).unwrap();
+    assert_eq!(m.client_type, Some(BaseDefine::ClientType::CLIENT_TYPE_IOS));
+}
+
+#[test]
+fn an_unknown_enum_value_does_not_override_a_known_one_at_any_depth() {
+    // IMUserStatNotify { user_stat { user_id 5, status OFFLINE, status 99 } }:
+    // the C++ keeps OFFLINE and sets 99 aside; pb-rs alone reads the last
+    // value, 99, as the default ONLINE.
+    let inner = [0x08, 0x05, 0x10, 0x02, 0x10, 0x63];
+    let mut body = vec![0x0a, inner.len() as u8];
+    body.extend_from_slice(&inner);
+    let m = decode::<Buddy::IMUserStatNotify>(&body).unwrap();
+    assert_eq!(m.user_stat.user_id, 5);
+    assert_eq!(
+        m.user_stat.status,
+        BaseDefine::UserStatType::USER_STATUS_OFFLINE
+    );
+}
