@@ -33,6 +33,13 @@ pub const IM_PDU_VERSION: u16 = 1;
 /// treated as garbage and closes the connection that sent it.
 pub const MAX_PDU_LEN: u32 = 32 * 1024 * 1024;
 
+/// The most a client (an app, not a server) may send in one PDU. A client's
+/// biggest PDUs are audio messages (a 60 s clip is under 100 KiB) and id
+/// lists; files and images go through file_server and msfs. A client
+/// announcing more is closed before its body is buffered, so one request
+/// cannot make a server decode, forward and answer 32 MiB of ids.
+pub const CLIENT_MAX_PDU_LEN: u32 = 1024 * 1024;
+
 /// Why a frame or a body was refused.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PduError {
@@ -42,6 +49,15 @@ pub enum PduError {
     /// The announced length is above [`MAX_PDU_LEN`].
     #[error("PDU length {0} exceeds the maximum of {MAX_PDU_LEN} bytes")]
     LengthTooLarge(u32),
+    /// The announced length is above the limit of this connection (see
+    /// [`CLIENT_MAX_PDU_LEN`]).
+    #[error("PDU length {length} exceeds this connection's limit of {limit} bytes")]
+    LengthOverLimit {
+        /// Length written in the header.
+        length: u32,
+        /// The connection's limit.
+        limit: u32,
+    },
     /// A buffer given as one whole frame is shorter or longer than its header says.
     #[error("frame of {actual} bytes announces {announced}")]
     LengthMismatch {
@@ -136,7 +152,17 @@ fn check_length(length: u32) -> Result<(), PduError> {
 /// announces an impossible length (the connection should be closed: framing
 /// is lost).
 pub fn is_pdu_available(buf: &[u8]) -> Result<Option<usize>, PduError> {
+    is_pdu_available_within(buf, MAX_PDU_LEN)
+}
+
+/// [`is_pdu_available`] for a connection whose PDUs may not exceed `limit`
+/// bytes: a header announcing more is an error as soon as it arrives.
+pub fn is_pdu_available_within(buf: &[u8], limit: u32) -> Result<Option<usize>, PduError> {
     match PduHeader::parse(buf)? {
+        Some(h) if h.length > limit => Err(PduError::LengthOverLimit {
+            length: h.length,
+            limit,
+        }),
         Some(h) if buf.len() >= h.length as usize => Ok(Some(h.length as usize)),
         _ => Ok(None),
     }
@@ -421,6 +447,21 @@ mod tests {
                 Err(PduError::LengthTooSmall(len))
             );
         }
+    }
+
+    #[test]
+    fn a_connection_limit_refuses_on_the_header_alone() {
+        let limit = CLIENT_MAX_PDU_LEN;
+        assert_eq!(
+            is_pdu_available_within(&frame(limit + 1, b""), limit),
+            Err(PduError::LengthOverLimit {
+                length: limit + 1,
+                limit
+            })
+        );
+        assert_eq!(is_pdu_available_within(&frame(limit, b""), limit), Ok(None));
+        let whole = frame(20, b"abcd");
+        assert_eq!(is_pdu_available_within(&whole, limit), Ok(Some(20)));
     }
 
     #[test]

@@ -17,7 +17,7 @@
 
 use crate::imconn::{Ctx, ImConn};
 use crate::remote::{Inbox, Remote};
-use base::pdu::{is_pdu_available, ImPdu};
+use base::pdu::{is_pdu_available_within, ImPdu};
 use base::tick::monotonic_ms;
 use crossbeam_channel::{unbounded, Receiver};
 use mio::net::{TcpListener, TcpStream};
@@ -133,6 +133,8 @@ struct Conn<S> {
     read_closed: bool,
     /// Raw-bytes connection (`ImConn::raw_bytes`): no PDU framing.
     raw: bool,
+    /// `ImConn::max_pdu_len`.
+    max_pdu_len: u32,
     close_after_flush: bool,
     /// Set by `close`: no more I/O; `on_close` and removal follow.
     closed: bool,
@@ -329,6 +331,7 @@ impl<S: 'static> Reactor<S> {
         self.next_serial = self.next_serial.wrapping_add(1).max(1);
         let now = monotonic_ms();
         let raw = handler.raw_bytes();
+        let max_pdu_len = handler.max_pdu_len();
         entry.insert(Conn {
             stream,
             serial,
@@ -340,6 +343,7 @@ impl<S: 'static> Reactor<S> {
             connecting,
             read_closed: false,
             raw,
+            max_pdu_len,
             close_after_flush: false,
             closed: false,
             last_send: now,
@@ -857,14 +861,14 @@ impl<S: 'static> Reactor<S> {
     /// false when the connection closed meanwhile.
     fn dispatch_pdus(&mut self, state: &mut S, id: ConnId) -> bool {
         let key = id.key as usize;
-        let mut in_buf = match self.conns.get_mut(key) {
-            Some(c) => std::mem::take(&mut c.in_buf),
+        let (mut in_buf, limit) = match self.conns.get_mut(key) {
+            Some(c) => (std::mem::take(&mut c.in_buf), c.max_pdu_len),
             None => return false,
         };
         let mut pos = 0;
         let mut open = true;
         loop {
-            match is_pdu_available(&in_buf[pos..]) {
+            match is_pdu_available_within(&in_buf[pos..], limit) {
                 Ok(Some(len)) => {
                     let frame = in_buf[pos..pos + len].to_vec();
                     pos += len;

@@ -141,6 +141,14 @@ pub trait ImConn<S> {
     fn raw_bytes(&self) -> bool {
         false
     }
+    /// The longest PDU this connection may send us; a header announcing more
+    /// closes it before the body is buffered. Servers' links keep
+    /// [`MAX_PDU_LEN`](base::pdu::MAX_PDU_LEN); client connections answer
+    /// [`CLIENT_MAX_PDU_LEN`](base::pdu::CLIENT_MAX_PDU_LEN). Asked once,
+    /// when the connection is registered.
+    fn max_pdu_len(&self) -> u32 {
+        base::pdu::MAX_PDU_LEN
+    }
     /// Raw mode only: new bytes arrived; `in_buf` holds everything received
     /// and not consumed yet. Drain what was handled; the rest stays for the
     /// next call. The handler bounds its own buffer (e.g. close over 1 KiB).

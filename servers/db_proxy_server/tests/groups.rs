@@ -408,6 +408,28 @@ fn groups_written_by_sql_are_served_after_filling_the_cache() {
     assert_eq!(normal_list(&mut c, 1), vec![(12, 5)]);
 }
 
+/// A group info request naming groups with and without a member hash,
+/// unknown groups and repeats: each known group once (its cache filled),
+/// unknown ones left out, answered in one reply.
+#[test]
+fn group_info_for_many_groups_known_and_unknown_answers_each_known_once() {
+    let db = TestDb::with_schema();
+    let redis = RedisServer::start();
+    tt_rs::add_group(&db, 12, "by sql", 5, 10, &[(1, 0), (2, 0)]);
+    tt_rs::add_group(&db, 13, "by sql too", 2, 10, &[(1, 0)]);
+    let p = start(&db, &redis, 1, 2);
+    let mut c = PduClient::connect(p.port);
+    // Group 12 gets its hash from a first request; 13 has none yet.
+    assert_eq!(group_info(&mut c, 1, &[(12, 0)]).group_info_list.len(), 1);
+    assert!(members_in_cache(&redis, 13).is_empty());
+    let mut asked: Vec<(u32, u32)> = (1000..4000).map(|g| (g, 0)).collect();
+    asked.extend([(12, 0), (13, 0), (12, 0), (13, 0)]);
+    let i = group_info(&mut c, 1, &asked);
+    let ids: Vec<u32> = i.group_info_list.iter().map(|g| g.group_id).collect();
+    assert_eq!(ids, vec![12, 13]);
+    assert_eq!(members_in_cache(&redis, 13), vec![1]);
+}
+
 #[test]
 fn group_ids_from_eight_concurrent_links_have_no_gap() {
     const LINKS: u32 = 8;

@@ -180,6 +180,15 @@ fn close_bad(cx: &mut Ctx<'_, LoginState>, why: &dyn std::fmt::Display) {
 }
 
 impl ImConn<LoginState> for LoginConn {
+    /// Clients ask for a msg_server in a few bytes; msg_servers keep the
+    /// server limit.
+    fn max_pdu_len(&self) -> u32 {
+        match self.conn_type {
+            LoginConnType::MsgServ => base::pdu::MAX_PDU_LEN,
+            LoginConnType::Client => base::pdu::CLIENT_MAX_PDU_LEN,
+        }
+    }
+
     fn on_connect(&mut self, cx: &mut Ctx<'_, LoginState>) {
         match self.conn_type {
             LoginConnType::MsgServ => log::info!("msg_server connected from {:?}", cx.peer_addr()),

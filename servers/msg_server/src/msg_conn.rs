@@ -197,6 +197,13 @@ pub struct MsgConn;
 type Handled = Result<(), PduError>;
 
 impl ImConn<MsgState> for MsgConn {
+    /// A client may send at most [`CLIENT_MAX_PDU_LEN`](base::pdu::CLIENT_MAX_PDU_LEN)
+    /// bytes in one PDU (the C++ takes up to 4 GiB and decodes, forwards
+    /// and answers whatever arrives).
+    fn max_pdu_len(&self) -> u32 {
+        base::pdu::CLIENT_MAX_PDU_LEN
+    }
+
     /// `OnConnect`: the connection joins `g_msg_conn_map`.
     fn on_connect(&mut self, cx: &mut Ctx<'_, MsgState>) {
         log::debug!("client {} connected from {:?}", cx.id, cx.peer_addr());

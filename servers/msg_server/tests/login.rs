@@ -324,6 +324,29 @@ fn malformed_input_closes_only_that_connection() {
         &IMLogoutReq {},
     );
     assert!(bob.is_closed_by_peer());
+    // A client announcing a PDU over the client limit is closed on the
+    // header alone (a server link could send it).
+    let (mut carol, _) = login(ms.port, "carol", password("carol"), PC);
+    let mut header = base::pdu::PduHeader {
+        length: base::pdu::CLIENT_MAX_PDU_LEN + 1,
+        version: 1,
+        flag: 0,
+        service_id: SID_BUDDY,
+        command_id: BuddyListCmdID::CID_BUDDY_LIST_USER_INFO_REQUEST as u16,
+        seq_num: 3,
+        reserved: 0,
+    }
+    .to_bytes()
+    .to_vec();
+    header.extend_from_slice(&[0x08, 0x03]);
+    carol.send_raw(&header);
+    assert!(carol.is_closed_by_peer());
+    assert!(
+        ms.server
+            .log()
+            .contains("exceeds this connection's limit of 1048576 bytes"),
+        "the close is logged with its reason"
+    );
 
     assert!(server_time(&mut alice, 3) > 0, "the others are unaffected");
 }

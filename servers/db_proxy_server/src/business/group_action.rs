@@ -76,12 +76,15 @@ pub fn get_normal_group_list(services: &Services, req: &ImPdu) -> HandlerResult 
 /// an older version of.
 pub fn get_group_info(services: &Services, req: &ImPdu) -> HandlerResult {
     let msg: IMGroupInfoListReq = req.msg()?;
-    let mut requested = BTreeMap::new();
-    for v in &msg.group_version_list {
-        if group_model::load_members(services, v.group_id)? {
-            requested.insert(v.group_id, v.version);
-        }
-    }
+    // One entry per group (the last version given wins, as in the C++ map).
+    let mut requested: BTreeMap<u32, u32> = msg
+        .group_version_list
+        .iter()
+        .map(|v| (v.group_id, v.version))
+        .collect();
+    let ids: BTreeSet<u32> = requested.keys().copied().collect();
+    let existing = group_model::load_members_many(services, &ids)?;
+    requested.retain(|id, _| existing.contains(id));
     let groups = group_model::get_group_info(services, &requested)?;
     log::info!(
         "user {} asks {} groups: {} changed",

@@ -66,6 +66,57 @@ pub fn load_members(services: &Services, group_id: u32) -> Result<bool, HandlerE
     fill_members(services, group_id)
 }
 
+/// [`load_members`] for many groups at once: which of `ids` exist. One
+/// pipelined `EXISTS` per [`IN_CHUNK`] groups, then one query per chunk of
+/// the groups without a hash to find which have active members, and a fill
+/// for those only; a request naming many unknown groups costs a few round
+/// trips, not two per group.
+pub fn load_members_many(
+    services: &Services,
+    ids: &BTreeSet<u32>,
+) -> Result<BTreeSet<u32>, HandlerError> {
+    let ids: Vec<u32> = ids.iter().copied().collect();
+    let mut existing = BTreeSet::new();
+    let mut without_hash = Vec::new();
+    {
+        let mut redis = services.cache.get(pools::GROUP_MEMBER)?;
+        for chunk in ids.chunks(IN_CHUNK) {
+            let mut pipe = redis::pipe();
+            for &id in chunk {
+                pipe.cmd("EXISTS").arg(group_member_key(id));
+            }
+            let found: Vec<bool> = redis.run(|c| pipe.query(c))?;
+            for (&id, found) in chunk.iter().zip(found) {
+                if found {
+                    existing.insert(id);
+                } else {
+                    without_hash.push(id);
+                }
+            }
+        }
+    }
+    let mut with_members = Vec::new();
+    for chunk in without_hash.chunks(IN_CHUNK) {
+        let sql = [
+            "SELECT DISTINCT groupId FROM IMGroupMember WHERE status = 0 AND groupId IN (",
+            &placeholders(chunk.len()),
+            ")",
+        ]
+        .concat();
+        let found: Vec<u32> = services
+            .db
+            .get(MASTER)?
+            .run(|c| c.exec(&sql, chunk.to_vec()))?;
+        with_members.extend(found);
+    }
+    for id in with_members {
+        if fill_members(services, id)? {
+            existing.insert(id);
+        }
+    }
+    Ok(existing)
+}
+
 fn fill_members(services: &Services, group_id: u32) -> Result<bool, HandlerError> {
     let rows: Vec<Row> = services.db.get(MASTER)?.run(|c| {
         c.exec(

@@ -89,12 +89,16 @@ pub fn get_devices_token(services: &Services, req: &ImPdu) -> HandlerResult {
         .iter()
         .map(|id| device_key(&id.to_string()))
         .collect();
-    let values: Vec<Option<String>> = if keys.is_empty() {
-        Vec::new()
-    } else {
+    // MGET in chunks: one command with every key of a long list would make
+    // Redis build (and us read) one huge reply.
+    let mut values: Vec<Option<String>> = Vec::with_capacity(keys.len());
+    if !keys.is_empty() {
         let mut conn = services.cache.get(pools::TOKEN)?;
-        conn.run(|c| redis::cmd("MGET").arg(&keys).query(c))?
-    };
+        for chunk in keys.chunks(super::IN_CHUNK) {
+            let part: Vec<Option<String>> = conn.run(|c| redis::cmd("MGET").arg(chunk).query(c))?;
+            values.extend(part);
+        }
+    }
     let mut infos = Vec::new();
     for (&user_id, value) in msg.user_id.iter().zip(values) {
         let Some(value) = value else { continue };
