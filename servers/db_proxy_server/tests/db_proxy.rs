@@ -339,6 +339,11 @@ fn sign_info_departments_and_push_shield() {
     assert_eq!(shield(&mut c, 999, 1).result_code, 1, "unknown user");
     let q = query(&mut c, 999);
     assert_eq!((q.result_code, q.shield_status), (1, None));
+    // A value the column cannot hold fails in MariaDB: result 1, as the C++
+    // answers a failed update, rather than no answer.
+    let r = shield(&mut c, 20, 300);
+    assert_eq!((r.result_code, r.shield_status), (1, None));
+    assert_eq!(query(&mut c, 20).shield_status, Some(1), "unchanged");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! `getGroupPush`).
 
 use super::group_model;
-use super::{reply, HandlerResult};
+use super::{or_failed, reply, HandlerResult};
 use crate::services::Services;
 use base::pdu::ImPdu;
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,14 +22,15 @@ const SID_GROUP: u16 = ServiceID::SID_GROUP as u16;
 pub fn create_group(services: &Services, req: &ImPdu) -> HandlerResult {
     let msg: IMGroupCreateReq = req.msg()?;
     let members: BTreeSet<u32> = msg.member_id_list.iter().copied().collect();
-    let group_id = group_model::create_group(
+    let created = group_model::create_group(
         services,
         msg.user_id,
         &msg.group_name,
         &msg.group_avatar,
         msg.group_type,
         &members,
-    )?;
+    );
+    let group_id = or_failed("create group", created, None)?;
     log::info!(
         "user {} creates group {:?} ({:?}, {} members): {group_id:?}",
         msg.user_id,
@@ -119,13 +120,14 @@ pub fn modify_member(services: &Services, req: &ImPdu) -> HandlerResult {
         return Ok(None);
     }
     let mut users: BTreeSet<u32> = msg.member_id_list.iter().copied().collect();
-    let current = group_model::modify_group_member(
+    let changed = group_model::modify_group_member(
         services,
         msg.user_id,
         msg.group_id,
         msg.change_type,
         &mut users,
-    )?;
+    );
+    let current = or_failed("change group members", changed, None)?;
     let ok = current.is_some();
     log::info!(
         "user {} {:?} group {}: result {}, {} changed",
@@ -164,7 +166,8 @@ pub fn set_group_push(services: &Services, req: &ImPdu) -> HandlerResult {
         log::info!("shield of unknown group {}", msg.group_id);
         return Ok(None);
     }
-    let ok = group_model::set_push(services, msg.user_id, msg.group_id, msg.shield_status)?;
+    let set = group_model::set_push(services, msg.user_id, msg.group_id, msg.shield_status);
+    let ok = or_failed("set group shield", set, false)?;
     log::info!(
         "user {} group {} shield {}: result {}",
         msg.user_id,

@@ -65,6 +65,21 @@ pub enum HandlerError {
 /// What a handler returns: the reply PDU, if the C++ sends one.
 pub type HandlerResult = Result<Option<ImPdu>, HandlerError>;
 
+/// For a request whose reply carries a result code: a storage failure
+/// (MySQL, Redis, a lock) becomes `failed`, so the client gets result 1, as
+/// the C++ answers when its model call returns false; it is logged. A body
+/// that does not decode still goes up (no reply, as in the C++).
+pub fn or_failed<T>(what: &str, r: Result<T, HandlerError>, failed: T) -> Result<T, HandlerError> {
+    match r {
+        Err(HandlerError::Pdu(e)) => Err(HandlerError::Pdu(e)),
+        Err(e) => {
+            log::warn!("{what}: {e}; answered as failed");
+            Ok(failed)
+        }
+        ok => ok,
+    }
+}
+
 /// Builds the reply to `req`: same seq, the given service and command.
 pub fn reply<M: ProtoMessage>(
     req: &ImPdu,

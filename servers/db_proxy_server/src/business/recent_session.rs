@@ -1,7 +1,7 @@
 //! Recent-session handlers: the C++ `business/RecentSession.cpp`
 //! (`getRecentSession`, `deleteRecentSession`).
 
-use super::{reply, session_model, user_model, HandlerResult};
+use super::{or_failed, reply, session_model, user_model, HandlerError, HandlerResult};
 use crate::services::Services;
 use base::pdu::ImPdu;
 use tt_proto::IM::BaseDefine::{BuddyListCmdID, ServiceID};
@@ -40,15 +40,18 @@ pub fn get_recent_session(services: &Services, req: &ImPdu) -> HandlerResult {
 pub fn delete_recent_session(services: &Services, req: &ImPdu) -> HandlerResult {
     let msg: IMRemoveSessionReq = req.msg()?;
     let session_type = msg.session_type as u32;
-    let mut removed = false;
-    if let Some(id) = session_model::get_session_id(
-        &services.db,
-        msg.user_id,
-        msg.session_id,
-        session_type,
-        false,
-    )? {
-        removed = session_model::remove_session(&services.db, id, base::tick::unix_time())?;
+    let remove = || -> Result<bool, HandlerError> {
+        let Some(id) = session_model::get_session_id(
+            &services.db,
+            msg.user_id,
+            msg.session_id,
+            session_type,
+            false,
+        )?
+        else {
+            return Ok(false);
+        };
+        let removed = session_model::remove_session(&services.db, id, base::tick::unix_time())?;
         if msg.session_type == tt_proto::IM::BaseDefine::SessionType::SESSION_TYPE_SINGLE {
             // The next message between them sets the session active again.
             services.pairs.forget(msg.user_id, msg.session_id);
@@ -61,7 +64,9 @@ pub fn delete_recent_session(services: &Services, req: &ImPdu) -> HandlerResult 
                 msg.session_type,
             )?;
         }
-    }
+        Ok(removed)
+    };
+    let removed = or_failed("remove session", remove(), false)?;
     log::info!(
         "user {} removes session {}: {}",
         msg.user_id,

@@ -2,7 +2,7 @@
 //! `getChangedUser`, `changeUserSignInfo`, `doPushShield`,
 //! `doQueryPushShield`). Replies carry the request's seq and attach data.
 
-use super::{reply, user_model, HandlerResult};
+use super::{or_failed, reply, user_model, HandlerResult};
 use crate::services::Services;
 use base::pdu::ImPdu;
 use tt_proto::IM::BaseDefine::{BuddyListCmdID, LoginCmdID, ServiceID};
@@ -75,7 +75,8 @@ pub fn get_changed_user(services: &Services, req: &ImPdu) -> HandlerResult {
 pub fn change_user_sign_info(services: &Services, req: &ImPdu) -> HandlerResult {
     let msg: IMChangeSignInfoReq = req.msg()?;
     let now = base::tick::unix_time();
-    let ok = user_model::update_sign_info(&services.db, msg.user_id, &msg.sign_info, now)?;
+    let updated = user_model::update_sign_info(&services.db, msg.user_id, &msg.sign_info, now);
+    let ok = or_failed("change sign info", updated.map_err(Into::into), false)?;
     if ok {
         services.sync.update_total_update(&services.cache, now);
     }
@@ -102,7 +103,8 @@ pub fn change_user_sign_info(services: &Services, req: &ImPdu) -> HandlerResult 
 pub fn do_push_shield(services: &Services, req: &ImPdu) -> HandlerResult {
     let msg: IMPushShieldReq = req.msg()?;
     let now = base::tick::unix_time();
-    let ok = user_model::update_push_shield(&services.db, msg.user_id, msg.shield_status, now)?;
+    let updated = user_model::update_push_shield(&services.db, msg.user_id, msg.shield_status, now);
+    let ok = or_failed("set push shield", updated.map_err(Into::into), false)?;
     let rsp = IMPushShieldRsp {
         user_id: msg.user_id,
         result_code: u32::from(!ok),
@@ -120,7 +122,8 @@ pub fn do_push_shield(services: &Services, req: &ImPdu) -> HandlerResult {
 /// `CID_LOGIN_REQ_QUERY_PUSH_SHIELD`.
 pub fn do_query_push_shield(services: &Services, req: &ImPdu) -> HandlerResult {
     let msg: IMQueryPushShieldReq = req.msg()?;
-    let status = user_model::get_push_shield(&services.db, msg.user_id)?;
+    let read = user_model::get_push_shield(&services.db, msg.user_id);
+    let status = or_failed("query push shield", read.map_err(Into::into), None)?;
     let rsp = IMQueryPushShieldRsp {
         user_id: msg.user_id,
         result_code: u32::from(status.is_none()),
