@@ -1,6 +1,6 @@
 //! `IMDepart` queries: the C++ `business/DepartModel.cpp` (`CDepartModel`).
 
-use super::{col_str, col_u32, placeholders, IN_CHUNK};
+use super::{col_str, col_u32, with_in_list, IN_CHUNK};
 use crate::db_pool::{DbError, DbManager, SLAVE};
 use mysql::prelude::Queryable;
 use mysql::{Row, Value};
@@ -29,11 +29,11 @@ pub fn get_depts(db: &DbManager, ids: &[u32]) -> Result<Vec<DepartInfo>, DbError
     }
     let mut conn = db.get(SLAVE)?;
     for chunk in ids.chunks(IN_CHUNK) {
-        let mut sql = String::from(
+        let sql = with_in_list(
             "SELECT id, parentId, departName, status, priority FROM IMDepart WHERE id IN (",
+            chunk.len(),
+            ")",
         );
-        sql.push_str(&placeholders(chunk.len()));
-        sql.push(')');
         let params: Vec<Value> = chunk.iter().map(|&id| Value::from(id)).collect();
         let rows: Vec<Row> = conn.run(|c| c.exec(&sql, params))?;
         for row in &rows {

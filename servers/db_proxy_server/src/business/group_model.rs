@@ -8,7 +8,7 @@
 //! Push settings live in `group_set_<group>` (pool `group_set`), field
 //! `<user>_1`.
 
-use super::{col_str, col_u32, placeholders, user_model, HandlerError, IN_CHUNK};
+use super::{col_str, col_u32, user_model, with_in_list, HandlerError, IN_CHUNK};
 use crate::cache_pool::{pools, CacheError, CacheManager};
 use crate::db_pool::{DbError, DbManager, MASTER, SLAVE};
 use crate::services::Services;
@@ -97,12 +97,11 @@ pub fn load_members_many(
     }
     let mut with_members = Vec::new();
     for chunk in without_hash.chunks(IN_CHUNK) {
-        let sql = [
+        let sql = with_in_list(
             "SELECT DISTINCT groupId FROM IMGroupMember WHERE status = 0 AND groupId IN (",
-            &placeholders(chunk.len()),
+            chunk.len(),
             ")",
-        ]
-        .concat();
+        );
         let found: Vec<u32> = services
             .db
             .get(MASTER)?
@@ -256,12 +255,11 @@ pub fn get_user_group(
     let mut list = Vec::new();
     let mut conn = db.get(SLAVE)?;
     for chunk in ids.chunks(IN_CHUNK) {
-        let sql = [
+        let sql = with_in_list(
             "SELECT id, version FROM IMGroup WHERE id IN (",
-            &placeholders(chunk.len()),
+            chunk.len(),
             ") AND type = ? ORDER BY updated DESC",
-        ]
-        .concat();
+        );
         let mut params: Vec<mysql::Value> = chunk.iter().map(|&id| id.into()).collect();
         params.push((group_type as u32).into());
         let rows: Vec<Row> = conn.run(|c| c.exec(&sql, params))?;
@@ -282,12 +280,11 @@ pub fn get_group_info(
     let ids: Vec<u32> = requested.keys().copied().collect();
     let mut list = Vec::new();
     for chunk in ids.chunks(IN_CHUNK) {
-        let sql = [
+        let sql = with_in_list(
             "SELECT id, version, name, avatar, type, creator FROM IMGroup WHERE id IN (",
-            &placeholders(chunk.len()),
+            chunk.len(),
             ") ORDER BY updated DESC",
-        ]
-        .concat();
+        );
         let params: Vec<mysql::Value> = chunk.iter().map(|&id| id.into()).collect();
         let rows: Vec<Row> = services.db.get(SLAVE)?.run(|c| c.exec(&sql, params))?;
         for row in &rows {
@@ -504,25 +501,23 @@ pub fn modify_group_member(
                 lock_group_row(tx, group_id)?;
                 let mut had: BTreeSet<u32> = BTreeSet::new();
                 for chunk in adding.chunks(IN_CHUNK) {
-                    let sql = [
+                    let sql = with_in_list(
                         "SELECT userId FROM IMGroupMember WHERE groupId = ? AND userId IN (",
-                        &placeholders(chunk.len()),
+                        chunk.len(),
                         ")",
-                    ]
-                    .concat();
+                    );
                     let mut params: Vec<mysql::Value> = vec![group_id.into()];
                     params.extend(chunk.iter().map(|&u| mysql::Value::from(u)));
                     had.extend(tx.exec::<u32, _, _>(&sql, params)?);
                 }
                 let revive: Vec<u32> = had.iter().copied().collect();
                 for chunk in revive.chunks(IN_CHUNK) {
-                    let sql = [
+                    let sql = with_in_list(
                         "UPDATE IMGroupMember SET status = 0, updated = ? \
                          WHERE groupId = ? AND userId IN (",
-                        &placeholders(chunk.len()),
+                        chunk.len(),
                         ")",
-                    ]
-                    .concat();
+                    );
                     let mut params: Vec<mysql::Value> = vec![now.into(), group_id.into()];
                     params.extend(chunk.iter().map(|&u| mysql::Value::from(u)));
                     tx.exec_drop(&sql, params)?;
@@ -548,25 +543,22 @@ pub fn modify_group_member(
             services.db.get(MASTER)?.transaction(|tx| {
                 lock_group_row(tx, group_id)?;
                 for chunk in removing.chunks(IN_CHUNK) {
-                    let list = placeholders(chunk.len());
-                    let sql = [
+                    let sql = with_in_list(
                         "UPDATE IMGroupMember SET status = 1, updated = ? \
                          WHERE groupId = ? AND userId IN (",
-                        &list,
+                        chunk.len(),
                         ")",
-                    ]
-                    .concat();
+                    );
                     let mut params: Vec<mysql::Value> = vec![now.into(), group_id.into()];
                     params.extend(chunk.iter().map(|&u| mysql::Value::from(u)));
                     tx.exec_drop(&sql, params)?;
                     // `removeSession` for each removed user.
-                    let sql = [
+                    let sql = with_in_list(
                         "UPDATE IMRecentSession SET status = 1, updated = ? \
                          WHERE peerId = ? AND type = ? AND status = 0 AND userId IN (",
-                        &list,
+                        chunk.len(),
                         ")",
-                    ]
-                    .concat();
+                    );
                     let mut params: Vec<mysql::Value> =
                         vec![now.into(), group_id.into(), group_session.into()];
                     params.extend(chunk.iter().map(|&u| mysql::Value::from(u)));

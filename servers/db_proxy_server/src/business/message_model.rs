@@ -6,8 +6,8 @@
 //! unread count per sender in the hash `unread_<receiver>`.
 
 use super::{
-    audio_model, col_bytes, col_u32, lower_counter, msg_type_of, next_msg_id, placeholders,
-    relation_model, session_model, shard_table, store_message, upload_audio, with_named_lock,
+    audio_model, col_bytes, col_u32, lower_counter, msg_type_of, next_msg_id, relation_model,
+    session_model, shard_table, store_message, upload_audio, with_in_list, with_named_lock,
     HandlerError, LastMsg, IN_CHUNK,
 };
 use crate::cache_pool::{pools, CacheError, CacheManager};
@@ -86,7 +86,7 @@ pub fn get_by_ids(
     from_column: &str,
 ) -> Result<Vec<MsgInfo>, HandlerError> {
     let ids = &ids[..ids.len().min(IN_CHUNK)];
-    let sql = [head, &placeholders(ids.len()), tail].concat();
+    let sql = with_in_list(head, ids.len(), tail);
     let params: Vec<mysql::Value> = std::iter::once(owner)
         .chain(ids.iter().copied())
         .chain(tail_args.iter().copied())

@@ -114,7 +114,7 @@ pub fn col_u32(row: &Row, name: &str) -> u32 {
 
 /// `?,?,?` with `n` placeholders, for `IN (...)` lists: the values are
 /// always bound, never spliced into the statement.
-pub fn placeholders(n: usize) -> String {
+fn placeholders(n: usize) -> String {
     let mut s = String::with_capacity(n * 2);
     for i in 0..n {
         if i > 0 {
@@ -123,6 +123,12 @@ pub fn placeholders(n: usize) -> String {
         s.push('?');
     }
     s
+}
+
+/// `head`, `n` placeholders, `tail`: a statement with an `IN (...)` list
+/// whose values are bound (`with_in_list("... IN (", n, ")")`).
+pub fn with_in_list(head: &str, n: usize, tail: &str) -> String {
+    [head, &placeholders(n), tail].concat()
 }
 
 /// Most ids bound in one `IN (...)` statement.

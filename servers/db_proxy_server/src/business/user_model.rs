@@ -1,7 +1,7 @@
 //! `IMUser` queries: the C++ `business/UserModel.cpp` (`CUserModel`).
 //! Reads go to `teamtalk_slave`, writes to `teamtalk_master`, as the C++.
 
-use super::{col_str, col_u32, placeholders, IN_CHUNK};
+use super::{col_str, col_u32, with_in_list, IN_CHUNK};
 use crate::db_pool::{DbError, DbManager, SLAVE};
 use mysql::prelude::Queryable;
 use mysql::{Row, Value};
@@ -39,11 +39,8 @@ pub fn get_users(db: &DbManager, ids: &[u32]) -> Result<Vec<UserInfo>, DbError> 
     }
     let mut conn = db.get(SLAVE)?;
     for chunk in ids.chunks(IN_CHUNK) {
-        let mut sql = String::from("SELECT ");
-        sql.push_str(USER_COLUMNS);
-        sql.push_str(" FROM IMUser WHERE id IN (");
-        sql.push_str(&placeholders(chunk.len()));
-        sql.push(')');
+        let head = ["SELECT ", USER_COLUMNS, " FROM IMUser WHERE id IN ("].concat();
+        let sql = with_in_list(&head, chunk.len(), ")");
         let params: Vec<Value> = chunk.iter().map(|&id| Value::from(id)).collect();
         let rows: Vec<Row> = conn.run(|c| c.exec(&sql, params))?;
         users.extend(rows.iter().map(user_from_row));
