@@ -6,7 +6,8 @@
 //! `cargo bench --bench cluster_load` (set TT_LOAD_RATES=1000,6000 to choose
 //! the offered rates; each run sends 10 s worth of messages). Each user
 //! sends 10 msgs/s, half msg_server's per-user limit of 20/s, so the
-//! number of users grows with the rate (100 users at 1,000 msgs/s).
+//! number of users grows with the rate (100 users at 1,000 msgs/s);
+//! TT_LOAD_USERS=N sets the number of users instead (memory per connection).
 
 use std::process::Command;
 use tt_rs::cluster::Cluster;
@@ -26,8 +27,13 @@ fn main() {
         .collect();
     let tt_load = built_binary_in("tt-client", "tt-load");
     let dir = ScratchDir::new("cluster-load");
+    // TT_LOAD_USERS=10000 instead logs that many users in (for memory per
+    // connection), each sending its share of the rate.
+    let users: Option<u32> = std::env::var("TT_LOAD_USERS")
+        .ok()
+        .and_then(|n| n.trim().parse().ok());
     for rate in rates {
-        let n = (rate / 10).max(2);
+        let n = users.unwrap_or(rate / 10).max(2);
         // A fresh cluster per run: empty tables, cold caches.
         let cluster = Cluster::start_numbered(n, 2);
         let csv = dir.path().join(format!("users-{n}.csv"));

@@ -18,21 +18,38 @@ use tt_proto::ProtoMessage;
 pub const WAIT: Duration = Duration::from_secs(30);
 
 /// A loopback port nothing listens on right now, and never handed out
-/// before in this process (the kernel may give the same ephemeral port to
-/// two binds in a row once the first listener is dropped).
+/// before in this process.
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`), so an
+/// outgoing connection of some other test (or server) cannot be given the
+/// same port between this call and the server's bind; each process starts
+/// at its own offset in that range and walks on. Falls back to a port the
+/// kernel picks when the ephemeral range leaves no room below it.
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("bind an ephemeral loopback port");
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
+    const LOW: u32 = 20_000;
+    static CURSOR: std::sync::Mutex<Option<u32>> = std::sync::Mutex::new(None);
+    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(32_768);
+    let high = ephemeral_low.min(65_536);
+    let mut cursor = CURSOR.lock().unwrap_or_else(|e| e.into_inner());
+    if high > LOW + 1_000 {
+        let span = high - LOW;
+        let start = *cursor.get_or_insert_with(|| std::process::id().wrapping_mul(7_919) % span);
+        for step in 0..span {
+            let offset = (start + step) % span;
+            let port = (LOW + offset) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                *cursor = Some((offset + 1) % span);
+                return port;
+            }
         }
     }
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a loopback port")
 }
 
 /// A fresh scratch directory under the system temp dir, removed on drop.

@@ -39,6 +39,23 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Most bytes read from one connection per turn before the others get
 /// theirs (the rest is read on the next loop iteration).
 const MAX_READ_PER_EVENT: usize = 1024 * 1024;
+
+/// At most this many PDUs of one connection are handled per loop turn; the
+/// rest wait in its in-buffer for the next turn. Bytes alone do not bound a
+/// turn: one status notify from route_server fans out to every PC client,
+/// so a login storm's notifies, read in one go, would hold the loop (and
+/// every heartbeat and timer) for as long as millions of sends take.
+const MAX_PDUS_PER_EVENT: usize = 64;
+
+/// How a dispatch of buffered PDUs ended.
+enum Dispatch {
+    /// Every whole PDU was handled; the connection is open.
+    Done,
+    /// The turn's budget ran out with whole PDUs still buffered.
+    BudgetSpent,
+    /// The connection closed meanwhile.
+    Closed,
+}
 /// Interval of the connection tick that calls `ImConn::on_timer`.
 pub const CONN_TICK_MS: u64 = 1_000;
 
@@ -133,6 +150,8 @@ struct Conn<S> {
     read_closed: bool,
     /// Raw-bytes connection (`ImConn::raw_bytes`): no PDU framing.
     raw: bool,
+    /// In `Reactor::to_flush`: its backlog is written at the end of the turn.
+    flush_queued: bool,
     /// `ImConn::max_pdu_len`.
     max_pdu_len: u32,
     close_after_flush: bool,
@@ -174,6 +193,8 @@ pub struct Reactor<S> {
     pending_close: Vec<usize>,
     /// Connections that had more to read when their turn ended.
     still_readable: Vec<ConnId>,
+    /// Connections with bytes queued by `send` this turn, written at its end.
+    to_flush: Vec<ConnId>,
     next_serial: u32,
     next_conn_tick: u64,
     conn_tick_ms: u64,
@@ -203,6 +224,7 @@ impl<S: 'static> Reactor<S> {
             loops: Vec::new(),
             pending_close: Vec::new(),
             still_readable: Vec::new(),
+            to_flush: Vec::new(),
             next_serial: 1,
             next_conn_tick: monotonic_ms() + CONN_TICK_MS,
             conn_tick_ms: CONN_TICK_MS,
@@ -343,6 +365,7 @@ impl<S: 'static> Reactor<S> {
             connecting,
             read_closed: false,
             raw,
+            flush_queued: false,
             max_pdu_len,
             close_after_flush: false,
             closed: false,
@@ -400,40 +423,78 @@ impl<S: 'static> Reactor<S> {
         self.send(id, pdu.as_bytes())
     }
 
-    /// `CImConn::Send`: writes `bytes` now as far as the kernel takes them
-    /// and queues the rest, in order. Fails only when the connection is not
-    /// open; a socket error or the out-buffer cap closes the connection.
+    /// `CImConn::Send`: queues `bytes`, in order, to be written at the end
+    /// of this loop turn as far as the kernel takes them (the rest when the
+    /// socket is writable again). Every PDU a connection gets in one turn
+    /// goes out in one write: a status notify fanned out to thousands of
+    /// clients, many per turn, costs one write per client per turn, not one
+    /// per PDU (the C++ writes each PDU at once). Fails only when the
+    /// connection is not open; the out-buffer cap closes the connection.
     pub fn send(&mut self, id: ConnId, bytes: &[u8]) -> Result<(), NetError> {
         let cap = self.out_buf_cap;
         let conn = self.conn_mut(id).ok_or(NetError::NotConnected(id))?;
         conn.last_send = monotonic_ms();
-        let mut offset = 0;
-        if conn.backlog() == 0 && !conn.connecting {
-            match write_chunks(&mut conn.stream, bytes) {
-                Ok(n) => offset = n,
-                Err(e) => {
-                    log::info!("connection {id} ({:?}): send failed: {e}", conn.peer);
-                    self.close(id);
-                    return Err(NetError::NotConnected(id));
-                }
-            }
+        if conn.backlog() + bytes.len() > cap {
+            log::warn!(
+                "connection {id} ({:?}): peer is not reading, out-buffer over {cap} bytes; closing",
+                conn.peer
+            );
+            self.close(id);
+            return Err(NetError::NotConnected(id));
         }
-        if offset < bytes.len() {
-            if conn.backlog() + (bytes.len() - offset) > cap {
-                log::warn!(
-                    "connection {id} ({:?}): peer is not reading, out-buffer over {cap} bytes; closing",
-                    conn.peer
-                );
-                self.close(id);
-                return Err(NetError::NotConnected(id));
-            }
-            if conn.out_pos > 0 && conn.out_pos == conn.out_buf.len() {
-                conn.out_buf.clear();
-                conn.out_pos = 0;
-            }
-            conn.out_buf.extend_from_slice(&bytes[offset..]);
+        if conn.out_pos > 0 && conn.out_pos == conn.out_buf.len() {
+            conn.out_buf.clear();
+            conn.out_pos = 0;
+        }
+        // A backlog already there waits for the socket to be writable (or
+        // for this turn's flush); only an idle connection joins the flush.
+        let idle = conn.backlog() == 0;
+        conn.out_buf.extend_from_slice(bytes);
+        if idle && !conn.connecting && !conn.flush_queued {
+            conn.flush_queued = true;
+            self.to_flush.push(id);
         }
         Ok(())
+    }
+
+    /// Writes what `send` queued this turn, as the C++ `Send` would have
+    /// written it at once; what the kernel does not take waits for the
+    /// socket to be writable.
+    fn flush(&mut self, state: &mut S) {
+        while !self.to_flush.is_empty() {
+            for id in std::mem::take(&mut self.to_flush) {
+                self.flush_one(id);
+            }
+            self.reap(state);
+        }
+    }
+
+    fn flush_one(&mut self, id: ConnId) {
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        if !conn.flush_queued {
+            return;
+        }
+        conn.flush_queued = false;
+        match write_chunks(&mut conn.stream, &conn.out_buf[conn.out_pos..]) {
+            Ok(n) => conn.out_pos += n,
+            Err(e) => {
+                log::info!("connection {id} ({:?}): send failed: {e}", conn.peer);
+                self.close(id);
+                return;
+            }
+        }
+        if conn.backlog() == 0 {
+            conn.out_buf.clear();
+            conn.out_pos = 0;
+            if conn.out_buf.capacity() > 1 << 20 {
+                conn.out_buf = Vec::new();
+            }
+            if conn.close_after_flush {
+                self.close(id);
+            }
+        }
     }
 
     /// `netlib_close`: closes `id` now (unsent bytes are dropped, as in the
@@ -446,6 +507,11 @@ impl<S: 'static> Reactor<S> {
         else {
             return;
         };
+        if conn.flush_queued {
+            // Queued this turn: the C++ would have written it already.
+            conn.flush_queued = false;
+            let _ = write_chunks(&mut conn.stream, &conn.out_buf[conn.out_pos..]);
+        }
         conn.closed = true;
         let _ = conn.stream.shutdown(std::net::Shutdown::Both);
         let _ = self.poll.registry().deregister(&mut conn.stream);
@@ -573,15 +639,20 @@ impl<S: 'static> Reactor<S> {
                 self.on_conn_event(state, key, serial_bits, readable, writable, hup);
             }
             self.reap(state);
+            // What this event made us send goes out now, one write per
+            // destination: peers start on it while we handle the next event.
+            self.flush(state);
         }
         for id in std::mem::take(&mut self.still_readable) {
             self.on_readable(state, id);
             self.reap(state);
+            self.flush(state);
         }
         self.drain_inbox(state);
         self.run_timers(state);
         self.run_loops(state);
         self.reap(state);
+        self.flush(state);
         Ok(())
     }
 
@@ -804,6 +875,27 @@ impl<S: 'static> Reactor<S> {
     fn on_readable(&mut self, state: &mut S, id: ConnId) {
         let key = id.key as usize;
         let mut taken = 0;
+        let mut budget = MAX_PDUS_PER_EVENT;
+        // PDUs an earlier turn's budget left in the buffer go first, before
+        // anything newer (and before an end of stream) is read.
+        let leftover = self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.serial == id.serial && !c.closed && !c.raw && !c.in_buf.is_empty());
+        if leftover {
+            // Bytes it sent are still being handled: the peer is not silent.
+            if let Some(c) = self.conns.get_mut(key) {
+                c.last_recv = monotonic_ms();
+            }
+            match self.dispatch_pdus(state, id, &mut budget) {
+                Dispatch::Done => {}
+                Dispatch::BudgetSpent => {
+                    self.still_readable.push(id);
+                    return;
+                }
+                Dispatch::Closed => return,
+            }
+        }
         loop {
             let Some(conn) = self
                 .conns
@@ -838,12 +930,22 @@ impl<S: 'static> Reactor<S> {
                     conn.last_recv = monotonic_ms();
                     conn.in_buf.extend_from_slice(&self.read_buf[..n]);
                     let dispatched = if conn.raw {
-                        self.dispatch_raw(state, id)
+                        if self.dispatch_raw(state, id) {
+                            Dispatch::Done
+                        } else {
+                            Dispatch::Closed
+                        }
                     } else {
-                        self.dispatch_pdus(state, id)
+                        self.dispatch_pdus(state, id, &mut budget)
                     };
-                    if !dispatched {
-                        return;
+                    match dispatched {
+                        Dispatch::Done => {}
+                        Dispatch::BudgetSpent => {
+                            // The edge will not fire for what is buffered.
+                            self.still_readable.push(id);
+                            return;
+                        }
+                        Dispatch::Closed => return,
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
@@ -857,19 +959,25 @@ impl<S: 'static> Reactor<S> {
         }
     }
 
-    /// Frames and dispatches every whole PDU in `id`'s in-buffer. Returns
-    /// false when the connection closed meanwhile.
-    fn dispatch_pdus(&mut self, state: &mut S, id: ConnId) -> bool {
+    /// Frames and dispatches the whole PDUs in `id`'s in-buffer, at most
+    /// `budget` of them (which it lowers).
+    fn dispatch_pdus(&mut self, state: &mut S, id: ConnId, budget: &mut usize) -> Dispatch {
         let key = id.key as usize;
         let (mut in_buf, limit) = match self.conns.get_mut(key) {
             Some(c) => (std::mem::take(&mut c.in_buf), c.max_pdu_len),
-            None => return false,
+            None => return Dispatch::Closed,
         };
         let mut pos = 0;
         let mut open = true;
+        let mut spent = false;
         loop {
             match is_pdu_available_within(&in_buf[pos..], limit) {
+                Ok(Some(_)) if *budget == 0 => {
+                    spent = true;
+                    break;
+                }
                 Ok(Some(len)) => {
+                    *budget -= 1;
                     let frame = in_buf[pos..pos + len].to_vec();
                     pos += len;
                     let pdu = match ImPdu::from_frame(frame) {
@@ -904,7 +1012,11 @@ impl<S: 'static> Reactor<S> {
                 c.in_buf = in_buf;
             }
         }
-        open
+        match (open, spent) {
+            (false, _) => Dispatch::Closed,
+            (true, true) => Dispatch::BudgetSpent,
+            (true, false) => Dispatch::Done,
+        }
     }
 
     /// Hands the in-buffer of a raw connection to its handler. Returns

@@ -15,6 +15,10 @@ struct Echo {
     closed: u64,
     timer_ticks: u64,
     loop_iterations: u64,
+    /// `pdus` when the last loop callback ran, and the most PDUs handled
+    /// between two loop callbacks (one loop turn).
+    pdus_at_last_loop: u64,
+    most_pdus_in_a_turn: u64,
 }
 
 struct EchoConn;
@@ -520,5 +524,35 @@ fn a_deleted_timer_id_never_deletes_another_timer() {
         (1..1000).contains(&state.timer_ticks),
         "the live timer runs, the deleted one never: {}",
         state.timer_ticks
+    );
+}
+
+#[test]
+fn a_burst_of_pdus_is_handled_over_several_turns_in_order() {
+    // 1,000 PDUs in one write: the loop handles a bounded number per turn
+    // (timers and other connections run in between), and echoes them all,
+    // in order.
+    let server = Server::start(
+        |net| {
+            net.add_loop(|_, s: &mut Echo| {
+                s.most_pdus_in_a_turn = s.most_pdus_in_a_turn.max(s.pdus - s.pdus_at_last_loop);
+                s.pdus_at_last_loop = s.pdus;
+            });
+        },
+        100,
+    );
+    let mut c = connect(server.addr);
+    let mut burst = Vec::new();
+    for seq in 0..1000u16 {
+        burst.extend_from_slice(pdu(seq, b"fan").as_bytes());
+    }
+    c.write_all(&burst).unwrap();
+    for seq in 0..1000u16 {
+        assert_eq!(read_pdu(&mut c).seq_num(), seq);
+    }
+    let most = server.query(|_, s| s.most_pdus_in_a_turn);
+    assert!(
+        (1..=128).contains(&most),
+        "{most} PDUs of one connection in one turn"
     );
 }
