@@ -2,10 +2,16 @@
 //! `BaseSocket.cpp` (`CBaseSocket`) and the `netlib.cpp` functions, on mio.
 //!
 //! - mio is edge-triggered, as the C++ epoll set-up (`EPOLLET`): on every
-//!   readable event we read until `WouldBlock`, so no byte is left behind.
-//! - Sends follow `CImConn::Send`: write at once in chunks of at most
-//!   [`NETLIB_MAX_SOCKET_BUF_SIZE`]; what the kernel does not take waits in
-//!   the connection's out-buffer, in order, and is written on the next
+//!   readable event we read until `WouldBlock`, so no byte is left behind;
+//!   but one connection gets at most 1 MiB read and 64 PDUs handled per
+//!   turn, the rest in the next turns (the C++ has no bound, so one peer's
+//!   burst holds every timer and heartbeat).
+//! - Sends follow `CImConn::Send`, written in chunks of at most
+//!   [`NETLIB_MAX_SOCKET_BUF_SIZE`], but once per destination after the
+//!   event that made them (the C++ writes each PDU at once): a status
+//!   notify fanned out to thousands of clients, 64 per event, costs one
+//!   write per client. What the kernel does not take waits in the
+//!   connection's out-buffer, in order, and is written on the next
 //!   writable event. Unlike the C++, the out-buffer is capped
 //!   ([`Reactor::set_out_buf_cap`]): a peer that never reads gets its
 //!   connection closed instead of growing our memory without bound.
@@ -423,12 +429,11 @@ impl<S: 'static> Reactor<S> {
         self.send(id, pdu.as_bytes())
     }
 
-    /// `CImConn::Send`: queues `bytes`, in order, to be written at the end
-    /// of this loop turn as far as the kernel takes them (the rest when the
-    /// socket is writable again). Every PDU a connection gets in one turn
-    /// goes out in one write: a status notify fanned out to thousands of
-    /// clients, many per turn, costs one write per client per turn, not one
-    /// per PDU (the C++ writes each PDU at once). Fails only when the
+    /// `CImConn::Send`: queues `bytes`, in order, to be written once the
+    /// current event (or, outside events, the current turn) is handled, as
+    /// far as the kernel takes them; the rest when the socket is writable
+    /// again. Everything one event sends to a connection goes out in one
+    /// write (the C++ writes each PDU at once). Fails only when the
     /// connection is not open; the out-buffer cap closes the connection.
     pub fn send(&mut self, id: ConnId, bytes: &[u8]) -> Result<(), NetError> {
         let cap = self.out_buf_cap;
