@@ -158,6 +158,9 @@ struct Conn<S> {
     raw: bool,
     /// In `Reactor::to_flush`: its backlog is written at the end of the turn.
     flush_queued: bool,
+    /// In `Reactor::still_readable`: its next turn reads and handles it;
+    /// events for it wait for that (at most one budget per turn).
+    readable_queued: bool,
     /// `ImConn::max_pdu_len`.
     max_pdu_len: u32,
     close_after_flush: bool,
@@ -372,6 +375,7 @@ impl<S: 'static> Reactor<S> {
             read_closed: false,
             raw,
             flush_queued: false,
+            readable_queued: false,
             max_pdu_len,
             close_after_flush: false,
             closed: false,
@@ -606,6 +610,9 @@ impl<S: 'static> Reactor<S> {
     /// One iteration: poll, dispatch socket events, messages from other
     /// threads, due timers, the connection tick, loop callbacks, closes.
     pub fn run_once(&mut self, state: &mut S, wait_timeout_ms: u64) -> io::Result<()> {
+        // Sends made outside the loop (before `run`, between `run_once`
+        // calls) go out before the wait.
+        self.flush(state);
         let now = monotonic_ms();
         let next_due = self
             .timers
@@ -625,6 +632,10 @@ impl<S: 'static> Reactor<S> {
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+        // Connections left over from the last turn get this turn's budget
+        // after the events; ones that spend it during this turn's events
+        // wait for the next turn.
+        let pending_readable = std::mem::take(&mut self.still_readable);
         let ready: Vec<(Token, bool, bool, bool)> = self
             .events
             .iter()
@@ -648,7 +659,15 @@ impl<S: 'static> Reactor<S> {
             // destination: peers start on it while we handle the next event.
             self.flush(state);
         }
-        for id in std::mem::take(&mut self.still_readable) {
+        for id in pending_readable {
+            // Whole PDUs it sent wait in its buffer: the peer is not silent.
+            match self.conn_mut(id) {
+                Some(c) => {
+                    c.readable_queued = false;
+                    c.last_recv = monotonic_ms();
+                }
+                None => continue,
+            }
             self.on_readable(state, id);
             self.reap(state);
             self.flush(state);
@@ -833,8 +852,20 @@ impl<S: 'static> Reactor<S> {
         if writable {
             self.on_writable(state, id);
         }
-        if readable || hup {
+        let queued = self.conn_mut(id).is_some_and(|c| c.readable_queued);
+        if (readable || hup) && !queued {
             self.on_readable(state, id);
+        }
+    }
+
+    /// Remembers that `id` has more to read or handle than its turn allowed
+    /// (edge-triggered: no new event will say so), once.
+    fn queue_readable(&mut self, id: ConnId) {
+        if let Some(c) = self.conn_mut(id) {
+            if !c.readable_queued {
+                c.readable_queued = true;
+                self.still_readable.push(id);
+            }
         }
     }
 
@@ -883,19 +914,18 @@ impl<S: 'static> Reactor<S> {
         let mut budget = MAX_PDUS_PER_EVENT;
         // PDUs an earlier turn's budget left in the buffer go first, before
         // anything newer (and before an end of stream) is read.
-        let leftover = self
-            .conns
-            .get(key)
-            .is_some_and(|c| c.serial == id.serial && !c.closed && !c.raw && !c.in_buf.is_empty());
+        let leftover = self.conns.get(key).is_some_and(|c| {
+            c.serial == id.serial
+                && !c.closed
+                && !c.close_after_flush
+                && !c.raw
+                && !c.in_buf.is_empty()
+        });
         if leftover {
-            // Bytes it sent are still being handled: the peer is not silent.
-            if let Some(c) = self.conns.get_mut(key) {
-                c.last_recv = monotonic_ms();
-            }
             match self.dispatch_pdus(state, id, &mut budget) {
                 Dispatch::Done => {}
                 Dispatch::BudgetSpent => {
-                    self.still_readable.push(id);
+                    self.queue_readable(id);
                     return;
                 }
                 Dispatch::Closed => return,
@@ -909,13 +939,15 @@ impl<S: 'static> Reactor<S> {
             else {
                 return;
             };
-            if conn.read_closed {
+            // Half-closed, or closing once its reply is written (the C++
+            // closed at once and handled nothing more).
+            if conn.read_closed || conn.close_after_flush {
                 return;
             }
             if taken >= MAX_READ_PER_EVENT {
                 // Fairness: one flooding peer must not hold the loop. The
                 // edge will not fire again for what is left, so remember it.
-                self.still_readable.push(id);
+                self.queue_readable(id);
                 return;
             }
             match conn.stream.read(&mut self.read_buf) {
@@ -947,7 +979,7 @@ impl<S: 'static> Reactor<S> {
                         Dispatch::Done => {}
                         Dispatch::BudgetSpent => {
                             // The edge will not fire for what is buffered.
-                            self.still_readable.push(id);
+                            self.queue_readable(id);
                             return;
                         }
                         Dispatch::Closed => return,
@@ -994,7 +1026,10 @@ impl<S: 'static> Reactor<S> {
                         }
                     };
                     self.with_handler(state, key, |h, cx| h.on_pdu(cx, pdu));
-                    if !self.is_open(id) {
+                    // Closed, or closing once its reply is written: what it
+                    // sent after is dropped, as when the C++ closed at once.
+                    let closing = self.conns.get(key).is_some_and(|c| c.close_after_flush);
+                    if !self.is_open(id) || closing {
                         open = false;
                         break;
                     }
