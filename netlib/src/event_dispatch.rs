@@ -479,31 +479,50 @@ impl<S: 'static> Reactor<S> {
     }
 
     fn flush_one(&mut self, id: ConnId) {
-        let Some(conn) = self.conn_mut(id) else {
-            return;
-        };
-        if !conn.flush_queued {
-            return;
+        match self.conn_mut(id) {
+            Some(c) if c.flush_queued => c.flush_queued = false,
+            _ => return,
         }
-        conn.flush_queued = false;
-        match write_chunks(&mut conn.stream, &conn.out_buf[conn.out_pos..]) {
-            Ok(n) => conn.out_pos += n,
-            Err(e) => {
-                log::info!("connection {id} ({:?}): send failed: {e}", conn.peer);
-                self.close(id);
-                return;
+        self.write_backlog(id);
+    }
+
+    /// Writes `id`'s backlog as far as the kernel takes it. `Some(true)` when
+    /// all of it is written: the buffer then keeps at most [`READ_CHUNK`] of
+    /// capacity (every send passes through it, so thousands of idle
+    /// connections must not each hold their biggest reply), and a connection
+    /// marked close-after-flush is closed (`None`, as when it fails).
+    fn write_backlog(&mut self, id: ConnId) -> Option<bool> {
+        let conn = self.conn_mut(id)?;
+        if conn.backlog() > 0 {
+            match write_chunks(&mut conn.stream, &conn.out_buf[conn.out_pos..]) {
+                Ok(n) => conn.out_pos += n,
+                Err(e) => {
+                    log::info!("connection {id} ({:?}): write failed: {e}", conn.peer);
+                    self.close(id);
+                    return None;
+                }
+            }
+            // A reader that keeps up only just never empties the buffer:
+            // drop what is written once it is half of it, so memory follows
+            // the backlog (which the cap bounds), not everything ever sent.
+            if conn.out_pos >= READ_CHUNK && conn.out_pos * 2 >= conn.out_buf.len() {
+                conn.out_buf.drain(..conn.out_pos);
+                conn.out_pos = 0;
+            }
+            if conn.backlog() > 0 {
+                return Some(false);
             }
         }
-        if conn.backlog() == 0 {
-            conn.out_buf.clear();
-            conn.out_pos = 0;
-            if conn.out_buf.capacity() > 1 << 20 {
-                conn.out_buf = Vec::new();
-            }
-            if conn.close_after_flush {
-                self.close(id);
-            }
+        conn.out_buf.clear();
+        conn.out_pos = 0;
+        if conn.out_buf.capacity() > READ_CHUNK {
+            conn.out_buf = Vec::new();
         }
+        if conn.close_after_flush {
+            self.close(id);
+            return None;
+        }
+        Some(true)
     }
 
     /// `netlib_close`: closes `id` now (unsent bytes are dropped, as in the
@@ -870,38 +889,9 @@ impl<S: 'static> Reactor<S> {
     }
 
     fn on_writable(&mut self, state: &mut S, id: ConnId) {
-        let Some(conn) = self.conn_mut(id) else {
-            return;
-        };
-        if conn.backlog() == 0 {
-            if conn.close_after_flush {
-                self.close(id);
-            }
-            return;
-        }
-        match write_chunks(&mut conn.stream, &conn.out_buf[conn.out_pos..]) {
-            Ok(n) => conn.out_pos += n,
-            Err(e) => {
-                log::info!("connection {id} ({:?}): write failed: {e}", conn.peer);
-                self.close(id);
-                return;
-            }
-        }
-        // A reader that keeps up only just never empties the buffer: drop
-        // what is written once it is half of it, so memory follows the
-        // backlog (which the cap bounds), not everything ever sent.
-        if conn.out_pos >= READ_CHUNK && conn.out_pos * 2 >= conn.out_buf.len() {
-            conn.out_buf.drain(..conn.out_pos);
-            conn.out_pos = 0;
-        }
-        if conn.backlog() == 0 {
-            conn.out_buf = Vec::new();
-            conn.out_pos = 0;
-            if conn.close_after_flush {
-                self.close(id);
-            } else {
-                self.with_handler(state, id.key as usize, |h, cx| h.on_write(cx));
-            }
+        let had_backlog = self.conn_mut(id).is_some_and(|c| c.backlog() > 0);
+        if self.write_backlog(id) == Some(true) && had_backlog {
+            self.with_handler(state, id.key as usize, |h, cx| h.on_write(cx));
         }
     }
 
