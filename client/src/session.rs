@@ -226,6 +226,12 @@ impl Session {
     /// goes on delivering to it; ours closes it.
     fn end_by_kick(&mut self, reason: KickReasonType) {
         self.kicked = Some(reason);
+        self.shut();
+    }
+
+    /// Stops the heartbeat thread and shuts the connection (the reader
+    /// thread then ends on end-of-stream).
+    fn shut(&self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Ok(w) = self.writer.lock() {
             let _ = w.shutdown(std::net::Shutdown::Both);
@@ -571,10 +577,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Ok(w) = self.writer.lock() {
-            let _ = w.shutdown(std::net::Shutdown::Both);
-        }
+        self.shut();
     }
 }
 
