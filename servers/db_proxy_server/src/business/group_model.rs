@@ -68,9 +68,9 @@ pub fn load_members(services: &Services, group_id: u32) -> Result<bool, HandlerE
 
 /// [`load_members`] for many groups at once: which of `ids` exist. One
 /// pipelined `EXISTS` per [`IN_CHUNK`] groups, then one query per chunk of
-/// the groups without a hash to find which have active members, and a fill
-/// for those only; a request naming many unknown groups costs a few round
-/// trips, not two per group.
+/// the groups without a hash for their active members, and a fill for each
+/// group that has some; a request naming many unknown groups costs a few
+/// round trips, not two per group.
 pub fn load_members_many(
     services: &Services,
     ids: &BTreeSet<u32>,
@@ -95,22 +95,25 @@ pub fn load_members_many(
             }
         }
     }
-    let mut with_members = Vec::new();
+    // The active members of every group without a hash, one query per
+    // chunk; each group found is filled from its rows.
     for chunk in without_hash.chunks(IN_CHUNK) {
         let sql = with_in_list(
-            "SELECT DISTINCT groupId FROM IMGroupMember WHERE status = 0 AND groupId IN (",
+            "SELECT groupId, userId, updated FROM IMGroupMember WHERE status = 0 AND groupId IN (",
             chunk.len(),
-            ")",
+            ") ORDER BY groupId",
         );
-        let found: Vec<u32> = services
+        let rows: Vec<(u32, u32, u32)> = services
             .db
             .get(MASTER)?
             .run(|c| c.exec(&sql, chunk.to_vec()))?;
-        with_members.extend(found);
-    }
-    for id in with_members {
-        if fill_members(services, id)? {
-            existing.insert(id);
+        let mut members: BTreeMap<u32, Vec<(u32, u32)>> = BTreeMap::new();
+        for (group_id, user_id, joined) in rows {
+            members.entry(group_id).or_default().push((user_id, joined));
+        }
+        for (group_id, rows) in members {
+            fill_members_from(services, group_id, &rows)?;
+            existing.insert(group_id);
         }
     }
     Ok(existing)
@@ -130,9 +133,20 @@ fn fill_members(services: &Services, group_id: u32) -> Result<bool, HandlerError
     if rows.is_empty() {
         return Ok(false);
     }
+    fill_members_from(services, group_id, &rows)?;
+    Ok(true)
+}
+
+/// Writes `group_member_<group>` from its active member rows (user, joined),
+/// unless another worker wrote it meanwhile.
+fn fill_members_from(
+    services: &Services,
+    group_id: u32,
+    rows: &[(u32, u32)],
+) -> Result<(), HandlerError> {
     let fill = redis::Script::new(FILL_MEMBERS);
     let mut script = fill.key(group_member_key(group_id));
-    for (user_id, joined) in &rows {
+    for (user_id, joined) in rows {
         script.arg(user_id).arg(joined);
     }
     let filled: i64 = services
@@ -145,7 +159,7 @@ fn fill_members(services: &Services, group_id: u32) -> Result<bool, HandlerError
             rows.len()
         );
     }
-    Ok(true)
+    Ok(())
 }
 
 /// What the member hash says about one user.
