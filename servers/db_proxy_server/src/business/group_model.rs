@@ -39,6 +39,25 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1";
 
+/// Sets the member rows of `users` (at most [`IN_CHUNK`]) in `group_id` to
+/// `status` (0 in the group, 1 removed), touched at `now`.
+fn set_member_status(
+    tx: &mut mysql::Transaction<'_>,
+    group_id: u32,
+    users: &[u32],
+    status: u32,
+    now: u32,
+) -> Result<(), mysql::Error> {
+    let sql = with_in_list(
+        "UPDATE IMGroupMember SET status = ?, updated = ? WHERE groupId = ? AND userId IN (",
+        users.len(),
+        ")",
+    );
+    let mut params: Vec<mysql::Value> = vec![status.into(), now.into(), group_id.into()];
+    params.extend(users.iter().map(|&u| mysql::Value::from(u)));
+    tx.exec_drop(&sql, params)
+}
+
 /// Locks the group's `IMGroup` row for the rest of the transaction, so
 /// membership changes of one group run one after another (the "already a
 /// member?" read then sees the previous change, and no two transactions
@@ -526,15 +545,7 @@ pub fn modify_group_member(
                 }
                 let revive: Vec<u32> = had.iter().copied().collect();
                 for chunk in revive.chunks(IN_CHUNK) {
-                    let sql = with_in_list(
-                        "UPDATE IMGroupMember SET status = 0, updated = ? \
-                         WHERE groupId = ? AND userId IN (",
-                        chunk.len(),
-                        ")",
-                    );
-                    let mut params: Vec<mysql::Value> = vec![now.into(), group_id.into()];
-                    params.extend(chunk.iter().map(|&u| mysql::Value::from(u)));
-                    tx.exec_drop(&sql, params)?;
+                    set_member_status(tx, group_id, chunk, 0, now)?;
                 }
                 let fresh: Vec<u32> = adding
                     .iter()
@@ -557,15 +568,7 @@ pub fn modify_group_member(
             services.db.get(MASTER)?.transaction(|tx| {
                 lock_group_row(tx, group_id)?;
                 for chunk in removing.chunks(IN_CHUNK) {
-                    let sql = with_in_list(
-                        "UPDATE IMGroupMember SET status = 1, updated = ? \
-                         WHERE groupId = ? AND userId IN (",
-                        chunk.len(),
-                        ")",
-                    );
-                    let mut params: Vec<mysql::Value> = vec![now.into(), group_id.into()];
-                    params.extend(chunk.iter().map(|&u| mysql::Value::from(u)));
-                    tx.exec_drop(&sql, params)?;
+                    set_member_status(tx, group_id, chunk, 1, now)?;
                     // `removeSession` for each removed user.
                     let sql = with_in_list(
                         "UPDATE IMRecentSession SET status = 1, updated = ? \
