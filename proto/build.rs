@@ -62,6 +62,7 @@ fn main() -> Result<(), BoxError> {
     }
     code.push_str("}\n");
     code.push_str(&required_tables(&manifest, &inputs)?);
+    code.push_str(&command_tables(&manifest)?);
     std::fs::write(out_dir.join("im.rs"), code)?;
     Ok(())
 }
@@ -244,4 +245,101 @@ fn wire_type(t: &FieldType) -> u8 {
 /// `IM.Login.IMLoginReq` -> `IM_LOGIN_IMLOGINREQ`.
 fn static_name(full: &str) -> String {
     full.replace('.', "_").to_uppercase()
+}
+
+/// The service each command-id enum of `IM.BaseDefine` belongs to.
+const CMD_ENUMS: &[(&str, &str)] = &[
+    ("LoginCmdID", "SID_LOGIN"),
+    ("BuddyListCmdID", "SID_BUDDY_LIST"),
+    ("MessageCmdID", "SID_MSG"),
+    ("GroupCmdID", "SID_GROUP"),
+    ("FileCmdID", "SID_FILE"),
+    ("SwitchServiceCmdID", "SID_SWITCH_SERVICE"),
+    ("OtherCmdID", "SID_OTHER"),
+];
+
+/// `sid` and `cid` constant modules from `IM.BaseDefine`'s enums, and a
+/// `Command` impl for every message whose comment names the command that
+/// carries it (`// CID_MSG_DATA (0x0301): ...` above `message IMMsgData`).
+fn command_tables(manifest: &Path) -> Result<String, BoxError> {
+    let base = manifest.join("IM.BaseDefine.proto");
+    let desc = FileDescriptor::read_proto(&base, &[manifest.to_path_buf()])
+        .map_err(|e| format!("pb-rs read {}: {e:?}", base.display()))?;
+    let enum_of = |name: &str| desc.enums.iter().find(|e| e.name == name);
+    let services = enum_of("ServiceID").ok_or("IM.BaseDefine has no ServiceID")?;
+    let sid_value = |name: &str| -> Result<i32, BoxError> {
+        services
+            .fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| format!("ServiceID has no {name}").into())
+    };
+    let mut code = String::new();
+    code.push_str("\n/// Service ids (`IM.BaseDefine.ServiceID`) as the `u16` of a PDU header: `SID_MSG` is `sid::MSG`.\npub mod sid {\n");
+    for (name, value) in &services.fields {
+        writeln!(
+            code,
+            "    /// `{name}`.\n    pub const {}: u16 = {value:#06x};",
+            name.trim_start_matches("SID_")
+        )?;
+    }
+    code.push_str("}\n");
+    // CID name -> (sid, cid)
+    let mut commands: BTreeMap<String, (i32, i32)> = BTreeMap::new();
+    code.push_str("/// Command ids (the `*CmdID` enums of `IM.BaseDefine`) as the `u16` of a PDU header: `CID_MSG_DATA` is `cid::MSG_DATA`.\npub mod cid {\n");
+    for (enum_name, sid_name) in CMD_ENUMS {
+        let e = enum_of(enum_name).ok_or_else(|| format!("IM.BaseDefine has no {enum_name}"))?;
+        let sid = sid_value(sid_name)?;
+        for (name, value) in &e.fields {
+            writeln!(
+                code,
+                "    /// `{name}` ({enum_name}, under `{sid_name}`).\n    pub const {}: u16 = {value:#06x};",
+                name.trim_start_matches("CID_")
+            )?;
+            commands.insert(name.clone(), (sid, *value));
+        }
+    }
+    code.push_str("    /// The name of a command (`CID_MSG_DATA`), for logs and metrics; `None` when no enum defines it.\n");
+    code.push_str("    pub fn name(service_id: u16, command_id: u16) -> Option<&'static str> {\n        match (service_id, command_id) {\n");
+    for (name, (sid, cid)) in &commands {
+        writeln!(
+            code,
+            "            ({sid:#06x}, {cid:#06x}) => Some({name:?}),"
+        )?;
+    }
+    code.push_str("            _ => None,\n        }\n    }\n}\n");
+    for proto in PROTOS {
+        let text = std::fs::read_to_string(manifest.join(proto))?;
+        let module = module_of(proto);
+        let mut comment: Vec<&str> = Vec::new();
+        for line in text.lines() {
+            let t = line.trim();
+            if let Some(c) = t.strip_prefix("//") {
+                comment.push(c);
+                continue;
+            }
+            if let Some(rest) = t.strip_prefix("message ") {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let carried = comment.first().and_then(|c| {
+                    c.split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+                        .find(|w| w.starts_with("CID_"))
+                });
+                if let Some(cmd) = carried {
+                    let (sid, cid) = commands
+                        .get(cmd)
+                        .ok_or_else(|| format!("{proto}: {name} names unknown command {cmd}"))?;
+                    writeln!(
+                        code,
+                        "impl crate::Command for IM::{module}::{name} {{ const SID: u16 = {sid:#06x}; const CID: u16 = {cid:#06x}; }}"
+                    )?;
+                }
+            }
+            comment.clear();
+        }
+    }
+    Ok(code)
 }

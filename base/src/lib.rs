@@ -17,6 +17,7 @@ pub mod client_type;
 pub mod config;
 pub mod logging;
 pub mod md5;
+pub mod msg_type;
 pub mod pdu;
 pub mod thread_pool;
 pub mod tick;

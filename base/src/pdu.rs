@@ -20,7 +20,7 @@
 
 use quick_protobuf::Writer;
 use thiserror::Error;
-use tt_proto::ProtoMessage;
+use tt_proto::{Command, ProtoMessage};
 
 /// Size of the fixed header (`IM_PDU_HEADER_LEN`).
 pub const IM_PDU_HEADER_LEN: usize = 16;
@@ -235,6 +235,12 @@ impl ImPdu {
         pdu.set_seq_num(seq_num);
         pdu.set_msg(msg)?;
         Ok(pdu)
+    }
+
+    /// A PDU carrying `msg` under the command its type is carried by
+    /// ([`Command`]), with `seq_num`.
+    pub fn for_msg<M: Command>(seq_num: u16, msg: &M) -> Result<ImPdu, PduError> {
+        ImPdu::with_msg(M::SID, M::CID, seq_num, msg)
     }
 
     /// Takes ownership of one whole frame, checking that its header's

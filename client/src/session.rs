@@ -338,7 +338,7 @@ impl Session {
             }
             let ack = IMMsgDataAck {
                 user_id: self.user_id(),
-                session_id: if is_group(m.msg_type) {
+                session_id: if base::msg_type::is_group_msg(m.msg_type) {
                     m.to_session_id
                 } else {
                     m.from_user_id
@@ -581,15 +581,8 @@ impl Drop for Session {
     }
 }
 
-fn is_group(t: MsgType) -> bool {
-    matches!(
-        t,
-        MsgType::MSG_TYPE_GROUP_TEXT | MsgType::MSG_TYPE_GROUP_AUDIO
-    )
-}
-
 fn session_type(t: MsgType) -> SessionType {
-    if is_group(t) {
+    if base::msg_type::is_group_msg(t) {
         SessionType::SESSION_TYPE_GROUP
     } else {
         SessionType::SESSION_TYPE_SINGLE

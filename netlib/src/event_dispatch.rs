@@ -91,6 +91,16 @@ pub enum NetError {
         /// Why it failed.
         source: io::Error,
     },
+    /// A message could not be encoded into a PDU (over the size limit).
+    #[error("cannot encode command {service_id:#06x}/{command_id:#06x}: {source}")]
+    Encode {
+        /// Service of the PDU.
+        service_id: u16,
+        /// Command of the PDU.
+        command_id: u16,
+        /// Why.
+        source: base::PduError,
+    },
     /// Any other socket error.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -431,6 +441,30 @@ impl<S: 'static> Reactor<S> {
     /// Sends a whole PDU on `id`.
     pub fn send_pdu(&mut self, id: ConnId, pdu: &ImPdu) -> Result<(), NetError> {
         self.send(id, pdu.as_bytes())
+    }
+
+    /// Sends `msg` on `id` under the command its type is carried by, with
+    /// `seq`: one call for what servers otherwise write as "build the PDU,
+    /// log if it does not encode, send it". An encode failure is logged
+    /// here too, so callers may ignore the result as the C++ does.
+    pub fn send_msg<M: tt_proto::Command>(
+        &mut self,
+        id: ConnId,
+        seq: u16,
+        msg: &M,
+    ) -> Result<(), NetError> {
+        match ImPdu::for_msg(seq, msg) {
+            Ok(pdu) => self.send_pdu(id, &pdu),
+            Err(source) => {
+                let e = NetError::Encode {
+                    service_id: M::SID,
+                    command_id: M::CID,
+                    source,
+                };
+                log::error!("connection {id}: {e}");
+                Err(e)
+            }
+        }
     }
 
     /// `CImConn::Send`: queues `bytes`, in order, to be written once the

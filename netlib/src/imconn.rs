@@ -79,6 +79,12 @@ impl<S: 'static> Ctx<'_, S> {
         self.net.send_pdu(self.id, pdu).is_ok()
     }
 
+    /// [`Reactor::send_msg`] on this connection: `msg` under the command its
+    /// type is carried by, with `seq`.
+    pub fn send_msg<M: tt_proto::Command>(&mut self, seq: u16, msg: &M) -> bool {
+        self.net.send_msg(self.id, seq, msg).is_ok()
+    }
+
     /// Closes this connection now; `on_close` follows after this callback.
     pub fn close(&mut self) {
         self.net.close(self.id);

@@ -9,6 +9,10 @@
 //!   PDU framing, heartbeats and timeouts.
 //! - [`serv_info`]: `ServInfo.h` (`serv_init`, `serv_check_reconnect`,
 //!   `serv_reset`): outgoing links to peer servers with reconnect back-off.
+//! - [`peer_list`]: what each C++ `C*ServConn` keeps about its links
+//!   (`m_bOpen`, `m_connect_time`) on top of a [`ServList`], so "is a peer
+//!   available" and "pick a link" only consider links that completed their
+//!   connect (msg_server's and http_msg_server's peer links).
 //! - [`remote`]: the cross-thread hand-back the C++ lacks (its db_proxy
 //!   workers' replies wait for the next 10 ms tick; ours wake the loop).
 //!
@@ -18,10 +22,12 @@
 
 pub mod event_dispatch;
 pub mod imconn;
+pub mod peer_list;
 pub mod remote;
 pub mod serv_info;
 
 pub use event_dispatch::{ConnId, NetError, Reactor, TimerId};
 pub use imconn::{Ctx, Heartbeat, ImConn};
+pub use peer_list::{PeerLink, PeerList};
 pub use remote::Remote;
 pub use serv_info::{ServInfo, ServList};

@@ -14,15 +14,16 @@
 use crate::attach_data::{AttachData, Attached};
 use crate::file_handler;
 use crate::group_chat;
-use crate::msg_conn::{self, is_group_msg};
-use crate::peer_list::{PeerLink, PeerList};
+use crate::msg_conn;
 use crate::push_serv_conn;
 use crate::route_serv_conn;
 use crate::state::{make_pdu, send_all, send_msg, MsgState};
+use base::msg_type::is_group_msg;
 use base::pdu::PduError;
 use base::tick::unix_time;
 use base::ImPdu;
 use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
+use netlib::{PeerLink, PeerList};
 use rand::Rng;
 use tt_proto::ProtoMessage;
 use tt_proto::IM::BaseDefine::{

@@ -6,12 +6,12 @@
 //! open link, and its answer (a task id) goes to both ends of the transfer.
 
 use crate::attach_data::AttachData;
-use crate::peer_list::{PeerLink, PeerList};
 use crate::route_serv_conn;
 use crate::state::{make_pdu, send_all, MsgState};
 use base::pdu::PduError;
 use base::ImPdu;
 use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
+use netlib::{PeerLink, PeerList};
 use rand::Rng;
 use std::collections::HashMap;
 use tt_proto::IM::BaseDefine::{FileCmdID, IpAddr, OtherCmdID, ServiceID, TransferFileType};

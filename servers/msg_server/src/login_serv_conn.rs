@@ -8,9 +8,9 @@
 //! new clients to the least-loaded msg_server. login_server sends nothing
 //! but heartbeats.
 
-use crate::peer_list::PeerLink;
 use crate::state::{make_pdu, send_all, MsgState};
 use base::ImPdu;
+use netlib::PeerLink;
 use netlib::{Ctx, Heartbeat, ImConn, Reactor};
 use tt_proto::IM::BaseDefine::{OtherCmdID, ServiceID};
 use tt_proto::IM::Server::{IMMsgServInfo, IMUserCntUpdate};

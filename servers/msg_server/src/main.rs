@@ -12,7 +12,7 @@
 //!   [`push_serv_conn`], [`file_serv_conn`] are the `*ServConn.cpp` links;
 //! - [`group_chat`] is `GroupChat.cpp`, [`file_handler`] is `FileHandler.cpp`;
 //! - [`attach_data`] is `AttachData.cpp`;
-//! - [`peer_list`] is `ServInfo.h`'s list plus each link's open flag;
+//! - `netlib::PeerList` is `ServInfo.h`'s list plus each link's open flag;
 //! - [`state`] gathers the C++ globals into the reactor's state.
 
 mod attach_data;
@@ -23,7 +23,6 @@ mod group_chat;
 mod im_user;
 mod login_serv_conn;
 mod msg_conn;
-mod peer_list;
 mod push_serv_conn;
 mod route_serv_conn;
 mod state;
@@ -35,8 +34,8 @@ use db_serv_conn::{DbServConn, DbServers, DEFAULT_CONCURRENT_DB_CONN_CNT};
 use file_serv_conn::{FileServConn, FileServers};
 use login_serv_conn::LoginServConn;
 use msg_conn::MsgConn;
+use netlib::PeerList;
 use netlib::{ImConn, NetError, Reactor, ServList};
-use peer_list::PeerList;
 use push_serv_conn::{PushServConn, PushServers};
 use route_serv_conn::{RouteServConn, RouteServers};
 use state::{MsgState, MsgStats, ServerIdentity};

@@ -732,14 +732,6 @@ pub fn is_single_msg(t: MsgType) -> bool {
     )
 }
 
-/// `CHECK_MSG_TYPE_GROUP`.
-pub fn is_group_msg(t: MsgType) -> bool {
-    matches!(
-        t,
-        MsgType::MSG_TYPE_GROUP_TEXT | MsgType::MSG_TYPE_GROUP_AUDIO
-    )
-}
-
 /// Why `_HandleClientMsgData` drops a message before storing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MsgRefusal {

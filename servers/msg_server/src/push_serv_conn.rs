@@ -13,12 +13,12 @@
 //! push_server connects).
 
 use crate::attach_data::{AttachData, AttachType};
-use crate::peer_list::{PeerLink, PeerList};
 use crate::route_serv_conn;
 use crate::state::{make_pdu, send_msg, MsgState};
 use base::pdu::PduError;
 use base::ImPdu;
 use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
+use netlib::{PeerLink, PeerList};
 use tt_proto::IM::BaseDefine::{
     BuddyListCmdID, MsgType, OtherCmdID, ServiceID, UserStatType, UserTokenInfo,
 };
@@ -132,7 +132,7 @@ pub fn push_data(msg: &IMMsgData) -> String {
     let mut obj = serde_json::Map::new();
     obj.insert("msg_type".into(), (msg.msg_type as u32).into());
     obj.insert("from_id".into(), msg.from_user_id.into());
-    if crate::msg_conn::is_group_msg(msg.msg_type) {
+    if base::msg_type::is_group_msg(msg.msg_type) {
         obj.insert("group_id".into(), msg.to_session_id.into());
     }
     serde_json::Value::Object(obj).to_string()

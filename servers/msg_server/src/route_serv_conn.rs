@@ -13,13 +13,14 @@ use crate::attach_data::{AttachData, AttachType};
 use crate::file_handler;
 use crate::group_chat;
 use crate::im_user::{CLIENT_TYPE_FLAG_BOTH, CLIENT_TYPE_FLAG_PC, PC_LOGIN_STATUS_ON};
-use crate::msg_conn::{self, is_group_msg};
-use crate::peer_list::{PeerLink, PeerList};
+use crate::msg_conn;
 use crate::push_serv_conn;
 use crate::state::{make_pdu, send_all, send_msg, send_to_user, MsgState};
+use base::msg_type::is_group_msg;
 use base::pdu::PduError;
 use base::ImPdu;
 use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
+use netlib::{PeerLink, PeerList};
 use tt_proto::IM::BaseDefine::{
     BuddyListCmdID, ClientType, FileCmdID, GroupCmdID, KickReasonType, MessageCmdID, OtherCmdID,
     ServerUserStat, ServiceID, SwitchServiceCmdID, UserStatType,

@@ -2,12 +2,12 @@
 //! file): the `serv_info_t` list of each C++ `*ServConn.cpp` plus what each
 //! `C*ServConn` keeps about itself (`m_bOpen`, `m_connect_time`).
 //!
-//! [`netlib::ServList`] connects and reconnects with back-off; this adds
+//! [`ServList`] connects and reconnects with back-off; this adds
 //! which links are confirmed open, so "is a peer available" and "pick a
 //! link" only ever consider links that completed their connect.
 
+use crate::{ConnId, ImConn, Reactor, ServList};
 use base::tick::monotonic_ms;
-use netlib::{ConnId, ImConn, Reactor, ServList};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -93,7 +93,7 @@ impl PeerList {
     /// starts over (`reconnect_cnt = MIN_RECONNECT_CNT / 2`).
     pub fn confirm(&mut self, idx: usize, conn: ConnId, now: u64) {
         if let Some(s) = self.list.servers.get_mut(idx) {
-            s.reconnect_cnt = netlib::serv_info::MIN_RECONNECT_CNT / 2;
+            s.reconnect_cnt = crate::serv_info::MIN_RECONNECT_CNT / 2;
         }
         self.open.insert(idx, (conn, now));
     }
