@@ -653,3 +653,4 @@ pub fn add_group(
 }
 
 pub mod cluster;
+pub mod http;

@@ -9,7 +9,6 @@ mod cache_pool;
 mod config;
 mod db_pool;
 mod handler_map;
-mod http_client;
 mod proxy_conn;
 mod services;
 mod sync_center;

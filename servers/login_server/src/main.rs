@@ -20,7 +20,7 @@ mod msg_serv_info;
 mod styled_json;
 
 use base::config::{ConfigError, ConfigFileReader};
-use http_conn::{ClientUrls, HttpConn};
+use http_conn::{ClientUrls, LoginHttp};
 use login_conn::{LoginConn, LoginConnType};
 use msg_serv_info::MsgServTable;
 use netlib::{ImConn, NetError, Reactor};
@@ -131,7 +131,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         "http",
         &config.http_listen_ip,
         config.http_port,
-        || Box::new(HttpConn::default()),
+        || Box::new(LoginHttp::conn()),
     )?;
 
     let mut state = LoginState {

@@ -8,9 +8,9 @@
 
 use super::{col_str, col_u32};
 use crate::db_pool::{DbError, DbManager, SLAVE};
-use crate::http_client::{self, HttpError};
 use mysql::prelude::Queryable;
 use mysql::Row;
+use tt_http::client::{self as http_client, HttpError};
 use tt_proto::IM::BaseDefine::{MsgInfo, MsgType};
 
 /// What the C++ shows as the text of an audio session's latest message,

@@ -3,13 +3,10 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
 use tt_proto::IM::BaseDefine::{LoginCmdID, OtherCmdID, ResultType, ServiceID};
 use tt_proto::IM::Login::{IMMsgServReq, IMMsgServRsp};
 use tt_proto::IM::Server::{IMMsgServInfo, IMUserCntUpdate};
-use tt_rs::{free_port, PduClient, ServerProcess, WAIT};
+use tt_rs::{free_port, PduClient, ServerProcess};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_login_server");
 pub const MSFS: &str = "http://127.0.0.1:8700/";
@@ -134,93 +131,5 @@ impl Login {
     }
 }
 
-/// Sends `request` to the HTTP port of `addr` and reads until the server
-/// closes; returns everything it sent.
-pub fn http_exchange(addr: &str, request: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    // The server may close (and reset) before taking everything we send
-    // when it refuses the request: then whatever arrived is the answer.
-    let _ = s.write_all(request);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
-            Err(e) => panic!("reading the HTTP answer: {e}"),
-        }
-    }
-}
-
-/// An HTTP answer: status, headers (lower-cased names) and body.
-pub struct HttpAnswer {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl HttpAnswer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == &name.to_ascii_lowercase())
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-}
-
-/// Parses a whole HTTP answer, checking that Content-Length covers the body exactly.
-pub fn parse_answer(bytes: &[u8]) -> HttpAnswer {
-    let mut headers = [httparse::EMPTY_HEADER; 16];
-    let mut rsp = httparse::Response::new(&mut headers);
-    let head = match rsp.parse(bytes).unwrap() {
-        httparse::Status::Complete(n) => n,
-        httparse::Status::Partial => panic!("partial answer: {:?}", String::from_utf8_lossy(bytes)),
-    };
-    let headers: Vec<(String, String)> = rsp
-        .headers
-        .iter()
-        .map(|h| {
-            (
-                h.name.to_ascii_lowercase(),
-                String::from_utf8_lossy(h.value).trim().to_string(),
-            )
-        })
-        .collect();
-    let answer = HttpAnswer {
-        status: rsp.code.unwrap(),
-        headers,
-        body: bytes[head..].to_vec(),
-    };
-    let len: usize = answer.header("Content-Length").unwrap().parse().unwrap();
-    assert_eq!(
-        len,
-        answer.body.len(),
-        "Content-Length is the body's byte length"
-    );
-    answer
-}
-
-/// Reads from `s` until EOF or `timeout`; true when the peer closed.
-pub fn closed_within(s: &mut TcpStream, timeout: Duration) -> bool {
-    s.set_read_timeout(Some(timeout)).unwrap();
-    let mut buf = [0u8; 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
-                return false
-            }
-            Err(_) => return true,
-        }
-    }
-}
+#[allow(unused_imports)]
+pub use tt_rs::http::{closed_within, http_exchange, parse_answer, HttpAnswer};

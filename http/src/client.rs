@@ -1,5 +1,6 @@
-//! The two HTTP calls audio messages need: the C++ `base/HttpClient.cpp`
-//! (`UploadByteFile`, `DownloadByteFile`, done there with libcurl).
+//! The two HTTP calls db_proxy's audio messages need: the C++
+//! `base/HttpClient.cpp` (`UploadByteFile`, `DownloadByteFile`, done there
+//! with libcurl).
 //!
 //! A small blocking HTTP/1.1 client over `std::net`: one request per
 //! connection (`Connection: close`), plain `http://` only, bounded
