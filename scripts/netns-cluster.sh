@@ -475,12 +475,15 @@ tell "$ud" "send $uc $text"
 arrives "$uc" "$text"
 say "1:1: $ud (host D) -> $uc (host C) delivered"
 
-text="group from C $$"
-tell "$uc" "gsend 1 $text"
-for u in "${users[@]}"; do
-    [ "$u" = "$uc" ] || arrives "$u" "$text"
+for sender in "$uc" "$ud"; do
+    h=${host_of[$sender]^^}
+    text="group from $h $$"
+    tell "$sender" "gsend 1 $text"
+    for u in "${users[@]}"; do
+        [ "$u" = "$sender" ] || arrives "$u" "$text"
+    done
+    say "group 1: $sender (host $h) -> every other member, on C and on D, delivered"
 done
-say "group 1: $uc (host C) -> every other member, on C and on D, delivered"
 
 # A second login of $ud (on D), straight at C's address (the IpAddr1 that
 # login_server hands out for C, so it surely lands on the other host): D
