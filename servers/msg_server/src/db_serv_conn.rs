@@ -17,7 +17,7 @@ use crate::group_chat;
 use crate::msg_conn;
 use crate::push_serv_conn;
 use crate::route_serv_conn;
-use crate::state::{make_pdu, send_all, send_msg, MsgState};
+use crate::state::{send_all, MsgState};
 use base::msg_type::is_group_msg;
 use base::pdu::PduError;
 use base::tick::unix_time;
@@ -25,11 +25,7 @@ use base::ImPdu;
 use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
 use netlib::{PeerLink, PeerList};
 use rand::Rng;
-use tt_proto::ProtoMessage;
-use tt_proto::IM::BaseDefine::{
-    BuddyListCmdID, FileCmdID, GroupCmdID, LoginCmdID, MessageCmdID, OtherCmdID, ResultType,
-    ServiceID, SessionType, UserInfo,
-};
+use tt_proto::IM::BaseDefine::{ResultType, SessionType, UserInfo};
 use tt_proto::IM::Buddy::{
     IMAllUserRsp, IMChangeAvatarRsp, IMChangeSignInfoRsp, IMDepartmentRsp,
     IMRecentContactSessionRsp, IMRemoveSessionRsp, IMSignInfoChangedNotify, IMUsersInfoRsp,
@@ -40,6 +36,7 @@ use tt_proto::IM::Message::{
     IMUnreadMsgCntRsp,
 };
 use tt_proto::IM::Server::{IMGetDeviceTokenReq, IMValidateRsp};
+use tt_proto::{cid, Command};
 
 /// `DEFAULT_CONCURRENT_DB_CONN_CNT`: links per db_proxy when
 /// `ConcurrentDBConnCnt` is absent.
@@ -128,15 +125,13 @@ pub fn forward<M: Attached>(
 
 /// [`forward`] with attach data to a link of the other half when one is
 /// open; else the client's request is answered at once, with its seq, by
-/// what `answer` makes of it, as command `(sid, cid)` `rsp` (the C++ "no
-/// db_proxy" replies).
-pub fn forward_or_answer<Req: Attached, Rsp: ProtoMessage>(
+/// the reply `answer` makes of it (the C++ "no db_proxy" replies).
+pub fn forward_or_answer<Req: Attached, Rsp: Command>(
     net: &mut Reactor<MsgState>,
     state: &mut MsgState,
     client: ConnId,
     user_id: u32,
     pdu: ImPdu,
-    (rsp_sid, rsp_cid): (u16, u16),
     answer: impl FnOnce(Req) -> Rsp,
 ) -> Result<(), PduError> {
     if state.db.pick(DbPick::Other).is_some() {
@@ -144,10 +139,11 @@ pub fn forward_or_answer<Req: Attached, Rsp: ProtoMessage>(
     }
     let rsp = answer(pdu.msg()?);
     log::warn!(
-        "no db_proxy: command {:#06x} of user {user_id} answered with {rsp_cid:#06x}",
-        pdu.command_id()
+        "no db_proxy: command {:#06x} of user {user_id} answered with {:#06x}",
+        pdu.command_id(),
+        Rsp::CID
     );
-    send_msg(net, client, rsp_sid, rsp_cid, pdu.seq_num(), &rsp);
+    let _ = net.send_msg(client, pdu.seq_num(), &rsp);
     Ok(())
 }
 
@@ -207,11 +203,7 @@ pub fn ack_and_route_stored(
             msg_id: msg.msg_id,
             session_type,
         };
-        let (sid, cid) = (
-            ServiceID::SID_MSG as u16,
-            MessageCmdID::CID_MSG_DATA_ACK as u16,
-        );
-        send_msg(net, sender, sid, cid, pdu.seq_num(), &ack);
+        let _ = net.send_msg(sender, pdu.seq_num(), &ack);
     }
     msg.attach_data = None;
     pdu.set_msg(msg)?;
@@ -271,78 +263,62 @@ fn handle_reply(
     link: ConnId,
     pdu: ImPdu,
 ) -> Result<(), PduError> {
-    use BuddyListCmdID as B;
-    use LoginCmdID as L;
-    use MessageCmdID as M;
-    use OtherCmdID as O;
-    let cid = pdu.command_id();
-    match cid {
-        c if c == O::CID_OTHER_HEARTBEAT as u16 => {}
-        c if c == O::CID_OTHER_VALIDATE_RSP as u16 => handle_validate_response(net, state, &pdu)?,
-        c if c == L::CID_LOGIN_RES_DEVICETOKEN as u16 => {
+    match pdu.command_id() {
+        cid::OTHER_HEARTBEAT => {}
+        cid::OTHER_VALIDATE_RSP => handle_validate_response(net, state, &pdu)?,
+        cid::LOGIN_RES_DEVICETOKEN => {
             let rsp: IMDeviceTokenRsp = pdu.msg()?;
             log::debug!("device token stored, user_id={}", rsp.user_id);
         }
-        c if c == L::CID_LOGIN_RES_PUSH_SHIELD as u16 => {
+        cid::LOGIN_RES_PUSH_SHIELD => {
             relay_to_client::<IMPushShieldRsp>(net, state, pdu)?;
         }
-        c if c == L::CID_LOGIN_RES_QUERY_PUSH_SHIELD as u16 => {
+        cid::LOGIN_RES_QUERY_PUSH_SHIELD => {
             relay_to_client::<IMQueryPushShieldRsp>(net, state, pdu)?;
         }
-        c if c == M::CID_MSG_UNREAD_CNT_RESPONSE as u16 => {
+        cid::MSG_UNREAD_CNT_RESPONSE => {
             relay_to_client::<IMUnreadMsgCntRsp>(net, state, pdu)?;
         }
-        c if c == M::CID_MSG_LIST_RESPONSE as u16 => {
+        cid::MSG_LIST_RESPONSE => {
             relay_to_client::<IMGetMsgListRsp>(net, state, pdu)?;
         }
-        c if c == M::CID_MSG_GET_BY_MSG_ID_RES as u16 => {
+        cid::MSG_GET_BY_MSG_ID_RES => {
             relay_to_client::<IMGetMsgByIdRsp>(net, state, pdu)?;
         }
-        c if c == M::CID_MSG_DATA as u16 => handle_msg_data(net, state, link, pdu)?,
-        c if c == M::CID_MSG_GET_LATEST_MSG_ID_RSP as u16 => {
+        cid::MSG_DATA => handle_msg_data(net, state, link, pdu)?,
+        cid::MSG_GET_LATEST_MSG_ID_RSP => {
             relay_to_client::<IMGetLatestMsgIdRsp>(net, state, pdu)?;
         }
-        c if c == B::CID_BUDDY_LIST_RECENT_CONTACT_SESSION_RESPONSE as u16 => {
+        cid::BUDDY_LIST_RECENT_CONTACT_SESSION_RESPONSE => {
             relay_to_client::<IMRecentContactSessionRsp>(net, state, pdu)?;
         }
-        c if c == B::CID_BUDDY_LIST_ALL_USER_RESPONSE as u16 => {
+        cid::BUDDY_LIST_ALL_USER_RESPONSE => {
             relay_to_client::<IMAllUserRsp>(net, state, pdu)?;
         }
-        c if c == B::CID_BUDDY_LIST_USER_INFO_RESPONSE as u16 => {
+        cid::BUDDY_LIST_USER_INFO_RESPONSE => {
             relay_to_client::<IMUsersInfoRsp>(net, state, pdu)?;
         }
-        c if c == B::CID_BUDDY_LIST_REMOVE_SESSION_RES as u16 => {
+        cid::BUDDY_LIST_REMOVE_SESSION_RES => {
             relay_to_client::<IMRemoveSessionRsp>(net, state, pdu)?;
         }
-        c if c == B::CID_BUDDY_LIST_CHANGE_AVATAR_RESPONSE as u16 => {
-            handle_change_avatar_response(net, state, pdu)?
-        }
-        c if c == B::CID_BUDDY_LIST_CHANGE_SIGN_INFO_RESPONSE as u16 => {
+        cid::BUDDY_LIST_CHANGE_AVATAR_RESPONSE => handle_change_avatar_response(net, state, pdu)?,
+        cid::BUDDY_LIST_CHANGE_SIGN_INFO_RESPONSE => {
             handle_change_sign_info_response(net, state, pdu)?
         }
-        c if c == B::CID_BUDDY_LIST_DEPARTMENT_RESPONSE as u16 => {
+        cid::BUDDY_LIST_DEPARTMENT_RESPONSE => {
             relay_to_client::<IMDepartmentRsp>(net, state, pdu)?;
         }
-        c if c == O::CID_OTHER_GET_DEVICE_TOKEN_RSP as u16 => {
-            push_serv_conn::handle_device_tokens(net, state, &pdu)?
-        }
-        c if c == O::CID_OTHER_GET_SHIELD_RSP as u16 => {
-            group_chat::handle_get_shield_response(net, state, &pdu)?
-        }
-        c if c == O::CID_OTHER_STOP_RECV_PACKET as u16 => {
+        cid::OTHER_GET_DEVICE_TOKEN_RSP => push_serv_conn::handle_device_tokens(net, state, &pdu)?,
+        cid::OTHER_GET_SHIELD_RSP => group_chat::handle_get_shield_response(net, state, &pdu)?,
+        cid::OTHER_STOP_RECV_PACKET => {
             log::warn!("db_proxy link {link} stops receiving: no more requests on it");
             state.db.peers.stop_using(link);
         }
-        c if (GroupCmdID::CID_GROUP_NORMAL_LIST_RESPONSE as u16
-            ..=GroupCmdID::CID_GROUP_CHANGE_MEMBER_NOTIFY as u16)
-            .contains(&c) =>
-        {
+        cid::GROUP_NORMAL_LIST_RESPONSE..=cid::GROUP_CHANGE_MEMBER_NOTIFY => {
             group_chat::handle_db_reply(net, state, pdu)?
         }
-        c if c == FileCmdID::CID_FILE_HAS_OFFLINE_RES as u16 => {
-            file_handler::handle_has_offline_response(net, state, pdu)?
-        }
-        _ => log::warn!("db_proxy: unexpected command {cid:#06x} ignored"),
+        cid::FILE_HAS_OFFLINE_RES => file_handler::handle_has_offline_response(net, state, pdu)?,
+        other => log::warn!("db_proxy: unexpected command {other:#06x} ignored"),
     }
     Ok(())
 }
@@ -394,15 +370,11 @@ fn handle_validate_response(
         return Ok(());
     }
     let online_status = client.online_status;
-    let (sid, cid) = (
-        ServiceID::SID_LOGIN as u16,
-        LoginCmdID::CID_LOGIN_RES_USERLOGIN as u16,
-    );
     match (rsp.result_code, rsp.user_info) {
         (0, Some(info)) => {
             msg_conn::login_validated(net, state, conn, info.user_id, &info.user_nick_name);
             let res = login_success(rsp.result_string, online_status, info);
-            send_msg(net, conn, sid, cid, pdu.seq_num(), &res);
+            let _ = net.send_msg(conn, pdu.seq_num(), &res);
         }
         (code, _) => {
             log::info!("login of {} refused by db_proxy ({code})", rsp.user_name);
@@ -413,7 +385,7 @@ fn handle_validate_response(
                 online_status: None,
                 user_info: None,
             };
-            send_msg(net, conn, sid, cid, pdu.seq_num(), &res);
+            let _ = net.send_msg(conn, pdu.seq_num(), &res);
             net.close_after_flush(conn);
         }
     }
@@ -453,14 +425,7 @@ fn handle_msg_data(
         user_id: vec![to],
         attach_data: Some(pdu.body().to_vec()),
     };
-    send_msg(
-        net,
-        link,
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_GET_DEVICE_TOKEN_REQ as u16,
-        0,
-        &req,
-    );
+    let _ = net.send_msg(link, 0, &req);
     Ok(())
 }
 
@@ -497,11 +462,7 @@ fn handle_change_sign_info_response(
             changed_user_id: rsp.user_id,
             sign_info: rsp.sign_info.unwrap_or_default(),
         };
-        let sid = ServiceID::SID_BUDDY_LIST as u16;
-        let cid = BuddyListCmdID::CID_BUDDY_LIST_SIGN_INFO_CHANGED_NOTIFY as u16;
-        if let Some(out) = make_pdu(sid, cid, 0, &notify) {
-            route_serv_conn::send_to_master(net, state, &out);
-        }
+        route_serv_conn::msg_to_master(net, state, &notify);
     }
     Ok(())
 }

@@ -14,13 +14,12 @@
 use crate::attach_data::{AttachData, AttachType};
 use crate::db_serv_conn::{self, DbPick};
 use crate::route_serv_conn;
-use crate::state::{make_pdu, send_all, send_msg, send_to_user, MsgState};
+use crate::state::{send_all, send_to_user, MsgState};
 use base::pdu::PduError;
 use base::ImPdu;
 use netlib::{ConnId, Reactor};
-use tt_proto::IM::BaseDefine::{
-    BuddyListCmdID, FileCmdID, OtherCmdID, ServiceID, TransferFileType, UserStatType,
-};
+use tt_proto::cid;
+use tt_proto::IM::BaseDefine::{TransferFileType, UserStatType};
 use tt_proto::IM::Buddy::IMUsersStatReq;
 use tt_proto::IM::File::{
     IMFileAddOfflineReq, IMFileDelOfflineReq, IMFileHasOfflineReq, IMFileHasOfflineRsp,
@@ -38,16 +37,9 @@ pub fn handle_client_request(
     user_id: u32,
     pdu: ImPdu,
 ) -> Handled {
-    let cid = pdu.command_id();
-    match cid {
-        c if c == FileCmdID::CID_FILE_REQUEST as u16 => {
-            handle_file_request(net, state, id, user_id, &pdu)
-        }
-        c if c == FileCmdID::CID_FILE_HAS_OFFLINE_REQ as u16 => {
-            let rsp = (
-                ServiceID::SID_FILE as u16,
-                FileCmdID::CID_FILE_HAS_OFFLINE_RES as u16,
-            );
+    match pdu.command_id() {
+        cid::FILE_REQUEST => handle_file_request(net, state, id, user_id, &pdu),
+        cid::FILE_HAS_OFFLINE_REQ => {
             // No db_proxy: an empty offline file list.
             db_serv_conn::forward_or_answer(
                 net,
@@ -55,17 +47,14 @@ pub fn handle_client_request(
                 id,
                 user_id,
                 pdu,
-                rsp,
                 |_: IMFileHasOfflineReq| IMFileHasOfflineRsp {
                     user_id,
                     ..IMFileHasOfflineRsp::default()
                 },
             )
         }
-        c if c == FileCmdID::CID_FILE_ADD_OFFLINE_REQ as u16 => {
-            handle_add_offline(net, state, user_id, pdu)
-        }
-        c if c == FileCmdID::CID_FILE_DEL_OFFLINE_REQ as u16 => {
+        cid::FILE_ADD_OFFLINE_REQ => handle_add_offline(net, state, user_id, pdu),
+        cid::FILE_DEL_OFFLINE_REQ => {
             let req: IMFileDelOfflineReq = pdu.msg()?;
             log::info!(
                 "del offline file, {}->{}, task_id={}",
@@ -87,8 +76,8 @@ pub fn handle_client_request(
             }
             Ok(())
         }
-        _ => {
-            log::warn!("wrong file command {cid:#06x} from user {user_id}");
+        other => {
+            log::warn!("wrong file command {other:#06x} from user {user_id}");
             Ok(())
         }
     }
@@ -118,14 +107,7 @@ fn handle_file_request(
     let Some(link) = state.file.pick() else {
         log::warn!("file request: no file_server");
         let rsp = refused(user_id, req.to_user_id, &req.file_name, req.trans_mode);
-        send_msg(
-            net,
-            id,
-            ServiceID::SID_FILE as u16,
-            FileCmdID::CID_FILE_RESPONSE as u16,
-            pdu.seq_num(),
-            &rsp,
-        );
+        let _ = net.send_msg(id, pdu.seq_num(), &rsp);
         return Ok(());
     };
     let transfer = IMFileTransferReq {
@@ -136,13 +118,7 @@ fn handle_file_request(
         trans_mode: req.trans_mode,
         attach_data: Some(AttachData::handle(id).encode()),
     };
-    let (sid, cid) = (
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_FILE_TRANSFER_REQ as u16,
-    );
-    let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &transfer) else {
-        return Ok(());
-    };
+    let out = ImPdu::for_msg(pdu.seq_num(), &transfer)?;
     let receiver_pc_here = state
         .users
         .get(transfer.to_user_id)
@@ -163,12 +139,8 @@ fn handle_file_request(
         user_id_list: vec![transfer.to_user_id],
         attach_data: Some(attach.encode()),
     };
-    let (sid, cid) = (
-        ServiceID::SID_BUDDY_LIST as u16,
-        BuddyListCmdID::CID_BUDDY_LIST_USERS_STATUS_REQUEST as u16,
-    );
-    if let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &status_req) {
-        route_serv_conn::send_to_master(net, state, &out);
+    if let Some(master) = state.route.master {
+        let _ = net.send_msg(master, pdu.seq_num(), &status_req);
     }
     Ok(())
 }
@@ -209,14 +181,7 @@ pub fn transfer_after_status(
         TransferFileType::FILE_TYPE_OFFLINE
     };
     if let Some(link) = state.file.pick() {
-        send_msg(
-            net,
-            link,
-            ServiceID::SID_OTHER as u16,
-            OtherCmdID::CID_OTHER_FILE_TRANSFER_REQ as u16,
-            seq,
-            &req,
-        );
+        let _ = net.send_msg(link, seq, &req);
         return Ok(());
     }
     log::warn!("file request: no file_server");
@@ -226,12 +191,8 @@ pub fn transfer_after_status(
         &req.file_name,
         req.trans_mode,
     );
-    let (sid, cid) = (
-        ServiceID::SID_FILE as u16,
-        FileCmdID::CID_FILE_RESPONSE as u16,
-    );
     if let Some(conn) = state.users.conn_of(req.from_user_id, attach.handle) {
-        send_msg(net, conn, sid, cid, seq, &rsp);
+        let _ = net.send_msg(conn, seq, &rsp);
     }
     Ok(())
 }
@@ -268,16 +229,11 @@ fn handle_add_offline(
             trans_mode: TransferFileType::FILE_TYPE_OFFLINE,
             offline_ready: 1,
         };
-        let (sid, cid) = (
-            ServiceID::SID_FILE as u16,
-            FileCmdID::CID_FILE_NOTIFY as u16,
-        );
-        if let Some(out) = make_pdu(sid, cid, 0, &notify) {
-            if let Some(to) = state.users.get(notify.to_user_id) {
-                send_all(net, &to.pc_targets(None), &out);
-            }
-            route_serv_conn::send_to_master(net, state, &out);
+        let out = ImPdu::for_msg(0, &notify)?;
+        if let Some(to) = state.users.get(notify.to_user_id) {
+            send_all(net, &to.pc_targets(None), &out);
         }
+        route_serv_conn::send_to_master(net, state, &out);
     }
     Ok(())
 }

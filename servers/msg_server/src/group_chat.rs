@@ -26,15 +26,14 @@
 use crate::attach_data::{AttachData, AttachType};
 use crate::db_serv_conn::{self, client_of, DbPick};
 use crate::route_serv_conn;
-use crate::state::{make_pdu, send_msg, send_to_user, MsgState};
+use crate::state::{send_to_user, MsgState};
 use base::pdu::PduError;
 use base::tick::monotonic_ms;
 use base::ImPdu;
 use netlib::{ConnId, Reactor};
 use std::collections::{BTreeSet, HashMap};
-use tt_proto::IM::BaseDefine::{
-    GroupCmdID, GroupType, GroupVersionInfo, MessageCmdID, OtherCmdID, ServiceID, SessionType,
-};
+use tt_proto::cid;
+use tt_proto::IM::BaseDefine::{GroupType, GroupVersionInfo, SessionType};
 use tt_proto::IM::Group::{
     IMGroupChangeMemberNotify, IMGroupChangeMemberReq, IMGroupChangeMemberRsp, IMGroupCreateReq,
     IMGroupCreateRsp, IMGroupInfoListReq, IMGroupInfoListRsp, IMGroupShieldReq, IMGroupShieldRsp,
@@ -252,43 +251,29 @@ pub fn handle_client_request(
     user_id: u32,
     pdu: ImPdu,
 ) -> Handled {
-    use GroupCmdID as G;
-    let cid = pdu.command_id();
-    let sid = ServiceID::SID_GROUP as u16;
     macro_rules! to_db_or_answer {
-        ($rsp_cid:expr, $answer:expr) => {
-            db_serv_conn::forward_or_answer(
-                net,
-                state,
-                id,
-                user_id,
-                pdu,
-                (sid, $rsp_cid as u16),
-                $answer,
-            )
+        ($answer:expr) => {
+            db_serv_conn::forward_or_answer(net, state, id, user_id, pdu, $answer)
         };
     }
-    match cid {
-        c if c == G::CID_GROUP_NORMAL_LIST_REQUEST as u16 => {
-            to_db_or_answer!(
-                G::CID_GROUP_NORMAL_LIST_RESPONSE,
-                |_: IMNormalGroupListReq| {
-                    IMNormalGroupListRsp {
-                        user_id,
-                        ..IMNormalGroupListRsp::default()
-                    }
+    match pdu.command_id() {
+        cid::GROUP_NORMAL_LIST_REQUEST => {
+            to_db_or_answer!(|_: IMNormalGroupListReq| {
+                IMNormalGroupListRsp {
+                    user_id,
+                    ..IMNormalGroupListRsp::default()
                 }
-            )
+            })
         }
-        c if c == G::CID_GROUP_INFO_REQUEST as u16 => {
-            to_db_or_answer!(G::CID_GROUP_INFO_RESPONSE, |_: IMGroupInfoListReq| {
+        cid::GROUP_INFO_REQUEST => {
+            to_db_or_answer!(|_: IMGroupInfoListReq| {
                 IMGroupInfoListRsp {
                     user_id,
                     ..IMGroupInfoListRsp::default()
                 }
             })
         }
-        c if c == G::CID_GROUP_CREATE_REQUEST as u16 => {
+        cid::GROUP_CREATE_REQUEST => {
             let req: IMGroupCreateReq = pdu.msg()?;
             if req.group_type == GroupType::GROUP_TYPE_NORMAL {
                 log::warn!(
@@ -297,7 +282,7 @@ pub fn handle_client_request(
                 );
                 return Ok(());
             }
-            to_db_or_answer!(G::CID_GROUP_CREATE_RESPONSE, |req: IMGroupCreateReq| {
+            to_db_or_answer!(|req: IMGroupCreateReq| {
                 IMGroupCreateRsp {
                     user_id,
                     result_code: 1,
@@ -306,35 +291,29 @@ pub fn handle_client_request(
                 }
             })
         }
-        c if c == G::CID_GROUP_CHANGE_MEMBER_REQUEST as u16 => {
-            to_db_or_answer!(
-                G::CID_GROUP_CHANGE_MEMBER_RESPONSE,
-                |req: IMGroupChangeMemberReq| {
-                    IMGroupChangeMemberRsp {
-                        user_id,
-                        change_type: req.change_type,
-                        result_code: 1,
-                        group_id: req.group_id,
-                        ..IMGroupChangeMemberRsp::default()
-                    }
+        cid::GROUP_CHANGE_MEMBER_REQUEST => {
+            to_db_or_answer!(|req: IMGroupChangeMemberReq| {
+                IMGroupChangeMemberRsp {
+                    user_id,
+                    change_type: req.change_type,
+                    result_code: 1,
+                    group_id: req.group_id,
+                    ..IMGroupChangeMemberRsp::default()
                 }
-            )
+            })
         }
-        c if c == G::CID_GROUP_SHIELD_GROUP_REQUEST as u16 => {
-            to_db_or_answer!(
-                G::CID_GROUP_SHIELD_GROUP_RESPONSE,
-                |req: IMGroupShieldReq| {
-                    IMGroupShieldRsp {
-                        user_id,
-                        group_id: req.group_id,
-                        result_code: 1,
-                        attach_data: None,
-                    }
+        cid::GROUP_SHIELD_GROUP_REQUEST => {
+            to_db_or_answer!(|req: IMGroupShieldReq| {
+                IMGroupShieldRsp {
+                    user_id,
+                    group_id: req.group_id,
+                    result_code: 1,
+                    attach_data: None,
                 }
-            )
+            })
         }
-        _ => {
-            log::warn!("wrong group command {cid:#06x} from user {user_id}");
+        other => {
+            log::warn!("wrong group command {other:#06x} from user {user_id}");
             Ok(())
         }
     }
@@ -342,10 +321,8 @@ pub fn handle_client_request(
 
 /// The group replies of `CDBServConn::HandlePdu`.
 pub fn handle_db_reply(net: &mut Reactor<MsgState>, state: &mut MsgState, pdu: ImPdu) -> Handled {
-    use GroupCmdID as G;
-    let cid = pdu.command_id();
-    match cid {
-        c if c == G::CID_GROUP_NORMAL_LIST_RESPONSE as u16 => {
+    match pdu.command_id() {
+        cid::GROUP_NORMAL_LIST_RESPONSE => {
             let rsp = db_serv_conn::relay_to_client::<IMNormalGroupListRsp>(net, state, pdu)?;
             for v in &rsp.group_version_list {
                 state
@@ -353,8 +330,8 @@ pub fn handle_db_reply(net: &mut Reactor<MsgState>, state: &mut MsgState, pdu: I
                     .observe(v.group_id, v.version, None, monotonic_ms());
             }
         }
-        c if c == G::CID_GROUP_INFO_RESPONSE as u16 => handle_group_info_response(net, state, pdu)?,
-        c if c == G::CID_GROUP_CREATE_RESPONSE as u16 => {
+        cid::GROUP_INFO_RESPONSE => handle_group_info_response(net, state, pdu)?,
+        cid::GROUP_CREATE_RESPONSE => {
             let rsp = db_serv_conn::relay_to_client::<IMGroupCreateRsp>(net, state, pdu)?;
             log::info!(
                 "group create response, user_id={}, result={}, group_id={:?}",
@@ -363,13 +340,11 @@ pub fn handle_db_reply(net: &mut Reactor<MsgState>, state: &mut MsgState, pdu: I
                 rsp.group_id
             );
         }
-        c if c == G::CID_GROUP_CHANGE_MEMBER_RESPONSE as u16 => {
-            handle_change_member_response(net, state, pdu)?
-        }
-        c if c == G::CID_GROUP_SHIELD_GROUP_RESPONSE as u16 => {
+        cid::GROUP_CHANGE_MEMBER_RESPONSE => handle_change_member_response(net, state, pdu)?,
+        cid::GROUP_SHIELD_GROUP_RESPONSE => {
             db_serv_conn::relay_to_client::<IMGroupShieldRsp>(net, state, pdu)?;
         }
-        _ => log::warn!("db_proxy: unexpected group command {cid:#06x} ignored"),
+        other => log::warn!("db_proxy: unexpected group command {other:#06x} ignored"),
     }
     Ok(())
 }
@@ -463,9 +438,12 @@ fn deliver(
         );
         return;
     };
-    let (sid, cid) = (ServiceID::SID_MSG as u16, MessageCmdID::CID_MSG_DATA as u16);
-    let Some(out) = make_pdu(sid, cid, 0, msg) else {
-        return;
+    let out = match ImPdu::for_msg(0, msg) {
+        Ok(out) => out,
+        Err(e) => {
+            log::error!("group message to {group_id} not delivered: {e}");
+            return;
+        }
     };
     for t in targets {
         let _ = net.send_pdu(t, &out);
@@ -477,12 +455,8 @@ fn deliver(
             user_id: members.to_vec(),
             attach_data: Some(out.body().to_vec()),
         };
-        let (sid, cid) = (
-            ServiceID::SID_OTHER as u16,
-            OtherCmdID::CID_OTHER_GET_SHIELD_REQ as u16,
-        );
         if let Some(link) = state.db.pick(DbPick::Other) {
-            send_msg(net, link, sid, cid, 0, &req);
+            let _ = net.send_msg(link, 0, &req);
         }
     }
 }
@@ -535,15 +509,11 @@ fn ask_members(net: &mut Reactor<MsgState>, state: &mut MsgState, waiting: &Wait
         }],
         attach_data: Some(attach.encode()),
     };
-    let (sid, cid) = (
-        ServiceID::SID_GROUP as u16,
-        GroupCmdID::CID_GROUP_INFO_REQUEST as u16,
-    );
-    match (state.db.pick(DbPick::Other), make_pdu(sid, cid, 0, &req)) {
-        (Some(link), Some(out)) => {
-            let _ = net.send_pdu(link, &out);
+    match state.db.pick(DbPick::Other) {
+        Some(link) => {
+            let _ = net.send_msg(link, 0, &req);
         }
-        _ => log::warn!("no db_proxy: group {group_id} members not asked; retried later"),
+        None => log::warn!("no db_proxy: group {group_id} members not asked; retried later"),
     }
 }
 
@@ -633,13 +603,7 @@ fn handle_change_member_response(
         cur_user_id_list: rsp.cur_user_id_list,
         chg_user_id_list: rsp.chg_user_id_list,
     };
-    let (sid, cid) = (
-        ServiceID::SID_GROUP as u16,
-        GroupCmdID::CID_GROUP_CHANGE_MEMBER_NOTIFY as u16,
-    );
-    let Some(out) = make_pdu(sid, cid, 0, &notify) else {
-        return Ok(());
-    };
+    let out = ImPdu::for_msg(0, &notify)?;
     route_serv_conn::send_to_master(net, state, &out);
     for uid in notify_receivers(&notify.chg_user_id_list, &notify.cur_user_id_list) {
         send_to_user(net, state, uid, from_conn, &out);
@@ -684,12 +648,8 @@ pub fn handle_get_shield_response(
             .collect(),
         attach_data: rsp.attach_data,
     };
-    let (sid, cid) = (
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_GET_DEVICE_TOKEN_REQ as u16,
-    );
     if let Some(link) = state.db.pick(DbPick::Other) {
-        send_msg(net, link, sid, cid, 0, &req);
+        let _ = net.send_msg(link, 0, &req);
     }
     Ok(())
 }

@@ -8,11 +8,10 @@
 //! new clients to the least-loaded msg_server. login_server sends nothing
 //! but heartbeats.
 
-use crate::state::{make_pdu, send_all, MsgState};
+use crate::state::{send_all, MsgState};
 use base::ImPdu;
 use netlib::PeerLink;
 use netlib::{Ctx, Heartbeat, ImConn, Reactor};
-use tt_proto::IM::BaseDefine::{OtherCmdID, ServiceID};
 use tt_proto::IM::Server::{IMMsgServInfo, IMUserCntUpdate};
 
 /// `USER_CNT_INC`.
@@ -53,13 +52,7 @@ impl ImConn<MsgState> for LoginServConn {
         let addr = cx.peer_addr();
         self.link.confirm(&mut cx.state.login, cx.id, addr);
         let info = msg_serv_info(cx.state);
-        let (sid, cid) = (
-            ServiceID::SID_OTHER as u16,
-            OtherCmdID::CID_OTHER_MSG_SERV_INFO as u16,
-        );
-        if let Some(out) = make_pdu(sid, cid, 0, &info) {
-            cx.send_pdu(&out);
-        }
+        cx.send_msg(0, &info);
     }
 
     /// `OnClose`: reconnected after the back-off.
@@ -89,11 +82,8 @@ pub fn send_user_cnt_update(
         user_action: if online { USER_CNT_INC } else { USER_CNT_DEC },
         user_id,
     };
-    let (sid, cid) = (
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_USER_CNT_UPDATE as u16,
-    );
-    if let Some(out) = make_pdu(sid, cid, 0, &msg) {
-        send_all(net, &state.login.open_links(), &out);
+    match ImPdu::for_msg(0, &msg) {
+        Ok(out) => send_all(net, &state.login.open_links(), &out),
+        Err(e) => log::error!("user count update of user {user_id} not sent: {e}"),
     }
 }

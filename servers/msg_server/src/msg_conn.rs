@@ -24,17 +24,15 @@ use crate::db_serv_conn::{self, DbPick};
 use crate::file_handler;
 use crate::group_chat;
 use crate::im_user::{is_mobile, UserConn};
-use crate::state::{make_pdu, send_msg, send_to_user, MsgState};
+use crate::state::{send_to_user, MsgState};
 use crate::{login_serv_conn, route_serv_conn};
 use base::pdu::PduError;
 use base::tick::{monotonic_ms, unix_time};
 use base::ImPdu;
 use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
 use std::collections::VecDeque;
-use tt_proto::ProtoMessage;
 use tt_proto::IM::BaseDefine::{
-    BuddyListCmdID, ClientType, KickReasonType, LoginCmdID, MessageCmdID, MsgType, OtherCmdID,
-    ResultType, ServiceID, SessionType, UserStatType,
+    ClientType, KickReasonType, MsgType, ResultType, SessionType, UserStatType,
 };
 use tt_proto::IM::Buddy::{
     IMAllUserReq, IMChangeAvatarReq, IMChangeSignInfoReq, IMDepartmentReq,
@@ -51,6 +49,7 @@ use tt_proto::IM::Message::{
 };
 use tt_proto::IM::Server::IMValidateReq;
 use tt_proto::IM::SwitchService::IMP2PCmdMsg;
+use tt_proto::{cid, Command};
 
 /// `TIMEOUT_WATI_LOGIN_RESPONSE`: a connection not logged in after 15 s is closed.
 pub const TIMEOUT_WAIT_LOGIN_RESPONSE: u64 = 15_000;
@@ -162,10 +161,7 @@ pub enum BeforeLogin {
 /// Whether `command_id` may run on a connection whose login is not
 /// validated, counting the violation in `conn`.
 pub fn check_before_login(conn: &mut ClientConn, command_id: u16) -> BeforeLogin {
-    if conn.open
-        || command_id == LoginCmdID::CID_LOGIN_REQ_USERLOGIN as u16
-        || command_id == OtherCmdID::CID_OTHER_HEARTBEAT as u16
-    {
+    if conn.open || matches!(command_id, cid::LOGIN_REQ_USERLOGIN | cid::OTHER_HEARTBEAT) {
         return BeforeLogin::Allowed;
     }
     conn.violations += 1;
@@ -216,19 +212,22 @@ impl ImConn<MsgState> for MsgConn {
     /// field) closes the connection, with a log line; the C++ logs and
     /// ignores such a PDU (`CHECK_PB_PARSE_MSG`) and keeps the client.
     fn on_pdu(&mut self, cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) {
-        let cid = pdu.command_id();
+        let command = pdu.command_id();
         let Some(conn) = cx.state.conns.get_mut(&cx.id) else {
             return;
         };
-        match check_before_login(conn, cid) {
+        match check_before_login(conn, command) {
             BeforeLogin::Allowed => {}
             BeforeLogin::Ignored => {
-                log::warn!("client {}: command {cid:#06x} before login ignored", cx.id);
+                log::warn!(
+                    "client {}: command {command:#06x} before login ignored",
+                    cx.id
+                );
                 return;
             }
             BeforeLogin::Close => {
                 log::warn!(
-                    "client {}: command {cid:#06x} before login again, closing",
+                    "client {}: command {command:#06x} before login again, closing",
                     cx.id
                 );
                 cx.close();
@@ -300,42 +299,6 @@ impl ImConn<MsgState> for MsgConn {
     }
 }
 
-/// The client commands (`CMsgConn::HandlePdu`'s switch cases).
-mod cmd {
-    use tt_proto::IM::BaseDefine::{
-        BuddyListCmdID as B, FileCmdID as F, GroupCmdID as G, LoginCmdID as L, MessageCmdID as M,
-        OtherCmdID as O, SwitchServiceCmdID as S,
-    };
-    pub const HEARTBEAT: u16 = O::CID_OTHER_HEARTBEAT as u16;
-    pub const LOGIN: u16 = L::CID_LOGIN_REQ_USERLOGIN as u16;
-    pub const LOGOUT: u16 = L::CID_LOGIN_REQ_LOGINOUT as u16;
-    pub const DEVICE_TOKEN: u16 = L::CID_LOGIN_REQ_DEVICETOKEN as u16;
-    pub const KICK_PC_CLIENT: u16 = L::CID_LOGIN_REQ_KICKPCCLIENT as u16;
-    pub const PUSH_SHIELD: u16 = L::CID_LOGIN_REQ_PUSH_SHIELD as u16;
-    pub const QUERY_PUSH_SHIELD: u16 = L::CID_LOGIN_REQ_QUERY_PUSH_SHIELD as u16;
-    pub const MSG_DATA: u16 = M::CID_MSG_DATA as u16;
-    pub const MSG_DATA_ACK: u16 = M::CID_MSG_DATA_ACK as u16;
-    pub const TIME_REQUEST: u16 = M::CID_MSG_TIME_REQUEST as u16;
-    pub const MSG_LIST: u16 = M::CID_MSG_LIST_REQUEST as u16;
-    pub const MSG_BY_ID: u16 = M::CID_MSG_GET_BY_MSG_ID_REQ as u16;
-    pub const UNREAD_CNT: u16 = M::CID_MSG_UNREAD_CNT_REQUEST as u16;
-    pub const READ_ACK: u16 = M::CID_MSG_READ_ACK as u16;
-    pub const LATEST_MSG_ID: u16 = M::CID_MSG_GET_LATEST_MSG_ID_REQ as u16;
-    pub const P2P: u16 = S::CID_SWITCH_P2P_CMD as u16;
-    pub const RECENT_SESSIONS: u16 = B::CID_BUDDY_LIST_RECENT_CONTACT_SESSION_REQUEST as u16;
-    pub const USER_INFO: u16 = B::CID_BUDDY_LIST_USER_INFO_REQUEST as u16;
-    pub const REMOVE_SESSION: u16 = B::CID_BUDDY_LIST_REMOVE_SESSION_REQ as u16;
-    pub const ALL_USERS: u16 = B::CID_BUDDY_LIST_ALL_USER_REQUEST as u16;
-    pub const CHANGE_AVATAR: u16 = B::CID_BUDDY_LIST_CHANGE_AVATAR_REQUEST as u16;
-    pub const CHANGE_SIGN_INFO: u16 = B::CID_BUDDY_LIST_CHANGE_SIGN_INFO_REQUEST as u16;
-    pub const USERS_STATUS: u16 = B::CID_BUDDY_LIST_USERS_STATUS_REQUEST as u16;
-    pub const DEPARTMENTS: u16 = B::CID_BUDDY_LIST_DEPARTMENT_REQUEST as u16;
-    pub const GROUP_FIRST: u16 = G::CID_GROUP_NORMAL_LIST_REQUEST as u16;
-    pub const GROUP_LAST: u16 = G::CID_GROUP_CHANGE_MEMBER_NOTIFY as u16;
-    pub const FILE_FIRST: u16 = F::CID_FILE_LOGIN_REQ as u16;
-    pub const FILE_LAST: u16 = F::CID_FILE_DEL_OFFLINE_REQ as u16;
-}
-
 /// `HandlePdu`'s switch.
 fn dispatch(cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) -> Handled {
     let user_id = cx.state.conns.get(&cx.id).map_or(0, |c| c.user_id);
@@ -348,55 +311,52 @@ fn dispatch(cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) -> Handled {
     }
     use DbPick::{Login as ForLogin, Other};
     match pdu.command_id() {
-        cmd::HEARTBEAT => {
+        cid::OTHER_HEARTBEAT => {
             // `_HandleHeartBeat`: echoed.
             let _ = net.send_pdu(id, &pdu);
             Ok(())
         }
-        cmd::LOGIN => handle_login_request(net, state, id, &pdu),
-        cmd::LOGOUT => handle_logout(net, state, id, &pdu),
-        cmd::DEVICE_TOKEN => handle_device_token(net, state, id, pdu),
-        cmd::KICK_PC_CLIENT => handle_kick_pc_client(net, state, id, &pdu),
-        cmd::PUSH_SHIELD => to_db!(IMPushShieldReq, Other, true),
-        cmd::QUERY_PUSH_SHIELD => to_db!(IMQueryPushShieldReq, Other, true),
-        cmd::MSG_DATA => handle_msg_data(net, state, id, pdu),
-        cmd::MSG_DATA_ACK => handle_msg_data_ack(state, id, &pdu),
-        cmd::TIME_REQUEST => {
+        cid::LOGIN_REQ_USERLOGIN => handle_login_request(net, state, id, &pdu),
+        cid::LOGIN_REQ_LOGINOUT => handle_logout(net, state, id, &pdu),
+        cid::LOGIN_REQ_DEVICETOKEN => handle_device_token(net, state, id, pdu),
+        cid::LOGIN_REQ_KICKPCCLIENT => handle_kick_pc_client(net, state, id, &pdu),
+        cid::LOGIN_REQ_PUSH_SHIELD => to_db!(IMPushShieldReq, Other, true),
+        cid::LOGIN_REQ_QUERY_PUSH_SHIELD => to_db!(IMQueryPushShieldReq, Other, true),
+        cid::MSG_DATA => handle_msg_data(net, state, id, pdu),
+        cid::MSG_DATA_ACK => handle_msg_data_ack(state, id, &pdu),
+        cid::MSG_TIME_REQUEST => {
             // `_HandleClientTimeRequest`.
             let rsp = IMClientTimeRsp {
                 server_time: unix_time(),
             };
-            send_msg(
-                net,
-                id,
-                ServiceID::SID_MSG as u16,
-                MessageCmdID::CID_MSG_TIME_RESPONSE as u16,
-                pdu.seq_num(),
-                &rsp,
-            );
+            let _ = net.send_msg(id, pdu.seq_num(), &rsp);
             Ok(())
         }
-        cmd::MSG_LIST => to_db!(IMGetMsgListReq, ForLogin, true),
-        cmd::MSG_BY_ID => to_db!(IMGetMsgByIdReq, ForLogin, true),
-        cmd::UNREAD_CNT => to_db!(IMUnreadMsgCntReq, ForLogin, true),
-        cmd::READ_ACK => handle_msg_read_ack(net, state, id, pdu),
-        cmd::LATEST_MSG_ID => to_db!(IMGetLatestMsgIdReq, Other, true),
-        cmd::P2P => handle_p2p_cmd(net, state, id, &pdu),
-        cmd::RECENT_SESSIONS => to_db!(IMRecentContactSessionReq, ForLogin, true),
-        cmd::USER_INFO => to_db!(IMUsersInfoReq, ForLogin, true),
-        cmd::REMOVE_SESSION => handle_remove_session(net, state, id, pdu),
-        cmd::ALL_USERS => to_db!(IMAllUserReq, Other, true),
+        cid::MSG_LIST_REQUEST => to_db!(IMGetMsgListReq, ForLogin, true),
+        cid::MSG_GET_BY_MSG_ID_REQ => to_db!(IMGetMsgByIdReq, ForLogin, true),
+        cid::MSG_UNREAD_CNT_REQUEST => to_db!(IMUnreadMsgCntReq, ForLogin, true),
+        cid::MSG_READ_ACK => handle_msg_read_ack(net, state, id, pdu),
+        cid::MSG_GET_LATEST_MSG_ID_REQ => to_db!(IMGetLatestMsgIdReq, Other, true),
+        cid::SWITCH_P2P_CMD => handle_p2p_cmd(net, state, id, &pdu),
+        cid::BUDDY_LIST_RECENT_CONTACT_SESSION_REQUEST => {
+            to_db!(IMRecentContactSessionReq, ForLogin, true)
+        }
+        cid::BUDDY_LIST_USER_INFO_REQUEST => to_db!(IMUsersInfoReq, ForLogin, true),
+        cid::BUDDY_LIST_REMOVE_SESSION_REQ => handle_remove_session(net, state, id, pdu),
+        cid::BUDDY_LIST_ALL_USER_REQUEST => to_db!(IMAllUserReq, Other, true),
         // `_HandleChangeAvatarRequest`. Neither the C++ db_proxy_server nor
         // ours has a handler for it, so no reply ever comes: the client
         // sees nothing, as with the C++ cluster.
-        cmd::CHANGE_AVATAR => to_db!(IMChangeAvatarReq, Other, false),
-        cmd::CHANGE_SIGN_INFO => to_db!(IMChangeSignInfoReq, Other, true),
-        cmd::USERS_STATUS => handle_users_status_request(net, state, id, user_id, pdu),
-        cmd::DEPARTMENTS => to_db!(IMDepartmentReq, Other, true),
-        cmd::GROUP_FIRST..=cmd::GROUP_LAST => {
+        cid::BUDDY_LIST_CHANGE_AVATAR_REQUEST => to_db!(IMChangeAvatarReq, Other, false),
+        cid::BUDDY_LIST_CHANGE_SIGN_INFO_REQUEST => to_db!(IMChangeSignInfoReq, Other, true),
+        cid::BUDDY_LIST_USERS_STATUS_REQUEST => {
+            handle_users_status_request(net, state, id, user_id, pdu)
+        }
+        cid::BUDDY_LIST_DEPARTMENT_REQUEST => to_db!(IMDepartmentReq, Other, true),
+        cid::GROUP_NORMAL_LIST_REQUEST..=cid::GROUP_CHANGE_MEMBER_NOTIFY => {
             group_chat::handle_client_request(net, state, id, user_id, pdu)
         }
-        cmd::FILE_FIRST..=cmd::FILE_LAST => {
+        cid::FILE_LOGIN_REQ..=cid::FILE_DEL_OFFLINE_REQ => {
             file_handler::handle_client_request(net, state, id, user_id, pdu)
         }
         other => {
@@ -435,14 +395,7 @@ fn handle_login_request(
             online_status: None,
             user_info: None,
         };
-        send_msg(
-            net,
-            id,
-            ServiceID::SID_LOGIN as u16,
-            LoginCmdID::CID_LOGIN_RES_USERLOGIN as u16,
-            pdu.seq_num(),
-            &res,
-        );
+        let _ = net.send_msg(id, pdu.seq_num(), &res);
         net.close_after_flush(id);
         return Ok(());
     }
@@ -472,12 +425,8 @@ fn handle_login_request(
         password: req.password,
         attach_data: Some(AttachData::handle(id).encode()),
     };
-    let (sid, cid) = (
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_VALIDATE_REQ as u16,
-    );
     if let Some(link) = db_link {
-        send_msg(net, link, sid, cid, pdu.seq_num(), &validate);
+        let _ = net.send_msg(link, pdu.seq_num(), &validate);
     }
     Ok(())
 }
@@ -560,12 +509,12 @@ pub fn kick_same_client_class(
         user_id,
         kick_reason: reason,
     };
-    let (sid, cid) = (
-        ServiceID::SID_LOGIN as u16,
-        LoginCmdID::CID_LOGIN_KICK_USER as u16,
-    );
-    let Some(out) = make_pdu(sid, cid, 0, &kick) else {
-        return;
+    let out = match ImPdu::for_msg(0, &kick) {
+        Ok(out) => out,
+        Err(e) => {
+            log::error!("kick of user {user_id} not sent: {e}");
+            return;
+        }
     };
     for t in targets {
         log::info!("kick user {user_id} ({login_name}) on {t}: {reason:?}");
@@ -611,24 +560,10 @@ fn handle_logout(
             client_type: None,
             attach_data: None,
         };
-        send_msg(
-            net,
-            link,
-            ServiceID::SID_LOGIN as u16,
-            LoginCmdID::CID_LOGIN_REQ_DEVICETOKEN as u16,
-            pdu.seq_num(),
-            &req,
-        );
+        let _ = net.send_msg(link, pdu.seq_num(), &req);
     }
     let rsp = IMLogoutRsp { result_code: 0 };
-    send_msg(
-        net,
-        id,
-        ServiceID::SID_LOGIN as u16,
-        LoginCmdID::CID_LOGIN_RES_LOGINOUT as u16,
-        pdu.seq_num(),
-        &rsp,
-    );
+    let _ = net.send_msg(id, pdu.seq_num(), &rsp);
     net.close_after_flush(id);
     Ok(())
 }
@@ -658,14 +593,7 @@ fn handle_device_token(
         user_id,
         attach_data: None,
     };
-    send_msg(
-        net,
-        id,
-        ServiceID::SID_LOGIN as u16,
-        LoginCmdID::CID_LOGIN_RES_DEVICETOKEN as u16,
-        pdu.seq_num(),
-        &rsp,
-    );
+    let _ = net.send_msg(id, pdu.seq_num(), &rsp);
     if let Some(link) = state.db.pick(DbPick::Other) {
         req.user_id = user_id;
         req.client_type = Some(ClientType::from(client_type as i32));
@@ -713,14 +641,7 @@ fn handle_kick_pc_client(
         user_id,
         result_code: 0,
     };
-    send_msg(
-        net,
-        id,
-        ServiceID::SID_LOGIN as u16,
-        LoginCmdID::CID_LOGIN_RES_KICKPCCLIENT as u16,
-        pdu.seq_num(),
-        &rsp,
-    );
+    let _ = net.send_msg(id, pdu.seq_num(), &rsp);
     Ok(())
 }
 
@@ -824,18 +745,19 @@ fn acknowledged(
 
 /// A notify about what `user_id` did on connection `id`: to the user's
 /// other connections here, and through route_server to those elsewhere.
-fn tell_other_devices<M: ProtoMessage>(
+fn tell_other_devices<M: Command>(
     net: &mut Reactor<MsgState>,
     state: &MsgState,
     user_id: u32,
     id: ConnId,
-    sid: u16,
-    cid: u16,
     notify: &M,
 ) {
-    if let Some(out) = make_pdu(sid, cid, 0, notify) {
-        send_to_user(net, state, user_id, Some(id), &out);
-        route_serv_conn::send_to_master(net, state, &out);
+    match ImPdu::for_msg(0, notify) {
+        Ok(out) => {
+            send_to_user(net, state, user_id, Some(id), &out);
+            route_serv_conn::send_to_master(net, state, &out);
+        }
+        Err(e) => log::error!("notify {:#06x} of user {user_id} not sent: {e}", M::CID),
     }
 }
 
@@ -873,11 +795,7 @@ fn handle_msg_read_ack(
         msg_id: ack.msg_id,
         session_type: ack.session_type,
     };
-    let (sid, cid) = (
-        ServiceID::SID_MSG as u16,
-        MessageCmdID::CID_MSG_READ_NOTIFY as u16,
-    );
-    tell_other_devices(net, state, user_id, id, sid, cid, &notify);
+    tell_other_devices(net, state, user_id, id, &notify);
     acknowledged(state, id, ack.session_type, ack.msg_id, ack.session_id);
     Ok(())
 }
@@ -916,9 +834,7 @@ fn handle_remove_session(
             session_type: req.session_type,
             session_id: req.session_id,
         };
-        let sid = ServiceID::SID_BUDDY_LIST as u16;
-        let cid = BuddyListCmdID::CID_BUDDY_LIST_REMOVE_SESSION_NOTIFY as u16;
-        tell_other_devices(net, state, user_id, id, sid, cid, &notify);
+        tell_other_devices(net, state, user_id, id, &notify);
     }
     Ok(())
 }
@@ -985,9 +901,11 @@ mod tests {
     #[test]
     fn only_login_and_heartbeat_before_login() {
         let mut c = ClientConn::new(0);
-        let login = LoginCmdID::CID_LOGIN_REQ_USERLOGIN as u16;
-        let hb = OtherCmdID::CID_OTHER_HEARTBEAT as u16;
-        let data = MessageCmdID::CID_MSG_DATA as u16;
+        let (login, hb, data) = (
+            cid::LOGIN_REQ_USERLOGIN,
+            cid::OTHER_HEARTBEAT,
+            cid::MSG_DATA,
+        );
         assert_eq!(check_before_login(&mut c, hb), BeforeLogin::Allowed);
         assert_eq!(check_before_login(&mut c, login), BeforeLogin::Allowed);
         assert_eq!(check_before_login(&mut c, data), BeforeLogin::Ignored);

@@ -14,14 +14,13 @@
 
 use crate::attach_data::{AttachData, AttachType};
 use crate::route_serv_conn;
-use crate::state::{make_pdu, send_msg, MsgState};
+use crate::state::MsgState;
 use base::pdu::PduError;
 use base::ImPdu;
 use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
 use netlib::{PeerLink, PeerList};
-use tt_proto::IM::BaseDefine::{
-    BuddyListCmdID, MsgType, OtherCmdID, ServiceID, UserStatType, UserTokenInfo,
-};
+use tt_proto::cid;
+use tt_proto::IM::BaseDefine::{MsgType, UserStatType, UserTokenInfo};
 use tt_proto::IM::Buddy::IMUsersStatReq;
 use tt_proto::IM::Message::IMMsgData;
 use tt_proto::IM::Server::{IMGetDeviceTokenRsp, IMPushToUserReq};
@@ -83,10 +82,10 @@ impl ImConn<MsgState> for PushServConn {
 
     /// `HandlePdu`: only heartbeats and push results, which are logged.
     fn on_pdu(&mut self, _cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) {
-        if pdu.command_id() == OtherCmdID::CID_OTHER_PUSH_TO_USER_RSP as u16 {
-            log::debug!("push to user response");
-        } else if pdu.command_id() != OtherCmdID::CID_OTHER_HEARTBEAT as u16 {
-            log::warn!("push_server: unexpected command {:#06x}", pdu.command_id());
+        match pdu.command_id() {
+            cid::OTHER_PUSH_TO_USER_RSP => log::debug!("push to user response"),
+            cid::OTHER_HEARTBEAT => {}
+            other => log::warn!("push_server: unexpected command {other:#06x}"),
         }
     }
 }
@@ -233,13 +232,7 @@ fn ask_status_then_push(
         user_id_list: vec![user_id],
         attach_data: Some(attach.encode()),
     };
-    let (sid, cid) = (
-        ServiceID::SID_BUDDY_LIST as u16,
-        BuddyListCmdID::CID_BUDDY_LIST_USERS_STATUS_REQUEST as u16,
-    );
-    if let Some(out) = make_pdu(sid, cid, 0, &req) {
-        route_serv_conn::send_to_master(net, state, &out);
-    }
+    route_serv_conn::msg_to_master(net, state, &req);
 }
 
 /// The `ATTACH_TYPE_PDU_FOR_PUSH` branch of `_HandleUsersStatusResponse`:
@@ -274,14 +267,7 @@ fn send_push(net: &mut Reactor<MsgState>, state: &MsgState, push: &IMPushToUserR
         log::debug!("no push_server: push dropped");
         return;
     };
-    send_msg(
-        net,
-        link,
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_PUSH_TO_USER_REQ as u16,
-        0,
-        push,
-    );
+    let _ = net.send_msg(link, 0, push);
 }
 
 #[cfg(test)]

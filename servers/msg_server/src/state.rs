@@ -15,7 +15,6 @@ use base::ImPdu;
 use netlib::PeerList;
 use netlib::{ConnId, Reactor};
 use std::collections::HashMap;
-use tt_proto::ProtoMessage;
 
 /// What this msg_server tells login_server about itself (`MSG_SERV_INFO`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,18 +73,6 @@ pub struct MsgState {
     pub log_msg: bool,
 }
 
-/// Builds a PDU we originate. Encoding fails only for a body over the PDU
-/// size limit; that is logged and the PDU not sent.
-pub fn make_pdu<M: ProtoMessage>(sid: u16, cid: u16, seq: u16, msg: &M) -> Option<ImPdu> {
-    match ImPdu::with_msg(sid, cid, seq, msg) {
-        Ok(pdu) => Some(pdu),
-        Err(e) => {
-            log::error!("cannot encode command {cid:#06x}: {e}");
-            None
-        }
-    }
-}
-
 /// Sends `pdu` to each of `targets`. A target whose send fails is being
 /// closed by the reactor; its `on_close` cleans up.
 pub fn send_all(net: &mut Reactor<MsgState>, targets: &[ConnId], pdu: &ImPdu) {
@@ -105,20 +92,5 @@ pub fn send_to_user(
 ) {
     if let Some(user) = state.users.get(user_id) {
         send_all(net, &user.targets(except), pdu);
-    }
-}
-
-/// Builds a PDU we originate and sends it to connection `to` (see
-/// [`make_pdu`]; a send that fails is the reactor closing `to`).
-pub fn send_msg<M: ProtoMessage>(
-    net: &mut Reactor<MsgState>,
-    to: ConnId,
-    sid: u16,
-    cid: u16,
-    seq: u16,
-    msg: &M,
-) {
-    if let Some(out) = make_pdu(sid, cid, seq, msg) {
-        let _ = net.send_pdu(to, &out);
     }
 }

@@ -16,15 +16,12 @@ use base::ImPdu;
 use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use tt_proto::ProtoMessage;
-use tt_proto::IM::BaseDefine::{
-    BuddyListCmdID, FileCmdID, GroupCmdID, MessageCmdID, OtherCmdID, ServiceID, SwitchServiceCmdID,
-    UserStat, UserStatType,
-};
+use tt_proto::IM::BaseDefine::{UserStat, UserStatType};
 use tt_proto::IM::Buddy::{IMUserStatNotify, IMUsersStatReq, IMUsersStatRsp};
 use tt_proto::IM::Server::{
     IMOnlineUserInfo, IMRoleSet, IMServerPCLoginStatusNotify, IMUserStatusUpdate,
 };
+use tt_proto::{cid, Command};
 
 /// `IM_PC_LOGIN_STATUS_ON` in `IMServerPCLoginStatusNotify.login_status`.
 const PC_LOGIN_STATUS_ON: u32 = 1;
@@ -162,23 +159,6 @@ impl RouteState {
     }
 }
 
-/// Builds a PDU we originate. Encoding only fails on a broken generated
-/// type; that is logged and the PDU not sent.
-fn build<M: ProtoMessage>(
-    service_id: ServiceID,
-    command_id: u16,
-    seq: u16,
-    msg: &M,
-) -> Option<ImPdu> {
-    match ImPdu::with_msg(service_id as u16, command_id, seq, msg) {
-        Ok(pdu) => Some(pdu),
-        Err(e) => {
-            log::error!("cannot encode command {command_id:#x}: {e}");
-            None
-        }
-    }
-}
-
 /// `_BroadcastMsg`: sends `pdu` to every open link but `except`. A link
 /// whose send fails is being closed by the reactor; the others still get it.
 fn broadcast(
@@ -192,6 +172,16 @@ fn broadcast(
             // A failure means that link is closing; its on_close cleans up.
             let _ = net.send_pdu(link, pdu);
         }
+    }
+}
+
+/// `_BroadcastMsg` of a notify we originate: `msg` under its command, seq
+/// 0, to every open link. Encoding fails only for a body over the PDU
+/// limit; that is logged and nothing sent.
+fn broadcast_msg<M: Command>(net: &mut Reactor<RouteState>, state: &RouteState, msg: &M) {
+    match ImPdu::for_msg(0, msg) {
+        Ok(pdu) => broadcast(net, state, &pdu, None),
+        Err(e) => log::error!("cannot encode command {:#06x}: {e}", M::CID),
     }
 }
 
@@ -228,10 +218,7 @@ fn notify_presence(
                     PC_LOGIN_STATUS_ON
                 },
             };
-            let cid = OtherCmdID::CID_OTHER_LOGIN_STATUS_NOTIFY as u16;
-            if let Some(pdu) = build(ServiceID::SID_OTHER, cid, 0, &msg) {
-                broadcast(net, state, &pdu, None);
-            }
+            broadcast_msg(net, state, &msg);
         }
     }
     if client_is_pc && !(offline && pc_login == Some(true)) {
@@ -241,25 +228,22 @@ fn notify_presence(
                 status: UserStatType::from(status as i32),
             },
         };
-        let cid = BuddyListCmdID::CID_BUDDY_LIST_STATUS_NOTIFY as u16;
-        if let Some(pdu) = build(ServiceID::SID_BUDDY_LIST, cid, 0, &msg) {
-            broadcast(net, state, &pdu, None);
-        }
+        broadcast_msg(net, state, &msg);
     }
 }
 
 /// Is `command_id` one of the PDUs relayed to every other msg_server?
 fn is_relayed_to_others(command_id: u16) -> bool {
-    [
-        MessageCmdID::CID_MSG_DATA as u16,
-        SwitchServiceCmdID::CID_SWITCH_P2P_CMD as u16,
-        MessageCmdID::CID_MSG_READ_NOTIFY as u16,
-        OtherCmdID::CID_OTHER_SERVER_KICK_USER as u16,
-        GroupCmdID::CID_GROUP_CHANGE_MEMBER_NOTIFY as u16,
-        FileCmdID::CID_FILE_NOTIFY as u16,
-        BuddyListCmdID::CID_BUDDY_LIST_REMOVE_SESSION_NOTIFY as u16,
-    ]
-    .contains(&command_id)
+    matches!(
+        command_id,
+        cid::MSG_DATA
+            | cid::SWITCH_P2P_CMD
+            | cid::MSG_READ_NOTIFY
+            | cid::OTHER_SERVER_KICK_USER
+            | cid::GROUP_CHANGE_MEMBER_NOTIFY
+            | cid::FILE_NOTIFY
+            | cid::BUDDY_LIST_REMOVE_SESSION_NOTIFY
+    )
 }
 
 /// `CRouteConn`: the handler of one msg_server link.
@@ -383,10 +367,7 @@ impl RouteConn {
             // The C++ always sets it, empty when the request had none.
             attach_data: Some(req.attach_data.unwrap_or_default()),
         };
-        let cid = BuddyListCmdID::CID_BUDDY_LIST_USERS_STATUS_RESPONSE as u16;
-        if let Some(out) = build(ServiceID::SID_BUDDY_LIST, cid, pdu.seq_num(), &rsp) {
-            cx.send_pdu(&out);
-        }
+        cx.send_msg(pdu.seq_num(), &rsp);
         Ok(())
     }
 }
@@ -408,30 +389,28 @@ impl ImConn<RouteState> for RouteConn {
     /// decoding their bodies, as the C++ does; a body we must read that
     /// does not decode closes the link.
     fn on_pdu(&mut self, cx: &mut Ctx<'_, RouteState>, pdu: ImPdu) {
-        let cid = pdu.command_id();
-        let handled = if cid == OtherCmdID::CID_OTHER_HEARTBEAT as u16 {
-            Ok(())
-        } else if cid == OtherCmdID::CID_OTHER_ONLINE_USER_INFO as u16 {
-            self.handle_online_user_info(cx, &pdu)
-        } else if cid == OtherCmdID::CID_OTHER_USER_STATUS_UPDATE as u16 {
-            self.handle_user_status_update(cx, &pdu)
-        } else if cid == OtherCmdID::CID_OTHER_ROLE_SET as u16 {
-            self.handle_role_set(cx, &pdu)
-        } else if cid == BuddyListCmdID::CID_BUDDY_LIST_USERS_STATUS_REQUEST as u16 {
-            self.handle_users_status_request(cx, &pdu)
-        } else if is_relayed_to_others(cid) {
-            broadcast(cx.net, cx.state, &pdu, Some(cx.id));
-            Ok(())
-        } else if cid == BuddyListCmdID::CID_BUDDY_LIST_SIGN_INFO_CHANGED_NOTIFY as u16 {
-            // To every link, the sender included, as the C++ does.
-            broadcast(cx.net, cx.state, &pdu, None);
-            Ok(())
-        } else {
-            log::warn!(
-                "unknown command {cid:#x} from msg_server {}, ignored",
-                cx.id
-            );
-            Ok(())
+        let handled = match pdu.command_id() {
+            cid::OTHER_HEARTBEAT => Ok(()),
+            cid::OTHER_ONLINE_USER_INFO => self.handle_online_user_info(cx, &pdu),
+            cid::OTHER_USER_STATUS_UPDATE => self.handle_user_status_update(cx, &pdu),
+            cid::OTHER_ROLE_SET => self.handle_role_set(cx, &pdu),
+            cid::BUDDY_LIST_USERS_STATUS_REQUEST => self.handle_users_status_request(cx, &pdu),
+            c if is_relayed_to_others(c) => {
+                broadcast(cx.net, cx.state, &pdu, Some(cx.id));
+                Ok(())
+            }
+            cid::BUDDY_LIST_SIGN_INFO_CHANGED_NOTIFY => {
+                // To every link, the sender included, as the C++ does.
+                broadcast(cx.net, cx.state, &pdu, None);
+                Ok(())
+            }
+            other => {
+                log::warn!(
+                    "unknown command {other:#x} from msg_server {}, ignored",
+                    cx.id
+                );
+                Ok(())
+            }
         };
         if let Err(e) = handled {
             log::warn!(
