@@ -17,7 +17,7 @@
 //! msg_server); a body that does not decode closes the connection.
 
 use crate::msg_serv_info::{Choice, MsgServInfo, UserCntAction};
-use crate::LoginState;
+use crate::state::LoginState;
 use base::ImPdu;
 use netlib::{Ctx, Heartbeat, ImConn};
 use tt_proto::cid;

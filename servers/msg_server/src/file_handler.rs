@@ -12,9 +12,8 @@
 //! sender, receiver and task id the client names.
 
 use crate::attach_data::{AttachData, AttachType};
-use crate::db_serv_conn::{self, DbPick};
-use crate::route_serv_conn;
-use crate::state::{send_all, send_to_user, MsgState};
+use crate::peers::DbPick;
+use crate::state::{send_all, MsgState};
 use base::pdu::PduError;
 use base::ImPdu;
 use netlib::{ConnId, Reactor};
@@ -41,17 +40,14 @@ pub fn handle_client_request(
         cid::FILE_REQUEST => handle_file_request(net, state, id, user_id, &pdu),
         cid::FILE_HAS_OFFLINE_REQ => {
             // No db_proxy: an empty offline file list.
-            db_serv_conn::forward_or_answer(
-                net,
-                state,
-                id,
-                user_id,
-                pdu,
-                |_: IMFileHasOfflineReq| IMFileHasOfflineRsp {
-                    user_id,
-                    ..IMFileHasOfflineRsp::default()
-                },
-            )
+            state
+                .db
+                .forward_or_answer(net, id, user_id, pdu, |_: IMFileHasOfflineReq| {
+                    IMFileHasOfflineRsp {
+                        user_id,
+                        ..IMFileHasOfflineRsp::default()
+                    }
+                })
         }
         cid::FILE_ADD_OFFLINE_REQ => handle_add_offline(net, state, user_id, pdu),
         cid::FILE_DEL_OFFLINE_REQ => {
@@ -71,9 +67,7 @@ pub fn handle_client_request(
                 );
                 return Ok(());
             }
-            if let Some(link) = state.db.pick(DbPick::Other) {
-                let _ = net.send_pdu(link, &pdu);
-            }
+            state.db.send_pdu(net, DbPick::Other, &pdu);
             Ok(())
         }
         other => {
@@ -139,9 +133,7 @@ fn handle_file_request(
         user_id_list: vec![transfer.to_user_id],
         attach_data: Some(attach.encode()),
     };
-    if let Some(master) = state.route.master {
-        let _ = net.send_msg(master, pdu.seq_num(), &status_req);
-    }
+    state.route.msg_to_master(net, pdu.seq_num(), &status_req);
     Ok(())
 }
 
@@ -233,7 +225,7 @@ fn handle_add_offline(
         if let Some(to) = state.users.get(notify.to_user_id) {
             send_all(net, &to.pc_targets(None), &out);
         }
-        route_serv_conn::send_to_master(net, state, &out);
+        state.route.to_master(net, &out);
     }
     Ok(())
 }
@@ -246,7 +238,7 @@ pub fn handle_has_offline_response(
     mut pdu: ImPdu,
 ) -> Handled {
     let mut rsp: IMFileHasOfflineRsp = pdu.msg()?;
-    let conn = db_serv_conn::client_of(state, rsp.user_id, rsp.attach_data.as_deref());
+    let conn = state.client_of(rsp.user_id, rsp.attach_data.as_deref());
     match state.file.pick() {
         Some(link) => rsp.ip_addr_list.extend(state.file.ip_list(link)),
         None => log::warn!("offline file list: no file_server"),
@@ -272,6 +264,6 @@ pub fn handle_file_notify(
         msg.to_user_id,
         msg.task_id
     );
-    send_to_user(net, state, msg.to_user_id, None, pdu);
+    state.send_to_user(net, msg.to_user_id, None, pdu);
     Ok(())
 }

@@ -1,53 +1,21 @@
 //! Links to file_server: the C++ `FileServConn.cpp` (`CFileServConn`,
-//! `init_file_serv_conn`, `get_random_file_serv_conn`).
+//! `_HandleFileMsgTransRsp`); `get_random_file_serv_conn` is
+//! [`crate::peers::FileServers`].
 //!
 //! On connect each file_server is asked where clients reach it
 //! (`CID_OTHER_FILE_SERVER_IP_REQ`); file transfer requests go to a random
 //! open link, and its answer (a task id) goes to both ends of the transfer.
 
 use crate::attach_data::AttachData;
-use crate::route_serv_conn;
 use crate::state::{send_all, MsgState};
 use base::pdu::PduError;
 use base::ImPdu;
+use netlib::PeerLink;
 use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
-use netlib::{PeerLink, PeerList};
-use rand::Rng;
-use std::collections::HashMap;
 use tt_proto::cid;
-use tt_proto::IM::BaseDefine::{IpAddr, TransferFileType};
+use tt_proto::IM::BaseDefine::TransferFileType;
 use tt_proto::IM::File::{IMFileNotify, IMFileRsp};
 use tt_proto::IM::Server::{IMFileServerIPReq, IMFileServerIPRsp, IMFileTransferRsp};
-
-/// The file_server links and the client addresses each reported.
-#[derive(Debug, Default)]
-pub struct FileServers {
-    /// The links.
-    pub peers: PeerList,
-    /// `m_ip_list` of each link.
-    pub ip_lists: HashMap<ConnId, Vec<IpAddr>>,
-}
-
-impl FileServers {
-    /// `get_random_file_serv_conn`: a random peer's link if open, else the
-    /// next open one after it.
-    pub fn pick(&self) -> Option<ConnId> {
-        let n = self.peers.peer_count();
-        if n == 0 {
-            return None;
-        }
-        let start = rand::thread_rng().gen_range(0..n);
-        (0..n)
-            .map(|i| (start + i) % n)
-            .filter_map(|idx| self.peers.list.servers[idx].conn)
-            .find(|&c| self.peers.is_open(c))
-    }
-
-    /// `GetFileServerIPList` of `link`.
-    pub fn ip_list(&self, link: ConnId) -> Vec<IpAddr> {
-        self.ip_lists.get(&link).cloned().unwrap_or_default()
-    }
-}
 
 /// `CFileServConn`: the handler of the link to file_server `idx`.
 #[derive(Debug)]
@@ -163,7 +131,7 @@ fn handle_transfer_response(
         if let Some(to) = state.users.get(rsp.to_user_id) {
             send_all(net, &to.pc_targets(None), &out);
         }
-        route_serv_conn::send_to_master(net, state, &out);
+        state.route.to_master(net, &out);
     }
     Ok(())
 }

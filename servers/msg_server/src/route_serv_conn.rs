@@ -1,6 +1,6 @@
 //! Links to route_server: the C++ `RouteServConn.cpp` (`CRouteServConn`,
-//! `init_route_serv_conn`, `get_route_serv_conn`,
-//! `update_master_route_serv_conn`, `send_to_all_route_server`).
+//! its `HandlePdu` and `_HandleUsersStatusResponse`); the master and the
+//! sends to route_server are [`crate::peers::RouteServers`].
 //!
 //! route_server knows which users are logged in on which msg_server and
 //! relays what must reach users elsewhere. Logins and logouts go to every
@@ -15,97 +15,21 @@ use crate::group_chat;
 use crate::im_user::{CLIENT_TYPE_FLAG_BOTH, CLIENT_TYPE_FLAG_PC, PC_LOGIN_STATUS_ON};
 use crate::msg_conn;
 use crate::push_serv_conn;
-use crate::state::{send_all, send_to_user, MsgState};
+use crate::state::{send_all, MsgState};
 use base::msg_type::is_group_msg;
 use base::pdu::PduError;
 use base::ImPdu;
-use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
-use netlib::{PeerLink, PeerList};
+use netlib::PeerLink;
+use netlib::{Ctx, Heartbeat, ImConn, Reactor};
+use tt_proto::cid;
 use tt_proto::IM::BaseDefine::{ClientType, KickReasonType, ServerUserStat, UserStatType};
 use tt_proto::IM::Buddy::{
     IMPCLoginStatusNotify, IMRemoveSessionNotify, IMSignInfoChangedNotify, IMUserStatNotify,
     IMUsersStatRsp,
 };
 use tt_proto::IM::Message::{IMMsgData, IMMsgDataReadNotify};
-use tt_proto::IM::Server::{
-    IMOnlineUserInfo, IMRoleSet, IMServerKickUser, IMServerPCLoginStatusNotify, IMUserStatusUpdate,
-};
+use tt_proto::IM::Server::{IMOnlineUserInfo, IMServerKickUser, IMServerPCLoginStatusNotify};
 use tt_proto::IM::SwitchService::IMP2PCmdMsg;
-use tt_proto::{cid, Command};
-
-/// The route_server links and which one is the master (`g_master_rs_conn`).
-#[derive(Debug, Default)]
-pub struct RouteServers {
-    /// The links.
-    pub peers: PeerList,
-    /// `get_route_serv_conn`: where everything but status updates goes.
-    pub master: Option<ConnId>,
-}
-
-/// `get_route_serv_conn()->SendPdu`: sends `pdu` to the master
-/// route_server, if any link is open.
-pub fn send_to_master(net: &mut Reactor<MsgState>, state: &MsgState, pdu: &ImPdu) {
-    if let Some(master) = state.route.master {
-        let _ = net.send_pdu(master, pdu);
-    }
-}
-
-/// `get_route_serv_conn()->SendPdu` of a PDU we originate: `msg` under
-/// its command, with seq 0, to the master route_server if any link is open.
-pub fn msg_to_master<M: Command>(net: &mut Reactor<MsgState>, state: &MsgState, msg: &M) {
-    if let Some(master) = state.route.master {
-        let _ = net.send_msg(master, 0, msg);
-    }
-}
-
-/// `CID_OTHER_SERVER_KICK_USER` to the master route_server: the other
-/// msg_servers kick `user_id`'s connections of `client_type`'s class.
-pub fn send_kick_user(
-    net: &mut Reactor<MsgState>,
-    state: &MsgState,
-    user_id: u32,
-    client_type: ClientType,
-    reason: KickReasonType,
-) {
-    let kick = IMServerKickUser {
-        user_id,
-        client_type,
-        reason: reason as u32,
-    };
-    msg_to_master(net, state, &kick);
-}
-
-/// `send_to_all_route_server(CID_OTHER_USER_STATUS_UPDATE)`: a client of
-/// `user_id` logged in or out.
-pub fn send_user_status_update(
-    net: &mut Reactor<MsgState>,
-    state: &MsgState,
-    user_id: u32,
-    client_type: u32,
-    status: UserStatType,
-) {
-    let msg = IMUserStatusUpdate {
-        user_status: status as u32,
-        user_id,
-        client_type: ClientType::from(client_type as i32),
-    };
-    match ImPdu::for_msg(0, &msg) {
-        Ok(out) => send_all(net, &state.route.peers.open_links(), &out),
-        Err(e) => log::error!("user status update of user {user_id} not sent: {e}"),
-    }
-}
-
-/// `update_master_route_serv_conn`: the oldest open link becomes master
-/// and is told so.
-fn update_master(net: &mut Reactor<MsgState>, state: &mut MsgState) {
-    state.route.master = state.route.peers.oldest_open();
-    if let Some(master) = state.route.master {
-        log::info!("route_server link {master} is the master");
-        let _ = net.send_msg(master, 0, &IMRoleSet { master: 1 });
-    } else {
-        log::warn!("no route_server link open");
-    }
-}
 
 /// The `IMOnlineUserInfo` of `OnConfirm`: every validated connection here.
 pub fn online_user_info(state: &MsgState) -> IMOnlineUserInfo {
@@ -146,7 +70,7 @@ impl ImConn<MsgState> for RouteServConn {
         // Membership changes may have been missed while no link was open.
         cx.state.groups.clear();
         if cx.state.route.master.is_none() {
-            update_master(cx.net, cx.state);
+            cx.state.route.update_master(cx.net);
         }
         let info = online_user_info(cx.state);
         cx.send_msg(0, &info);
@@ -157,7 +81,7 @@ impl ImConn<MsgState> for RouteServConn {
         let addr = cx.peer_addr();
         self.link.closed(&mut cx.state.route.peers, cx.id, addr);
         if cx.state.route.master == Some(cx.id) {
-            update_master(cx.net, cx.state);
+            cx.state.route.update_master(cx.net);
         }
     }
 
@@ -197,7 +121,7 @@ fn handle_relayed(
             } else {
                 KickReasonType::KICK_REASON_DUPLICATE_USER
             };
-            msg_conn::kick_same_client_class(
+            msg_conn::login::kick_same_client_class(
                 net,
                 state,
                 msg.user_id,
@@ -218,7 +142,7 @@ fn handle_relayed(
         cid::BUDDY_LIST_USERS_STATUS_RESPONSE => handle_users_status_response(net, state, pdu)?,
         cid::MSG_READ_NOTIFY => {
             let msg: IMMsgDataReadNotify = pdu.msg()?;
-            send_to_user(net, state, msg.user_id, None, &pdu);
+            state.send_to_user(net, msg.user_id, None, &pdu);
         }
         cid::MSG_DATA => {
             let msg: IMMsgData = pdu.msg()?;
@@ -227,14 +151,14 @@ fn handle_relayed(
             } else {
                 let (from, to, id) = (msg.from_user_id, msg.to_session_id, msg.msg_id);
                 log::debug!("relayed message {from}->{to}, msg_id={id}");
-                msg_conn::broadcast_client_msg_data(net, state, from, &pdu, id, None, from);
-                msg_conn::broadcast_client_msg_data(net, state, to, &pdu, id, None, from);
+                state.deliver_msg(net, from, &pdu, id, None, from);
+                state.deliver_msg(net, to, &pdu, id, None, from);
             }
         }
         cid::SWITCH_P2P_CMD => {
             let msg: IMP2PCmdMsg = pdu.msg()?;
             for uid in [msg.from_user_id, msg.to_user_id] {
-                send_to_user(net, state, uid, None, &pdu);
+                state.send_to_user(net, uid, None, &pdu);
             }
         }
         cid::OTHER_LOGIN_STATUS_NOTIFY => {
@@ -260,7 +184,7 @@ fn handle_relayed(
         }
         cid::BUDDY_LIST_REMOVE_SESSION_NOTIFY => {
             let msg: IMRemoveSessionNotify = pdu.msg()?;
-            send_to_user(net, state, msg.user_id, None, &pdu);
+            state.send_to_user(net, msg.user_id, None, &pdu);
         }
         cid::BUDDY_LIST_SIGN_INFO_CHANGED_NOTIFY => {
             let msg: IMSignInfoChangedNotify = pdu.msg()?;
