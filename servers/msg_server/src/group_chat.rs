@@ -8,7 +8,7 @@
 //!
 //! Differences from the C++, on purpose:
 //! - Member lists are cached ([`crate::group_cache`], whose doc lists how
-//!   they are kept fresh): the C++ asks db_proxy for the member
+//!   they are kept fresh and bounded): the C++ asks db_proxy for the member
 //!   list on every group message on every msg_server. Who gets a message
 //!   stays the same.
 //! - Only the msg_server the message was sent to asks for pushes; the C++
@@ -342,6 +342,23 @@ fn ask_members(net: &mut Reactor<MsgState>, state: &mut MsgState, waiting: &Wait
 pub fn refetch_pending(net: &mut Reactor<MsgState>, state: &mut MsgState) {
     for waiting in state.groups.refetch_all(monotonic_ms()) {
         ask_members(net, state, &waiting);
+    }
+}
+
+/// The once-a-second sweep of the group cache at `now`: old member lists
+/// are forgotten, and the messages that waited too long for theirs
+/// ([`crate::group_cache::MAX_WAIT_MS`]) are dropped with a log line. Their
+/// senders already have their acks and nobody else is sent anything: what
+/// a C++ msg_server does when db_proxy never answers a member list request
+/// (the members find the message in their unread counts and history).
+pub fn expire_waits(state: &mut MsgState, now: u64) {
+    for (group_id, w) in state.groups.expire(now) {
+        log::warn!(
+            "group message {}->{group_id} (msg_id {}) dropped: no member list from db_proxy in {} ms",
+            w.msg.from_user_id,
+            w.msg.msg_id,
+            crate::group_cache::MAX_WAIT_MS
+        );
     }
 }
 

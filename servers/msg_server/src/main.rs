@@ -307,23 +307,33 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// `init_msg_conn`: the statistics timer and the signals (SIGUSR1 resets
-/// the statistics, SIGUSR2 toggles message logging, SIGHUP exits).
+/// `init_msg_conn`: the statistics timer (which also sweeps the group
+/// cache, see [`group_chat::expire_waits`]) and the signals (SIGUSR1
+/// resets the statistics, SIGUSR2 toggles message logging, SIGHUP exits).
 fn init_msg_conn(net: &mut Reactor<MsgState>) -> std::io::Result<()> {
     let mut last_stat = monotonic_ms();
     net.register_timer(MSG_CONN_TIMER_MS, move |_net, state: &mut MsgState| {
         let now = monotonic_ms();
+        group_chat::expire_waits(state, now);
         if now > last_stat + LOG_MSG_STAT_INTERVAL_MS {
             last_stat = now;
             let s = state.stats;
+            let g = state.groups.counters();
             log::info!(
-                "up_msg_cnt={}, up_msg_miss_cnt={}, down_msg_cnt={}, down_msg_miss_cnt={}, users={}, connections={}",
+                "up_msg_cnt={}, up_msg_miss_cnt={}, down_msg_cnt={}, down_msg_miss_cnt={}, users={}, connections={}, \
+                 group_lists={} (evicted {}, expired {}), group_waits={} (dropped {}, expired {})",
                 s.up_total,
                 s.up_miss,
                 s.down_total,
                 s.down_miss,
                 state.users.user_count(),
-                state.conns.len()
+                state.conns.len(),
+                state.groups.group_count(),
+                g.lists_evicted,
+                g.lists_expired,
+                state.groups.waiting_count(),
+                g.waits_dropped,
+                g.waits_expired
             );
         }
     });
