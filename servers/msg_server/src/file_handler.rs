@@ -195,7 +195,7 @@ fn handle_add_offline(
     net: &mut Reactor<MsgState>,
     state: &mut MsgState,
     user_id: u32,
-    mut pdu: ImPdu,
+    pdu: ImPdu,
 ) -> Handled {
     let mut req: IMFileAddOfflineReq = pdu.msg()?;
     log::info!(
@@ -205,11 +205,8 @@ fn handle_add_offline(
         req.file_name,
         req.file_size
     );
-    if let Some(link) = state.db.pick(DbPick::Other) {
-        req.from_user_id = user_id;
-        pdu.set_msg(&req)?;
-        let _ = net.send_pdu(link, &pdu);
-    }
+    req.from_user_id = user_id;
+    state.db.send_as(net, DbPick::Other, pdu, &req)?;
     if let Some(file_link) = state.file.pick() {
         let notify = IMFileNotify {
             from_user_id: user_id,

@@ -25,11 +25,11 @@ use base::ImPdu;
 use netlib::{ConnId, PeerList, Reactor};
 use rand::Rng;
 use std::collections::HashMap;
-use tt_proto::Command;
 use tt_proto::IM::BaseDefine::{ClientType, IpAddr, KickReasonType, UserStatType};
 use tt_proto::IM::Server::{
     IMPushToUserReq, IMRoleSet, IMServerKickUser, IMUserCntUpdate, IMUserStatusUpdate,
 };
+use tt_proto::{Command, ProtoMessage};
 
 /// `DEFAULT_CONCURRENT_DB_CONN_CNT`: links per db_proxy when
 /// `ConcurrentDBConnCnt` is absent.
@@ -104,13 +104,8 @@ impl DbServers {
     /// Sends `pdu` on a link of the `pick` half; false when no link is open
     /// (the caller logs or counts the drop, as the C++ does).
     pub fn send_pdu<S: 'static>(&self, net: &mut Reactor<S>, pick: DbPick, pdu: &ImPdu) -> bool {
-        match self.pick(pick) {
-            Some(link) => {
-                let _ = net.send_pdu(link, pdu);
-                true
-            }
-            None => false,
-        }
+        let link = self.pick(pick);
+        link.map(|link| net.send_pdu(link, pdu)).is_some()
     }
 
     /// Sends `msg` (a request we originate) with `seq` on a link of the
@@ -122,13 +117,26 @@ impl DbServers {
         seq: u16,
         msg: &M,
     ) -> bool {
-        match self.pick(pick) {
-            Some(link) => {
-                let _ = net.send_msg(link, seq, msg);
-                true
-            }
-            None => false,
-        }
+        let link = self.pick(pick);
+        link.map(|link| net.send_msg(link, seq, msg)).is_some()
+    }
+
+    /// A client's request `pdu` with its body replaced by `msg` (the
+    /// request as msg_server stamped it) to a link of the `pick` half;
+    /// false when no link is open (then nothing is encoded).
+    pub fn send_as<S: 'static, M: ProtoMessage>(
+        &self,
+        net: &mut Reactor<S>,
+        pick: DbPick,
+        mut pdu: ImPdu,
+        msg: &M,
+    ) -> Result<bool, PduError> {
+        let Some(link) = self.pick(pick) else {
+            return Ok(false);
+        };
+        pdu.set_msg(msg)?;
+        let _ = net.send_pdu(link, &pdu);
+        Ok(true)
     }
 
     /// Stamps a client's request with its user id (and, when `attach`,
@@ -139,24 +147,19 @@ impl DbServers {
         net: &mut Reactor<S>,
         client: ConnId,
         user_id: u32,
-        mut pdu: ImPdu,
+        pdu: ImPdu,
         pick: DbPick,
         attach: bool,
     ) -> Result<(), PduError> {
         let mut msg: M = pdu.msg()?;
-        let Some(link) = self.pick(pick) else {
-            log::warn!(
-                "no db_proxy: command {:#06x} of user {user_id} dropped",
-                pdu.command_id()
-            );
-            return Ok(());
-        };
         msg.set_user_id(user_id);
         if attach {
             msg.set_attach(Some(AttachData::handle(client).encode()));
         }
-        pdu.set_msg(&msg)?;
-        let _ = net.send_pdu(link, &pdu);
+        let command = pdu.command_id();
+        if !self.send_as(net, pick, pdu, &msg)? {
+            log::warn!("no db_proxy: command {command:#06x} of user {user_id} dropped");
+        }
         Ok(())
     }
 

@@ -109,7 +109,7 @@ pub(super) fn handle_msg_read_ack(
     net: &mut Reactor<MsgState>,
     state: &mut MsgState,
     id: ConnId,
-    mut pdu: ImPdu,
+    pdu: ImPdu,
 ) -> Handled {
     let mut ack: IMMsgDataReadAck = pdu.msg()?;
     let user_id = state.conns.get(&id).map_or(0, |c| c.user_id);
@@ -119,11 +119,8 @@ pub(super) fn handle_msg_read_ack(
         ack.msg_id,
         ack.session_type
     );
-    if let Some(link) = state.db.pick(DbPick::Other) {
-        ack.user_id = user_id;
-        pdu.set_msg(&ack)?;
-        let _ = net.send_pdu(link, &pdu);
-    }
+    ack.user_id = user_id;
+    state.db.send_as(net, DbPick::Other, pdu, &ack)?;
     let notify = IMMsgDataReadNotify {
         user_id,
         session_id: ack.session_id,

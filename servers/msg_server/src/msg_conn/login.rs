@@ -237,7 +237,7 @@ pub(super) fn handle_device_token(
     net: &mut Reactor<MsgState>,
     state: &mut MsgState,
     id: ConnId,
-    mut pdu: ImPdu,
+    pdu: ImPdu,
 ) -> Handled {
     let Some(conn) = state.conns.get(&id) else {
         return Ok(());
@@ -257,12 +257,9 @@ pub(super) fn handle_device_token(
         attach_data: None,
     };
     let _ = net.send_msg(id, pdu.seq_num(), &rsp);
-    if let Some(link) = state.db.pick(DbPick::Other) {
-        req.user_id = user_id;
-        req.client_type = Some(ClientType::from(client_type as i32));
-        pdu.set_msg(&req)?;
-        let _ = net.send_pdu(link, &pdu);
-    }
+    req.user_id = user_id;
+    req.client_type = Some(ClientType::from(client_type as i32));
+    state.db.send_as(net, DbPick::Other, pdu, &req)?;
     Ok(())
 }
 
