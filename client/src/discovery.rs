@@ -8,7 +8,8 @@ use base::pdu::ImPdu;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
-use tt_proto::IM::BaseDefine::{LoginCmdID, ResultType, ServiceID};
+use tt_proto::cid;
+use tt_proto::IM::BaseDefine::ResultType;
 use tt_proto::IM::Login::{IMMsgServReq, IMMsgServRsp};
 
 /// How long discovery waits for login_server.
@@ -62,17 +63,12 @@ pub fn via_http(addr: &str) -> Result<MsgServer, ClientError> {
 pub fn via_tcp(addr: &str) -> Result<MsgServer, ClientError> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(DISCOVERY_TIMEOUT))?;
-    let req = ImPdu::with_msg(
-        ServiceID::SID_LOGIN as u16,
-        LoginCmdID::CID_LOGIN_REQ_MSGSERVER as u16,
-        1,
-        &IMMsgServReq {},
-    )
-    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let req =
+        ImPdu::for_msg(1, &IMMsgServReq {}).map_err(|e| ClientError::Protocol(e.to_string()))?;
     write_pdu(&mut s, &req)?;
     loop {
         let pdu = read_pdu(&mut s)?;
-        if pdu.command_id() != LoginCmdID::CID_LOGIN_RES_MSGSERVER as u16 {
+        if pdu.command_id() != cid::LOGIN_RES_MSGSERVER {
             continue;
         }
         let rsp: IMMsgServRsp = pdu

@@ -19,11 +19,9 @@ use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tt_proto::ProtoMessage;
 use tt_proto::IM::BaseDefine::{
-    BuddyListCmdID, ClientType, GroupCmdID, GroupInfo, GroupVersionInfo, KickReasonType,
-    LoginCmdID, MessageCmdID, MsgInfo, MsgType, OtherCmdID, ResultType, ServiceID, SessionType,
-    UserInfo, UserStatType,
+    ClientType, GroupInfo, GroupVersionInfo, KickReasonType, MsgInfo, MsgType, ResultType,
+    SessionType, UserInfo, UserStatType,
 };
 use tt_proto::IM::Buddy::{IMAllUserReq, IMAllUserRsp, IMUsersInfoReq, IMUsersInfoRsp};
 use tt_proto::IM::Group::{
@@ -35,6 +33,7 @@ use tt_proto::IM::Message::{
     IMMsgDataReadNotify, IMUnreadMsgCntReq, IMUnreadMsgCntRsp,
 };
 use tt_proto::IM::Other::IMHeartBeat;
+use tt_proto::{cid, Command};
 
 /// How long a call waits for its answer.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -194,12 +193,7 @@ impl Session {
             client_type: opts.client_type,
             client_version: Some(opts.version.clone()),
         };
-        let rsp: IMLoginRes = session.call(
-            ServiceID::SID_LOGIN,
-            LoginCmdID::CID_LOGIN_REQ_USERLOGIN as u16,
-            &req,
-            LoginCmdID::CID_LOGIN_RES_USERLOGIN as u16,
-        )?;
+        let rsp: IMLoginRes = session.call(&req)?;
         if rsp.result_code != ResultType::REFUSE_REASON_NONE {
             return Err(ClientError::Refused(rsp.result_code as u32));
         }
@@ -238,18 +232,14 @@ impl Session {
         }
     }
 
-    fn send<M: ProtoMessage>(
-        &mut self,
-        sid: ServiceID,
-        cid: u16,
-        msg: &M,
-    ) -> Result<u16, ClientError> {
+    /// Sends `msg` under the command its type is carried by.
+    fn send<M: Command>(&mut self, msg: &M) -> Result<u16, ClientError> {
         if let Some(e) = self.kicked_error() {
             return Err(e);
         }
         self.seq = self.seq.wrapping_add(1);
-        let pdu = ImPdu::with_msg(sid as u16, cid, self.seq, msg)
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let pdu =
+            ImPdu::for_msg(self.seq, msg).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let mut w = self
             .writer
             .lock()
@@ -258,16 +248,10 @@ impl Session {
         Ok(self.seq)
     }
 
-    /// Sends `msg` and waits for the answer with command `answer`.
-    fn call<M: ProtoMessage, R: ProtoMessage>(
-        &mut self,
-        sid: ServiceID,
-        cid: u16,
-        msg: &M,
-        answer: u16,
-    ) -> Result<R, ClientError> {
-        self.send(sid, cid, msg)?;
-        let pdu = self.wait_for(answer, CALL_TIMEOUT)?;
+    /// Sends `msg` and waits for the answer `R` (the PDU of `R`'s command).
+    fn call<M: Command, R: Command>(&mut self, msg: &M) -> Result<R, ClientError> {
+        self.send(msg)?;
+        let pdu = self.wait_for(R::CID, CALL_TIMEOUT)?;
         pdu.msg().map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
@@ -298,14 +282,14 @@ impl Session {
     }
 
     fn keep(&mut self, at: Instant, pdu: ImPdu) -> Result<(), ClientError> {
-        if pdu.command_id() == LoginCmdID::CID_LOGIN_KICK_USER as u16 {
+        if pdu.command_id() == cid::LOGIN_KICK_USER {
             let kick: IMKickUser = pdu
                 .msg()
                 .map_err(|e| ClientError::Protocol(e.to_string()))?;
             self.end_by_kick(kick.kick_reason);
             return Err(ClientError::Kicked(format!("{:?}", kick.kick_reason)));
         }
-        if pdu.command_id() != OtherCmdID::CID_OTHER_HEARTBEAT as u16 {
+        if pdu.command_id() != cid::OTHER_HEARTBEAT {
             self.pending.push_back((at, pdu));
         }
         Ok(())
@@ -327,41 +311,42 @@ impl Session {
             },
         };
         let bad = |e: base::pdu::PduError| ClientError::Protocol(e.to_string());
-        let cid = pdu.command_id();
-        if cid == MessageCmdID::CID_MSG_DATA as u16 {
-            let m: IMMsgData = pdu.msg().map_err(bad)?;
-            if self.kicked.is_some() {
-                // Taken off the socket before the kick: shown, but not
-                // acknowledged (the connection is shut), so the server keeps
-                // it unread for the session that replaced us.
-                return Ok(Some(Event::Message(self.incoming(m, received_at))));
+        match pdu.command_id() {
+            cid::MSG_DATA => {
+                let m: IMMsgData = pdu.msg().map_err(bad)?;
+                self.take_message(m, received_at).map(Some)
             }
-            let ack = IMMsgDataAck {
-                user_id: self.user_id(),
-                session_id: if base::msg_type::is_group_msg(m.msg_type) {
-                    m.to_session_id
-                } else {
-                    m.from_user_id
-                },
-                msg_id: m.msg_id,
-                session_type: session_type(m.msg_type),
-            };
-            self.send(
-                ServiceID::SID_MSG,
-                MessageCmdID::CID_MSG_DATA_ACK as u16,
-                &ack,
-            )?;
-            return Ok(Some(Event::Message(self.incoming(m, received_at))));
+            cid::MSG_READ_NOTIFY => Ok(Some(Event::ReadNotify(pdu.msg().map_err(bad)?))),
+            cid::LOGIN_KICK_USER => {
+                let kick: IMKickUser = pdu.msg().map_err(bad)?;
+                self.end_by_kick(kick.kick_reason);
+                Ok(Some(Event::Kicked(kick.kick_reason)))
+            }
+            _ => Ok(Some(Event::Other(pdu))),
         }
-        if cid == MessageCmdID::CID_MSG_READ_NOTIFY as u16 {
-            return Ok(Some(Event::ReadNotify(pdu.msg().map_err(bad)?)));
+    }
+
+    /// An incoming message: acknowledged to the server, then handed to the
+    /// caller decrypted.
+    fn take_message(&mut self, m: IMMsgData, received_at: Instant) -> Result<Event, ClientError> {
+        if self.kicked.is_some() {
+            // Taken off the socket before the kick: shown, but not
+            // acknowledged (the connection is shut), so the server keeps
+            // it unread for the session that replaced us.
+            return Ok(Event::Message(self.incoming(m, received_at)));
         }
-        if cid == LoginCmdID::CID_LOGIN_KICK_USER as u16 {
-            let kick: IMKickUser = pdu.msg().map_err(bad)?;
-            self.end_by_kick(kick.kick_reason);
-            return Ok(Some(Event::Kicked(kick.kick_reason)));
-        }
-        Ok(Some(Event::Other(pdu)))
+        let ack = IMMsgDataAck {
+            user_id: self.user_id(),
+            session_id: if base::msg_type::is_group_msg(m.msg_type) {
+                m.to_session_id
+            } else {
+                m.from_user_id
+            },
+            msg_id: m.msg_id,
+            session_type: session_type(m.msg_type),
+        };
+        self.send(&ack)?;
+        Ok(Event::Message(self.incoming(m, received_at)))
     }
 
     /// A message for the caller, its text decrypted.
@@ -396,12 +381,7 @@ impl Session {
             msg_data: self.aes.encrypt(text.as_bytes())?.into_bytes(),
             attach_data: None,
         };
-        let ack: IMMsgDataAck = self.call(
-            ServiceID::SID_MSG,
-            MessageCmdID::CID_MSG_DATA as u16,
-            &msg,
-            MessageCmdID::CID_MSG_DATA_ACK as u16,
-        )?;
+        let ack: IMMsgDataAck = self.call(&msg)?;
         Ok(ack.msg_id)
     }
 
@@ -428,11 +408,7 @@ impl Session {
             msg_id,
             session_type,
         };
-        self.send(
-            ServiceID::SID_MSG,
-            MessageCmdID::CID_MSG_READ_ACK as u16,
-            &ack,
-        )?;
+        self.send(&ack)?;
         Ok(())
     }
 
@@ -442,12 +418,7 @@ impl Session {
             user_id: self.user_id(),
             attach_data: None,
         };
-        self.call(
-            ServiceID::SID_MSG,
-            MessageCmdID::CID_MSG_UNREAD_CNT_REQUEST as u16,
-            &req,
-            MessageCmdID::CID_MSG_UNREAD_CNT_RESPONSE as u16,
-        )
+        self.call(&req)
     }
 
     /// Up to `count` messages of a session from `begin` (0: the newest) backwards.
@@ -466,12 +437,7 @@ impl Session {
             msg_cnt: count,
             attach_data: None,
         };
-        let rsp: IMGetMsgListRsp = self.call(
-            ServiceID::SID_MSG,
-            MessageCmdID::CID_MSG_LIST_REQUEST as u16,
-            &req,
-            MessageCmdID::CID_MSG_LIST_RESPONSE as u16,
-        )?;
+        let rsp: IMGetMsgListRsp = self.call(&req)?;
         Ok(rsp.msg_list)
     }
 
@@ -490,12 +456,7 @@ impl Session {
             latest_update_time: since,
             attach_data: None,
         };
-        let rsp: IMAllUserRsp = self.call(
-            ServiceID::SID_BUDDY_LIST,
-            BuddyListCmdID::CID_BUDDY_LIST_ALL_USER_REQUEST as u16,
-            &req,
-            BuddyListCmdID::CID_BUDDY_LIST_ALL_USER_RESPONSE as u16,
-        )?;
+        let rsp: IMAllUserRsp = self.call(&req)?;
         Ok(rsp.user_list)
     }
 
@@ -506,12 +467,7 @@ impl Session {
             user_id_list: ids.to_vec(),
             attach_data: None,
         };
-        let rsp: IMUsersInfoRsp = self.call(
-            ServiceID::SID_BUDDY_LIST,
-            BuddyListCmdID::CID_BUDDY_LIST_USER_INFO_REQUEST as u16,
-            &req,
-            BuddyListCmdID::CID_BUDDY_LIST_USER_INFO_RESPONSE as u16,
-        )?;
+        let rsp: IMUsersInfoRsp = self.call(&req)?;
         Ok(rsp.user_info_list)
     }
 
@@ -521,12 +477,7 @@ impl Session {
             user_id: self.user_id(),
             attach_data: None,
         };
-        let rsp: IMNormalGroupListRsp = self.call(
-            ServiceID::SID_GROUP,
-            GroupCmdID::CID_GROUP_NORMAL_LIST_REQUEST as u16,
-            &req,
-            GroupCmdID::CID_GROUP_NORMAL_LIST_RESPONSE as u16,
-        )?;
+        let rsp: IMNormalGroupListRsp = self.call(&req)?;
         Ok(rsp.group_version_list)
     }
 
@@ -555,22 +506,13 @@ impl Session {
             group_version_list: groups,
             attach_data: None,
         };
-        let rsp: IMGroupInfoListRsp = self.call(
-            ServiceID::SID_GROUP,
-            GroupCmdID::CID_GROUP_INFO_REQUEST as u16,
-            &req,
-            GroupCmdID::CID_GROUP_INFO_RESPONSE as u16,
-        )?;
+        let rsp: IMGroupInfoListRsp = self.call(&req)?;
         Ok(rsp.group_info_list)
     }
 
     /// Logs out and closes.
     pub fn logout(mut self) -> Result<(), ClientError> {
-        self.send(
-            ServiceID::SID_LOGIN,
-            LoginCmdID::CID_LOGIN_REQ_LOGINOUT as u16,
-            &IMLogoutReq {},
-        )?;
+        self.send(&IMLogoutReq {})?;
         Ok(())
     }
 }
@@ -593,12 +535,7 @@ fn spawn_heartbeat(writer: Arc<Mutex<TcpStream>>, stop: Arc<AtomicBool>) -> std:
     std::thread::Builder::new()
         .name("tt-heartbeat".into())
         .spawn(move || {
-            let beat = ImPdu::with_msg(
-                ServiceID::SID_OTHER as u16,
-                OtherCmdID::CID_OTHER_HEARTBEAT as u16,
-                0,
-                &IMHeartBeat {},
-            );
+            let beat = ImPdu::for_msg(0, &IMHeartBeat {});
             let Ok(beat) = beat else { return };
             let mut next = Instant::now() + HEARTBEAT_INTERVAL;
             while !stop.load(Ordering::SeqCst) {

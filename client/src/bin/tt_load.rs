@@ -31,13 +31,11 @@ use std::collections::HashMap;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 use tt_client::discovery;
-use tt_proto::ProtoMessage;
-use tt_proto::IM::BaseDefine::{
-    ClientType, LoginCmdID, MessageCmdID, MsgType, ResultType, ServiceID, SessionType, UserStatType,
-};
+use tt_proto::IM::BaseDefine::{ClientType, MsgType, ResultType, SessionType, UserStatType};
 use tt_proto::IM::Group::IMGroupInfoListRsp;
 use tt_proto::IM::Login::{IMKickUser, IMLoginReq, IMLoginRes};
 use tt_proto::IM::Message::{IMMsgData, IMMsgDataAck};
+use tt_proto::{cid, Command};
 
 /// What one run is asked to do.
 #[derive(Debug, Clone)]
@@ -236,9 +234,10 @@ struct Load {
 }
 
 impl Load {
-    fn pdu<M: ProtoMessage>(&mut self, sid: ServiceID, cid: u16, msg: &M) -> Option<ImPdu> {
+    /// `msg` under its command, with the next seq.
+    fn pdu<M: Command>(&mut self, msg: &M) -> Option<ImPdu> {
         self.seq = self.seq.wrapping_add(1);
-        ImPdu::with_msg(sid as u16, cid, self.seq, msg).ok()
+        ImPdu::for_msg(self.seq, msg).ok()
     }
 
     /// Messages never acked that are still awaited by a receiver.
@@ -269,114 +268,112 @@ impl ImConn<Load> for LoadConn {
             client_type: ClientType::CLIENT_TYPE_WINDOWS,
             client_version: Some("tt-load".into()),
         };
-        if let Some(p) = cx.state.pdu(
-            ServiceID::SID_LOGIN,
-            LoginCmdID::CID_LOGIN_REQ_USERLOGIN as u16,
-            &req,
-        ) {
+        if let Some(p) = cx.state.pdu(&req) {
             cx.send_pdu(&p);
         }
     }
 
     fn on_pdu(&mut self, cx: &mut Ctx<'_, Load>, pdu: ImPdu) {
         let received = Instant::now();
-        let cid = pdu.command_id();
         let state = &mut *cx.state;
-        if cid == LoginCmdID::CID_LOGIN_RES_USERLOGIN as u16 {
-            match pdu.msg::<IMLoginRes>() {
-                Ok(r) if r.result_code == ResultType::REFUSE_REASON_NONE => {
-                    let user = &mut state.users[self.index];
-                    user.user_id = r.user_info.map_or(0, |u| u.user_id);
-                    user.logged_in = true;
-                    user.rng = u64::from(user.user_id).wrapping_mul(6364136223846793005) | 1;
-                    state.logins_ok += 1;
-                }
-                other => {
-                    state.login_failed += 1;
-                    eprintln!("tt-load: login of user {} refused: {other:?}", self.index);
-                }
-            }
-            if state.all_logins_answered() {
-                state.logins_done_at = Some(Instant::now());
-            }
-        } else if cid == MessageCmdID::CID_MSG_DATA_ACK as u16 {
-            if state.unacked.remove(&(self.index, pdu.seq_num())).is_some() {
-                state.acked += 1;
-            }
-        } else if cid == MessageCmdID::CID_MSG_DATA as u16 {
-            let Ok(m) = pdu.msg::<IMMsgData>() else {
-                state.errors += 1;
-                return;
-            };
-            let group = matches!(m.msg_type, MsgType::MSG_TYPE_GROUP_TEXT);
-            let ack = IMMsgDataAck {
-                user_id: state.users[self.index].user_id,
-                session_id: if group {
-                    m.to_session_id
-                } else {
-                    m.from_user_id
-                },
-                msg_id: m.msg_id,
-                session_type: if group {
-                    SessionType::SESSION_TYPE_GROUP
-                } else {
-                    SessionType::SESSION_TYPE_SINGLE
-                },
-            };
-            if let Some(p) = state.pdu(
-                ServiceID::SID_MSG,
-                MessageCmdID::CID_MSG_DATA_ACK as u16,
-                &ack,
-            ) {
-                cx.send_pdu(&p);
-            }
-            let state = &mut *cx.state;
-            let text = state
-                .aes
-                .decrypt(&m.msg_data)
-                .map(|t| String::from_utf8_lossy(&t).into_owned())
-                .unwrap_or_default();
-            if let (Some((sender, seq, sent_us)), Some(origin)) = (decode_text(&text), state.origin)
-            {
-                if let Some(left) = state.outstanding.get_mut(&(sender, seq)) {
-                    *left -= 1;
-                    if *left == 0 {
-                        state.outstanding.remove(&(sender, seq));
+        match pdu.command_id() {
+            cid::LOGIN_RES_USERLOGIN => {
+                match pdu.msg::<IMLoginRes>() {
+                    Ok(r) if r.result_code == ResultType::REFUSE_REASON_NONE => {
+                        let user = &mut state.users[self.index];
+                        user.user_id = r.user_info.map_or(0, |u| u.user_id);
+                        user.logged_in = true;
+                        user.rng = u64::from(user.user_id).wrapping_mul(6364136223846793005) | 1;
+                        state.logins_ok += 1;
                     }
-                    state.delivered += 1;
-                    let now_us = received.duration_since(origin).as_micros() as u64;
-                    let _ = state
-                        .latency_us
-                        .record(now_us.saturating_sub(sent_us).max(1));
+                    other => {
+                        state.login_failed += 1;
+                        eprintln!("tt-load: login of user {} refused: {other:?}", self.index);
+                    }
+                }
+                if state.all_logins_answered() {
+                    state.logins_done_at = Some(Instant::now());
                 }
             }
-        } else if cid == tt_proto::IM::BaseDefine::GroupCmdID::CID_GROUP_INFO_RESPONSE as u16 {
-            if let Ok(r) = pdu.msg::<IMGroupInfoListRsp>() {
-                let members = r
-                    .group_info_list
-                    .iter()
-                    .find(|g| g.group_id == state.plan.group)
-                    .map(|g| g.group_member_list.clone())
-                    .unwrap_or_default();
-                let loaded: Vec<u32> = state.users.iter().map(|u| u.user_id).collect();
-                state.group_recipients = loaded
-                    .iter()
-                    .filter(|id| members.contains(id))
-                    .count()
-                    .saturating_sub(1) as u32;
+            cid::MSG_DATA_ACK => {
+                let first = state.unacked.remove(&(self.index, pdu.seq_num())).is_some();
+                state.acked += u64::from(first);
             }
-        } else if cid == LoginCmdID::CID_LOGIN_KICK_USER as u16 {
-            // A kicked session ends here, as the real clients do: the C++
-            // msg_server sends the kick but leaves the connection open (and
-            // goes on delivering to it), which would count one user twice.
-            let reason = pdu
-                .msg::<IMKickUser>()
-                .map(|k| format!("{:?}", k.kick_reason))
-                .unwrap_or_else(|e| e.to_string());
-            eprintln!("tt-load: user {} kicked ({reason}); closing it", self.index);
-            state.errors += 1;
-            state.users[self.index].kicked = true;
-            cx.close();
+            cid::MSG_DATA => {
+                let Ok(m) = pdu.msg::<IMMsgData>() else {
+                    state.errors += 1;
+                    return;
+                };
+                let group = matches!(m.msg_type, MsgType::MSG_TYPE_GROUP_TEXT);
+                let ack = IMMsgDataAck {
+                    user_id: state.users[self.index].user_id,
+                    session_id: if group {
+                        m.to_session_id
+                    } else {
+                        m.from_user_id
+                    },
+                    msg_id: m.msg_id,
+                    session_type: if group {
+                        SessionType::SESSION_TYPE_GROUP
+                    } else {
+                        SessionType::SESSION_TYPE_SINGLE
+                    },
+                };
+                if let Some(p) = state.pdu(&ack) {
+                    cx.send_pdu(&p);
+                }
+                let state = &mut *cx.state;
+                let text = state
+                    .aes
+                    .decrypt(&m.msg_data)
+                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+                    .unwrap_or_default();
+                if let (Some((sender, seq, sent_us)), Some(origin)) =
+                    (decode_text(&text), state.origin)
+                {
+                    if let Some(left) = state.outstanding.get_mut(&(sender, seq)) {
+                        *left -= 1;
+                        if *left == 0 {
+                            state.outstanding.remove(&(sender, seq));
+                        }
+                        state.delivered += 1;
+                        let now_us = received.duration_since(origin).as_micros() as u64;
+                        let _ = state
+                            .latency_us
+                            .record(now_us.saturating_sub(sent_us).max(1));
+                    }
+                }
+            }
+            cid::GROUP_INFO_RESPONSE => {
+                if let Ok(r) = pdu.msg::<IMGroupInfoListRsp>() {
+                    let members = r
+                        .group_info_list
+                        .iter()
+                        .find(|g| g.group_id == state.plan.group)
+                        .map(|g| g.group_member_list.clone())
+                        .unwrap_or_default();
+                    let loaded: Vec<u32> = state.users.iter().map(|u| u.user_id).collect();
+                    state.group_recipients = loaded
+                        .iter()
+                        .filter(|id| members.contains(id))
+                        .count()
+                        .saturating_sub(1) as u32;
+                }
+            }
+            cid::LOGIN_KICK_USER => {
+                // A kicked session ends here, as the real clients do: the C++
+                // msg_server sends the kick but leaves the connection open (and
+                // goes on delivering to it), which would count one user twice.
+                let reason = pdu
+                    .msg::<IMKickUser>()
+                    .map(|k| format!("{:?}", k.kick_reason))
+                    .unwrap_or_else(|e| e.to_string());
+                eprintln!("tt-load: user {} kicked ({reason}); closing it", self.index);
+                state.errors += 1;
+                state.users[self.index].kicked = true;
+                cx.close();
+            }
+            _ => {}
         }
     }
 
@@ -456,7 +453,7 @@ fn send_due(net: &mut Reactor<Load>, state: &mut Load) {
             state.outstanding.insert((me, seq), recipients);
         }
         state.sent += 1;
-        if let Some(p) = state.pdu(ServiceID::SID_MSG, MessageCmdID::CID_MSG_DATA as u16, &msg) {
+        if let Some(p) = state.pdu(&msg) {
             state.unacked.insert((i, p.seq_num()), (me, seq));
             state.last_send = now;
             let _ = net.send_pdu(conn, &p);
@@ -597,14 +594,7 @@ fn ask_group_members(net: &mut Reactor<Load>, state: &mut Load) {
         }],
         attach_data: None,
     };
-    if let (Some(conn), Some(p)) = (
-        conn,
-        state.pdu(
-            ServiceID::SID_GROUP,
-            tt_proto::IM::BaseDefine::GroupCmdID::CID_GROUP_INFO_REQUEST as u16,
-            &req,
-        ),
-    ) {
+    if let (Some(conn), Some(p)) = (conn, state.pdu(&req)) {
         let _ = net.send_pdu(conn, &p);
     }
     let until = Instant::now() + Duration::from_secs(10);

@@ -17,10 +17,11 @@
 //! msg_server); a body that does not decode closes the connection.
 
 use crate::msg_serv_info::{Choice, MsgServInfo, UserCntAction};
-use crate::LoginState;
+use crate::state::LoginState;
 use base::ImPdu;
 use netlib::{Ctx, Heartbeat, ImConn};
-use tt_proto::IM::BaseDefine::{LoginCmdID, OtherCmdID, ResultType, ServiceID};
+use tt_proto::cid;
+use tt_proto::IM::BaseDefine::ResultType;
 use tt_proto::IM::Login::{IMMsgServReq, IMMsgServRsp};
 use tt_proto::IM::Server::{IMMsgServInfo, IMUserCntUpdate};
 
@@ -146,17 +147,7 @@ impl LoginConn {
                 }
             }
         };
-        match ImPdu::with_msg(
-            ServiceID::SID_LOGIN as u16,
-            LoginCmdID::CID_LOGIN_RES_MSGSERVER as u16,
-            pdu.seq_num(),
-            &rsp,
-        ) {
-            Ok(answer) => {
-                cx.send_pdu(&answer);
-            }
-            Err(e) => log::error!("cannot encode IMMsgServRsp: {e}"),
-        }
+        cx.send_msg(pdu.seq_num(), &rsp);
         cx.close_after_flush();
     }
 }
@@ -199,15 +190,15 @@ impl ImConn<LoginState> for LoginConn {
     /// `HandlePdu`.
     fn on_pdu(&mut self, cx: &mut Ctx<'_, LoginState>, pdu: ImPdu) {
         let cmd = pdu.command_id();
-        match self.conn_type {
-            _ if cmd == OtherCmdID::CID_OTHER_HEARTBEAT as u16 => {}
-            LoginConnType::MsgServ if cmd == OtherCmdID::CID_OTHER_MSG_SERV_INFO as u16 => {
+        match (self.conn_type, cmd) {
+            (_, cid::OTHER_HEARTBEAT) => {}
+            (LoginConnType::MsgServ, cid::OTHER_MSG_SERV_INFO) => {
                 self.handle_msg_serv_info(cx, &pdu)
             }
-            LoginConnType::MsgServ if cmd == OtherCmdID::CID_OTHER_USER_CNT_UPDATE as u16 => {
+            (LoginConnType::MsgServ, cid::OTHER_USER_CNT_UPDATE) => {
                 self.handle_user_cnt_update(cx, &pdu)
             }
-            LoginConnType::Client if cmd == LoginCmdID::CID_LOGIN_REQ_MSGSERVER as u16 => {
+            (LoginConnType::Client, cid::LOGIN_REQ_MSGSERVER) => {
                 self.handle_msg_serv_request(cx, &pdu)
             }
             _ => log::warn!(

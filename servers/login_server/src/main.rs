@@ -11,12 +11,17 @@
 //! - [`http_conn`] is `HttpConn.cpp` (+ the `HttpParserWrapper` parts it uses);
 //! - [`ip_parser`] is `ipparser.cpp`;
 //! - [`msg_serv_info`] is `msg_serv_info_t`, `g_msg_serv_info` and the choice loop;
+//! - [`state`] gathers the C++ globals into the reactor's state ([`LoginState`]);
 //! - [`styled_json`] is jsoncpp's `toStyledString` layout of the HTTP answers.
+//!
+//! The connection modules (`login_conn`, `http_conn`) call down into
+//! `state` and `msg_serv_info`, never into each other.
 
 mod http_conn;
 mod ip_parser;
 mod login_conn;
 mod msg_serv_info;
+mod state;
 mod styled_json;
 
 use base::config::{ConfigError, ConfigFileReader};
@@ -24,22 +29,14 @@ use http_conn::{ClientUrls, LoginHttp};
 use login_conn::{LoginConn, LoginConnType};
 use msg_serv_info::MsgServTable;
 use netlib::{ImConn, NetError, Reactor};
+/// The state every handler reaches (`crate::LoginState`, as http_conn names it).
+pub use state::LoginState;
 use thiserror::Error;
 
 /// The conf file the C++ reads from its working directory.
 const CONF_FILE: &str = "loginserver.conf";
 /// Longest wait of one loop iteration when no timer is due (ms).
 const LOOP_WAIT_MS: u64 = 1_000;
-
-/// The server state every handler reaches through its `Ctx` (the C++
-/// globals `g_msg_serv_info`, `strMsfsUrl`, `strDiscovery`).
-#[derive(Debug)]
-pub struct LoginState {
-    /// Registered msg_servers.
-    pub msg_servs: MsgServTable,
-    /// URLs handed to HTTP clients.
-    pub urls: ClientUrls,
-}
 
 /// The keys of `loginserver.conf`. All are required: the C++ refuses to
 /// start without the HTTP, msg_server, `msfs` and `discovery` keys (and

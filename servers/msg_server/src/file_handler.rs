@@ -12,15 +12,13 @@
 //! sender, receiver and task id the client names.
 
 use crate::attach_data::{AttachData, AttachType};
-use crate::db_serv_conn::{self, DbPick};
-use crate::route_serv_conn;
-use crate::state::{make_pdu, send_all, send_msg, send_to_user, MsgState};
+use crate::peers::DbPick;
+use crate::state::{send_all, MsgState};
 use base::pdu::PduError;
 use base::ImPdu;
 use netlib::{ConnId, Reactor};
-use tt_proto::IM::BaseDefine::{
-    BuddyListCmdID, FileCmdID, OtherCmdID, ServiceID, TransferFileType, UserStatType,
-};
+use tt_proto::cid;
+use tt_proto::IM::BaseDefine::{TransferFileType, UserStatType};
 use tt_proto::IM::Buddy::IMUsersStatReq;
 use tt_proto::IM::File::{
     IMFileAddOfflineReq, IMFileDelOfflineReq, IMFileHasOfflineReq, IMFileHasOfflineRsp,
@@ -38,34 +36,21 @@ pub fn handle_client_request(
     user_id: u32,
     pdu: ImPdu,
 ) -> Handled {
-    let cid = pdu.command_id();
-    match cid {
-        c if c == FileCmdID::CID_FILE_REQUEST as u16 => {
-            handle_file_request(net, state, id, user_id, &pdu)
-        }
-        c if c == FileCmdID::CID_FILE_HAS_OFFLINE_REQ as u16 => {
-            let rsp = (
-                ServiceID::SID_FILE as u16,
-                FileCmdID::CID_FILE_HAS_OFFLINE_RES as u16,
-            );
+    match pdu.command_id() {
+        cid::FILE_REQUEST => handle_file_request(net, state, id, user_id, &pdu),
+        cid::FILE_HAS_OFFLINE_REQ => {
             // No db_proxy: an empty offline file list.
-            db_serv_conn::forward_or_answer(
-                net,
-                state,
-                id,
-                user_id,
-                pdu,
-                rsp,
-                |_: IMFileHasOfflineReq| IMFileHasOfflineRsp {
-                    user_id,
-                    ..IMFileHasOfflineRsp::default()
-                },
-            )
+            state
+                .db
+                .forward_or_answer(net, id, user_id, pdu, |_: IMFileHasOfflineReq| {
+                    IMFileHasOfflineRsp {
+                        user_id,
+                        ..IMFileHasOfflineRsp::default()
+                    }
+                })
         }
-        c if c == FileCmdID::CID_FILE_ADD_OFFLINE_REQ as u16 => {
-            handle_add_offline(net, state, user_id, pdu)
-        }
-        c if c == FileCmdID::CID_FILE_DEL_OFFLINE_REQ as u16 => {
+        cid::FILE_ADD_OFFLINE_REQ => handle_add_offline(net, state, user_id, pdu),
+        cid::FILE_DEL_OFFLINE_REQ => {
             let req: IMFileDelOfflineReq = pdu.msg()?;
             log::info!(
                 "del offline file, {}->{}, task_id={}",
@@ -82,13 +67,11 @@ pub fn handle_client_request(
                 );
                 return Ok(());
             }
-            if let Some(link) = state.db.pick(DbPick::Other) {
-                let _ = net.send_pdu(link, &pdu);
-            }
+            state.db.send_pdu(net, DbPick::Other, &pdu);
             Ok(())
         }
-        _ => {
-            log::warn!("wrong file command {cid:#06x} from user {user_id}");
+        other => {
+            log::warn!("wrong file command {other:#06x} from user {user_id}");
             Ok(())
         }
     }
@@ -118,14 +101,7 @@ fn handle_file_request(
     let Some(link) = state.file.pick() else {
         log::warn!("file request: no file_server");
         let rsp = refused(user_id, req.to_user_id, &req.file_name, req.trans_mode);
-        send_msg(
-            net,
-            id,
-            ServiceID::SID_FILE as u16,
-            FileCmdID::CID_FILE_RESPONSE as u16,
-            pdu.seq_num(),
-            &rsp,
-        );
+        let _ = net.send_msg(id, pdu.seq_num(), &rsp);
         return Ok(());
     };
     let transfer = IMFileTransferReq {
@@ -136,13 +112,7 @@ fn handle_file_request(
         trans_mode: req.trans_mode,
         attach_data: Some(AttachData::handle(id).encode()),
     };
-    let (sid, cid) = (
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_FILE_TRANSFER_REQ as u16,
-    );
-    let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &transfer) else {
-        return Ok(());
-    };
+    let out = ImPdu::for_msg(pdu.seq_num(), &transfer)?;
     let receiver_pc_here = state
         .users
         .get(transfer.to_user_id)
@@ -163,13 +133,7 @@ fn handle_file_request(
         user_id_list: vec![transfer.to_user_id],
         attach_data: Some(attach.encode()),
     };
-    let (sid, cid) = (
-        ServiceID::SID_BUDDY_LIST as u16,
-        BuddyListCmdID::CID_BUDDY_LIST_USERS_STATUS_REQUEST as u16,
-    );
-    if let Some(out) = make_pdu(sid, cid, pdu.seq_num(), &status_req) {
-        route_serv_conn::send_to_master(net, state, &out);
-    }
+    state.route.msg_to_master(net, pdu.seq_num(), &status_req);
     Ok(())
 }
 
@@ -209,14 +173,7 @@ pub fn transfer_after_status(
         TransferFileType::FILE_TYPE_OFFLINE
     };
     if let Some(link) = state.file.pick() {
-        send_msg(
-            net,
-            link,
-            ServiceID::SID_OTHER as u16,
-            OtherCmdID::CID_OTHER_FILE_TRANSFER_REQ as u16,
-            seq,
-            &req,
-        );
+        let _ = net.send_msg(link, seq, &req);
         return Ok(());
     }
     log::warn!("file request: no file_server");
@@ -226,12 +183,8 @@ pub fn transfer_after_status(
         &req.file_name,
         req.trans_mode,
     );
-    let (sid, cid) = (
-        ServiceID::SID_FILE as u16,
-        FileCmdID::CID_FILE_RESPONSE as u16,
-    );
     if let Some(conn) = state.users.conn_of(req.from_user_id, attach.handle) {
-        send_msg(net, conn, sid, cid, seq, &rsp);
+        let _ = net.send_msg(conn, seq, &rsp);
     }
     Ok(())
 }
@@ -242,7 +195,7 @@ fn handle_add_offline(
     net: &mut Reactor<MsgState>,
     state: &mut MsgState,
     user_id: u32,
-    mut pdu: ImPdu,
+    pdu: ImPdu,
 ) -> Handled {
     let mut req: IMFileAddOfflineReq = pdu.msg()?;
     log::info!(
@@ -252,11 +205,8 @@ fn handle_add_offline(
         req.file_name,
         req.file_size
     );
-    if let Some(link) = state.db.pick(DbPick::Other) {
-        req.from_user_id = user_id;
-        pdu.set_msg(&req)?;
-        let _ = net.send_pdu(link, &pdu);
-    }
+    req.from_user_id = user_id;
+    state.db.send_as(net, DbPick::Other, pdu, &req)?;
     if let Some(file_link) = state.file.pick() {
         let notify = IMFileNotify {
             from_user_id: user_id,
@@ -268,16 +218,11 @@ fn handle_add_offline(
             trans_mode: TransferFileType::FILE_TYPE_OFFLINE,
             offline_ready: 1,
         };
-        let (sid, cid) = (
-            ServiceID::SID_FILE as u16,
-            FileCmdID::CID_FILE_NOTIFY as u16,
-        );
-        if let Some(out) = make_pdu(sid, cid, 0, &notify) {
-            if let Some(to) = state.users.get(notify.to_user_id) {
-                send_all(net, &to.pc_targets(None), &out);
-            }
-            route_serv_conn::send_to_master(net, state, &out);
+        let out = ImPdu::for_msg(0, &notify)?;
+        if let Some(to) = state.users.get(notify.to_user_id) {
+            send_all(net, &to.pc_targets(None), &out);
         }
+        state.route.to_master(net, &out);
     }
     Ok(())
 }
@@ -290,7 +235,7 @@ pub fn handle_has_offline_response(
     mut pdu: ImPdu,
 ) -> Handled {
     let mut rsp: IMFileHasOfflineRsp = pdu.msg()?;
-    let conn = db_serv_conn::client_of(state, rsp.user_id, rsp.attach_data.as_deref());
+    let conn = state.client_of(rsp.user_id, rsp.attach_data.as_deref());
     match state.file.pick() {
         Some(link) => rsp.ip_addr_list.extend(state.file.ip_list(link)),
         None => log::warn!("offline file list: no file_server"),
@@ -316,6 +261,6 @@ pub fn handle_file_notify(
         msg.to_user_id,
         msg.task_id
     );
-    send_to_user(net, state, msg.to_user_id, None, pdu);
+    state.send_to_user(net, msg.to_user_id, None, pdu);
     Ok(())
 }

@@ -1,52 +1,21 @@
 //! Links to file_server: the C++ `FileServConn.cpp` (`CFileServConn`,
-//! `init_file_serv_conn`, `get_random_file_serv_conn`).
+//! `_HandleFileMsgTransRsp`); `get_random_file_serv_conn` is
+//! [`crate::peers::FileServers`].
 //!
 //! On connect each file_server is asked where clients reach it
 //! (`CID_OTHER_FILE_SERVER_IP_REQ`); file transfer requests go to a random
 //! open link, and its answer (a task id) goes to both ends of the transfer.
 
 use crate::attach_data::AttachData;
-use crate::route_serv_conn;
-use crate::state::{make_pdu, send_all, MsgState};
+use crate::state::{send_all, MsgState};
 use base::pdu::PduError;
 use base::ImPdu;
+use netlib::PeerLink;
 use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
-use netlib::{PeerLink, PeerList};
-use rand::Rng;
-use std::collections::HashMap;
-use tt_proto::IM::BaseDefine::{FileCmdID, IpAddr, OtherCmdID, ServiceID, TransferFileType};
+use tt_proto::cid;
+use tt_proto::IM::BaseDefine::TransferFileType;
 use tt_proto::IM::File::{IMFileNotify, IMFileRsp};
 use tt_proto::IM::Server::{IMFileServerIPReq, IMFileServerIPRsp, IMFileTransferRsp};
-
-/// The file_server links and the client addresses each reported.
-#[derive(Debug, Default)]
-pub struct FileServers {
-    /// The links.
-    pub peers: PeerList,
-    /// `m_ip_list` of each link.
-    pub ip_lists: HashMap<ConnId, Vec<IpAddr>>,
-}
-
-impl FileServers {
-    /// `get_random_file_serv_conn`: a random peer's link if open, else the
-    /// next open one after it.
-    pub fn pick(&self) -> Option<ConnId> {
-        let n = self.peers.peer_count();
-        if n == 0 {
-            return None;
-        }
-        let start = rand::thread_rng().gen_range(0..n);
-        (0..n)
-            .map(|i| (start + i) % n)
-            .filter_map(|idx| self.peers.list.servers[idx].conn)
-            .find(|&c| self.peers.is_open(c))
-    }
-
-    /// `GetFileServerIPList` of `link`.
-    pub fn ip_list(&self, link: ConnId) -> Vec<IpAddr> {
-        self.ip_lists.get(&link).cloned().unwrap_or_default()
-    }
-}
 
 /// `CFileServConn`: the handler of the link to file_server `idx`.
 #[derive(Debug)]
@@ -68,13 +37,7 @@ impl ImConn<MsgState> for FileServConn {
     fn on_confirm(&mut self, cx: &mut Ctx<'_, MsgState>) {
         let addr = cx.peer_addr();
         self.link.confirm(&mut cx.state.file.peers, cx.id, addr);
-        let (sid, cid) = (
-            ServiceID::SID_OTHER as u16,
-            OtherCmdID::CID_OTHER_FILE_SERVER_IP_REQ as u16,
-        );
-        if let Some(out) = make_pdu(sid, cid, 0, &IMFileServerIPReq {}) {
-            cx.send_pdu(&out);
-        }
+        cx.send_msg(0, &IMFileServerIPReq {});
     }
 
     /// `OnClose`.
@@ -91,11 +54,9 @@ impl ImConn<MsgState> for FileServConn {
 
     /// `HandlePdu`: a body that does not decode is logged and dropped.
     fn on_pdu(&mut self, cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) {
-        let cid = pdu.command_id();
-        let handled = if cid == OtherCmdID::CID_OTHER_HEARTBEAT as u16 {
-            Ok(())
-        } else if cid == OtherCmdID::CID_OTHER_FILE_SERVER_IP_RSP as u16 {
-            pdu.msg::<IMFileServerIPRsp>().map(|rsp| {
+        let handled = match pdu.command_id() {
+            cid::OTHER_HEARTBEAT => Ok(()),
+            cid::OTHER_FILE_SERVER_IP_RSP => pdu.msg::<IMFileServerIPRsp>().map(|rsp| {
                 for ip in &rsp.ip_addr_list {
                     log::info!(
                         "file_server {} serves clients on {}:{}",
@@ -105,12 +66,12 @@ impl ImConn<MsgState> for FileServConn {
                     );
                 }
                 cx.state.file.ip_lists.insert(cx.id, rsp.ip_addr_list);
-            })
-        } else if cid == OtherCmdID::CID_OTHER_FILE_TRANSFER_RSP as u16 {
-            handle_transfer_response(cx.net, cx.state, cx.id, &pdu)
-        } else {
-            log::warn!("file_server: unexpected command {cid:#06x} ignored");
-            Ok(())
+            }),
+            cid::OTHER_FILE_TRANSFER_RSP => handle_transfer_response(cx.net, cx.state, cx.id, &pdu),
+            other => {
+                log::warn!("file_server: unexpected command {other:#06x} ignored");
+                Ok(())
+            }
         };
         if let Err(e) = handled {
             log::warn!("file_server link {}: PDU dropped: {e}", cx.id);
@@ -147,21 +108,13 @@ fn handle_transfer_response(
         ip_addr_list: ip_addr_list.clone(),
         trans_mode,
     };
-    let sid = ServiceID::SID_FILE as u16;
     let handle = rsp
         .attach_data
         .as_deref()
         .and_then(|a| AttachData::decode(a).ok())
         .map_or(0, |a| a.handle);
     if let Some(sender) = state.users.conn_of(rsp.from_user_id, handle) {
-        if let Some(out) = make_pdu(
-            sid,
-            FileCmdID::CID_FILE_RESPONSE as u16,
-            pdu.seq_num(),
-            &answer,
-        ) {
-            let _ = net.send_pdu(sender, &out);
-        }
+        let _ = net.send_msg(sender, pdu.seq_num(), &answer);
     }
     if rsp.result_code == 0 {
         let notify = IMFileNotify {
@@ -174,12 +127,11 @@ fn handle_transfer_response(
             trans_mode,
             offline_ready: 0,
         };
-        if let Some(out) = make_pdu(sid, FileCmdID::CID_FILE_NOTIFY as u16, 0, &notify) {
-            if let Some(to) = state.users.get(rsp.to_user_id) {
-                send_all(net, &to.pc_targets(None), &out);
-            }
-            route_serv_conn::send_to_master(net, state, &out);
+        let out = ImPdu::for_msg(0, &notify)?;
+        if let Some(to) = state.users.get(rsp.to_user_id) {
+            send_all(net, &to.pc_targets(None), &out);
         }
+        state.route.to_master(net, &out);
     }
     Ok(())
 }

@@ -7,14 +7,10 @@
 //! sender's.
 //!
 //! Differences from the C++, on purpose:
-//! - The C++ asks db_proxy for the member list on every group message on
-//!   every msg_server. We keep member lists with their group version
-//!   ([`GroupCache`]) and ask only for a group we do not know; a list is
-//!   dropped when its membership changes (`CID_GROUP_CHANGE_MEMBER_NOTIFY`,
-//!   from here or through route_server), replaced or dropped when a group
-//!   info or normal group list reply for a client shows a newer version,
-//!   and all are dropped when a route_server link opens (a change may have
-//!   been missed). Who gets a message stays the same.
+//! - Member lists are cached ([`crate::group_cache`], whose doc lists how
+//!   they are kept fresh and bounded): the C++ asks db_proxy for the member
+//!   list on every group message on every msg_server. Who gets a message
+//!   stays the same.
 //! - Only the msg_server the message was sent to asks for pushes; the C++
 //!   asks on every msg_server, pushing each offline member once per
 //!   msg_server.
@@ -24,17 +20,16 @@
 //!   unset (`user_id`, `group_id`).
 
 use crate::attach_data::{AttachData, AttachType};
-use crate::db_serv_conn::{self, client_of, DbPick};
-use crate::route_serv_conn;
-use crate::state::{make_pdu, send_msg, send_to_user, MsgState};
+use crate::group_cache::WaitingMsg;
+use crate::peers::DbPick;
+use crate::state::MsgState;
 use base::pdu::PduError;
 use base::tick::monotonic_ms;
 use base::ImPdu;
 use netlib::{ConnId, Reactor};
-use std::collections::{BTreeSet, HashMap};
-use tt_proto::IM::BaseDefine::{
-    GroupCmdID, GroupType, GroupVersionInfo, MessageCmdID, OtherCmdID, ServiceID, SessionType,
-};
+use std::collections::BTreeSet;
+use tt_proto::cid;
+use tt_proto::IM::BaseDefine::{GroupType, GroupVersionInfo, SessionType};
 use tt_proto::IM::Group::{
     IMGroupChangeMemberNotify, IMGroupChangeMemberReq, IMGroupChangeMemberRsp, IMGroupCreateReq,
     IMGroupCreateRsp, IMGroupInfoListReq, IMGroupInfoListRsp, IMGroupShieldReq, IMGroupShieldRsp,
@@ -49,177 +44,6 @@ type Handled = Result<(), PduError>;
 /// through this msg_server (0: relayed from another one). Only this
 /// msg_server reads it back.
 const SERVICE_TYPE_ORIGIN: u32 = 1;
-
-/// How long messages wait for a member list asked of db_proxy before the
-/// next message of that group asks again (the reply may be lost with its
-/// link).
-pub const FETCH_RETRY_MS: u64 = 10_000;
-
-/// A group message waiting for its group's member list.
-#[derive(Debug, Clone)]
-pub struct WaitingMsg {
-    /// The stored message.
-    pub msg: IMMsgData,
-    /// The sender's connection here, if sent here.
-    pub from_conn: Option<ConnId>,
-    /// Sent here (pushes are asked for) rather than relayed.
-    pub origin: bool,
-}
-
-/// How long a cached member list is used before it is asked for again:
-/// bounds how long a membership changed without a notify (in the database
-/// directly, say) goes unseen.
-pub const MEMBER_LIST_MAX_AGE_MS: u64 = 60_000;
-
-/// A member list, the group version it was read at, and when (monotonic ms).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct CachedGroup {
-    version: u32,
-    members: Vec<u32>,
-    since: u64,
-}
-
-/// A member list being asked of db_proxy.
-#[derive(Debug, Default)]
-struct Fetch {
-    /// When it was asked for (monotonic ms).
-    since: u64,
-    /// Every message waiting for the list, in arrival order, the one the
-    /// request carries included (so a lost request loses none of them).
-    queue: Vec<WaitingMsg>,
-    /// The membership changed since it was asked: the answer may predate
-    /// the change, so it serves the waiting messages but is not kept.
-    stale: bool,
-}
-
-/// Member lists of the groups messages went to lately, by group id, each
-/// with the group version db_proxy read it at, and the messages waiting for
-/// a list being fetched.
-///
-/// db_proxy bumps a group's version on every membership change. A list is
-/// dropped when a change is announced (`CID_GROUP_CHANGE_MEMBER_NOTIFY`,
-/// which carries no version) and replaced or dropped whenever a reply
-/// passing through shows a newer version than the cached one (a client's
-/// group info or normal group list); a fetched list never replaces a newer
-/// one, and a fetch overtaken by a change is not kept. A list older than
-/// [`MEMBER_LIST_MAX_AGE_MS`] is asked for again.
-#[derive(Debug, Default)]
-pub struct GroupCache {
-    groups: HashMap<u32, CachedGroup>,
-    fetching: HashMap<u32, Fetch>,
-}
-
-impl GroupCache {
-    /// The members of `group_id` at `now`, if known and fresh enough.
-    pub fn members(&self, group_id: u32, now: u64) -> Option<&[u32]> {
-        self.groups
-            .get(&group_id)
-            .filter(|g| now < g.since + MEMBER_LIST_MAX_AGE_MS)
-            .map(|g| g.members.as_slice())
-    }
-
-    /// The version of the cached list of `group_id`, if known.
-    #[cfg(test)]
-    pub fn version(&self, group_id: u32) -> Option<u32> {
-        self.groups.get(&group_id).map(|g| g.version)
-    }
-
-    /// Remembers `group_id`'s members at `version`, read at `now`, unless
-    /// a newer version is known (and still fresh).
-    pub fn insert(&mut self, group_id: u32, version: u32, members: Vec<u32>, now: u64) {
-        match self.groups.get(&group_id) {
-            Some(g) if g.version > version && now < g.since + MEMBER_LIST_MAX_AGE_MS => {}
-            _ => {
-                let g = CachedGroup {
-                    version,
-                    members,
-                    since: now,
-                };
-                self.groups.insert(group_id, g);
-            }
-        }
-    }
-
-    /// A reply seen on its way to a client says `group_id` is at `version`
-    /// (with its `members` when the reply lists them): a cached list of an
-    /// older version is replaced, or dropped when no members came with it.
-    /// An unknown group stays unknown (the reply may predate a change
-    /// announced since).
-    pub fn observe(&mut self, group_id: u32, version: u32, members: Option<&[u32]>, now: u64) {
-        let Some(g) = self.groups.get_mut(&group_id) else {
-            return;
-        };
-        if g.version >= version {
-            return;
-        }
-        match members {
-            Some(m) => {
-                g.version = version;
-                g.members = m.to_vec();
-                g.since = now;
-            }
-            None => {
-                self.groups.remove(&group_id);
-            }
-        }
-    }
-
-    /// Forgets `group_id` (its membership changed); a list being fetched
-    /// will not be kept.
-    pub fn invalidate(&mut self, group_id: u32) {
-        self.groups.remove(&group_id);
-        if let Some(f) = self.fetching.get_mut(&group_id) {
-            f.stale = true;
-        }
-    }
-
-    /// Forgets every group; no list being fetched will be kept.
-    pub fn clear(&mut self) {
-        self.groups.clear();
-        for f in self.fetching.values_mut() {
-            f.stale = true;
-        }
-    }
-
-    /// A message for `group_id`, whose list is not known, at `now`: it is
-    /// queued; true when a fetch is under way, false when the caller must
-    /// ask db_proxy (a fetch is then recorded, or a lost one retried).
-    pub fn wait_for_fetch(&mut self, group_id: u32, waiting: WaitingMsg, now: u64) -> bool {
-        let f = self.fetching.entry(group_id).or_insert_with(|| Fetch {
-            since: now,
-            ..Fetch::default()
-        });
-        let under_way = !f.queue.is_empty() && now < f.since + FETCH_RETRY_MS;
-        f.queue.push(waiting);
-        if !under_way {
-            f.since = now;
-        }
-        under_way
-    }
-
-    /// The member list of `group_id` arrived: every message waiting for it
-    /// in arrival order (none when an earlier answer already took them),
-    /// and whether the list may be kept (no change since it was asked).
-    pub fn fetched(&mut self, group_id: u32) -> (Vec<WaitingMsg>, bool) {
-        match self.fetching.remove(&group_id) {
-            Some(f) => (f.queue, !f.stale),
-            None => (Vec::new(), true),
-        }
-    }
-
-    /// The fetches under way, each with its oldest waiting message, marked
-    /// as asked again at `now` (their db_proxy link closed: the requests
-    /// and the replies may be lost).
-    pub fn refetch_all(&mut self, now: u64) -> Vec<WaitingMsg> {
-        self.fetching
-            .values_mut()
-            .filter_map(|f| {
-                f.since = now;
-                f.queue.first().cloned()
-            })
-            .collect()
-    }
-}
 
 /// Who gets a group message here: each member's connections, but the
 /// sender's connection `from_conn`. Empty when the sender is not a member
@@ -252,43 +76,29 @@ pub fn handle_client_request(
     user_id: u32,
     pdu: ImPdu,
 ) -> Handled {
-    use GroupCmdID as G;
-    let cid = pdu.command_id();
-    let sid = ServiceID::SID_GROUP as u16;
     macro_rules! to_db_or_answer {
-        ($rsp_cid:expr, $answer:expr) => {
-            db_serv_conn::forward_or_answer(
-                net,
-                state,
-                id,
-                user_id,
-                pdu,
-                (sid, $rsp_cid as u16),
-                $answer,
-            )
+        ($answer:expr) => {
+            state.db.forward_or_answer(net, id, user_id, pdu, $answer)
         };
     }
-    match cid {
-        c if c == G::CID_GROUP_NORMAL_LIST_REQUEST as u16 => {
-            to_db_or_answer!(
-                G::CID_GROUP_NORMAL_LIST_RESPONSE,
-                |_: IMNormalGroupListReq| {
-                    IMNormalGroupListRsp {
-                        user_id,
-                        ..IMNormalGroupListRsp::default()
-                    }
+    match pdu.command_id() {
+        cid::GROUP_NORMAL_LIST_REQUEST => {
+            to_db_or_answer!(|_: IMNormalGroupListReq| {
+                IMNormalGroupListRsp {
+                    user_id,
+                    ..IMNormalGroupListRsp::default()
                 }
-            )
+            })
         }
-        c if c == G::CID_GROUP_INFO_REQUEST as u16 => {
-            to_db_or_answer!(G::CID_GROUP_INFO_RESPONSE, |_: IMGroupInfoListReq| {
+        cid::GROUP_INFO_REQUEST => {
+            to_db_or_answer!(|_: IMGroupInfoListReq| {
                 IMGroupInfoListRsp {
                     user_id,
                     ..IMGroupInfoListRsp::default()
                 }
             })
         }
-        c if c == G::CID_GROUP_CREATE_REQUEST as u16 => {
+        cid::GROUP_CREATE_REQUEST => {
             let req: IMGroupCreateReq = pdu.msg()?;
             if req.group_type == GroupType::GROUP_TYPE_NORMAL {
                 log::warn!(
@@ -297,7 +107,7 @@ pub fn handle_client_request(
                 );
                 return Ok(());
             }
-            to_db_or_answer!(G::CID_GROUP_CREATE_RESPONSE, |req: IMGroupCreateReq| {
+            to_db_or_answer!(|req: IMGroupCreateReq| {
                 IMGroupCreateRsp {
                     user_id,
                     result_code: 1,
@@ -306,35 +116,29 @@ pub fn handle_client_request(
                 }
             })
         }
-        c if c == G::CID_GROUP_CHANGE_MEMBER_REQUEST as u16 => {
-            to_db_or_answer!(
-                G::CID_GROUP_CHANGE_MEMBER_RESPONSE,
-                |req: IMGroupChangeMemberReq| {
-                    IMGroupChangeMemberRsp {
-                        user_id,
-                        change_type: req.change_type,
-                        result_code: 1,
-                        group_id: req.group_id,
-                        ..IMGroupChangeMemberRsp::default()
-                    }
+        cid::GROUP_CHANGE_MEMBER_REQUEST => {
+            to_db_or_answer!(|req: IMGroupChangeMemberReq| {
+                IMGroupChangeMemberRsp {
+                    user_id,
+                    change_type: req.change_type,
+                    result_code: 1,
+                    group_id: req.group_id,
+                    ..IMGroupChangeMemberRsp::default()
                 }
-            )
+            })
         }
-        c if c == G::CID_GROUP_SHIELD_GROUP_REQUEST as u16 => {
-            to_db_or_answer!(
-                G::CID_GROUP_SHIELD_GROUP_RESPONSE,
-                |req: IMGroupShieldReq| {
-                    IMGroupShieldRsp {
-                        user_id,
-                        group_id: req.group_id,
-                        result_code: 1,
-                        attach_data: None,
-                    }
+        cid::GROUP_SHIELD_GROUP_REQUEST => {
+            to_db_or_answer!(|req: IMGroupShieldReq| {
+                IMGroupShieldRsp {
+                    user_id,
+                    group_id: req.group_id,
+                    result_code: 1,
+                    attach_data: None,
                 }
-            )
+            })
         }
-        _ => {
-            log::warn!("wrong group command {cid:#06x} from user {user_id}");
+        other => {
+            log::warn!("wrong group command {other:#06x} from user {user_id}");
             Ok(())
         }
     }
@@ -342,20 +146,18 @@ pub fn handle_client_request(
 
 /// The group replies of `CDBServConn::HandlePdu`.
 pub fn handle_db_reply(net: &mut Reactor<MsgState>, state: &mut MsgState, pdu: ImPdu) -> Handled {
-    use GroupCmdID as G;
-    let cid = pdu.command_id();
-    match cid {
-        c if c == G::CID_GROUP_NORMAL_LIST_RESPONSE as u16 => {
-            let rsp = db_serv_conn::relay_to_client::<IMNormalGroupListRsp>(net, state, pdu)?;
+    match pdu.command_id() {
+        cid::GROUP_NORMAL_LIST_RESPONSE => {
+            let rsp = state.relay_to_client::<IMNormalGroupListRsp>(net, pdu)?;
             for v in &rsp.group_version_list {
                 state
                     .groups
                     .observe(v.group_id, v.version, None, monotonic_ms());
             }
         }
-        c if c == G::CID_GROUP_INFO_RESPONSE as u16 => handle_group_info_response(net, state, pdu)?,
-        c if c == G::CID_GROUP_CREATE_RESPONSE as u16 => {
-            let rsp = db_serv_conn::relay_to_client::<IMGroupCreateRsp>(net, state, pdu)?;
+        cid::GROUP_INFO_RESPONSE => handle_group_info_response(net, state, pdu)?,
+        cid::GROUP_CREATE_RESPONSE => {
+            let rsp = state.relay_to_client::<IMGroupCreateRsp>(net, pdu)?;
             log::info!(
                 "group create response, user_id={}, result={}, group_id={:?}",
                 rsp.user_id,
@@ -363,13 +165,11 @@ pub fn handle_db_reply(net: &mut Reactor<MsgState>, state: &mut MsgState, pdu: I
                 rsp.group_id
             );
         }
-        c if c == G::CID_GROUP_CHANGE_MEMBER_RESPONSE as u16 => {
-            handle_change_member_response(net, state, pdu)?
+        cid::GROUP_CHANGE_MEMBER_RESPONSE => handle_change_member_response(net, state, pdu)?,
+        cid::GROUP_SHIELD_GROUP_RESPONSE => {
+            state.relay_to_client::<IMGroupShieldRsp>(net, pdu)?;
         }
-        c if c == G::CID_GROUP_SHIELD_GROUP_RESPONSE as u16 => {
-            db_serv_conn::relay_to_client::<IMGroupShieldRsp>(net, state, pdu)?;
-        }
-        _ => log::warn!("db_proxy: unexpected group command {cid:#06x} ignored"),
+        other => log::warn!("db_proxy: unexpected group command {other:#06x} ignored"),
     }
     Ok(())
 }
@@ -398,7 +198,7 @@ fn handle_group_info_response(
                 monotonic_ms(),
             );
         }
-        db_serv_conn::relay_to_client::<IMGroupInfoListRsp>(net, state, pdu)?;
+        state.relay_to_client::<IMGroupInfoListRsp>(net, pdu)?;
         return Ok(());
     }
     let msg: IMMsgData = match tt_proto::decode(&attach.pdu) {
@@ -463,9 +263,12 @@ fn deliver(
         );
         return;
     };
-    let (sid, cid) = (ServiceID::SID_MSG as u16, MessageCmdID::CID_MSG_DATA as u16);
-    let Some(out) = make_pdu(sid, cid, 0, msg) else {
-        return;
+    let out = match ImPdu::for_msg(0, msg) {
+        Ok(out) => out,
+        Err(e) => {
+            log::error!("group message to {group_id} not delivered: {e}");
+            return;
+        }
     };
     for t in targets {
         let _ = net.send_pdu(t, &out);
@@ -477,13 +280,7 @@ fn deliver(
             user_id: members.to_vec(),
             attach_data: Some(out.body().to_vec()),
         };
-        let (sid, cid) = (
-            ServiceID::SID_OTHER as u16,
-            OtherCmdID::CID_OTHER_GET_SHIELD_REQ as u16,
-        );
-        if let Some(link) = state.db.pick(DbPick::Other) {
-            send_msg(net, link, sid, cid, 0, &req);
-        }
+        state.db.send_msg(net, DbPick::Other, 0, &req);
     }
 }
 
@@ -535,15 +332,8 @@ fn ask_members(net: &mut Reactor<MsgState>, state: &mut MsgState, waiting: &Wait
         }],
         attach_data: Some(attach.encode()),
     };
-    let (sid, cid) = (
-        ServiceID::SID_GROUP as u16,
-        GroupCmdID::CID_GROUP_INFO_REQUEST as u16,
-    );
-    match (state.db.pick(DbPick::Other), make_pdu(sid, cid, 0, &req)) {
-        (Some(link), Some(out)) => {
-            let _ = net.send_pdu(link, &out);
-        }
-        _ => log::warn!("no db_proxy: group {group_id} members not asked; retried later"),
+    if !state.db.send_msg(net, DbPick::Other, 0, &req) {
+        log::warn!("no db_proxy: group {group_id} members not asked; retried later");
     }
 }
 
@@ -552,6 +342,23 @@ fn ask_members(net: &mut Reactor<MsgState>, state: &mut MsgState, waiting: &Wait
 pub fn refetch_pending(net: &mut Reactor<MsgState>, state: &mut MsgState) {
     for waiting in state.groups.refetch_all(monotonic_ms()) {
         ask_members(net, state, &waiting);
+    }
+}
+
+/// The once-a-second sweep of the group cache at `now`: old member lists
+/// are forgotten, and the messages that waited too long for theirs
+/// ([`crate::group_cache::MAX_WAIT_MS`]) are dropped with a log line. Their
+/// senders already have their acks and nobody else is sent anything: what
+/// a C++ msg_server does when db_proxy never answers a member list request
+/// (the members find the message in their unread counts and history).
+pub fn expire_waits(state: &mut MsgState, now: u64) {
+    for (group_id, w) in state.groups.expire(now) {
+        log::warn!(
+            "group message {}->{group_id} (msg_id {}) dropped: no member list from db_proxy in {} ms",
+            w.msg.from_user_id,
+            w.msg.msg_id,
+            crate::group_cache::MAX_WAIT_MS
+        );
     }
 }
 
@@ -569,8 +376,7 @@ pub fn handle_group_message(
     }
     log::debug!("group message stored, {from}->{group_id}, msg_id={msg_id}");
     let session_type = SessionType::SESSION_TYPE_GROUP;
-    let from_conn =
-        db_serv_conn::ack_and_route_stored(net, state, &mut pdu, &mut msg, session_type)?;
+    let from_conn = state.ack_and_route_stored(net, &mut pdu, &mut msg, session_type)?;
     fan_out_or_fetch(net, state, msg, from_conn, true);
     Ok(())
 }
@@ -613,9 +419,9 @@ fn handle_change_member_response(
 ) -> Handled {
     let from_conn = {
         let rsp: IMGroupChangeMemberRsp = pdu.msg()?;
-        client_of(state, rsp.user_id, rsp.attach_data.as_deref())
+        state.client_of(rsp.user_id, rsp.attach_data.as_deref())
     };
-    let rsp = db_serv_conn::relay_to_client::<IMGroupChangeMemberRsp>(net, state, pdu)?;
+    let rsp = state.relay_to_client::<IMGroupChangeMemberRsp>(net, pdu)?;
     log::info!(
         "change member response, user_id={}, group_id={}, result={}",
         rsp.user_id,
@@ -633,16 +439,10 @@ fn handle_change_member_response(
         cur_user_id_list: rsp.cur_user_id_list,
         chg_user_id_list: rsp.chg_user_id_list,
     };
-    let (sid, cid) = (
-        ServiceID::SID_GROUP as u16,
-        GroupCmdID::CID_GROUP_CHANGE_MEMBER_NOTIFY as u16,
-    );
-    let Some(out) = make_pdu(sid, cid, 0, &notify) else {
-        return Ok(());
-    };
-    route_serv_conn::send_to_master(net, state, &out);
+    let out = ImPdu::for_msg(0, &notify)?;
+    state.route.to_master(net, &out);
     for uid in notify_receivers(&notify.chg_user_id_list, &notify.cur_user_id_list) {
-        send_to_user(net, state, uid, from_conn, &out);
+        state.send_to_user(net, uid, from_conn, &out);
     }
     Ok(())
 }
@@ -662,7 +462,7 @@ pub fn handle_change_member_broadcast(
     );
     state.groups.invalidate(notify.group_id);
     for uid in notify_receivers(&notify.chg_user_id_list, &notify.cur_user_id_list) {
-        send_to_user(net, state, uid, None, pdu);
+        state.send_to_user(net, uid, None, pdu);
     }
     Ok(())
 }
@@ -684,13 +484,7 @@ pub fn handle_get_shield_response(
             .collect(),
         attach_data: rsp.attach_data,
     };
-    let (sid, cid) = (
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_GET_DEVICE_TOKEN_REQ as u16,
-    );
-    if let Some(link) = state.db.pick(DbPick::Other) {
-        send_msg(net, link, sid, cid, 0, &req);
-    }
+    state.db.send_msg(net, DbPick::Other, 0, &req);
     Ok(())
 }
 
@@ -702,124 +496,5 @@ mod tests {
     fn notify_reaches_each_user_once() {
         assert_eq!(notify_receivers(&[3, 4], &[1, 3, 4, 5]), vec![3, 4, 1, 5]);
         assert_eq!(notify_receivers(&[], &[2, 2]), vec![2]);
-    }
-
-    #[test]
-    fn cache_follows_changes() {
-        let mut c = GroupCache::default();
-        c.insert(9, 1, vec![1, 2], 0);
-        assert_eq!(c.members(9, 0), Some(&[1, 2][..]));
-        c.invalidate(9);
-        assert_eq!(c.members(9, 0), None);
-        c.insert(9, 2, vec![1], 0);
-        c.clear();
-        assert_eq!(c.members(9, 0), None);
-    }
-
-    #[test]
-    fn one_fetch_at_a_time_per_group() {
-        let mut c = GroupCache::default();
-        let w = |id| WaitingMsg {
-            msg: IMMsgData {
-                msg_id: id,
-                ..IMMsgData::default()
-            },
-            from_conn: None,
-            origin: false,
-        };
-        assert!(!c.wait_for_fetch(9, w(1), 0), "first message fetches");
-        assert!(c.wait_for_fetch(9, w(2), 10), "later ones wait");
-        assert!(c.wait_for_fetch(9, w(3), 20));
-        assert!(!c.wait_for_fetch(7, w(4), 20), "other groups fetch");
-        let (queued, keep) = c.fetched(9);
-        let ids: Vec<u32> = queued.iter().map(|w| w.msg.msg_id).collect();
-        assert_eq!(ids, vec![1, 2, 3], "every waiting message, in order");
-        assert!(keep);
-        assert!(
-            c.fetched(9).0.is_empty(),
-            "a second answer delivers nothing"
-        );
-        assert!(
-            !c.wait_for_fetch(7, w(5), 20 + FETCH_RETRY_MS),
-            "a lost reply is asked again"
-        );
-        let ids: Vec<u32> = c.fetched(7).0.iter().map(|w| w.msg.msg_id).collect();
-        assert_eq!(ids, vec![4, 5], "nothing waiting is lost with the reply");
-        assert!(!c.wait_for_fetch(6, w(6), 0));
-        assert!(c.wait_for_fetch(6, w(7), 1));
-        let again: Vec<u32> = c.refetch_all(2).iter().map(|w| w.msg.msg_id).collect();
-        assert_eq!(again, vec![6], "a closed link asks again for the oldest");
-        assert_eq!(c.fetched(6).0.len(), 2);
-    }
-
-    #[test]
-    fn versions_decide_which_list_is_kept() {
-        let mut c = GroupCache::default();
-        c.insert(9, 3, vec![1, 2], 0);
-        c.insert(9, 2, vec![1], 0);
-        assert_eq!(
-            c.members(9, 0),
-            Some(&[1, 2][..]),
-            "an older fetch never wins"
-        );
-        c.observe(9, 3, Some(&[7]), 0);
-        assert_eq!(c.members(9, 0), Some(&[1, 2][..]), "same version: kept");
-        c.observe(9, 4, Some(&[1, 2, 3]), 0);
-        assert_eq!(
-            (c.version(9), c.members(9, 0)),
-            (Some(4), Some(&[1, 2, 3][..]))
-        );
-        c.observe(9, 5, None, 0);
-        assert_eq!(
-            c.members(9, 0),
-            None,
-            "a newer version without members drops it"
-        );
-        c.observe(9, 6, Some(&[1]), 0);
-        assert_eq!(c.members(9, 0), None, "an unknown group stays unknown");
-        c.insert(8, 1, vec![1], 0);
-        c.observe(8, 1, None, 0);
-        assert_eq!(c.members(8, 0), Some(&[1][..]));
-    }
-
-    #[test]
-    fn old_lists_are_asked_for_again() {
-        let mut c = GroupCache::default();
-        c.insert(9, 1, vec![1, 2], 1000);
-        assert!(c.members(9, 1000 + MEMBER_LIST_MAX_AGE_MS - 1).is_some());
-        assert!(c.members(9, 1000 + MEMBER_LIST_MAX_AGE_MS).is_none());
-        c.insert(9, 1, vec![1, 2], 1000 + MEMBER_LIST_MAX_AGE_MS);
-        assert!(
-            c.members(9, 1000 + MEMBER_LIST_MAX_AGE_MS).is_some(),
-            "refetched"
-        );
-        let later = 1000 + 2 * MEMBER_LIST_MAX_AGE_MS;
-        c.insert(9, 0, vec![5], later);
-        assert_eq!(
-            c.members(9, later),
-            Some(&[5][..]),
-            "an expired list gives way even to a lower version (a recreated group)"
-        );
-    }
-
-    #[test]
-    fn a_fetch_overtaken_by_a_change_is_not_kept() {
-        let mut c = GroupCache::default();
-        let w = WaitingMsg {
-            msg: IMMsgData::default(),
-            from_conn: None,
-            origin: false,
-        };
-        assert!(!c.wait_for_fetch(9, w.clone(), 0));
-        c.invalidate(9);
-        assert!(!c.fetched(9).1, "changed since asked");
-        assert!(!c.wait_for_fetch(9, w.clone(), 0));
-        assert!(c.fetched(9).1, "a new fetch is fresh");
-        assert!(!c.wait_for_fetch(9, w, 0));
-        c.clear();
-        assert!(
-            !c.fetched(9).1,
-            "a route_server reconnect counts as a change"
-        );
     }
 }

@@ -1,6 +1,5 @@
-//! Links to login_server: the C++ `LoginServConn.cpp` (`CLoginServConn`,
-//! `init_login_serv_conn`, `is_login_server_available`,
-//! `send_to_all_login_server`).
+//! Links to login_server: the C++ `LoginServConn.cpp` (`CLoginServConn`);
+//! `send_to_all_login_server` is [`crate::peers::LoginServers`].
 //!
 //! On connect we tell each login_server where clients reach us and how
 //! many are logged in (`CID_OTHER_MSG_SERV_INFO`); then every login and
@@ -8,17 +7,11 @@
 //! new clients to the least-loaded msg_server. login_server sends nothing
 //! but heartbeats.
 
-use crate::state::{make_pdu, send_all, MsgState};
+use crate::state::MsgState;
 use base::ImPdu;
 use netlib::PeerLink;
-use netlib::{Ctx, Heartbeat, ImConn, Reactor};
-use tt_proto::IM::BaseDefine::{OtherCmdID, ServiceID};
-use tt_proto::IM::Server::{IMMsgServInfo, IMUserCntUpdate};
-
-/// `USER_CNT_INC`.
-pub const USER_CNT_INC: u32 = 1;
-/// `USER_CNT_DEC`.
-pub const USER_CNT_DEC: u32 = 2;
+use netlib::{Ctx, Heartbeat, ImConn};
+use tt_proto::IM::Server::IMMsgServInfo;
 
 /// `CLoginServConn`: the handler of the link to login_server `idx`.
 #[derive(Debug)]
@@ -51,21 +44,15 @@ impl ImConn<MsgState> for LoginServConn {
     /// `OnConfirm`: registers this msg_server.
     fn on_confirm(&mut self, cx: &mut Ctx<'_, MsgState>) {
         let addr = cx.peer_addr();
-        self.link.confirm(&mut cx.state.login, cx.id, addr);
+        self.link.confirm(&mut cx.state.login.peers, cx.id, addr);
         let info = msg_serv_info(cx.state);
-        let (sid, cid) = (
-            ServiceID::SID_OTHER as u16,
-            OtherCmdID::CID_OTHER_MSG_SERV_INFO as u16,
-        );
-        if let Some(out) = make_pdu(sid, cid, 0, &info) {
-            cx.send_pdu(&out);
-        }
+        cx.send_msg(0, &info);
     }
 
     /// `OnClose`: reconnected after the back-off.
     fn on_close(&mut self, cx: &mut Ctx<'_, MsgState>) {
         let addr = cx.peer_addr();
-        self.link.closed(&mut cx.state.login, cx.id, addr);
+        self.link.closed(&mut cx.state.login.peers, cx.id, addr);
     }
 
     /// `OnTimer`: heartbeat after 5 s of quiet, close after 30 s of silence.
@@ -75,25 +62,4 @@ impl ImConn<MsgState> for LoginServConn {
 
     /// `HandlePdu`: nothing to do (heartbeats refresh the link by arriving).
     fn on_pdu(&mut self, _cx: &mut Ctx<'_, MsgState>, _pdu: ImPdu) {}
-}
-
-/// `send_to_all_login_server(CID_OTHER_USER_CNT_UPDATE)`: one user more
-/// (`online`) or less on this msg_server.
-pub fn send_user_cnt_update(
-    net: &mut Reactor<MsgState>,
-    state: &MsgState,
-    user_id: u32,
-    online: bool,
-) {
-    let msg = IMUserCntUpdate {
-        user_action: if online { USER_CNT_INC } else { USER_CNT_DEC },
-        user_id,
-    };
-    let (sid, cid) = (
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_USER_CNT_UPDATE as u16,
-    );
-    if let Some(out) = make_pdu(sid, cid, 0, &msg) {
-        send_all(net, &state.login.open_links(), &out);
-    }
 }

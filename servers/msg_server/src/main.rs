@@ -6,23 +6,51 @@
 //!
 //! Module map against the C++ `server/src/msg_server/`:
 //! - `main.rs` is `msg_server.cpp` (conf keys, listen, links, loop);
-//! - [`msg_conn`] is `MsgConn.cpp` (client connections and commands);
+//! - [`msg_conn`] is `MsgConn.cpp`, split along its seams: the handler and
+//!   its dispatch (`mod.rs`), a connection's fields (`conn`), the checks
+//!   before a command runs (`checks`), logins and kicks (`login`), the
+//!   message and session commands (`commands`);
 //! - [`im_user`] is `ImUser.cpp` (users and their connections);
 //! - [`db_serv_conn`], [`login_serv_conn`], [`route_serv_conn`],
-//!   [`push_serv_conn`], [`file_serv_conn`] are the `*ServConn.cpp` links;
+//!   [`push_serv_conn`], [`file_serv_conn`] are the `*ServConn.cpp` link
+//!   handlers (confirm, close, replies);
+//! - [`peers`] holds their server lists and the sends to peers
+//!   (`get_db_serv_conn`, `send_to_all_route_server`...);
 //! - [`group_chat`] is `GroupChat.cpp`, [`file_handler`] is `FileHandler.cpp`;
+//! - [`group_cache`] keeps group member lists and the messages waiting
+//!   for one (the C++ keeps none);
 //! - [`attach_data`] is `AttachData.cpp`;
 //! - `netlib::PeerList` is `ServInfo.h`'s list plus each link's open flag;
 //! - [`state`] gathers the C++ globals into the reactor's state.
+//!
+//! Calls point one way, down this stack (a module calls only those below
+//! it, never one beside or above):
+//! 1. the link handlers: [`db_serv_conn`] and [`route_serv_conn`] (the
+//!    replies and relays, dispatched to the modules below), [`msg_conn`]
+//!    (client commands);
+//! 2. the features they dispatch to: `msg_conn::login` (called by
+//!    db_serv_conn for a validated login, by route_serv_conn for a kick),
+//!    [`group_chat`], [`file_handler`], [`push_serv_conn`], and the link
+//!    handlers nothing dispatches to ([`login_serv_conn`],
+//!    [`file_serv_conn`]);
+//! 3. [`state`]: the state and the sends that need more than one link
+//!    set (to a user's connections, back to the client a reply names);
+//! 4. the leaves: [`peers`] (sending to peers), [`group_cache`],
+//!    [`im_user`], `msg_conn::conn`, `msg_conn::checks`, [`attach_data`].
+//!
+//! So a reply handler sends through `state.route.to_master(net, &pdu)` or
+//! `state.db.forward(...)`, never through another link's module.
 
 mod attach_data;
 mod db_serv_conn;
 mod file_handler;
 mod file_serv_conn;
+mod group_cache;
 mod group_chat;
 mod im_user;
 mod login_serv_conn;
 mod msg_conn;
+mod peers;
 mod push_serv_conn;
 mod route_serv_conn;
 mod state;
@@ -30,14 +58,17 @@ mod state;
 use base::aes::Aes;
 use base::config::{ConfigError, ConfigFileReader, ServerAddr};
 use base::tick::monotonic_ms;
-use db_serv_conn::{DbServConn, DbServers, DEFAULT_CONCURRENT_DB_CONN_CNT};
-use file_serv_conn::{FileServConn, FileServers};
+use db_serv_conn::DbServConn;
+use file_serv_conn::FileServConn;
 use login_serv_conn::LoginServConn;
 use msg_conn::MsgConn;
 use netlib::PeerList;
 use netlib::{ImConn, NetError, Reactor, ServList};
-use push_serv_conn::{PushServConn, PushServers};
-use route_serv_conn::{RouteServConn, RouteServers};
+use peers::{
+    DbServers, FileServers, LoginServers, PushServers, RouteServers, DEFAULT_CONCURRENT_DB_CONN_CNT,
+};
+use push_serv_conn::PushServConn;
+use route_serv_conn::RouteServConn;
 use state::{MsgState, MsgStats, ServerIdentity};
 use thiserror::Error;
 
@@ -193,7 +224,9 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
             PeerList::new(ServList::new(cfg.db_links())),
             cfg.concurrent_db_conn_cnt,
         ),
-        login: PeerList::new(ServList::new(cfg.login_servers.clone())),
+        login: LoginServers {
+            peers: PeerList::new(ServList::new(cfg.login_servers.clone())),
+        },
         route: RouteServers {
             peers: PeerList::new(ServList::new(cfg.route_servers.clone())),
             master: None,
@@ -236,6 +269,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         .init(&mut net, |i| Box::new(DbServConn::new(i)));
     state
         .login
+        .peers
         .init(&mut net, |i| Box::new(LoginServConn::new(i)));
     state
         .route
@@ -256,6 +290,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
             .check_reconnect(net, |i| Box::new(DbServConn::new(i)));
         state
             .login
+            .peers
             .check_reconnect(net, |i| Box::new(LoginServConn::new(i)));
         state
             .route
@@ -272,23 +307,33 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// `init_msg_conn`: the statistics timer and the signals (SIGUSR1 resets
-/// the statistics, SIGUSR2 toggles message logging, SIGHUP exits).
+/// `init_msg_conn`: the statistics timer (which also sweeps the group
+/// cache, see [`group_chat::expire_waits`]) and the signals (SIGUSR1
+/// resets the statistics, SIGUSR2 toggles message logging, SIGHUP exits).
 fn init_msg_conn(net: &mut Reactor<MsgState>) -> std::io::Result<()> {
     let mut last_stat = monotonic_ms();
     net.register_timer(MSG_CONN_TIMER_MS, move |_net, state: &mut MsgState| {
         let now = monotonic_ms();
+        group_chat::expire_waits(state, now);
         if now > last_stat + LOG_MSG_STAT_INTERVAL_MS {
             last_stat = now;
             let s = state.stats;
+            let g = state.groups.counters();
             log::info!(
-                "up_msg_cnt={}, up_msg_miss_cnt={}, down_msg_cnt={}, down_msg_miss_cnt={}, users={}, connections={}",
+                "up_msg_cnt={}, up_msg_miss_cnt={}, down_msg_cnt={}, down_msg_miss_cnt={}, users={}, connections={}, \
+                 group_lists={} (evicted {}, expired {}), group_waits={} (dropped {}, expired {})",
                 s.up_total,
                 s.up_miss,
                 s.down_total,
                 s.down_miss,
                 state.users.user_count(),
-                state.conns.len()
+                state.conns.len(),
+                state.groups.group_count(),
+                g.lists_evicted,
+                g.lists_expired,
+                state.groups.waiting_count(),
+                g.waits_dropped,
+                g.waits_expired
             );
         }
     });

@@ -1,6 +1,7 @@
 //! Links to push_server, and the mobile pushes of stored messages: the C++
-//! `PushServConn.cpp` (`CPushServConn`, `get_push_serv_conn`,
-//! `build_ios_push_flash`) and `CDBServConn::_HandleGetDeviceTokenResponse`.
+//! `PushServConn.cpp` (`CPushServConn`, `build_ios_push_flash`) and
+//! `CDBServConn::_HandleGetDeviceTokenResponse`; `get_push_serv_conn` is
+//! [`crate::peers::PushServers`].
 //!
 //! After a message is stored, db_proxy is asked for its receivers' device
 //! tokens with the message as attach data. For a receiver logged in here
@@ -13,15 +14,13 @@
 //! push_server connects).
 
 use crate::attach_data::{AttachData, AttachType};
-use crate::route_serv_conn;
-use crate::state::{make_pdu, send_msg, MsgState};
+use crate::state::MsgState;
 use base::pdu::PduError;
 use base::ImPdu;
-use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
-use netlib::{PeerLink, PeerList};
-use tt_proto::IM::BaseDefine::{
-    BuddyListCmdID, MsgType, OtherCmdID, ServiceID, UserStatType, UserTokenInfo,
-};
+use netlib::PeerLink;
+use netlib::{Ctx, Heartbeat, ImConn, Reactor};
+use tt_proto::cid;
+use tt_proto::IM::BaseDefine::{MsgType, UserStatType, UserTokenInfo};
 use tt_proto::IM::Buddy::IMUsersStatReq;
 use tt_proto::IM::Message::IMMsgData;
 use tt_proto::IM::Server::{IMGetDeviceTokenRsp, IMPushToUserReq};
@@ -34,15 +33,6 @@ pub const PUSH_TYPE_NORMAL: u32 = 1;
 pub const PUSH_TYPE_SILENT: u32 = 2;
 /// The flash line of a picture message or of an unknown sender.
 pub const COMMON_FLASH: &str = "您收到了一条消息";
-
-/// The push_server links and the one in use (`g_master_push_conn`).
-#[derive(Debug, Default)]
-pub struct PushServers {
-    /// The links.
-    pub peers: PeerList,
-    /// The link pushes go to: the last one that connected.
-    pub master: Option<ConnId>,
-}
 
 /// `CPushServConn`: the handler of the link to push_server `idx`.
 #[derive(Debug)]
@@ -83,10 +73,10 @@ impl ImConn<MsgState> for PushServConn {
 
     /// `HandlePdu`: only heartbeats and push results, which are logged.
     fn on_pdu(&mut self, _cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) {
-        if pdu.command_id() == OtherCmdID::CID_OTHER_PUSH_TO_USER_RSP as u16 {
-            log::debug!("push to user response");
-        } else if pdu.command_id() != OtherCmdID::CID_OTHER_HEARTBEAT as u16 {
-            log::warn!("push_server: unexpected command {:#06x}", pdu.command_id());
+        match pdu.command_id() {
+            cid::OTHER_PUSH_TO_USER_RSP => log::debug!("push to user response"),
+            cid::OTHER_HEARTBEAT => {}
+            other => log::warn!("push_server: unexpected command {other:#06x}"),
         }
     }
 }
@@ -204,7 +194,7 @@ pub fn handle_device_tokens(
         }
     }
     if !here.user_token_list.is_empty() {
-        send_push(net, state, &here);
+        state.push.push(net, &here);
     }
     Ok(())
 }
@@ -233,13 +223,7 @@ fn ask_status_then_push(
         user_id_list: vec![user_id],
         attach_data: Some(attach.encode()),
     };
-    let (sid, cid) = (
-        ServiceID::SID_BUDDY_LIST as u16,
-        BuddyListCmdID::CID_BUDDY_LIST_USERS_STATUS_REQUEST as u16,
-    );
-    if let Some(out) = make_pdu(sid, cid, 0, &req) {
-        route_serv_conn::send_to_master(net, state, &out);
-    }
+    state.route.msg_to_master(net, 0, &req);
 }
 
 /// The `ATTACH_TYPE_PDU_FOR_PUSH` branch of `_HandleUsersStatusResponse`:
@@ -264,24 +248,8 @@ pub fn push_after_status(
             PUSH_TYPE_NORMAL
         };
     }
-    send_push(net, state, &push);
+    state.push.push(net, &push);
     Ok(())
-}
-
-/// `get_push_serv_conn()->SendPdu(CID_OTHER_PUSH_TO_USER_REQ)`.
-fn send_push(net: &mut Reactor<MsgState>, state: &MsgState, push: &IMPushToUserReq) {
-    let Some(link) = state.push.master else {
-        log::debug!("no push_server: push dropped");
-        return;
-    };
-    send_msg(
-        net,
-        link,
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_PUSH_TO_USER_REQ as u16,
-        0,
-        push,
-    );
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Links to route_server: the C++ `RouteServConn.cpp` (`CRouteServConn`,
-//! `init_route_serv_conn`, `get_route_serv_conn`,
-//! `update_master_route_serv_conn`, `send_to_all_route_server`).
+//! its `HandlePdu` and `_HandleUsersStatusResponse`); the master and the
+//! sends to route_server are [`crate::peers::RouteServers`].
 //!
 //! route_server knows which users are logged in on which msg_server and
 //! relays what must reach users elsewhere. Logins and logouts go to every
@@ -15,107 +15,21 @@ use crate::group_chat;
 use crate::im_user::{CLIENT_TYPE_FLAG_BOTH, CLIENT_TYPE_FLAG_PC, PC_LOGIN_STATUS_ON};
 use crate::msg_conn;
 use crate::push_serv_conn;
-use crate::state::{make_pdu, send_all, send_msg, send_to_user, MsgState};
+use crate::state::{send_all, MsgState};
 use base::msg_type::is_group_msg;
 use base::pdu::PduError;
 use base::ImPdu;
-use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
-use netlib::{PeerLink, PeerList};
-use tt_proto::IM::BaseDefine::{
-    BuddyListCmdID, ClientType, FileCmdID, GroupCmdID, KickReasonType, MessageCmdID, OtherCmdID,
-    ServerUserStat, ServiceID, SwitchServiceCmdID, UserStatType,
-};
+use netlib::PeerLink;
+use netlib::{Ctx, Heartbeat, ImConn, Reactor};
+use tt_proto::cid;
+use tt_proto::IM::BaseDefine::{ClientType, KickReasonType, ServerUserStat, UserStatType};
 use tt_proto::IM::Buddy::{
     IMPCLoginStatusNotify, IMRemoveSessionNotify, IMSignInfoChangedNotify, IMUserStatNotify,
     IMUsersStatRsp,
 };
 use tt_proto::IM::Message::{IMMsgData, IMMsgDataReadNotify};
-use tt_proto::IM::Server::{
-    IMOnlineUserInfo, IMRoleSet, IMServerKickUser, IMServerPCLoginStatusNotify, IMUserStatusUpdate,
-};
+use tt_proto::IM::Server::{IMOnlineUserInfo, IMServerKickUser, IMServerPCLoginStatusNotify};
 use tt_proto::IM::SwitchService::IMP2PCmdMsg;
-
-/// The route_server links and which one is the master (`g_master_rs_conn`).
-#[derive(Debug, Default)]
-pub struct RouteServers {
-    /// The links.
-    pub peers: PeerList,
-    /// `get_route_serv_conn`: where everything but status updates goes.
-    pub master: Option<ConnId>,
-}
-
-/// `get_route_serv_conn()->SendPdu`: sends `pdu` to the master
-/// route_server, if any link is open.
-pub fn send_to_master(net: &mut Reactor<MsgState>, state: &MsgState, pdu: &ImPdu) {
-    if let Some(master) = state.route.master {
-        let _ = net.send_pdu(master, pdu);
-    }
-}
-
-/// `CID_OTHER_SERVER_KICK_USER` to the master route_server: the other
-/// msg_servers kick `user_id`'s connections of `client_type`'s class.
-pub fn send_kick_user(
-    net: &mut Reactor<MsgState>,
-    state: &MsgState,
-    user_id: u32,
-    client_type: ClientType,
-    reason: KickReasonType,
-) {
-    let kick = IMServerKickUser {
-        user_id,
-        client_type,
-        reason: reason as u32,
-    };
-    let (sid, cid) = (
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_SERVER_KICK_USER as u16,
-    );
-    if let Some(out) = make_pdu(sid, cid, 0, &kick) {
-        send_to_master(net, state, &out);
-    }
-}
-
-/// `send_to_all_route_server(CID_OTHER_USER_STATUS_UPDATE)`: a client of
-/// `user_id` logged in or out.
-pub fn send_user_status_update(
-    net: &mut Reactor<MsgState>,
-    state: &MsgState,
-    user_id: u32,
-    client_type: u32,
-    status: UserStatType,
-) {
-    let msg = IMUserStatusUpdate {
-        user_status: status as u32,
-        user_id,
-        client_type: ClientType::from(client_type as i32),
-    };
-    let (sid, cid) = (
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_USER_STATUS_UPDATE as u16,
-    );
-    if let Some(out) = make_pdu(sid, cid, 0, &msg) {
-        send_all(net, &state.route.peers.open_links(), &out);
-    }
-}
-
-/// `update_master_route_serv_conn`: the oldest open link becomes master
-/// and is told so.
-fn update_master(net: &mut Reactor<MsgState>, state: &mut MsgState) {
-    state.route.master = state.route.peers.oldest_open();
-    if let Some(master) = state.route.master {
-        log::info!("route_server link {master} is the master");
-        send_msg(
-            net,
-            master,
-            ServiceID::SID_OTHER as u16,
-            OtherCmdID::CID_OTHER_ROLE_SET as u16,
-            0,
-            &IMRoleSet { master: 1 },
-        );
-    } else {
-        log::warn!("no route_server link open");
-    }
-}
 
 /// The `IMOnlineUserInfo` of `OnConfirm`: every validated connection here.
 pub fn online_user_info(state: &MsgState) -> IMOnlineUserInfo {
@@ -156,16 +70,10 @@ impl ImConn<MsgState> for RouteServConn {
         // Membership changes may have been missed while no link was open.
         cx.state.groups.clear();
         if cx.state.route.master.is_none() {
-            update_master(cx.net, cx.state);
+            cx.state.route.update_master(cx.net);
         }
         let info = online_user_info(cx.state);
-        let (sid, cid) = (
-            ServiceID::SID_OTHER as u16,
-            OtherCmdID::CID_OTHER_ONLINE_USER_INFO as u16,
-        );
-        if let Some(out) = make_pdu(sid, cid, 0, &info) {
-            cx.send_pdu(&out);
-        }
+        cx.send_msg(0, &info);
     }
 
     /// `OnClose`: another link becomes master if this one was.
@@ -173,7 +81,7 @@ impl ImConn<MsgState> for RouteServConn {
         let addr = cx.peer_addr();
         self.link.closed(&mut cx.state.route.peers, cx.id, addr);
         if cx.state.route.master == Some(cx.id) {
-            update_master(cx.net, cx.state);
+            cx.state.route.update_master(cx.net);
         }
     }
 
@@ -198,11 +106,9 @@ fn handle_relayed(
     state: &mut MsgState,
     pdu: ImPdu,
 ) -> Result<(), PduError> {
-    use BuddyListCmdID as B;
-    let cid = pdu.command_id();
-    match cid {
-        c if c == OtherCmdID::CID_OTHER_HEARTBEAT as u16 => {}
-        c if c == OtherCmdID::CID_OTHER_SERVER_KICK_USER as u16 => {
+    match pdu.command_id() {
+        cid::OTHER_HEARTBEAT => {}
+        cid::OTHER_SERVER_KICK_USER => {
             let msg: IMServerKickUser = pdu.msg()?;
             log::info!(
                 "kick from route_server, user_id={}, client_type={:?}, reason={}",
@@ -215,7 +121,7 @@ fn handle_relayed(
             } else {
                 KickReasonType::KICK_REASON_DUPLICATE_USER
             };
-            msg_conn::kick_same_client_class(
+            msg_conn::login::kick_same_client_class(
                 net,
                 state,
                 msg.user_id,
@@ -224,7 +130,7 @@ fn handle_relayed(
                 None,
             );
         }
-        c if c == B::CID_BUDDY_LIST_STATUS_NOTIFY as u16 => {
+        cid::BUDDY_LIST_STATUS_NOTIFY => {
             let msg: IMUserStatNotify = pdu.msg()?;
             log::debug!(
                 "status notify, user_id={}, status={:?}",
@@ -233,31 +139,29 @@ fn handle_relayed(
             );
             send_all(net, &state.users.all_targets(CLIENT_TYPE_FLAG_PC), &pdu);
         }
-        c if c == B::CID_BUDDY_LIST_USERS_STATUS_RESPONSE as u16 => {
-            handle_users_status_response(net, state, pdu)?
-        }
-        c if c == MessageCmdID::CID_MSG_READ_NOTIFY as u16 => {
+        cid::BUDDY_LIST_USERS_STATUS_RESPONSE => handle_users_status_response(net, state, pdu)?,
+        cid::MSG_READ_NOTIFY => {
             let msg: IMMsgDataReadNotify = pdu.msg()?;
-            send_to_user(net, state, msg.user_id, None, &pdu);
+            state.send_to_user(net, msg.user_id, None, &pdu);
         }
-        c if c == MessageCmdID::CID_MSG_DATA as u16 => {
+        cid::MSG_DATA => {
             let msg: IMMsgData = pdu.msg()?;
             if is_group_msg(msg.msg_type) {
                 group_chat::handle_group_message_broadcast(net, state, msg)?;
             } else {
                 let (from, to, id) = (msg.from_user_id, msg.to_session_id, msg.msg_id);
                 log::debug!("relayed message {from}->{to}, msg_id={id}");
-                msg_conn::broadcast_client_msg_data(net, state, from, &pdu, id, None, from);
-                msg_conn::broadcast_client_msg_data(net, state, to, &pdu, id, None, from);
+                state.deliver_msg(net, from, &pdu, id, None, from);
+                state.deliver_msg(net, to, &pdu, id, None, from);
             }
         }
-        c if c == SwitchServiceCmdID::CID_SWITCH_P2P_CMD as u16 => {
+        cid::SWITCH_P2P_CMD => {
             let msg: IMP2PCmdMsg = pdu.msg()?;
             for uid in [msg.from_user_id, msg.to_user_id] {
-                send_to_user(net, state, uid, None, &pdu);
+                state.send_to_user(net, uid, None, &pdu);
             }
         }
-        c if c == OtherCmdID::CID_OTHER_LOGIN_STATUS_NOTIFY as u16 => {
+        cid::OTHER_LOGIN_STATUS_NOTIFY => {
             let msg: IMServerPCLoginStatusNotify = pdu.msg()?;
             log::debug!(
                 "PC login status of user {}: {}",
@@ -274,30 +178,24 @@ fn handle_relayed(
                         UserStatType::USER_STATUS_OFFLINE
                     },
                 };
-                let sid = ServiceID::SID_BUDDY_LIST as u16;
-                let cid = B::CID_BUDDY_LIST_PC_LOGIN_STATUS_NOTIFY as u16;
                 let targets = user.mobile_targets(None);
-                if let Some(out) = make_pdu(sid, cid, 0, &notify) {
-                    send_all(net, &targets, &out);
-                }
+                send_all(net, &targets, &ImPdu::for_msg(0, &notify)?);
             }
         }
-        c if c == B::CID_BUDDY_LIST_REMOVE_SESSION_NOTIFY as u16 => {
+        cid::BUDDY_LIST_REMOVE_SESSION_NOTIFY => {
             let msg: IMRemoveSessionNotify = pdu.msg()?;
-            send_to_user(net, state, msg.user_id, None, &pdu);
+            state.send_to_user(net, msg.user_id, None, &pdu);
         }
-        c if c == B::CID_BUDDY_LIST_SIGN_INFO_CHANGED_NOTIFY as u16 => {
+        cid::BUDDY_LIST_SIGN_INFO_CHANGED_NOTIFY => {
             let msg: IMSignInfoChangedNotify = pdu.msg()?;
             log::debug!("sign info of user {} changed", msg.changed_user_id);
             send_all(net, &state.users.all_targets(CLIENT_TYPE_FLAG_BOTH), &pdu);
         }
-        c if c == GroupCmdID::CID_GROUP_CHANGE_MEMBER_NOTIFY as u16 => {
+        cid::GROUP_CHANGE_MEMBER_NOTIFY => {
             group_chat::handle_change_member_broadcast(net, state, &pdu)?
         }
-        c if c == FileCmdID::CID_FILE_NOTIFY as u16 => {
-            file_handler::handle_file_notify(net, state, &pdu)?
-        }
-        _ => log::warn!("route_server: unexpected command {cid:#06x} ignored"),
+        cid::FILE_NOTIFY => file_handler::handle_file_notify(net, state, &pdu)?,
+        other => log::warn!("route_server: unexpected command {other:#06x} ignored"),
     }
     Ok(())
 }

@@ -1,21 +1,28 @@
 //! The server state every handler reaches through its `Ctx`: what the C++
 //! keeps in the globals of each of its files (`g_msg_conn_map`,
 //! `CImUserManager`, `g_db_server_list`, `g_master_rs_conn`...), gathered in
-//! one struct owned by the event loop.
+//! one struct owned by the event loop, with the sends that need more of it
+//! than one link set: to a user's connections, back to the client a reply
+//! names (`CImUserManager::GetMsgConnByHandle`), a stored message to its
+//! receivers (`CImUser::BroadcastClientMsgData`).
+//!
+//! It depends only on the leaf modules (links in [`crate::peers`], users,
+//! group cache, attach data, a client connection's fields); every handler
+//! calls down into it.
 
-use crate::db_serv_conn::DbServers;
-use crate::file_serv_conn::FileServers;
-use crate::group_chat::GroupCache;
+use crate::attach_data::{AttachData, Attached};
+use crate::group_cache::GroupCache;
 use crate::im_user::ImUserManager;
-use crate::msg_conn::ClientConn;
-use crate::push_serv_conn::PushServers;
-use crate::route_serv_conn::RouteServers;
+use crate::msg_conn::conn::ClientConn;
+use crate::peers::{DbServers, FileServers, LoginServers, PushServers, RouteServers};
 use base::aes::Aes;
+use base::pdu::PduError;
+use base::tick::monotonic_ms;
 use base::ImPdu;
-use netlib::PeerList;
 use netlib::{ConnId, Reactor};
 use std::collections::HashMap;
-use tt_proto::ProtoMessage;
+use tt_proto::IM::BaseDefine::SessionType;
+use tt_proto::IM::Message::{IMMsgData, IMMsgDataAck};
 
 /// What this msg_server tells login_server about itself (`MSG_SERV_INFO`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +66,7 @@ pub struct MsgState {
     /// Links to db_proxy_server.
     pub db: DbServers,
     /// Links to login_server.
-    pub login: PeerList,
+    pub login: LoginServers,
     /// Links to route_server.
     pub route: RouteServers,
     /// Links to push_server.
@@ -74,18 +81,6 @@ pub struct MsgState {
     pub log_msg: bool,
 }
 
-/// Builds a PDU we originate. Encoding fails only for a body over the PDU
-/// size limit; that is logged and the PDU not sent.
-pub fn make_pdu<M: ProtoMessage>(sid: u16, cid: u16, seq: u16, msg: &M) -> Option<ImPdu> {
-    match ImPdu::with_msg(sid, cid, seq, msg) {
-        Ok(pdu) => Some(pdu),
-        Err(e) => {
-            log::error!("cannot encode command {cid:#06x}: {e}");
-            None
-        }
-    }
-}
-
 /// Sends `pdu` to each of `targets`. A target whose send fails is being
 /// closed by the reactor; its `on_close` cleans up.
 pub fn send_all(net: &mut Reactor<MsgState>, targets: &[ConnId], pdu: &ImPdu) {
@@ -94,31 +89,107 @@ pub fn send_all(net: &mut Reactor<MsgState>, targets: &[ConnId], pdu: &ImPdu) {
     }
 }
 
-/// Sends `pdu` to each connection of `user_id` here but `except` (none
-/// when the user has no connection here).
-pub fn send_to_user(
-    net: &mut Reactor<MsgState>,
-    state: &MsgState,
-    user_id: u32,
-    except: Option<ConnId>,
-    pdu: &ImPdu,
-) {
-    if let Some(user) = state.users.get(user_id) {
-        send_all(net, &user.targets(except), pdu);
+impl MsgState {
+    /// Sends `pdu` to each connection of `user_id` here but `except` (none
+    /// when the user has no connection here).
+    pub fn send_to_user(
+        &self,
+        net: &mut Reactor<MsgState>,
+        user_id: u32,
+        except: Option<ConnId>,
+        pdu: &ImPdu,
+    ) {
+        if let Some(user) = self.users.get(user_id) {
+            send_all(net, &user.targets(except), pdu);
+        }
     }
-}
 
-/// Builds a PDU we originate and sends it to connection `to` (see
-/// [`make_pdu`]; a send that fails is the reactor closing `to`).
-pub fn send_msg<M: ProtoMessage>(
-    net: &mut Reactor<MsgState>,
-    to: ConnId,
-    sid: u16,
-    cid: u16,
-    seq: u16,
-    msg: &M,
-) {
-    if let Some(out) = make_pdu(sid, cid, seq, msg) {
-        let _ = net.send_pdu(to, &out);
+    /// The client connection named by a reply's user id and attach data
+    /// (`GetMsgConnByHandle`), if it is still a connection of that user.
+    pub fn client_of(&self, user_id: u32, attach: Option<&[u8]>) -> Option<ConnId> {
+        let attach = match AttachData::decode(attach.unwrap_or_default()) {
+            Ok(a) => a,
+            Err(e) => {
+                log::warn!("reply for user {user_id} with unusable attach data dropped: {e}");
+                return None;
+            }
+        };
+        self.users.conn_of(user_id, attach.handle)
+    }
+
+    /// The common reply path: the reply goes, without its attach data, to the
+    /// client connection that asked; dropped when that client has gone.
+    pub fn relay_to_client<M: Attached>(
+        &self,
+        net: &mut Reactor<MsgState>,
+        mut pdu: ImPdu,
+    ) -> Result<M, PduError> {
+        let mut msg: M = pdu.msg()?;
+        let Some(conn) = self.client_of(msg.user_id(), msg.attach()) else {
+            log::debug!(
+                "reply {:#06x} for user {}: client gone, dropped",
+                pdu.command_id(),
+                msg.user_id()
+            );
+            return Ok(msg);
+        };
+        msg.set_attach(None);
+        pdu.set_msg(&msg)?;
+        let _ = net.send_pdu(conn, &pdu);
+        Ok(msg)
+    }
+
+    /// `CImUser::BroadcastClientMsgData`: sends a stored message to each of
+    /// `user_id`'s connections but `except`, each awaiting its ack.
+    pub fn deliver_msg(
+        &mut self,
+        net: &mut Reactor<MsgState>,
+        user_id: u32,
+        pdu: &ImPdu,
+        msg_id: u32,
+        except: Option<ConnId>,
+        from_id: u32,
+    ) {
+        let Some(user) = self.users.get(user_id) else {
+            return;
+        };
+        let now = monotonic_ms();
+        for t in user.targets(except) {
+            let _ = net.send_pdu(t, pdu);
+            if let Some(c) = self.conns.get_mut(&t) {
+                c.add_to_send_list(msg_id, from_id, now);
+            }
+            self.stats.down_total += 1;
+        }
+    }
+
+    /// What `_HandleMsgData` and `HandleGroupMessage` do first with a message
+    /// db_proxy stored: the sender's connection named by the attach data gets
+    /// its ack (with the request's seq), and the message, without attach data
+    /// and with seq 0, goes to the master route_server for the other
+    /// msg_servers. Returns the sender's connection here, if still there;
+    /// `msg` and `pdu` are left as routed.
+    pub fn ack_and_route_stored(
+        &self,
+        net: &mut Reactor<MsgState>,
+        pdu: &mut ImPdu,
+        msg: &mut IMMsgData,
+        session_type: SessionType,
+    ) -> Result<Option<ConnId>, PduError> {
+        let from_conn = self.client_of(msg.from_user_id, msg.attach_data.as_deref());
+        if let Some(sender) = from_conn {
+            let ack = IMMsgDataAck {
+                user_id: msg.from_user_id,
+                session_id: msg.to_session_id,
+                msg_id: msg.msg_id,
+                session_type,
+            };
+            let _ = net.send_msg(sender, pdu.seq_num(), &ack);
+        }
+        msg.attach_data = None;
+        pdu.set_msg(msg)?;
+        pdu.set_seq_num(0);
+        self.route.to_master(net, pdu);
+        Ok(from_conn)
     }
 }

@@ -2,16 +2,24 @@
 //!
 //! Reads `routeserver.conf` (keys `ListenIP`, a `;` list, and
 //! `ListenMsgPort`) from the working directory or `-c PATH`, listens for
-//! msg_servers on every listed address and runs the event loop. What a
-//! link does is in [`route_conn`], a user's presence in [`user_info`].
+//! msg_servers on every listed address and runs the event loop.
+//!
+//! Layout (modules call down, never up):
+//! - [`route_conn`] is `RouteConn.cpp`'s `CRouteConn`: one msg_server
+//!   link, its commands and the presence notifications they cause;
+//! - [`state`] is `RouteConn.cpp`'s globals: the links, the user table
+//!   and broadcasting to the links;
+//! - [`user_info`] is `UserInfo.cpp`: one user's clients per link.
 
 mod route_conn;
+mod state;
 mod user_info;
 
 use base::config::{ConfigError, ConfigFileReader};
 use base::tick::monotonic_ms;
 use netlib::{ImConn, NetError, Reactor};
-use route_conn::{RouteConn, RouteState};
+use route_conn::RouteConn;
+use state::RouteState;
 use thiserror::Error;
 
 /// The C++ conf file name, read from the working directory.

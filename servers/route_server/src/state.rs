@@ -1,0 +1,288 @@
+//! The presence table every msg_server link shares: the globals of the
+//! C++ `route_server/RouteConn.cpp` (`g_route_conn_map`, `g_user_map`,
+//! `_UpdateUserStatus`, `_BroadcastMsg`), owned by the event loop as the
+//! reactor's state.
+//!
+//! Differences from the C++, on purpose: each link keeps the users it
+//! reported (the C++ scans every user when a link closes), so a lost link
+//! takes exactly its clients with it; users left without a PC client that
+//! way are remembered for [`REANNOUNCE_WINDOW_MS`] so that a msg_server
+//! reconnecting with them announces them online again.
+
+use crate::user_info::{is_pc_client, UserInfo};
+use base::ImPdu;
+use netlib::{ConnId, Reactor};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use tt_proto::Command;
+use tt_proto::IM::BaseDefine::UserStatType;
+
+/// `USER_STATUS_OFFLINE` as `IMUserStatusUpdate.user_status` carries it.
+pub const STATUS_OFFLINE: u32 = UserStatType::USER_STATUS_OFFLINE as u32;
+/// `USER_STATUS_ONLINE`.
+pub const STATUS_ONLINE: u32 = UserStatType::USER_STATUS_ONLINE as u32;
+
+/// How long a user announced offline because its msg_server link was lost
+/// is remembered: if a msg_server (re)connecting within this window reports
+/// that user in its `CID_OTHER_ONLINE_USER_INFO`, the user is announced
+/// online again. Covers a msg_server's reconnect back-off with room to spare.
+pub const REANNOUNCE_WINDOW_MS: u64 = 5 * 60 * 1000;
+
+/// The server state (`S` of the reactor): the C++ globals of `RouteConn.cpp`.
+#[derive(Debug, Default)]
+pub struct RouteState {
+    /// Every open msg_server link (`g_route_conn_map`), with the users it
+    /// reports. The C++ has no such index and scans every user when a link
+    /// closes.
+    links: BTreeMap<ConnId, HashSet<u32>>,
+    /// `g_user_map`: every user some link reports a client of.
+    users: HashMap<u32, UserInfo>,
+    /// Users announced offline because their link was lost, with when
+    /// (monotonic ms); see [`REANNOUNCE_WINDOW_MS`]. The C++ announces
+    /// nothing on a lost link.
+    dropped: HashMap<u32, u64>,
+}
+
+impl RouteState {
+    /// `GetUserInfo`.
+    pub fn user(&self, user_id: u32) -> Option<&UserInfo> {
+        self.users.get(&user_id)
+    }
+
+    /// Number of users in the table.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Number of open msg_server links.
+    pub fn link_count(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Every open link, in a stable order (`g_route_conn_map`).
+    pub fn links(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.links.keys().copied()
+    }
+
+    /// `OnConnect`: a msg_server link is open.
+    pub fn add_link(&mut self, link: ConnId) {
+        self.links.entry(link).or_default();
+    }
+
+    /// `_UpdateUserStatus`: one client of `user_id` of `client_type` went
+    /// to `status` through `link`. Any status but offline (online, leave)
+    /// counts as logged in. An offline for a client `link` never reported
+    /// is ignored.
+    pub fn update_user_status(
+        &mut self,
+        link: ConnId,
+        user_id: u32,
+        status: u32,
+        client_type: u32,
+    ) {
+        let Some(link_users) = self.links.get_mut(&link) else {
+            // Only an open link reports users; anything else would leak.
+            log::warn!("status of user {user_id} from unknown link {link} ignored");
+            return;
+        };
+        if status == STATUS_OFFLINE {
+            let Some(user) = self.users.get_mut(&user_id) else {
+                return;
+            };
+            user.remove_client(link, client_type);
+            if !user.has_link(link) {
+                link_users.remove(&user_id);
+            }
+            if user.is_empty() {
+                self.users.remove(&user_id);
+            }
+        } else {
+            self.users
+                .entry(user_id)
+                .or_default()
+                .add_client(link, client_type);
+            link_users.insert(user_id);
+        }
+    }
+
+    /// `Close` (the user-table part): forgets `link` and every client it
+    /// reported. Returns the users it had a PC client of: their presence
+    /// may have changed. Those left with no PC client are remembered as
+    /// dropped at `now`.
+    pub fn remove_link(&mut self, link: ConnId, now: u64) -> Vec<u32> {
+        let Some(link_users) = self.links.remove(&link) else {
+            return Vec::new();
+        };
+        let mut had_pc = Vec::new();
+        for user_id in link_users {
+            let Some(user) = self.users.get_mut(&user_id) else {
+                continue;
+            };
+            let lost_pc = user
+                .remove_link(link)
+                .is_some_and(|tally| tally.keys().any(|&t| is_pc_client(t)));
+            let pc_left = user.is_pc_client_login();
+            if user.is_empty() {
+                self.users.remove(&user_id);
+            }
+            if lost_pc {
+                had_pc.push(user_id);
+                if !pc_left {
+                    self.dropped.insert(user_id, now);
+                }
+            }
+        }
+        had_pc.sort_unstable();
+        had_pc
+    }
+
+    /// Forgets the users dropped longer than [`REANNOUNCE_WINDOW_MS`] before `now`.
+    pub fn forget_dropped(&mut self, now: u64) {
+        self.dropped
+            .retain(|_, at| now.saturating_sub(*at) < REANNOUNCE_WINDOW_MS);
+    }
+
+    /// A msg_server (re)connecting lists `user_id`: true when the user was
+    /// announced offline with a lost link and now has a PC client again,
+    /// so it must be announced online (it is then no longer remembered).
+    pub fn take_reannounce(&mut self, user_id: u32) -> bool {
+        if !self.dropped.contains_key(&user_id) {
+            return false;
+        }
+        if !self.user(user_id).is_some_and(UserInfo::is_pc_client_login) {
+            return false;
+        }
+        self.dropped.remove(&user_id);
+        true
+    }
+
+    /// A status update of `user_id` supersedes its being dropped with a link.
+    pub fn clear_dropped(&mut self, user_id: u32) {
+        self.dropped.remove(&user_id);
+    }
+
+    /// `_BroadcastMsg`: sends `pdu` to every open link but `except`. A link
+    /// whose send fails is being closed by the reactor; the others still
+    /// get it.
+    pub fn broadcast(&self, net: &mut Reactor<RouteState>, pdu: &ImPdu, except: Option<ConnId>) {
+        for link in self.links() {
+            if Some(link) != except {
+                // A failure means that link is closing; its on_close cleans up.
+                let _ = net.send_pdu(link, pdu);
+            }
+        }
+    }
+
+    /// `_BroadcastMsg` of a notify we originate: `msg` under its command,
+    /// seq 0, to every open link. Encoding fails only for a body over the
+    /// PDU limit; that is logged and nothing sent.
+    pub fn broadcast_msg<M: Command>(&self, net: &mut Reactor<RouteState>, msg: &M) {
+        match ImPdu::for_msg(0, msg) {
+            Ok(pdu) => self.broadcast(net, &pdu, None),
+            Err(e) => log::error!("cannot encode command {:#06x}: {e}", M::CID),
+        }
+    }
+
+    /// Number of users remembered as dropped.
+    #[cfg(test)]
+    pub fn dropped_count(&self) -> usize {
+        self.dropped.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WINDOWS: u32 = 0x01;
+    const ANDROID: u32 = 0x12;
+
+    fn link(n: u64) -> ConnId {
+        ConnId::from_u64(n)
+    }
+
+    fn state_with_links(n: u64) -> RouteState {
+        let mut s = RouteState::default();
+        for i in 1..=n {
+            s.add_link(link(i));
+        }
+        s
+    }
+
+    #[test]
+    fn online_then_offline_empties_the_table() {
+        let mut s = state_with_links(1);
+        s.update_user_status(link(1), 7, STATUS_ONLINE, WINDOWS);
+        assert_eq!(
+            s.user(7).unwrap().status(),
+            UserStatType::USER_STATUS_ONLINE
+        );
+        s.update_user_status(link(1), 7, STATUS_OFFLINE, WINDOWS);
+        assert_eq!(s.user_count(), 0);
+        assert!(
+            s.links[&link(1)].is_empty(),
+            "the link index forgets the user"
+        );
+    }
+
+    #[test]
+    fn offline_from_a_link_that_never_reported_is_ignored() {
+        let mut s = state_with_links(2);
+        s.update_user_status(link(1), 7, STATUS_ONLINE, WINDOWS);
+        s.update_user_status(link(2), 7, STATUS_OFFLINE, WINDOWS);
+        assert!(s.user(7).unwrap().is_pc_client_login());
+        s.update_user_status(link(2), 8, STATUS_OFFLINE, WINDOWS);
+        assert!(s.user(8).is_none());
+    }
+
+    #[test]
+    fn leave_counts_as_logged_in() {
+        let mut s = state_with_links(1);
+        s.update_user_status(link(1), 7, UserStatType::USER_STATUS_LEAVE as u32, WINDOWS);
+        assert_eq!(
+            s.user(7).unwrap().status(),
+            UserStatType::USER_STATUS_ONLINE
+        );
+    }
+
+    #[test]
+    fn unknown_link_adds_nothing() {
+        let mut s = state_with_links(1);
+        s.update_user_status(link(9), 7, STATUS_ONLINE, WINDOWS);
+        assert_eq!(s.user_count(), 0);
+    }
+
+    #[test]
+    fn losing_a_link_reports_pc_users_and_keeps_others() {
+        let mut s = state_with_links(2);
+        s.update_user_status(link(1), 1, STATUS_ONLINE, WINDOWS);
+        s.update_user_status(link(1), 2, STATUS_ONLINE, WINDOWS);
+        s.update_user_status(link(2), 2, STATUS_ONLINE, ANDROID);
+        s.update_user_status(link(1), 3, STATUS_ONLINE, ANDROID);
+        s.update_user_status(link(2), 4, STATUS_ONLINE, WINDOWS);
+        s.update_user_status(link(1), 4, STATUS_ONLINE, WINDOWS);
+        let had_pc = s.remove_link(link(1), 1000);
+        assert_eq!(had_pc, vec![1, 2, 4]);
+        assert!(s.user(1).is_none() && s.user(3).is_none());
+        assert_eq!(
+            s.user(2).unwrap().status(),
+            UserStatType::USER_STATUS_OFFLINE
+        );
+        assert_eq!(
+            s.user(4).unwrap().status(),
+            UserStatType::USER_STATUS_ONLINE
+        );
+        assert_eq!(s.link_count(), 1);
+        // Users 1 and 2 lost their last PC client; user 4 still has one.
+        assert_eq!(s.dropped_count(), 2);
+        s.forget_dropped(1000 + REANNOUNCE_WINDOW_MS - 1);
+        assert_eq!(s.dropped_count(), 2);
+        s.forget_dropped(1000 + REANNOUNCE_WINDOW_MS);
+        assert_eq!(s.dropped_count(), 0);
+        assert!(
+            s.remove_link(link(1), 0).is_empty(),
+            "a second close is a no-op"
+        );
+        s.remove_link(link(2), 0);
+        assert_eq!(s.user_count(), 0);
+    }
+}
