@@ -173,20 +173,20 @@ fn create_then_change_members_then_list() {
         .result_code,
         1
     );
-    // Unknown group: no answer; the next answer is the following request's.
-    let req = IMGroupChangeMemberReq {
-        user_id: 1,
-        change_type: GroupModifyType::GROUP_MODIFY_TYPE_ADD,
-        group_id: 9999,
-        member_id_list: vec![1],
-        attach_data: None,
-    };
-    c.send_msg(
-        SID_GROUP,
-        GroupCmdID::CID_GROUP_CHANGE_MEMBER_REQUEST as u16,
-        9,
-        &req,
+    // Unknown group: result 1 (the C++ sends no answer), nothing listed.
+    let unknown = change(
+        &mut c,
+        0,
+        9999,
+        GroupModifyType::GROUP_MODIFY_TYPE_ADD,
+        &[1],
     );
+    assert_eq!(
+        (unknown.result_code, unknown.group_id),
+        (1, 9999),
+        "an unknown group is answered"
+    );
+    assert!(unknown.cur_user_id_list.is_empty() && unknown.chg_user_id_list.is_empty());
 
     // Lists and versions.
     let version = 4;
