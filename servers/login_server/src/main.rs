@@ -11,13 +11,13 @@
 //! - [`http_conn`] is `HttpConn.cpp` (+ the `HttpParserWrapper` parts it uses);
 //! - [`ip_parser`] is `ipparser.cpp`;
 //! - [`msg_serv_info`] is `msg_serv_info_t`, `g_msg_serv_info` and the choice loop;
-//! - [`styled_json`] is jsoncpp's `toStyledString` layout of the HTTP answers.
+//! - `tt_http::styled_json` lays out the HTTP answers as jsoncpp's
+//!   `toStyledString`.
 
 mod http_conn;
 mod ip_parser;
 mod login_conn;
 mod msg_serv_info;
-mod styled_json;
 
 use base::config::{ConfigError, ConfigFileReader};
 use http_conn::{ClientUrls, LoginHttp};
