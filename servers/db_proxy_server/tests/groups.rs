@@ -484,3 +484,34 @@ fn group_ids_from_eight_concurrent_links_have_no_gap() {
         "one group session per sender"
     );
 }
+
+#[test]
+fn concurrent_creations_all_succeed_with_distinct_ids() {
+    // A DELETE of the (absent) rows of each new id gap-locked the member
+    // index: creations on parallel links deadlocked and answered result 1.
+    let (_db, _redis, p, _c) = fresh(8, 8);
+    let threads: Vec<_> = (0..8u32)
+        .map(|link| {
+            let port = p.port;
+            std::thread::spawn(move || {
+                let mut c = PduClient::connect(port);
+                (0..5)
+                    .map(|i| {
+                        let name = format!("g{link}-{i}");
+                        create(&mut c, 0, &name, GroupType::GROUP_TYPE_NORMAL, &[1, 2, 3])
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in threads {
+        for rsp in t.join().unwrap() {
+            assert_eq!(rsp.result_code, 0, "{:?} failed", rsp.group_name);
+            ids.push(rsp.group_id.unwrap());
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 40);
+}
