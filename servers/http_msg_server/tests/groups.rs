@@ -33,7 +33,12 @@ fn groups_made_and_changed_over_http_are_what_clients_see() {
             info.group_type,
             info.group_creator_id
         ),
-        ("team", "http://img/team.png", GroupType::GROUP_TYPE_NORMAL, 0),
+        (
+            "team",
+            "http://img/team.png",
+            GroupType::GROUP_TYPE_NORMAL,
+            0
+        ),
         "creator 0, as the C++ stores it"
     );
     let mut members = info.group_member_list.clone();
