@@ -22,7 +22,7 @@ use crate::http_query::{self, Decision, Links};
 use crate::state::HttpMsgState;
 use base::tick::monotonic_ms;
 use netlib::Ctx;
-use tt_http::{HttpConn, HttpHandler, Limits, ParseError, Request, Verdict};
+use tt_http::{HttpConn, HttpHandler, Limits, ParseError, Request, Response, Verdict};
 
 /// `HTTP_CONN_TIMEOUT`: an HTTP connection silent this long is closed.
 pub const HTTP_CONN_TIMEOUT: u64 = 60_000;
@@ -35,6 +35,18 @@ pub const LIMITS: Limits = Limits {
     head: MAX_HEAD,
     body: MAX_BODY,
 };
+
+/// The answer to bytes that cannot become a request: `413` for a body
+/// over [`MAX_BODY`], `431` for a head over [`MAX_HEAD`], else `400`; the
+/// body says error 1 and why.
+pub fn malformed_answer(error: &ParseError) -> Response {
+    let status = match error {
+        ParseError::BodyTooLarge { .. } => 413,
+        ParseError::HeadTooLarge { .. } => 431,
+        ParseError::Head(_) | ParseError::ContentLength(_) | ParseError::Chunk => 400,
+    };
+    refusal(status, HttpError::Parameter, &error.to_string())
+}
 
 /// The handler of one connection on the API port.
 #[derive(Debug, Default)]
@@ -86,12 +98,7 @@ impl HttpHandler<HttpMsgState> for QueryHttp {
 
     /// What cannot become a request is answered, with a JSON body.
     fn on_malformed(&mut self, _cx: &mut Ctx<'_, HttpMsgState>, error: &ParseError) -> Verdict {
-        let status = match error {
-            ParseError::BodyTooLarge { .. } => 413,
-            ParseError::HeadTooLarge { .. } => 431,
-            ParseError::Head(_) | ParseError::ContentLength(_) | ParseError::Chunk => 400,
-        };
-        Verdict::Reply(refusal(status, HttpError::Parameter, &error.to_string()))
+        Verdict::Reply(malformed_answer(error))
     }
 
     /// `OnClose`: a reply still to come is dropped.
@@ -103,6 +110,28 @@ impl HttpHandler<HttpMsgState> for QueryHttp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_cannot_be_read_is_answered_with_its_status() {
+        let cases = [
+            (
+                ParseError::BodyTooLarge {
+                    length: 2 << 20,
+                    limit: MAX_BODY,
+                },
+                413,
+            ),
+            (ParseError::HeadTooLarge { limit: MAX_HEAD }, 431),
+            (ParseError::ContentLength("x".into()), 400),
+            (ParseError::Chunk, 400),
+        ];
+        for (e, status) in cases {
+            let r = malformed_answer(&e);
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!((r.status, v["error_code"].as_i64()), (status, Some(1)));
+            assert_eq!(v["reason"], e.to_string());
+        }
+    }
 
     #[test]
     fn limits_and_timeout() {
