@@ -43,6 +43,16 @@ pub fn start_login_server(client_port: u16, http_port: u16, msg_port: u16) -> Se
     )
 }
 
+/// Starts db_proxy_server on `port` for `db` and the Redis on `redis_port`.
+fn start_db_proxy(db: &TestDb, redis_port: u16, port: u16) -> ServerProcess {
+    start_server(
+        "db_proxy_server",
+        "dbproxyserver.conf",
+        &db_proxy_conf(db, redis_port, port, 4, 8, "http://127.0.0.1:8700/"),
+        &[port],
+    )
+}
+
 /// Where a msg_server finds its peers, for [`msg_server_conf`].
 #[derive(Debug, Clone, Copy)]
 pub struct MsgServerPeers {
@@ -122,19 +132,7 @@ impl Cluster {
             start_route_server(route_port),
             start_login_server(login_client_port, login_http_port, login_msg_port),
         ];
-        processes.push(start_server(
-            "db_proxy_server",
-            "dbproxyserver.conf",
-            &db_proxy_conf(
-                &db,
-                redis.port(),
-                db_proxy_port,
-                4,
-                8,
-                "http://127.0.0.1:8700/",
-            ),
-            &[db_proxy_port],
-        ));
+        processes.push(start_db_proxy(&db, redis.port(), db_proxy_port));
         let mut cluster = Cluster {
             db,
             redis,
@@ -235,6 +233,44 @@ impl Cluster {
     /// `host:port` of login_server's HTTP port.
     pub fn login_http(&self) -> String {
         format!("127.0.0.1:{}", self.login_http_port)
+    }
+
+    /// An `httpmsgserver.conf` for an http_msg_server on `port` in this
+    /// cluster (db_proxy listed twice, one link each), plus `extra` lines.
+    pub fn http_msg_server_conf(&self, port: u16, extra: &str) -> String {
+        format!(
+            "ListenIP=127.0.0.1\nListenPort={port}\nConcurrentDBConnCnt=1\n\
+             DBServerIP1=127.0.0.1\nDBServerPort1={db}\nDBServerIP2=127.0.0.1\nDBServerPort2={db}\n\
+             RouteServerIP1=127.0.0.1\nRouteServerPort1={route}\n{extra}",
+            db = self.db_proxy_port,
+            route = self.route_port,
+        )
+    }
+
+    /// Starts http_msg_server on a free port with [`http_msg_server_conf`]
+    /// and waits until it is linked to db_proxy and route_server. Returns
+    /// the process and its API port (`127.0.0.1:<port>`).
+    ///
+    /// [`http_msg_server_conf`]: Self::http_msg_server_conf
+    pub fn start_http_msg_server(&self, extra_conf: &str) -> (ServerProcess, u16) {
+        let port = free_port();
+        let conf = self.http_msg_server_conf(port, extra_conf);
+        let p = start_server("http_msg_server", "httpmsgserver.conf", &conf, &[port]);
+        p.wait_log("connected to db_proxy");
+        p.wait_log("is the master");
+        (p, port)
+    }
+
+    /// Kills db_proxy_server (its peers see their links close).
+    pub fn stop_db_proxy(&mut self) {
+        self.processes[2].stop();
+    }
+
+    /// Starts db_proxy_server again on its port, after [`stop_db_proxy`].
+    ///
+    /// [`stop_db_proxy`]: Self::stop_db_proxy
+    pub fn restart_db_proxy(&mut self) {
+        self.processes[2] = start_db_proxy(&self.db, self.redis.port(), self.db_proxy_port);
     }
 
     /// Puts `members` in a new normal group `group_id` (rows only; db_proxy

@@ -169,6 +169,13 @@ impl ServerProcess {
         panic!("{} does not listen on {port}:\n{}", self.name, self.log());
     }
 
+    /// Kills the process and waits for it (a server going down mid-test);
+    /// the scratch directory and log stay until drop.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits for the process to exit (bounded by [`WAIT`]) and returns its code.
     pub fn wait_exit(&mut self) -> Option<i32> {
         let deadline = Instant::now() + WAIT;

@@ -113,3 +113,28 @@ fn msg_server_starts_with_the_shipped_conf() {
     let p = start("msg_server", "msgserver.conf", &conf, &[port]);
     p.wait_log("connect");
 }
+
+#[test]
+fn http_msg_server_starts_with_the_shipped_conf() {
+    // No db_proxy or route_server runs: it listens anyway, answers 10
+    // ("服务器异常") and keeps retrying them.
+    let port = free_port();
+    let mut values = vec![("ListenPort", port.to_string())];
+    for key in ["DBServerPort1", "DBServerPort2", "RouteServerPort1"] {
+        values.push((key, free_port().to_string()));
+    }
+    let conf = with_values(&shipped("httpmsgserver.conf"), &values);
+    let p = start("http_msg_server", "httpmsgserver.conf", &conf, &[port]);
+    let body = r#"{"req_user_id":1,"app_key":"k","group_id":1,"modify_type":1,"user_id_list":[2]}"#;
+    let request = format!(
+        "POST /query/ChangeMembers HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = tt_rs::http::parse_answer(&tt_rs::http::http_exchange(
+        &format!("127.0.0.1:{port}"),
+        request.as_bytes(),
+    ));
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["error_code"], 10);
+    p.wait_log("connect to");
+}

@@ -16,6 +16,8 @@
 //!   [`HttpConn`] adapter feeds the raw bytes to the reader and hands each
 //!   whole request to the server's [`HttpHandler`], which answers at once
 //!   or later (after a db_proxy reply, or a worker's disk read).
+//! - [`styled_json`]: the JSON text of the C++ answers as jsoncpp's
+//!   `toStyledString` lays it out (login_server, http_msg_server).
 //! - [`client`]: `HttpClient.cpp` (libcurl in the C++): a small blocking
 //!   HTTP/1.1 client with timeouts and a size cap, for db_proxy's audio
 //!   uploads to and downloads from msfs.
@@ -27,6 +29,7 @@ pub mod client;
 pub mod conn;
 pub mod request;
 pub mod response;
+pub mod styled_json;
 
 pub use conn::{send_response, HttpConn, HttpHandler, Verdict};
 pub use request::{Limits, ParseError, Request, RequestReader};

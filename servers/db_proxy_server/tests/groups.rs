@@ -173,20 +173,20 @@ fn create_then_change_members_then_list() {
         .result_code,
         1
     );
-    // Unknown group: no answer; the next answer is the following request's.
-    let req = IMGroupChangeMemberReq {
-        user_id: 1,
-        change_type: GroupModifyType::GROUP_MODIFY_TYPE_ADD,
-        group_id: 9999,
-        member_id_list: vec![1],
-        attach_data: None,
-    };
-    c.send_msg(
-        SID_GROUP,
-        GroupCmdID::CID_GROUP_CHANGE_MEMBER_REQUEST as u16,
-        9,
-        &req,
+    // Unknown group: result 1 (the C++ sends no answer), nothing listed.
+    let unknown = change(
+        &mut c,
+        0,
+        9999,
+        GroupModifyType::GROUP_MODIFY_TYPE_ADD,
+        &[1],
     );
+    assert_eq!(
+        (unknown.result_code, unknown.group_id),
+        (1, 9999),
+        "an unknown group is answered"
+    );
+    assert!(unknown.cur_user_id_list.is_empty() && unknown.chg_user_id_list.is_empty());
 
     // Lists and versions.
     let version = 4;
@@ -483,4 +483,35 @@ fn group_ids_from_eight_concurrent_links_have_no_gap() {
         vec![1; LINKS as usize],
         "one group session per sender"
     );
+}
+
+#[test]
+fn concurrent_creations_all_succeed_with_distinct_ids() {
+    // A DELETE of the (absent) rows of each new id gap-locked the member
+    // index: creations on parallel links deadlocked and answered result 1.
+    let (_db, _redis, p, _c) = fresh(8, 8);
+    let threads: Vec<_> = (0..8u32)
+        .map(|link| {
+            let port = p.port;
+            std::thread::spawn(move || {
+                let mut c = PduClient::connect(port);
+                (0..5)
+                    .map(|i| {
+                        let name = format!("g{link}-{i}");
+                        create(&mut c, 0, &name, GroupType::GROUP_TYPE_NORMAL, &[1, 2, 3])
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in threads {
+        for rsp in t.join().unwrap() {
+            assert_eq!(rsp.result_code, 0, "{:?} failed", rsp.group_name);
+            ids.push(rsp.group_id.unwrap());
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 40);
 }

@@ -12,10 +12,10 @@
 
 use crate::ip_parser::is_telecom;
 use crate::msg_serv_info::{Choice, MsgServTable};
-use crate::styled_json::{styled_object, JsonScalar};
 use crate::LoginState;
 use netlib::Ctx;
 use std::net::IpAddr;
+use tt_http::styled_json::{styled_object, JsonScalar};
 use tt_http::{HttpConn, HttpHandler, Limits, ParseError, Request, Response, Verdict};
 
 /// `HTTP_CONN_TIMEOUT`: an HTTP connection silent this long is closed.

@@ -12,7 +12,8 @@
 //! - [`ip_parser`] is `ipparser.cpp`;
 //! - [`msg_serv_info`] is `msg_serv_info_t`, `g_msg_serv_info` and the choice loop;
 //! - [`state`] gathers the C++ globals into the reactor's state ([`LoginState`]);
-//! - [`styled_json`] is jsoncpp's `toStyledString` layout of the HTTP answers.
+//! - `tt_http::styled_json` lays out the HTTP answers as jsoncpp's
+//!   `toStyledString`.
 //!
 //! The connection modules (`login_conn`, `http_conn`) call down into
 //! `state` and `msg_serv_info`, never into each other.
@@ -22,7 +23,6 @@ mod ip_parser;
 mod login_conn;
 mod msg_serv_info;
 mod state;
-mod styled_json;
 
 use base::config::{ConfigError, ConfigFileReader};
 use http_conn::{ClientUrls, LoginHttp};

@@ -108,26 +108,28 @@ pub fn get_group_info(services: &Services, req: &ImPdu) -> HandlerResult {
 
 /// `CID_GROUP_CHANGE_MEMBER_REQUEST`: adds or removes members; on success
 /// the reply lists who changed and who is in the group now (the msg_server
-/// notifies both). No reply for an unknown group, as in the C++.
+/// notifies both). An unknown group answers result 1 (the C++ sends no
+/// reply, so http_msg_server's caller waited for its 60 s timeout).
 pub fn modify_member(services: &Services, req: &ImPdu) -> HandlerResult {
     let msg: IMGroupChangeMemberReq = req.msg()?;
-    if !group_model::load_members(services, msg.group_id)? {
+    let mut users: BTreeSet<u32> = msg.member_id_list.iter().copied().collect();
+    let current = if group_model::load_members(services, msg.group_id)? {
+        let changed = group_model::modify_group_member(
+            services,
+            msg.user_id,
+            msg.group_id,
+            msg.change_type,
+            &mut users,
+        );
+        or_failed("change group members", changed, None)?
+    } else {
         log::info!(
             "user {} changes unknown group {}",
             msg.user_id,
             msg.group_id
         );
-        return Ok(None);
-    }
-    let mut users: BTreeSet<u32> = msg.member_id_list.iter().copied().collect();
-    let changed = group_model::modify_group_member(
-        services,
-        msg.user_id,
-        msg.group_id,
-        msg.change_type,
-        &mut users,
-    );
-    let current = or_failed("change group members", changed, None)?;
+        None
+    };
     let ok = current.is_some();
     log::info!(
         "user {} {:?} group {}: result {}, {} changed",

@@ -445,8 +445,17 @@ pub fn create_group(
         )?;
         let id = tx.last_insert_id().unwrap_or(0);
         let group_id = u32::try_from(id).map_err(|_| HandlerError::IdRange(id))?;
-        // `clearGroupMember`: rows a reused id may have left.
-        tx.exec_drop("DELETE FROM IMGroupMember WHERE groupId = ?", (group_id,))?;
+        // `clearGroupMember`: rows a reused id may have left. Looked for
+        // with a plain (non-locking) read first: a DELETE that finds no
+        // row still gap-locks the end of the index, and concurrent
+        // creations then deadlock on each other's member inserts.
+        let left: Option<u32> = tx.exec_first(
+            "SELECT id FROM IMGroupMember WHERE groupId = ? LIMIT 1",
+            (group_id,),
+        )?;
+        if left.is_some() {
+            tx.exec_drop("DELETE FROM IMGroupMember WHERE groupId = ?", (group_id,))?;
+        }
         insert_members(tx, group_id, &users, now)?;
         Ok::<u32, HandlerError>(group_id)
     })?;

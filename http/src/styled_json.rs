@@ -3,6 +3,7 @@
 //! out a flat object: keys in byte order, one member per line indented by
 //! three spaces, `" : "` between key and value, and a final newline. Clients
 //! parse it as JSON; matching the layout keeps captures byte-comparable.
+//! login_server and http_msg_server answer in it.
 
 /// A scalar member value (the answers hold nothing else).
 #[derive(Debug, Clone, PartialEq, Eq)]
