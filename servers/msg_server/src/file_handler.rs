@@ -7,9 +7,11 @@
 //! becomes offline when the receiver is not online. Offline files are
 //! listed, added and deleted through db_proxy.
 //!
-//! Difference from the C++, on purpose: an offline file is deleted only at
-//! the request of its sender or receiver; the C++ deletes any file whose
-//! sender, receiver and task id the client names.
+//! Differences from the C++, on purpose: an offline file is deleted only
+//! at the request of its sender or receiver; the C++ deletes any file whose
+//! sender, receiver and task id the client names. The deletion also goes
+//! to every file_server, so the stored file goes with its record (the C++
+//! never deletes offline files).
 
 use crate::attach_data::{AttachData, AttachType};
 use crate::db_serv_conn::{self, DbPick};
@@ -83,6 +85,11 @@ pub fn handle_client_request(
                 return Ok(());
             }
             if let Some(link) = state.db.pick(DbPick::Other) {
+                let _ = net.send_pdu(link, &pdu);
+            }
+            // The file goes with its record: every file_server is told
+            // (a C++ file_server ignores the command).
+            for link in state.file.peers.open_links() {
                 let _ = net.send_pdu(link, &pdu);
             }
             Ok(())
