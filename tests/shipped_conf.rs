@@ -113,3 +113,23 @@ fn msg_server_starts_with_the_shipped_conf() {
     let p = start("msg_server", "msgserver.conf", &conf, &[port]);
     p.wait_log("connect");
 }
+
+#[test]
+fn file_server_starts_with_the_shipped_conf() {
+    let (client, msg) = (free_port(), free_port());
+    let conf = with_values(
+        &shipped("fileserver.conf"),
+        &[
+            ("ClientListenPort", client.to_string()),
+            ("MsgServerListenPort", msg.to_string()),
+        ],
+    );
+    let p = start("file_server", "fileserver.conf", &conf, &[client, msg]);
+    assert!(p
+        .log()
+        .contains(&format!("listening for clients on 127.0.0.1:{client}")));
+    assert!(
+        p.dir().join("offline_file").is_dir(),
+        "offline_file/ in its working directory"
+    );
+}
