@@ -30,7 +30,7 @@ servers=(
     "login_server loginserver.conf ClientListenIP:ClientPort HttpListenIP:HttpPort MsgServerListenIP:MsgServerPort"
     "db_proxy_server dbproxyserver.conf ListenIP:ListenPort"
     "msg_server msgserver.conf ListenIP:ListenPort"
-    "file_server fileserver.conf Address:ListenPort"
+    "file_server fileserver.conf ClientListenIP:ClientListenPort MsgServerListenIP:MsgServerListenPort"
     "msfs msfs.conf ListenIP:ListenPort"
     "http_msg_server httpmsgserver.conf ListenIP:ListenPort"
     "push_server pushserver.conf ListenIP:ListenPort"

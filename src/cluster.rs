@@ -53,6 +53,47 @@ fn start_db_proxy(db: &TestDb, redis_port: u16, port: u16) -> ServerProcess {
     )
 }
 
+/// The two ports of a file_server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileServerPorts {
+    /// `ClientListenPort`: clients log in for a task here.
+    pub client: u16,
+    /// `MsgServerListenPort`: msg_servers link here (their `FileServerPort1`).
+    pub msg: u16,
+}
+
+impl FileServerPorts {
+    /// Two free ports.
+    pub fn free() -> FileServerPorts {
+        FileServerPorts {
+            client: free_port(),
+            msg: free_port(),
+        }
+    }
+}
+
+/// A `fileserver.conf` on 127.0.0.1 with these ports and `TaskTimeout`
+/// (seconds; tests use a short one), then the lines of `extra`.
+pub fn file_server_conf(ports: FileServerPorts, task_timeout: u32, extra: &str) -> String {
+    format!(
+        "ClientListenIP=127.0.0.1\nClientListenPort={}\n\
+         MsgServerListenIP=127.0.0.1\nMsgServerListenPort={}\n\
+         TaskTimeout={task_timeout}\n{extra}",
+        ports.client, ports.msg
+    )
+}
+
+/// Starts file_server (see [`file_server_conf`]) and waits until both its
+/// ports listen.
+pub fn start_file_server(ports: FileServerPorts, task_timeout: u32, extra: &str) -> ServerProcess {
+    start_server(
+        "file_server",
+        "fileserver.conf",
+        &file_server_conf(ports, task_timeout, extra),
+        &[ports.client, ports.msg],
+    )
+}
+
 /// Where a msg_server finds its peers, for [`msg_server_conf`].
 #[derive(Debug, Clone, Copy)]
 pub struct MsgServerPeers {
@@ -113,6 +154,8 @@ pub struct Cluster {
     pub msg_servers: Vec<(ServerProcess, u16)>,
     /// The users in the database: (id, name, plain password).
     pub users: Vec<(u32, String, String)>,
+    /// The file_server, if [`add_file_server`](Self::add_file_server) started one.
+    pub file_server: Option<(ServerProcess, FileServerPorts)>,
     processes: Vec<ServerProcess>,
 }
 
@@ -146,6 +189,7 @@ impl Cluster {
                 .iter()
                 .map(|&(id, n, p)| (id, n.to_string(), p.to_string()))
                 .collect(),
+            file_server: None,
             processes,
         };
         for _ in 0..msg_servers {
@@ -176,7 +220,8 @@ impl Cluster {
     }
 
     /// A `msgserver.conf` for a msg_server on `port` in this cluster (no
-    /// push_server or file_server runs: those links just keep retrying).
+    /// push_server runs, nor a file_server unless one was added: those
+    /// links just keep retrying).
     pub fn msg_server_conf(&self, port: u16) -> String {
         let peers = MsgServerPeers {
             db_proxy_port: self.db_proxy_port,
@@ -184,10 +229,22 @@ impl Cluster {
             login_msg_port: self.login_msg_port,
             route_port: self.route_port,
             push_port: free_port(),
-            file_port: free_port(),
+            file_port: self
+                .file_server
+                .as_ref()
+                .map_or_else(free_port, |(_, ports)| ports.msg),
             max_conn_cnt: 100_000,
         };
         msg_server_conf(port, &peers)
+    }
+
+    /// Starts a file_server (see [`start_file_server`]); msg_servers added
+    /// after it link to it.
+    pub fn add_file_server(&mut self, task_timeout: u32, extra: &str) -> FileServerPorts {
+        let ports = FileServerPorts::free();
+        let p = start_file_server(ports, task_timeout, extra);
+        self.file_server = Some((p, ports));
+        ports
     }
 
     /// Starts one more msg_server and waits until login_server knows it.
@@ -213,6 +270,11 @@ impl Cluster {
                 self.msg_servers
                     .iter()
                     .map(|(p, port)| (format!("msg_server:{port}"), p)),
+            )
+            .chain(
+                self.file_server
+                    .iter()
+                    .map(|(p, _)| ("file_server".to_string(), p)),
             )
             .collect()
     }

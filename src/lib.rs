@@ -86,6 +86,8 @@ pub struct ServerProcess {
     name: String,
     child: Child,
     dir: ScratchDir,
+    binary: String,
+    args: Vec<String>,
 }
 
 impl ServerProcess {
@@ -108,11 +110,27 @@ impl ServerProcess {
             .unwrap_or_else(|| binary.to_string());
         let dir = ScratchDir::new(&name);
         std::fs::write(dir.path().join(conf_name), conf_text).expect("write conf");
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("create log");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let child = Self::spawn(binary, &args, dir.path());
+        ServerProcess {
+            name,
+            child,
+            dir,
+            binary: binary.to_string(),
+            args,
+        }
+    }
+
+    fn spawn(binary: &str, args: &[String], dir: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .expect("open log");
         let log2 = log.try_clone().expect("dup log");
-        let child = Command::new(binary)
+        Command::new(binary)
             .args(args)
-            .current_dir(dir.path())
+            .current_dir(dir)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
@@ -121,8 +139,16 @@ impl ServerProcess {
             .stdout(log)
             .stderr(log2)
             .spawn()
-            .unwrap_or_else(|e| panic!("start {binary}: {e}"));
-        ServerProcess { name, child, dir }
+            .unwrap_or_else(|e| panic!("start {binary}: {e}"))
+    }
+
+    /// Kills the server and starts it again in the same directory with the
+    /// same conf and arguments (what it stored there stays); its log goes
+    /// on in the same file.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.binary, &self.args, self.dir.path());
     }
 
     /// The scratch directory the server runs in.

@@ -138,3 +138,23 @@ fn http_msg_server_starts_with_the_shipped_conf() {
     assert_eq!(answer.json()["error_code"], 10);
     p.wait_log("connect to");
 }
+
+#[test]
+fn file_server_starts_with_the_shipped_conf() {
+    let (client, msg) = (free_port(), free_port());
+    let conf = with_values(
+        &shipped("fileserver.conf"),
+        &[
+            ("ClientListenPort", client.to_string()),
+            ("MsgServerListenPort", msg.to_string()),
+        ],
+    );
+    let p = start("file_server", "fileserver.conf", &conf, &[client, msg]);
+    assert!(p
+        .log()
+        .contains(&format!("listening for clients on 127.0.0.1:{client}")));
+    assert!(
+        p.dir().join("offline_file").is_dir(),
+        "offline_file/ in its working directory"
+    );
+}

@@ -7,9 +7,11 @@
 //! becomes offline when the receiver is not online. Offline files are
 //! listed, added and deleted through db_proxy.
 //!
-//! Difference from the C++, on purpose: an offline file is deleted only at
-//! the request of its sender or receiver; the C++ deletes any file whose
-//! sender, receiver and task id the client names.
+//! Differences from the C++, on purpose: an offline file is deleted only
+//! at the request of its sender or receiver; the C++ deletes any file whose
+//! sender, receiver and task id the client names. The deletion also goes
+//! to every file_server, so the stored file goes with its record (the C++
+//! never deletes offline files).
 
 use crate::attach_data::{AttachData, AttachType};
 use crate::peers::DbPick;
@@ -68,6 +70,9 @@ pub fn handle_client_request(
                 return Ok(());
             }
             state.db.send_pdu(net, DbPick::Other, &pdu);
+            // The file goes with its record: every file_server is told
+            // (a C++ file_server ignores the command).
+            send_all(net, &state.file.peers.open_links(), &pdu);
             Ok(())
         }
         other => {
