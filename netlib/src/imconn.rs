@@ -7,7 +7,7 @@
 //! gets a [`Ctx`]: the reactor (to send to this or any other connection,
 //! start timers...) and the server state.
 
-use crate::event_dispatch::{ConnId, Reactor};
+use crate::reactor::{ConnId, Reactor};
 use base::ImPdu;
 use std::net::SocketAddr;
 

@@ -1,10 +1,12 @@
 //! `tt-netlib`: the C++ `netlib` rebuilt on mio.
 //!
 //! Module map against the C++ `server/src/base/`:
-//! - [`event_dispatch`]: `EventDispatch.cpp`, `BaseSocket.cpp` and the
+//! - [`reactor`]: `EventDispatch.cpp`, `BaseSocket.cpp` and the
 //!   `netlib.cpp` API (`netlib_listen`, `netlib_connect`, `netlib_send`,
 //!   `netlib_close`, `netlib_register_timer`, `netlib_add_loop`,
-//!   `netlib_eventloop`) as one [`Reactor`].
+//!   `netlib_eventloop`) as one [`Reactor`], in rooms: ids and tokens, the
+//!   out-buffer, reading and its budgets, timers, listen/connect/accept,
+//!   the turn. [`event_dispatch`] is its old name, re-exported.
 //! - [`imconn`]: `imconn.cpp` (`CImConn`): the per-connection handler trait,
 //!   PDU framing, heartbeats and timeouts.
 //! - [`serv_info`]: `ServInfo.h` (`serv_init`, `serv_check_reconnect`,
@@ -23,11 +25,12 @@
 pub mod event_dispatch;
 pub mod imconn;
 pub mod peer_list;
+pub mod reactor;
 pub mod remote;
 pub mod serv_info;
 
-pub use event_dispatch::{ConnId, NetError, Reactor, TimerId};
 pub use imconn::{Ctx, Heartbeat, ImConn};
 pub use peer_list::{PeerLink, PeerList};
+pub use reactor::{ConnId, NetError, Reactor, TimerId};
 pub use remote::Remote;
 pub use serv_info::{ServInfo, ServList};

@@ -4,7 +4,7 @@
 //! only drains on its next 10 ms timer tick. Here a [`Remote`] sends into
 //! the reactor's channel and wakes its poll at once through mio's `Waker`.
 
-use crate::event_dispatch::{ConnId, Reactor};
+use crate::reactor::{ConnId, Reactor};
 use crossbeam_channel::Sender;
 use mio::Waker;
 use std::sync::Arc;

@@ -7,8 +7,8 @@
 //! every failure up to [`MAX_RECONNECT_CNT`], then starts over, exactly as
 //! `serv_reset` does.
 
-use crate::event_dispatch::{ConnId, Reactor};
 use crate::imconn::ImConn;
+use crate::reactor::{ConnId, Reactor};
 use base::config::ServerAddr;
 
 /// `MIN_RECONNECT_CNT`: ticks before the first reconnect after a failure.
