@@ -564,3 +564,39 @@ fn a_burst_of_pdus_is_handled_over_several_turns_in_order() {
         "{most} PDUs of one connection in one turn"
     );
 }
+
+#[test]
+fn a_connection_storm_is_accepted_over_several_turns() {
+    // 600 connects already in the accept queue when the loop first looks:
+    // one turn takes at most 256 of them, and the loop callbacks (as the
+    // timers and heartbeats) run between turns.
+    #[derive(Default)]
+    struct Storm {
+        accepted: usize,
+        after_each_turn: Vec<usize>,
+    }
+    struct Quiet;
+    impl ImConn<Storm> for Quiet {
+        fn on_pdu(&mut self, _cx: &mut Ctx<'_, Storm>, _pdu: ImPdu) {}
+    }
+    let mut net = Reactor::<Storm>::new().unwrap();
+    let addr = net
+        .listen("127.0.0.1", 0, |s: &mut Storm, _id| {
+            s.accepted += 1;
+            Box::new(Quiet) as Box<dyn ImConn<Storm>>
+        })
+        .unwrap()[0];
+    net.add_loop(|_, s: &mut Storm| s.after_each_turn.push(s.accepted));
+    // Each connect returns once the kernel has queued the connection.
+    let clients: Vec<TcpStream> = (0..600).map(|_| connect(addr)).collect();
+    let mut state = Storm::default();
+    for _ in 0..100 {
+        net.run_once(&mut state, 100).unwrap();
+        if state.accepted == 600 {
+            break;
+        }
+    }
+    assert_eq!(state.after_each_turn, vec![256, 512, 600]);
+    assert_eq!(net.conn_count(), 600);
+    drop(clients);
+}

@@ -9,6 +9,14 @@
 //!   to an address already resolved ([`Reactor::connect_addr`]) does not
 //!   resolve again (the C++ calls `gethostbyname`, blocking the loop, on
 //!   every reconnect try).
+//! - One listener accepts at most [`MAX_ACCEPTS_PER_TURN`] (256)
+//!   connections per turn, the rest on the next turns, so a connection
+//!   storm cannot hold the loop's timers and heartbeats (the C++ accepts
+//!   until the queue is empty).
+//! - Listeners ask for an accept queue of [`LISTEN_BACKLOG`] (1,024; the
+//!   kernel caps it at `net.core.somaxconn`) where the C++ asks for 64: a
+//!   storm's connections then wait in the kernel between turns instead of
+//!   having their SYNs dropped and retried a second later.
 //! - A connection that cannot be registered does not leave its id to the
 //!   next one; `EMFILE` is retried on the connection tick, since an
 //!   edge-triggered listener is not woken again for what is queued.
@@ -21,6 +29,17 @@ use mio::net::{TcpListener, TcpStream};
 use mio::Interest;
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, ToSocketAddrs};
+
+/// At most this many connections are accepted on one listener per loop
+/// turn; the rest wait in the kernel's accept queue for the next turns.
+/// Each accept makes a handler and runs its `on_connect`, so a storm of
+/// thousands of connects at once would otherwise hold every timer and
+/// heartbeat of the loop for as long as they all take.
+pub const MAX_ACCEPTS_PER_TURN: usize = 256;
+
+/// The accept queue each listener asks the kernel for (`listen(2)`'s
+/// backlog; the C++ asks for 64, mio's `bind` for 128).
+pub const LISTEN_BACKLOG: i32 = 1024;
 
 impl<S: 'static> Reactor<S> {
     /// `netlib_listen`: listens on `port` on every address of the `;` list
@@ -38,7 +57,7 @@ impl<S: 'static> Reactor<S> {
         let mut bound = Vec::new();
         for ip in base::config::explode(ips, ';') {
             let addr = resolve(&ip, port)?;
-            let mut listener = TcpListener::bind(addr).map_err(|source| NetError::Address {
+            let mut listener = bind(addr).map_err(|source| NetError::Address {
                 addr: format!("{ip}:{port}"),
                 source,
             })?;
@@ -49,7 +68,11 @@ impl<S: 'static> Reactor<S> {
                 listener_token(entry.key()),
                 Interest::READABLE,
             )?;
-            entry.insert(Listener { listener, acceptor });
+            entry.insert(Listener {
+                listener,
+                acceptor,
+                accept_queued: false,
+            });
             log::info!("listening on {local}");
             bound.push(local);
         }
@@ -165,15 +188,55 @@ impl<S: 'static> Reactor<S> {
         })
     }
 
-    /// `_AcceptNewSocket`: accepts what is queued on listener `lkey`, making
-    /// each connection's handler and calling its `on_connect`.
+    /// Remembers that listener `lkey` has connections queued beyond its
+    /// turn's budget (edge-triggered: no new event will say so), once.
+    fn queue_acceptable(&mut self, lkey: usize) {
+        if let Some(l) = self.listeners.get_mut(lkey) {
+            if !l.accept_queued {
+                l.accept_queued = true;
+                self.still_acceptable.push(lkey);
+            }
+        }
+    }
+
+    /// An event or the tick for listener `lkey`: accepts now, unless it is
+    /// already queued for its next turn's budget.
+    pub(super) fn on_acceptable(&mut self, state: &mut S, lkey: usize) {
+        if self.listeners.get(lkey).is_some_and(|l| !l.accept_queued) {
+            self.on_accept(state, lkey);
+        }
+    }
+
+    /// `pending`, the listeners the last turn's budget left with
+    /// connections queued: this turn's budget for each.
+    pub(super) fn accept_left_over(&mut self, state: &mut S, pending: Vec<usize>) {
+        for lkey in pending {
+            match self.listeners.get_mut(lkey) {
+                Some(l) => l.accept_queued = false,
+                None => continue,
+            }
+            self.on_accept(state, lkey);
+            self.reap(state);
+            self.flush(state);
+        }
+    }
+
+    /// `_AcceptNewSocket`: accepts what is queued on listener `lkey`, at
+    /// most [`MAX_ACCEPTS_PER_TURN`], making each connection's handler and
+    /// calling its `on_connect`.
     pub(super) fn on_accept(&mut self, state: &mut S, lkey: usize) {
+        let mut accepted = 0;
         loop {
+            if accepted >= MAX_ACCEPTS_PER_TURN {
+                self.queue_acceptable(lkey);
+                return;
+            }
             let Some(l) = self.listeners.get_mut(lkey) else {
                 return;
             };
             match l.listener.accept() {
                 Ok((stream, peer)) => {
+                    accepted += 1;
                     let key = self.conns.vacant_key();
                     let id = ConnId {
                         key: key as u32,
@@ -208,6 +271,18 @@ impl<S: 'static> Reactor<S> {
             }
         }
     }
+}
+
+/// A non-blocking listener on `addr` with `SO_REUSEADDR` (as mio's and the
+/// C++ `bind` set it) and an accept queue of [`LISTEN_BACKLOG`].
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 /// Resolves `ip:port`, preferring an IPv4 address as the C++

@@ -35,6 +35,7 @@ mod tests;
 mod timers;
 mod turn;
 
+pub use accept::{LISTEN_BACKLOG, MAX_ACCEPTS_PER_TURN};
 pub use ids::{ConnId, TimerId};
 pub use out_buf::{DEFAULT_OUT_BUF_CAP, NETLIB_MAX_SOCKET_BUF_SIZE};
 pub use read::{MAX_PDUS_PER_EVENT, MAX_READ_PER_EVENT};
@@ -123,6 +124,9 @@ struct Listener {
     listener: TcpListener,
     /// Index into `Reactor::acceptors` (one per `listen` call, shared by its addresses).
     acceptor: usize,
+    /// In `Reactor::still_acceptable`: its next turn accepts what is queued;
+    /// events for it wait for that (at most one budget per turn).
+    accept_queued: bool,
 }
 
 /// A registered timer.
@@ -146,6 +150,8 @@ pub struct Reactor<S> {
     pending_close: Vec<usize>,
     /// Connections that had more to read when their turn ended.
     still_readable: Vec<ConnId>,
+    /// Listeners whose accept budget ran out with connections still queued.
+    still_acceptable: Vec<usize>,
     /// Connections with bytes queued by `send` this turn, written at its end.
     to_flush: Vec<ConnId>,
     next_serial: u32,
@@ -177,6 +183,7 @@ impl<S: 'static> Reactor<S> {
             loops: Vec::new(),
             pending_close: Vec::new(),
             still_readable: Vec::new(),
+            still_acceptable: Vec::new(),
             to_flush: Vec::new(),
             next_serial: 1,
             next_conn_tick: base::tick::monotonic_ms() + CONN_TICK_MS,

@@ -113,7 +113,7 @@ impl<S: 'static> Reactor<S> {
             // for connections already queued: retry them on the tick.
             let listeners: Vec<usize> = self.listeners.iter().map(|(k, _)| k).collect();
             for lkey in listeners {
-                self.on_accept(state, lkey);
+                self.on_acceptable(state, lkey);
             }
             let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
             for key in keys {

@@ -69,7 +69,10 @@ impl<S: 'static> Reactor<S> {
         // calls) go out before the wait.
         self.flush(state);
         let wait = wait_timeout_ms.min(self.next_due().saturating_sub(self.now_ms()));
-        let timeout = if self.pending_close.is_empty() && self.still_readable.is_empty() {
+        let idle = self.pending_close.is_empty()
+            && self.still_readable.is_empty()
+            && self.still_acceptable.is_empty();
+        let timeout = if idle {
             Duration::from_millis(wait)
         } else {
             Duration::ZERO
@@ -79,10 +82,11 @@ impl<S: 'static> Reactor<S> {
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-        // Connections left over from the last turn get this turn's budget
-        // after the events; ones that spend it during this turn's events
-        // wait for the next turn.
+        // Connections and listeners left over from the last turn get this
+        // turn's budget after the events; ones that spend it during this
+        // turn's events wait for the next turn.
         let pending_readable = std::mem::take(&mut self.still_readable);
+        let pending_accepts = std::mem::take(&mut self.still_acceptable);
         let ready: Vec<(mio::Token, bool, bool, bool)> = self
             .events
             .iter()
@@ -94,7 +98,7 @@ impl<S: 'static> Reactor<S> {
         for (token, readable, writable, hup) in ready {
             match ids::target(token) {
                 Target::Waker => continue,
-                Target::Listener(lkey) => self.on_accept(state, lkey),
+                Target::Listener(lkey) => self.on_acceptable(state, lkey),
                 Target::Conn { key, serial_bits } => {
                     self.on_conn_event(state, key, serial_bits, readable, writable, hup)
                 }
@@ -118,6 +122,7 @@ impl<S: 'static> Reactor<S> {
             self.reap(state);
             self.flush(state);
         }
+        self.accept_left_over(state, pending_accepts);
         self.drain_inbox(state);
         self.run_timers(state);
         self.run_loops(state);
