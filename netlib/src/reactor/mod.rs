@@ -41,6 +41,8 @@ pub use out_buf::{DEFAULT_OUT_BUF_CAP, NETLIB_MAX_SOCKET_BUF_SIZE};
 pub use read::{MAX_PDUS_PER_EVENT, MAX_READ_PER_EVENT};
 pub use timers::CONN_TICK_MS;
 
+pub(crate) use accept::resolve;
+
 use crate::imconn::ImConn;
 use crate::remote::Inbox;
 use crossbeam_channel::{unbounded, Receiver, Sender};
