@@ -16,7 +16,8 @@
 //!   available" and "pick a link" only consider links that completed their
 //!   connect (msg_server's and http_msg_server's peer links).
 //! - [`remote`]: the cross-thread hand-back the C++ lacks (its db_proxy
-//!   workers' replies wait for the next 10 ms tick; ours wake the loop).
+//!   workers' replies wait for the next 10 ms tick; ours wake the loop),
+//!   through a bounded inbox.
 //!
 //! One reactor runs on one thread and owns every socket. The server's own
 //! state `S` is passed to [`Reactor::run`] and handed to every callback next
@@ -32,5 +33,5 @@ pub mod serv_info;
 pub use imconn::{Ctx, Heartbeat, ImConn};
 pub use peer_list::{PeerLink, PeerList};
 pub use reactor::{ConnId, NetError, Reactor, TimerId};
-pub use remote::Remote;
+pub use remote::{InboxStats, Remote, DEFAULT_INBOX_BOUND};
 pub use serv_info::{ServInfo, ServList};

@@ -600,3 +600,53 @@ fn a_connection_storm_is_accepted_over_several_turns() {
     assert_eq!(net.conn_count(), 600);
     drop(clients);
 }
+
+#[test]
+fn a_full_inbox_refuses_at_once_and_counts() {
+    let mut net = Reactor::<Echo>::new().unwrap();
+    net.set_inbox_bound(2);
+    let remote = net.remote();
+    assert!(remote.run(|_, s| s.pdus += 1));
+    assert!(remote.run(|_, s| s.pdus += 1));
+    assert!(
+        !remote.run(|_, s| s.pdus += 100),
+        "a third message is refused"
+    );
+    let stats = net.inbox_stats();
+    assert_eq!((stats.queued, stats.bound), (2, 2));
+    assert_eq!((stats.full, stats.refused), (1, 1));
+    let mut state = Echo::default();
+    net.run_once(&mut state, 0).unwrap();
+    assert_eq!(state.pdus, 2, "what was accepted runs, the refused never");
+    assert_eq!(remote.inbox_stats().queued, 0);
+    assert!(remote.run(|_, s| s.pdus += 1), "room again once drained");
+}
+
+#[test]
+fn a_send_with_a_timeout_waits_for_room_then_gives_up() {
+    let mut net = Reactor::<Echo>::new().unwrap();
+    net.set_inbox_bound(1);
+    let remote = net.remote();
+    assert!(remote.run(|_, s| s.pdus += 1));
+    // A short timeout on an inbox nobody drains: refused.
+    assert!(!remote.run_timeout(|_, s| s.pdus += 100, Duration::from_millis(10)));
+    // A worker waiting for room gets it as soon as the loop drains.
+    let worker = {
+        let remote = remote.clone();
+        std::thread::spawn(move || remote.run_timeout(|_, s| s.pdus += 10, Duration::from_secs(30)))
+    };
+    for _ in 0..3000 {
+        if net.inbox_stats().waiting == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(net.inbox_stats().waiting, 1, "the worker waits for room");
+    let mut state = Echo::default();
+    net.run_once(&mut state, 0).unwrap();
+    assert!(worker.join().unwrap(), "the waiting message got in");
+    net.run_once(&mut state, 0).unwrap();
+    assert_eq!(state.pdus, 11);
+    let stats = net.inbox_stats();
+    assert_eq!((stats.full, stats.refused, stats.queued), (2, 1, 0));
+}

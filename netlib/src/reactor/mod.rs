@@ -44,7 +44,7 @@ pub use timers::CONN_TICK_MS;
 pub(crate) use accept::resolve;
 
 use crate::imconn::ImConn;
-use crate::remote::Inbox;
+use crate::remote::{Inbox, InboxShared, InboxStats};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use ids::WAKER_TOKEN;
 use mio::net::{TcpListener, TcpStream};
@@ -161,7 +161,8 @@ pub struct Reactor<S> {
     conn_tick_ms: u64,
     out_buf_cap: usize,
     read_buf: Vec<u8>,
-    waker: Arc<Waker>,
+    /// The waker and the inbox's bound and counters, shared with every `Remote`.
+    inbox_shared: Arc<InboxShared>,
     inbox_tx: Sender<Inbox<S>>,
     inbox: Receiver<Inbox<S>>,
     signal_handler: Option<SignalFn<S>>,
@@ -172,7 +173,7 @@ impl<S: 'static> Reactor<S> {
     /// `netlib_init`: a reactor with no sockets.
     pub fn new() -> io::Result<Reactor<S>> {
         let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
+        let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
         let (inbox_tx, inbox) = unbounded();
         Ok(Reactor {
             poll,
@@ -192,7 +193,7 @@ impl<S: 'static> Reactor<S> {
             conn_tick_ms: CONN_TICK_MS,
             out_buf_cap: DEFAULT_OUT_BUF_CAP,
             read_buf: vec![0; read::READ_CHUNK],
-            waker,
+            inbox_shared: Arc::new(InboxShared::new(waker)),
             inbox_tx,
             inbox,
             signal_handler: None,
@@ -207,6 +208,18 @@ impl<S: 'static> Reactor<S> {
         for (_, c) in self.conns.iter_mut() {
             c.out.set_cap(bytes);
         }
+    }
+
+    /// Sets how many messages the inbox of [`Remote`](crate::Remote)s holds
+    /// (default [`DEFAULT_INBOX_BOUND`](crate::remote::DEFAULT_INBOX_BOUND));
+    /// what is queued stays.
+    pub fn set_inbox_bound(&mut self, messages: usize) {
+        self.inbox_shared.set_bound(messages);
+    }
+
+    /// The inbox's counters: what waits, the bound, how often it was full.
+    pub fn inbox_stats(&self) -> InboxStats {
+        self.inbox_shared.stats()
     }
 
     /// Is `id` an open connection?

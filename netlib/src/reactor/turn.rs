@@ -11,7 +11,8 @@
 //!
 //! Differences from the C++:
 //! - Messages from other threads ([`crate::Remote`]) wake the poll at once
-//!   (the C++ db_proxy's replies wait for its next 10 ms loop callback).
+//!   (the C++ db_proxy's replies wait for its next 10 ms loop callback),
+//!   and their inbox is bounded (the C++ list is not).
 //! - Every connection closed during a turn gets its `on_close` once, after
 //!   the callback that closed it, then leaves the table (the C++ calls
 //!   `OnClose` from wherever the close happened, sometimes twice).
@@ -27,7 +28,7 @@ use std::time::Duration;
 impl<S: 'static> Reactor<S> {
     /// A handle other threads use to run code on this loop, waking it at once.
     pub fn remote(&self) -> Remote<S> {
-        Remote::new(self.inbox_tx.clone(), self.waker.clone())
+        Remote::new(self.inbox_tx.clone(), self.inbox_shared.clone())
     }
 
     /// Runs `handler` on the loop thread when one of `signals` (SIGTERM,
@@ -44,7 +45,7 @@ impl<S: 'static> Reactor<S> {
             ));
         }
         self.signal_handler = Some(Box::new(handler));
-        crate::remote::forward_signals(signals, self.inbox_tx.clone(), self.waker.clone())
+        crate::remote::forward_signals(signals, self.remote())
     }
 
     /// `netlib_stop_event`: makes [`run`](Self::run) return after this iteration.
@@ -132,12 +133,14 @@ impl<S: 'static> Reactor<S> {
     }
 
     /// Runs what other threads handed in, only what is there now: a closure
-    /// that queues another must not keep the loop from polling.
+    /// that queues another must not keep the loop from polling. Each
+    /// message taken makes room for a sender waiting on a full inbox.
     fn drain_inbox(&mut self, state: &mut S) {
         for _ in 0..self.inbox.len() {
             let Ok(msg) = self.inbox.try_recv() else {
                 break;
             };
+            self.inbox_shared.taken(1);
             match msg {
                 Inbox::Run(f) => f(self, state),
                 Inbox::Send(id, bytes) => {
