@@ -15,6 +15,8 @@
 //!   (`m_bOpen`, `m_connect_time`) on top of a [`ServList`], so "is a peer
 //!   available" and "pick a link" only consider links that completed their
 //!   connect (msg_server's and http_msg_server's peer links).
+//! - [`clock`]: `get_tick_count` as the reactor's own clock, monotonic, or
+//!   driven by a test ([`ManualClock`]).
 //! - [`remote`]: the cross-thread hand-back the C++ lacks (its db_proxy
 //!   workers' replies wait for the next 10 ms tick; ours wake the loop),
 //!   through a bounded inbox.
@@ -23,6 +25,7 @@
 //! state `S` is passed to [`Reactor::run`] and handed to every callback next
 //! to the reactor, so handlers reach both without shared mutable globals.
 
+pub mod clock;
 pub mod event_dispatch;
 pub mod imconn;
 pub mod peer_list;
@@ -30,6 +33,7 @@ pub mod reactor;
 pub mod remote;
 pub mod serv_info;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use imconn::{Ctx, Heartbeat, ImConn};
 pub use peer_list::{PeerLink, PeerList};
 pub use reactor::{ConnId, NetError, Reactor, TimerId};

@@ -43,6 +43,7 @@ pub use timers::CONN_TICK_MS;
 
 pub(crate) use accept::resolve;
 
+use crate::clock::{Clock, SystemClock};
 use crate::imconn::ImConn;
 use crate::remote::{Inbox, InboxShared, InboxStats};
 use crossbeam_channel::{unbounded, Receiver, Sender};
@@ -167,11 +168,19 @@ pub struct Reactor<S> {
     inbox: Receiver<Inbox<S>>,
     signal_handler: Option<SignalFn<S>>,
     running: bool,
+    /// Where every tick, timer and `on_timer` time comes from.
+    clock: Box<dyn Clock>,
 }
 
 impl<S: 'static> Reactor<S> {
-    /// `netlib_init`: a reactor with no sockets.
+    /// `netlib_init`: a reactor with no sockets, on the monotonic clock.
     pub fn new() -> io::Result<Reactor<S>> {
+        Reactor::with_clock(SystemClock)
+    }
+
+    /// A reactor with no sockets whose time comes from `clock` (a test's
+    /// [`ManualClock`](crate::ManualClock)).
+    pub fn with_clock(clock: impl Clock + 'static) -> io::Result<Reactor<S>> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
         let (inbox_tx, inbox) = unbounded();
@@ -189,7 +198,7 @@ impl<S: 'static> Reactor<S> {
             still_acceptable: Vec::new(),
             to_flush: Vec::new(),
             next_serial: 1,
-            next_conn_tick: base::tick::monotonic_ms() + CONN_TICK_MS,
+            next_conn_tick: clock.now_ms() + CONN_TICK_MS,
             conn_tick_ms: CONN_TICK_MS,
             out_buf_cap: DEFAULT_OUT_BUF_CAP,
             read_buf: vec![0; read::READ_CHUNK],
@@ -198,6 +207,7 @@ impl<S: 'static> Reactor<S> {
             inbox,
             signal_handler: None,
             running: false,
+            clock: Box::new(clock),
         })
     }
 
@@ -240,7 +250,7 @@ impl<S: 'static> Reactor<S> {
             .and_then(|c| c.peer)
     }
 
-    /// Last send and last receive ticks of `id` (monotonic ms).
+    /// Last send and last receive ticks of `id` (the reactor's ms, [`Reactor::now_ms`]).
     pub fn conn_ticks(&self, id: ConnId) -> Option<(u64, u64)> {
         self.conn(id).map(|c| (c.last_send, c.last_recv))
     }

@@ -108,7 +108,7 @@ impl<S: 'static> Reactor<S> {
                 }
                 Ok(n) => {
                     taken += n;
-                    conn.last_recv = base::tick::monotonic_ms();
+                    conn.last_recv = self.clock.now_ms();
                     conn.in_buf.extend_from_slice(&self.read_buf[..n]);
                     let dispatched = if conn.raw {
                         if self.dispatch_raw(state, id) {

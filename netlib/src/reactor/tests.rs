@@ -165,12 +165,12 @@ mod internals {
 
 mod timers {
     use super::super::*;
-    use std::time::Duration;
     /// Timer A (due) deletes timer B (also due) and registers C, which takes
     /// B's slot: C runs at once in this same pass, before its interval.
     #[test]
     fn a_timer_registered_in_a_freed_due_slot_waits_its_interval() {
-        let mut net = Reactor::<Vec<&'static str>>::new().unwrap();
+        let clock = crate::ManualClock::new(0);
+        let mut net = Reactor::<Vec<&'static str>>::with_clock(clock.clone()).unwrap();
         let b = std::rc::Rc::new(std::cell::Cell::new(None));
         let b2 = b.clone();
         net.register_timer(1, move |net, _s| {
@@ -180,7 +180,7 @@ mod timers {
             }
         });
         b.set(Some(net.register_timer(1, |_, _| {})));
-        std::thread::sleep(Duration::from_millis(5));
+        clock.advance(1);
         let mut s = Vec::new();
         net.run_timers(&mut s);
         assert!(

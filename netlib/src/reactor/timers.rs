@@ -14,15 +14,33 @@
 //!   timer per connection kind), and retries accepting on every listener.
 
 use super::{Reactor, Timer, TimerId};
+use crate::clock::Clock;
 
 /// Interval of the connection tick that calls `ImConn::on_timer`.
 pub const CONN_TICK_MS: u64 = 1_000;
 
 impl<S: 'static> Reactor<S> {
-    /// The reactor's time in ms: when connections last sent and received,
-    /// the `now` of `on_timer`, when timers are due.
+    /// The reactor's time in ms, from its [`Clock`]: when connections last
+    /// sent and received, the `now` of `on_timer`, when timers are due.
     pub fn now_ms(&self) -> u64 {
-        base::tick::monotonic_ms()
+        self.clock.now_ms()
+    }
+
+    /// Changes the reactor's clock. What was timed on the old one starts
+    /// over on the new one: every timer and the connection tick are due an
+    /// interval from its now, and every connection counts as having just
+    /// sent and received.
+    pub fn set_clock(&mut self, clock: impl Clock + 'static) {
+        self.clock = Box::new(clock);
+        let now = self.now_ms();
+        self.next_conn_tick = now + self.conn_tick_ms;
+        for (_, t) in self.timers.iter_mut() {
+            t.next = now + t.interval;
+        }
+        for (_, c) in self.conns.iter_mut() {
+            c.last_send = now;
+            c.last_recv = now;
+        }
     }
 
     /// Sets the interval of the connection tick that calls
