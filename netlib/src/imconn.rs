@@ -7,7 +7,7 @@
 //! gets a [`Ctx`]: the reactor (to send to this or any other connection,
 //! start timers...) and the server state.
 
-use crate::event_dispatch::{ConnId, Reactor};
+use crate::reactor::{ConnId, Reactor};
 use base::ImPdu;
 use std::net::SocketAddr;
 
@@ -96,6 +96,11 @@ impl<S: 'static> Ctx<'_, S> {
         self.net.close_after_flush(self.id);
     }
 
+    /// The reactor's time in ms (see [`Reactor::now_ms`]).
+    pub fn now_ms(&self) -> u64 {
+        self.net.now_ms()
+    }
+
     /// The peer's address (`NETLIB_OPT_GET_REMOTE_IP/PORT`).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.net.peer_addr(self.id)
@@ -164,7 +169,8 @@ pub trait ImConn<S> {
     /// The connection ended, or an outgoing one failed (`OnClose`).
     fn on_close(&mut self, _cx: &mut Ctx<'_, S>) {}
     /// Called for every connection once per connection tick (1 s, as the
-    /// C++ conn timers), with the monotonic time in ms: heartbeats and
+    /// C++ conn timers), with the reactor's time in ms
+    /// ([`Reactor::now_ms`], monotonic unless a test drives it): heartbeats and
     /// timeouts go here (`OnTimer`), usually via [`Ctx::keep_alive`].
     fn on_timer(&mut self, _cx: &mut Ctx<'_, S>, _now: u64) {}
 }

@@ -1,10 +1,12 @@
 //! `tt-netlib`: the C++ `netlib` rebuilt on mio.
 //!
 //! Module map against the C++ `server/src/base/`:
-//! - [`event_dispatch`]: `EventDispatch.cpp`, `BaseSocket.cpp` and the
+//! - [`reactor`]: `EventDispatch.cpp`, `BaseSocket.cpp` and the
 //!   `netlib.cpp` API (`netlib_listen`, `netlib_connect`, `netlib_send`,
 //!   `netlib_close`, `netlib_register_timer`, `netlib_add_loop`,
-//!   `netlib_eventloop`) as one [`Reactor`].
+//!   `netlib_eventloop`) as one [`Reactor`], in rooms: ids and tokens, the
+//!   out-buffer, reading and its budgets, timers, listen/connect/accept,
+//!   the turn. [`event_dispatch`] is its old name, re-exported.
 //! - [`imconn`]: `imconn.cpp` (`CImConn`): the per-connection handler trait,
 //!   PDU framing, heartbeats and timeouts.
 //! - [`serv_info`]: `ServInfo.h` (`serv_init`, `serv_check_reconnect`,
@@ -13,21 +15,27 @@
 //!   (`m_bOpen`, `m_connect_time`) on top of a [`ServList`], so "is a peer
 //!   available" and "pick a link" only consider links that completed their
 //!   connect (msg_server's and http_msg_server's peer links).
+//! - [`clock`]: `get_tick_count` as the reactor's own clock, monotonic, or
+//!   driven by a test ([`ManualClock`]).
 //! - [`remote`]: the cross-thread hand-back the C++ lacks (its db_proxy
-//!   workers' replies wait for the next 10 ms tick; ours wake the loop).
+//!   workers' replies wait for the next 10 ms tick; ours wake the loop),
+//!   through a bounded inbox.
 //!
 //! One reactor runs on one thread and owns every socket. The server's own
 //! state `S` is passed to [`Reactor::run`] and handed to every callback next
 //! to the reactor, so handlers reach both without shared mutable globals.
 
+pub mod clock;
 pub mod event_dispatch;
 pub mod imconn;
 pub mod peer_list;
+pub mod reactor;
 pub mod remote;
 pub mod serv_info;
 
-pub use event_dispatch::{ConnId, NetError, Reactor, TimerId};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use imconn::{Ctx, Heartbeat, ImConn};
 pub use peer_list::{PeerLink, PeerList};
-pub use remote::Remote;
+pub use reactor::{ConnId, NetError, Reactor, TimerId};
+pub use remote::{InboxStats, Remote, DEFAULT_INBOX_BOUND};
 pub use serv_info::{ServInfo, ServList};

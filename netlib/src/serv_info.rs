@@ -6,10 +6,17 @@
 //! count of timer ticks that starts at [`MIN_RECONNECT_CNT`] and doubles on
 //! every failure up to [`MAX_RECONNECT_CNT`], then starts over, exactly as
 //! `serv_reset` does.
+//!
+//! Differences from the C++: each peer's name is resolved once, when the
+//! list is made from the conf ([`ServList::new`]), not by a blocking
+//! `gethostbyname` on the loop at every reconnect try. A name that does not
+//! resolve then is logged and tried again at each connect until it does
+//! (then kept), so a peer whose DNS entry appears later is still reached.
 
-use crate::event_dispatch::{ConnId, Reactor};
 use crate::imconn::ImConn;
+use crate::reactor::{resolve, ConnId, Reactor};
 use base::config::ServerAddr;
+use std::net::SocketAddr;
 
 /// `MIN_RECONNECT_CNT`: ticks before the first reconnect after a failure.
 pub const MIN_RECONNECT_CNT: u32 = 4;
@@ -19,8 +26,11 @@ pub const MAX_RECONNECT_CNT: u32 = 64;
 /// One peer server and our link to it (`serv_info_t`).
 #[derive(Debug, Clone)]
 pub struct ServInfo {
-    /// Where the peer listens.
+    /// Where the peer listens, as the conf says.
     pub addr: ServerAddr,
+    /// `addr` resolved (when the list was made, or at the first connect
+    /// that could resolve it); `None` until a resolution succeeds.
+    pub resolved: Option<SocketAddr>,
     /// The open (or connecting) link, if any.
     pub conn: Option<ConnId>,
     /// Ticks since the link was lost.
@@ -37,16 +47,27 @@ pub struct ServList {
 }
 
 impl ServList {
-    /// A list for the configured addresses; nothing is connected yet.
+    /// A list for the configured addresses, each resolved now (blocking,
+    /// once, while the conf is read); nothing is connected yet.
     pub fn new(addrs: Vec<ServerAddr>) -> ServList {
         ServList {
             servers: addrs
                 .into_iter()
-                .map(|addr| ServInfo {
-                    addr,
-                    conn: None,
-                    idle_cnt: 0,
-                    reconnect_cnt: MIN_RECONNECT_CNT / 2,
+                .map(|addr| {
+                    let resolved = match resolve(&addr.ip, addr.port) {
+                        Ok(a) => Some(a),
+                        Err(e) => {
+                            log::warn!("{e}; resolving it again at each connect try");
+                            None
+                        }
+                    };
+                    ServInfo {
+                        addr,
+                        resolved,
+                        conn: None,
+                        idle_cnt: 0,
+                        reconnect_cnt: MIN_RECONNECT_CNT / 2,
+                    }
                 })
                 .collect(),
         }
@@ -92,8 +113,18 @@ impl ServList {
         make: &mut impl FnMut(usize) -> Box<dyn ImConn<S>>,
     ) {
         let s = &mut self.servers[idx];
-        match net.connect(&s.addr.ip, s.addr.port, make(idx)) {
-            Ok(id) => s.conn = Some(id),
+        let started = match s.resolved {
+            Some(addr) => net.connect_addr(addr, make(idx)),
+            None => net.connect(&s.addr.ip, s.addr.port, make(idx)),
+        };
+        match started {
+            Ok(id) => {
+                if s.resolved.is_none() {
+                    s.resolved = net.peer_addr(id);
+                    log::info!("{}:{} resolved to {:?}", s.addr.ip, s.addr.port, s.resolved);
+                }
+                s.conn = Some(id);
+            }
             Err(e) => {
                 log::warn!("cannot connect to {}:{}: {e}", s.addr.ip, s.addr.port);
                 s.conn = None;
@@ -141,5 +172,57 @@ mod tests {
             seen.push(list.servers[0].reconnect_cnt);
         }
         assert_eq!(seen, vec![4, 8, 16, 32, 64, 4, 8]);
+    }
+
+    fn addr(ip: &str, port: u16) -> ServerAddr {
+        ServerAddr {
+            ip: ip.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn names_are_resolved_when_the_list_is_made() {
+        let list = ServList::new(vec![
+            addr("127.0.0.1", 10600),
+            addr("localhost", 10601),
+            addr("no-such-peer.invalid", 10602),
+        ]);
+        let got: Vec<Option<SocketAddr>> = list.servers.iter().map(|s| s.resolved).collect();
+        assert_eq!(
+            got,
+            vec![
+                Some("127.0.0.1:10600".parse().unwrap()),
+                Some("127.0.0.1:10601".parse().unwrap()),
+                None
+            ]
+        );
+    }
+
+    struct Link;
+    impl ImConn<()> for Link {
+        fn on_pdu(&mut self, _cx: &mut crate::Ctx<'_, ()>, _pdu: base::ImPdu) {}
+    }
+
+    #[test]
+    fn links_connect_to_the_resolved_address_and_an_unresolved_name_backs_off() {
+        let mut net = Reactor::<()>::new().unwrap();
+        let port = net
+            .listen("127.0.0.1", 0, |_, _| Box::new(Link) as Box<dyn ImConn<()>>)
+            .unwrap()[0]
+            .port();
+        let mut list = ServList::new(vec![
+            addr("localhost", port),
+            addr("no-such-peer.invalid", port),
+        ]);
+        list.serv_init(&mut net, |_| Box::new(Link));
+        let link = list.servers[0].conn.expect("connecting");
+        assert_eq!(net.peer_addr(link), list.servers[0].resolved);
+        assert_eq!(list.servers[1].conn, None);
+        assert_eq!(list.servers[1].reconnect_cnt, MIN_RECONNECT_CNT);
+        assert_eq!(
+            list.servers[1].resolved, None,
+            "still tried at each connect"
+        );
     }
 }

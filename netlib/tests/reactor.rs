@@ -3,7 +3,7 @@
 
 use base::pdu::{ImPdu, IM_PDU_HEADER_LEN};
 use crossbeam_channel::{bounded, Receiver};
-use netlib::{Ctx, ImConn, Reactor, Remote};
+use netlib::{Ctx, Heartbeat, ImConn, ManualClock, Reactor, Remote};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread::JoinHandle;
@@ -221,32 +221,38 @@ fn garbage_closes_only_that_connection() {
 
 #[test]
 fn timers_fire_at_their_intervals() {
-    let server = Server::start(
-        |net| {
-            net.register_timer(20, |_, s: &mut Echo| s.timer_ticks += 1);
-            let doomed = net.register_timer(10, |_, s: &mut Echo| s.timer_ticks += 1000);
-            net.delete_timer(doomed);
-            net.add_loop(|_, s: &mut Echo| s.loop_iterations += 1);
-        },
-        100,
-    );
-    std::thread::sleep(Duration::from_millis(1000));
-    let (ticks, loops) = server.query(|_, s| (s.timer_ticks, s.loop_iterations));
-    // 1 s / 20 ms = 50 ticks; allow a wide margin for a loaded machine.
-    assert!(
-        (10..=55).contains(&ticks),
-        "{ticks} ticks of a 20 ms timer in 1 s"
-    );
-    assert!(
-        loops >= ticks,
-        "loop callbacks run every iteration ({loops})"
-    );
+    // On a manual clock: each 20 ms step makes the 20 ms timer run once,
+    // never before it is due; the deleted one never runs.
+    let clock = ManualClock::new(0);
+    let mut net = Reactor::<Echo>::with_clock(clock.clone()).unwrap();
+    net.register_timer(20, |_, s: &mut Echo| s.timer_ticks += 1);
+    let doomed = net.register_timer(10, |_, s: &mut Echo| s.timer_ticks += 1000);
+    net.delete_timer(doomed);
+    net.add_loop(|_, s: &mut Echo| s.loop_iterations += 1);
+    let mut state = Echo::default();
+    net.run_once(&mut state, 0).unwrap();
+    assert_eq!(state.timer_ticks, 0, "not due at 0 ms");
+    for step in 1..=50 {
+        clock.advance(19);
+        net.run_once(&mut state, 0).unwrap();
+        assert_eq!(
+            state.timer_ticks,
+            step - 1,
+            "not due {} ms in",
+            step * 20 - 1
+        );
+        clock.advance(1);
+        net.run_once(&mut state, 0).unwrap();
+        assert_eq!(state.timer_ticks, step, "due at {} ms", step * 20);
+    }
+    assert_eq!(state.loop_iterations, 101, "loop callbacks run every turn");
 }
 
 #[test]
 fn reply_from_another_thread_needs_no_tick() {
-    // No timers, an hour-long poll timeout and an hour-long connection tick:
-    // only the waker can make the loop send the reply.
+    // No timers, an hour-long poll timeout and a clock that never moves
+    // (so no connection tick): only the waker can make the loop send the
+    // reply.
     struct Hold;
     impl ImConn<Echo> for Hold {
         fn on_pdu(&mut self, _cx: &mut Ctx<'_, Echo>, _pdu: ImPdu) {}
@@ -254,8 +260,7 @@ fn reply_from_another_thread_needs_no_tick() {
     let (tx, rx): (_, Receiver<(SocketAddr, Remote<Echo>)>) = bounded(1);
     let (id_tx, id_rx) = bounded(1);
     let thread = std::thread::spawn(move || {
-        let mut net = Reactor::<Echo>::new().unwrap();
-        net.set_conn_tick_ms(3_600_000);
+        let mut net = Reactor::<Echo>::with_clock(ManualClock::new(0)).unwrap();
         let addr = net
             .listen("127.0.0.1", 0, move |_s: &mut Echo, id| {
                 let _ = id_tx.send(id);
@@ -372,50 +377,91 @@ fn signals_reach_the_loop_thread() {
     drop(server);
 }
 
+/// Server links' rule (5 s heartbeat, 30 s timeout) on a manual clock,
+/// one connection tick (1 s) at a time.
 #[test]
 fn keep_alive_sends_heartbeats_then_drops_a_silent_peer() {
+    #[derive(Default)]
+    struct Links {
+        ids: Vec<netlib::ConnId>,
+        closed: Vec<netlib::ConnId>,
+    }
     struct Watched;
-    impl ImConn<Echo> for Watched {
-        fn on_pdu(&mut self, _cx: &mut Ctx<'_, Echo>, _pdu: ImPdu) {}
-        fn on_timer(&mut self, cx: &mut Ctx<'_, Echo>, now: u64) {
-            let rule = netlib::Heartbeat {
-                send_after_ms: Some(50),
-                timeout_ms: 400,
-            };
-            cx.keep_alive(rule, now);
+    impl ImConn<Links> for Watched {
+        fn on_connect(&mut self, cx: &mut Ctx<'_, Links>) {
+            cx.state.ids.push(cx.id);
         }
-        fn on_close(&mut self, cx: &mut Ctx<'_, Echo>) {
-            cx.state.closed += 1;
+        fn on_pdu(&mut self, _cx: &mut Ctx<'_, Links>, _pdu: ImPdu) {}
+        fn on_timer(&mut self, cx: &mut Ctx<'_, Links>, now: u64) {
+            assert_eq!(now, cx.now_ms(), "on_timer gets the reactor's time");
+            cx.keep_alive(Heartbeat::SERVER, now);
+        }
+        fn on_close(&mut self, cx: &mut Ctx<'_, Links>) {
+            cx.state.closed.push(cx.id);
         }
     }
-    let (tx, rx) = bounded(1);
-    let thread = std::thread::spawn(move || {
-        let mut net = Reactor::<Echo>::new().unwrap();
-        net.set_conn_tick_ms(20);
-        let addr = net
-            .listen("127.0.0.1", 0, |_s: &mut Echo, _id| {
-                Box::new(Watched) as Box<dyn ImConn<Echo>>
-            })
-            .unwrap()[0];
-        tx.send((addr, net.remote())).unwrap();
-        let mut state = Echo::default();
-        net.run(&mut state, 100).unwrap();
-    });
-    let (addr, remote) = rx.recv().unwrap();
-    let mut c = connect(addr);
-    let hb = read_pdu(&mut c);
+    let clock = ManualClock::new(0);
+    let mut net = Reactor::<Links>::with_clock(clock.clone()).unwrap();
+    let addr = net
+        .listen("127.0.0.1", 0, |_s: &mut Links, _id| {
+            Box::new(Watched) as Box<dyn ImConn<Links>>
+        })
+        .unwrap()[0];
+    let mut silent = connect(addr);
+    let mut talker = connect(addr);
+    let mut st = Links::default();
+    for _ in 0..3000 {
+        if st.ids.len() == 2 {
+            break;
+        }
+        net.run_once(&mut st, 10).unwrap();
+    }
+    let (a, b) = (st.ids[0], st.ids[1]);
+    assert_eq!(net.conn_ticks(a), Some((0, 0)));
+    let tick_to = |net: &mut Reactor<Links>, st: &mut Links, t: u64| {
+        while net.now_ms() < t {
+            clock.advance(1000);
+            net.run_once(st, 0).unwrap();
+        }
+    };
+    // Quiet for 5 s is not yet "more than 5 s": the heartbeat goes at 6 s.
+    tick_to(&mut net, &mut st, 5_000);
+    assert_eq!(net.conn_ticks(a), Some((0, 0)));
+    tick_to(&mut net, &mut st, 6_000);
+    assert_eq!(net.conn_ticks(a), Some((6_000, 0)));
+    let hb = read_pdu(&mut silent);
     assert_eq!(hb.command_id(), netlib::imconn::CID_OTHER_HEARTBEAT);
     assert_eq!(hb.service_id(), netlib::imconn::SID_OTHER);
-    // We never answer: the server must close us.
+    // The talker answers at 20 s; the loop sees it on this clock's 20 s.
+    tick_to(&mut net, &mut st, 20_000);
+    talker
+        .write_all(netlib::imconn::heartbeat_pdu().as_bytes())
+        .unwrap();
+    for _ in 0..3000 {
+        if net.conn_ticks(b).map(|(_, recv)| recv) == Some(20_000) {
+            break;
+        }
+        net.run_once(&mut st, 10).unwrap();
+    }
+    assert_eq!(net.conn_ticks(b).map(|(_, recv)| recv), Some(20_000));
+    // Silent for 30 s is kept, for 31 s closed; the talker lasts until 51 s.
+    tick_to(&mut net, &mut st, 30_000);
+    assert!(net.is_open(a) && st.closed.is_empty());
+    tick_to(&mut net, &mut st, 31_000);
+    assert_eq!(st.closed, vec![a]);
+    assert!(net.is_open(b));
+    tick_to(&mut net, &mut st, 50_000);
+    assert!(net.is_open(b));
+    tick_to(&mut net, &mut st, 51_000);
+    assert_eq!(st.closed, vec![a, b]);
+    // Heartbeats at 6, 12, 18, 24 and 30 s, then the close.
     let mut rest = Vec::new();
-    let _ = c.read_to_end(&mut rest);
+    let _ = silent.read_to_end(&mut rest);
     assert_eq!(
-        rest.len() % IM_PDU_HEADER_LEN,
-        0,
-        "only whole heartbeats before the close"
+        rest.len(),
+        4 * IM_PDU_HEADER_LEN,
+        "the first was read above"
     );
-    remote.run(|net, _| net.stop());
-    thread.join().unwrap();
 }
 
 #[test]
@@ -507,23 +553,19 @@ fn a_half_closed_peer_still_gets_the_whole_reply() {
 
 #[test]
 fn a_deleted_timer_id_never_deletes_another_timer() {
-    let mut net = Reactor::<Echo>::new().unwrap();
+    let clock = ManualClock::new(0);
+    let mut net = Reactor::<Echo>::with_clock(clock.clone()).unwrap();
     let old = net.register_timer(5, |_, s: &mut Echo| s.timer_ticks += 1000);
     net.delete_timer(old);
     // Takes the freed slot.
     net.register_timer(5, |_, s: &mut Echo| s.timer_ticks += 1);
     net.delete_timer(old); // stale: must be a no-op
     let mut state = Echo::default();
-    for _ in 0..100 {
-        net.run_once(&mut state, 10).unwrap();
-        if state.timer_ticks > 0 {
-            break;
-        }
-    }
-    assert!(
-        (1..1000).contains(&state.timer_ticks),
-        "the live timer runs, the deleted one never: {}",
-        state.timer_ticks
+    clock.advance(5);
+    net.run_once(&mut state, 0).unwrap();
+    assert_eq!(
+        state.timer_ticks, 1,
+        "the live timer runs, the deleted one never"
     );
 }
 
@@ -563,4 +605,90 @@ fn a_burst_of_pdus_is_handled_over_several_turns_in_order() {
         (1..=64).contains(&most),
         "{most} PDUs of one connection in one turn"
     );
+}
+
+#[test]
+fn a_connection_storm_is_accepted_over_several_turns() {
+    // 600 connects already in the accept queue when the loop first looks:
+    // one turn takes at most 256 of them, and the loop callbacks (as the
+    // timers and heartbeats) run between turns.
+    #[derive(Default)]
+    struct Storm {
+        accepted: usize,
+        after_each_turn: Vec<usize>,
+    }
+    struct Quiet;
+    impl ImConn<Storm> for Quiet {
+        fn on_pdu(&mut self, _cx: &mut Ctx<'_, Storm>, _pdu: ImPdu) {}
+    }
+    let mut net = Reactor::<Storm>::new().unwrap();
+    let addr = net
+        .listen("127.0.0.1", 0, |s: &mut Storm, _id| {
+            s.accepted += 1;
+            Box::new(Quiet) as Box<dyn ImConn<Storm>>
+        })
+        .unwrap()[0];
+    net.add_loop(|_, s: &mut Storm| s.after_each_turn.push(s.accepted));
+    // Each connect returns once the kernel has queued the connection.
+    let clients: Vec<TcpStream> = (0..600).map(|_| connect(addr)).collect();
+    let mut state = Storm::default();
+    for _ in 0..100 {
+        net.run_once(&mut state, 100).unwrap();
+        if state.accepted == 600 {
+            break;
+        }
+    }
+    assert_eq!(state.after_each_turn, vec![256, 512, 600]);
+    assert_eq!(net.conn_count(), 600);
+    drop(clients);
+}
+
+#[test]
+fn a_full_inbox_refuses_at_once_and_counts() {
+    let mut net = Reactor::<Echo>::new().unwrap();
+    net.set_inbox_bound(2);
+    let remote = net.remote();
+    assert!(remote.run(|_, s| s.pdus += 1));
+    assert!(remote.run(|_, s| s.pdus += 1));
+    assert!(
+        !remote.run(|_, s| s.pdus += 100),
+        "a third message is refused"
+    );
+    let stats = net.inbox_stats();
+    assert_eq!((stats.queued, stats.bound), (2, 2));
+    assert_eq!((stats.full, stats.refused), (1, 1));
+    let mut state = Echo::default();
+    net.run_once(&mut state, 0).unwrap();
+    assert_eq!(state.pdus, 2, "what was accepted runs, the refused never");
+    assert_eq!(remote.inbox_stats().queued, 0);
+    assert!(remote.run(|_, s| s.pdus += 1), "room again once drained");
+}
+
+#[test]
+fn a_send_with_a_timeout_waits_for_room_then_gives_up() {
+    let mut net = Reactor::<Echo>::new().unwrap();
+    net.set_inbox_bound(1);
+    let remote = net.remote();
+    assert!(remote.run(|_, s| s.pdus += 1));
+    // A short timeout on an inbox nobody drains: refused.
+    assert!(!remote.run_timeout(|_, s| s.pdus += 100, Duration::from_millis(10)));
+    // A worker waiting for room gets it as soon as the loop drains.
+    let worker = {
+        let remote = remote.clone();
+        std::thread::spawn(move || remote.run_timeout(|_, s| s.pdus += 10, Duration::from_secs(30)))
+    };
+    for _ in 0..3000 {
+        if net.inbox_stats().waiting == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(net.inbox_stats().waiting, 1, "the worker waits for room");
+    let mut state = Echo::default();
+    net.run_once(&mut state, 0).unwrap();
+    assert!(worker.join().unwrap(), "the waiting message got in");
+    net.run_once(&mut state, 0).unwrap();
+    assert_eq!(state.pdus, 11);
+    let stats = net.inbox_stats();
+    assert_eq!((stats.full, stats.refused, stats.queued), (2, 1, 0));
 }

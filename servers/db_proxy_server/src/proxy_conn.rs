@@ -4,7 +4,10 @@
 //! The loop thread frames PDUs and hands each to a worker of the pool
 //! (`CProxyTask`); the worker's reply comes back through the reactor's
 //! [`netlib::Remote`], which wakes the loop at once (the C++ drains its
-//! response list in a loop callback, up to 10 ms later).
+//! response list in a loop callback, up to 10 ms later). The reactor's
+//! inbox is bounded; a worker whose reply finds it full waits for room
+//! (at most [`REPLY_WAIT`]) rather than drop an acknowledgement, and a
+//! reply given up is logged with the inbox's counters.
 
 use crate::handler_map::HandlerMap;
 use crate::services::Services;
@@ -15,11 +18,18 @@ use netlib::imconn::CID_OTHER_HEARTBEAT;
 use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor, Remote};
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 use tt_proto::IM::BaseDefine::{OtherCmdID, ServiceID};
 use tt_proto::IM::Server::IMStopReceivePacket;
 
 /// How long after SIGTERM the process exits (`exit_callback` after 4 s).
 pub const EXIT_DELAY_MS: u64 = 4_000;
+
+/// How long a worker waits for room in the loop's full inbox before it
+/// gives its reply up: the `SERVER_TIMEOUT` after which the msg_server
+/// would have closed the link as silent anyway (a loop that drains nothing
+/// for that long answers no heartbeat either).
+pub const REPLY_WAIT: Duration = Duration::from_millis(netlib::imconn::SERVER_TIMEOUT);
 
 /// The loop thread's state.
 pub struct ProxyState {
@@ -73,7 +83,14 @@ impl ImConn<ProxyState> for ProxyConn {
         let link = cx.id;
         workers.add_task(move || match handler(&services, &pdu) {
             Ok(Some(reply)) => {
-                remote.send(link, reply.into_bytes());
+                if !remote.send_timeout(link, reply.into_bytes(), REPLY_WAIT) {
+                    log::error!(
+                        "reply to command {:#06x} on link {link} dropped: the event loop \
+                         is gone or its inbox stayed full for {REPLY_WAIT:?} ({:?})",
+                        pdu.command_id(),
+                        remote.inbox_stats()
+                    );
+                }
             }
             Ok(None) => {}
             Err(e) => log::warn!("command {:#06x}: {e}", pdu.command_id()),

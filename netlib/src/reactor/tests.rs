@@ -1,0 +1,191 @@
+//! The reactor's own tests that look inside it (socket-free ones sit
+//! beside their code; the black-box ones are in `netlib/tests/reactor.rs`).
+
+mod internals {
+    use super::super::*;
+    use crate::imconn::{Ctx, ImConn};
+    use base::pdu::ImPdu;
+    use std::io::Read;
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    struct Nop;
+    impl ImConn<Vec<ConnId>> for Nop {
+        fn on_pdu(&mut self, _cx: &mut Ctx<'_, Vec<ConnId>>, _pdu: ImPdu) {}
+    }
+
+    /// The cap counts only unsent bytes, but the already-written prefix of
+    /// out_buf is only freed when the backlog reaches exactly 0: a peer that
+    /// reads steadily but never quite catches up grows out_buf without bound.
+    #[test]
+    fn out_buf_memory_follows_the_backlog_with_a_slow_steady_reader() {
+        let mut net = Reactor::<Vec<ConnId>>::new().unwrap();
+        net.set_out_buf_cap(1 << 20); // 1 MiB
+        let addr = net
+            .listen("127.0.0.1", 0, |s: &mut Vec<ConnId>, id| {
+                s.push(id);
+                Box::new(Nop) as Box<dyn ImConn<Vec<ConnId>>>
+            })
+            .unwrap()[0];
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client.set_nonblocking(true).unwrap();
+        let mut state = Vec::new();
+        while state.is_empty() {
+            net.run_once(&mut state, 10).unwrap();
+        }
+        let id = state[0];
+        {
+            let c = net.conns.get(id.key as usize).unwrap();
+            socket2::SockRef::from(&c.stream)
+                .set_send_buffer_size(16 * 1024)
+                .unwrap();
+            socket2::SockRef::from(&client)
+                .set_recv_buffer_size(16 * 1024)
+                .unwrap();
+        }
+        let chunk = vec![7u8; 64 * 1024];
+        let mut buf = vec![0u8; 64 * 1024];
+        // phase 1: the peer does not read until we hold a backlog
+        while net.backlog(id) < 256 * 1024 {
+            net.send(id, &chunk).unwrap();
+            net.run_once(&mut state, 0).unwrap();
+        }
+        // phase 2: the peer reads exactly as fast as we send
+        let mut max_len = 0;
+        for _ in 0..400 {
+            net.send(id, &chunk).unwrap();
+            let mut got = 0;
+            while got < buf.len() {
+                match client.read(&mut buf[..64 * 1024 - got]) {
+                    Ok(n) if n > 0 => got += n,
+                    _ => net.run_once(&mut state, 1).unwrap(),
+                }
+            }
+            net.run_once(&mut state, 0).unwrap();
+            let c = net.conn(id).expect("still open");
+            max_len = max_len.max(c.out.held());
+            assert!(c.out.backlog() <= 1 << 20);
+        }
+        assert!(
+            max_len <= 2 << 20,
+            "out_buf holds {max_len} bytes with a 1 MiB cap"
+        );
+    }
+
+    #[derive(Default)]
+    struct St {
+        ids: Vec<ConnId>,
+        blackhole: Option<SocketAddr>,
+        out: Option<ConnId>,
+        out_closed: bool,
+    }
+    struct Role(usize);
+    struct Out;
+    impl ImConn<St> for Out {
+        fn on_pdu(&mut self, _cx: &mut Ctx<'_, St>, _pdu: ImPdu) {}
+        fn on_close(&mut self, cx: &mut Ctx<'_, St>) {
+            cx.state.out_closed = true;
+        }
+    }
+    impl ImConn<St> for Role {
+        fn on_pdu(&mut self, cx: &mut Ctx<'_, St>, _pdu: ImPdu) {
+            match self.0 {
+                1 => {
+                    let a = cx.state.ids[0];
+                    cx.net.close(a); // e.g. a duplicate login kicks A
+                }
+                2 => {
+                    let bh = cx.state.blackhole.unwrap();
+                    let id = cx
+                        .net
+                        .connect(&bh.ip().to_string(), bh.port(), Box::new(Out))
+                        .unwrap();
+                    cx.state.out = Some(id);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A stale event of a connection reaped earlier in the same poll batch
+    /// is dispatched to whatever new connection took its slab slot.
+    #[test]
+    fn a_stale_event_never_reaches_a_new_connection_in_the_same_slot() {
+        use std::io::Write;
+        // a listener whose accept queue is full: connects to it stay in progress
+        let bh = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        bh.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        bh.listen(0).unwrap();
+        let bh_addr = bh.local_addr().unwrap().as_socket().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..3 {
+            if let Ok(s) =
+                std::net::TcpStream::connect_timeout(&bh_addr, Duration::from_millis(200))
+            {
+                fillers.push(s);
+            }
+        }
+        let mut net = Reactor::<St>::new().unwrap();
+        let addr = net
+            .listen("127.0.0.1", 0, |s: &mut St, id| {
+                s.ids.push(id);
+                Box::new(Role(s.ids.len() - 1)) as Box<dyn ImConn<St>>
+            })
+            .unwrap()[0];
+        let mut st = St {
+            blackhole: Some(bh_addr),
+            ..Default::default()
+        };
+        let ca = std::net::TcpStream::connect(addr).unwrap();
+        let mut cx = std::net::TcpStream::connect(addr).unwrap();
+        let mut cy = std::net::TcpStream::connect(addr).unwrap();
+        while st.ids.len() < 3 {
+            net.run_once(&mut st, 10).unwrap();
+        }
+        for _ in 0..5 {
+            net.run_once(&mut st, 10).unwrap();
+        }
+        let p = ImPdu::new(1, 1);
+        cx.write_all(p.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        cy.write_all(p.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        drop(ca);
+        std::thread::sleep(Duration::from_millis(50));
+        net.run_once(&mut st, 10).unwrap();
+        let out = st.out.expect("Y connected");
+        assert_eq!(out.key, st.ids[0].key, "the new link took A's slot");
+        assert!(
+            !st.out_closed && net.is_open(out),
+            "in-progress connect was closed by A's stale hang-up event"
+        );
+    }
+}
+
+mod timers {
+    use super::super::*;
+    /// Timer A (due) deletes timer B (also due) and registers C, which takes
+    /// B's slot: C runs at once in this same pass, before its interval.
+    #[test]
+    fn a_timer_registered_in_a_freed_due_slot_waits_its_interval() {
+        let clock = crate::ManualClock::new(0);
+        let mut net = Reactor::<Vec<&'static str>>::with_clock(clock.clone()).unwrap();
+        let b = std::rc::Rc::new(std::cell::Cell::new(None));
+        let b2 = b.clone();
+        net.register_timer(1, move |net, _s| {
+            if let Some(id) = b2.take() {
+                net.delete_timer(id);
+                net.register_timer(60_000, |_, s: &mut Vec<&'static str>| s.push("C ran"));
+            }
+        });
+        b.set(Some(net.register_timer(1, |_, _| {})));
+        clock.advance(1);
+        let mut s = Vec::new();
+        net.run_timers(&mut s);
+        assert!(
+            s.is_empty(),
+            "a 60 s timer ran right after registration: {s:?}"
+        );
+    }
+}
