@@ -11,11 +11,10 @@ use crate::services::Services;
 use crate::sync_center::SyncThread;
 use base::pdu::ImPdu;
 use base::thread_pool::ThreadPool;
-use netlib::imconn::CID_OTHER_HEARTBEAT;
 use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor, Remote};
 use std::collections::HashSet;
 use std::sync::Arc;
-use tt_proto::IM::BaseDefine::{OtherCmdID, ServiceID};
+use tt_proto::cid;
 use tt_proto::IM::Server::IMStopReceivePacket;
 
 /// How long after SIGTERM the process exits (`exit_callback` after 4 s).
@@ -57,7 +56,7 @@ impl ImConn<ProxyState> for ProxyConn {
 
     /// `HandlePduBuf`: heartbeats end here; other commands go to a worker.
     fn on_pdu(&mut self, cx: &mut Ctx<'_, ProxyState>, pdu: ImPdu) {
-        if pdu.command_id() == CID_OTHER_HEARTBEAT {
+        if pdu.command_id() == cid::OTHER_HEARTBEAT {
             return;
         }
         let Some(handler) = cx.state.handlers.get(pdu.command_id()) else {
@@ -88,12 +87,7 @@ pub fn on_sigterm(net: &mut Reactor<ProxyState>, state: &mut ProxyState) {
         "SIGTERM: telling {} msg_servers to stop sending",
         state.links.len()
     );
-    match ImPdu::with_msg(
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_STOP_RECV_PACKET as u16,
-        0,
-        &IMStopReceivePacket { result: 0 },
-    ) {
+    match ImPdu::for_msg(0, &IMStopReceivePacket { result: 0 }) {
         Ok(pdu) => {
             for &link in &state.links {
                 let _ = net.send_pdu(link, &pdu);

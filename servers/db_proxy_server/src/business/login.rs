@@ -18,7 +18,7 @@ use mysql::prelude::Queryable;
 use mysql::Row;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
-use tt_proto::IM::BaseDefine::{OtherCmdID, ServiceID, UserInfo};
+use tt_proto::IM::BaseDefine::UserInfo;
 use tt_proto::IM::Server::{IMValidateReq, IMValidateRsp};
 
 /// Failures remembered for this long (30 minutes).
@@ -150,12 +150,7 @@ pub fn do_login(services: &Services, req: &ImPdu) -> HandlerResult {
             }
         }
     }
-    reply(
-        req,
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_VALIDATE_RSP as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 #[cfg(test)]

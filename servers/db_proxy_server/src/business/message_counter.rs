@@ -10,9 +10,7 @@ use super::{group_message_model, message_model, reply, user_model, HandlerResult
 use crate::cache_pool::pools;
 use crate::services::Services;
 use base::pdu::ImPdu;
-use tt_proto::IM::BaseDefine::{
-    ClientType, LoginCmdID, MessageCmdID, OtherCmdID, ServiceID, UserTokenInfo,
-};
+use tt_proto::IM::BaseDefine::{ClientType, UserTokenInfo};
 use tt_proto::IM::Login::{IMDeviceTokenReq, IMDeviceTokenRsp};
 use tt_proto::IM::Message::{IMMsgDataReadAck, IMUnreadMsgCntReq, IMUnreadMsgCntRsp};
 use tt_proto::IM::Server::{IMGetDeviceTokenReq, IMGetDeviceTokenRsp};
@@ -56,12 +54,7 @@ pub fn set_devices_token(services: &Services, req: &ImPdu) -> HandlerResult {
         user_id: msg.user_id,
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        ServiceID::SID_LOGIN as u16,
-        LoginCmdID::CID_LOGIN_RES_DEVICETOKEN as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// Local hour of the day, for the C++'s 22:00-07:00 quiet hours.
@@ -133,12 +126,7 @@ pub fn get_devices_token(services: &Services, req: &ImPdu) -> HandlerResult {
         user_token_info: infos,
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_GET_DEVICE_TOKEN_RSP as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// `CID_MSG_UNREAD_CNT_REQUEST`: the user's unread counts, one-to-one then
@@ -160,12 +148,7 @@ pub fn get_unread_msg_counter(services: &Services, req: &ImPdu) -> HandlerResult
         unreadinfo_list: list,
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        ServiceID::SID_MSG as u16,
-        MessageCmdID::CID_MSG_UNREAD_CNT_RESPONSE as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// `CID_MSG_READ_ACK`: the user has read the session; no reply.
