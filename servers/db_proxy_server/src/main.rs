@@ -3,8 +3,24 @@
 //! The only server that talks to MySQL and Redis. msg_servers (and
 //! http_msg_server) connect on `ListenPort`; each request PDU is answered
 //! by a worker of a fixed pool of `ThreadNum` threads.
+//!
+//! Layout (C++ file in brackets):
+//! - `main.rs`: conf, then run (`db_proxy_server.cpp`).
+//! - [`state`]: the loop thread's state, one [`state::ProxyState`].
+//! - [`proxy_conn`]: a msg_server's link, SIGTERM (`ProxyConn.cpp`).
+//! - [`handler_map`]: command id → handler (`HandlerMap.cpp`).
+//! - [`services`]: what the workers share: pools, sync times, login
+//!   failures (the C++ singletons).
+//! - [`business`]: the handlers and models (`business/`).
+//! - [`cache_keys`]: every Redis key name (`business/Common.h` and the
+//!   literals of the models).
+//! - [`db_pool`], [`cache_pool`]: MySQL and Redis pools (`DBPool.cpp`,
+//!   `CachePool.cpp`); [`sync_center`] (`SyncCenter.cpp`);
+//!   [`http_client`]: audio to and from msfs (`base/HttpClient.cpp`);
+//!   [`config`]: the conf keys.
 
 mod business;
+mod cache_keys;
 mod cache_pool;
 mod config;
 mod db_pool;
@@ -12,13 +28,15 @@ mod handler_map;
 mod http_client;
 mod proxy_conn;
 mod services;
+mod state;
 mod sync_center;
 
 use config::DbProxyConfig;
 use handler_map::HandlerMap;
 use netlib::{ImConn, Reactor};
-use proxy_conn::{ProxyConn, ProxyState};
+use proxy_conn::ProxyConn;
 use services::{Services, StartError};
+use state::ProxyState;
 use std::collections::HashSet;
 use std::sync::Arc;
 

@@ -6,35 +6,14 @@
 //! [`netlib::Remote`], which wakes the loop at once (the C++ drains its
 //! response list in a loop callback, up to 10 ms later).
 
-use crate::handler_map::HandlerMap;
-use crate::services::Services;
-use crate::sync_center::SyncThread;
+use crate::state::ProxyState;
 use base::pdu::ImPdu;
-use base::thread_pool::ThreadPool;
-use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor, Remote};
-use std::collections::HashSet;
-use std::sync::Arc;
+use netlib::{Ctx, Heartbeat, ImConn, Reactor};
 use tt_proto::cid;
 use tt_proto::IM::Server::IMStopReceivePacket;
 
 /// How long after SIGTERM the process exits (`exit_callback` after 4 s).
 pub const EXIT_DELAY_MS: u64 = 4_000;
-
-/// The loop thread's state.
-pub struct ProxyState {
-    /// Pools and the rest, shared with the workers.
-    pub services: Arc<Services>,
-    /// Command id → handler.
-    pub handlers: HandlerMap,
-    /// The worker pool (`g_thread_pool`); taken on shutdown.
-    pub workers: Option<ThreadPool>,
-    /// Hands replies back to this loop.
-    pub remote: Remote<ProxyState>,
-    /// Every open msg_server link (`g_proxy_conn_map`).
-    pub links: HashSet<ConnId>,
-    /// The group-chat sync thread; stopped on SIGTERM.
-    pub sync_thread: Option<SyncThread>,
-}
 
 /// One msg_server link.
 pub struct ProxyConn;

@@ -7,6 +7,7 @@
 //! holds the user id, and is emptied when the user moves to another token.
 
 use super::{group_message_model, message_model, reply, user_model, HandlerResult};
+use crate::cache_keys;
 use crate::cache_pool::pools;
 use crate::services::Services;
 use base::pdu::ImPdu;
@@ -14,10 +15,6 @@ use tt_proto::IM::BaseDefine::{ClientType, UserTokenInfo};
 use tt_proto::IM::Login::{IMDeviceTokenReq, IMDeviceTokenRsp};
 use tt_proto::IM::Message::{IMMsgDataReadAck, IMUnreadMsgCntReq, IMUnreadMsgCntRsp};
 use tt_proto::IM::Server::{IMGetDeviceTokenReq, IMGetDeviceTokenRsp};
-
-fn device_key(suffix: &str) -> String {
-    format!("device_{suffix}")
-}
 
 /// `CID_LOGIN_REQ_DEVICETOKEN`: remember a user's push token.
 pub fn set_devices_token(services: &Services, req: &ImPdu) -> HandlerResult {
@@ -27,11 +24,11 @@ pub fn set_devices_token(services: &Services, req: &ImPdu) -> HandlerResult {
         Some(ClientType::CLIENT_TYPE_ANDROID) => format!("android:{}", msg.device_token),
         _ => msg.device_token.clone(),
     };
-    let user_key = device_key(&msg.user_id.to_string());
+    let user_key = cache_keys::user_device(msg.user_id);
     let mut conn = services.cache.get(pools::TOKEN)?;
     let old: Option<String> = conn.run(|c| redis::cmd("GET").arg(&user_key).query(c))?;
     if let Some((_, old_token)) = old.as_deref().and_then(|v| v.split_once(':')) {
-        let old_key = device_key(old_token);
+        let old_key = cache_keys::token_owner(old_token);
         let owner: Option<String> = conn.run(|c| redis::cmd("GET").arg(&old_key).query(c))?;
         if owner.is_some_and(|o| !o.is_empty()) {
             conn.run(|c| redis::cmd("SET").arg(&old_key).arg("").query::<()>(c))?;
@@ -44,7 +41,7 @@ pub fn set_devices_token(services: &Services, req: &ImPdu) -> HandlerResult {
             .arg(&value)
             .ignore()
             .cmd("SET")
-            .arg(device_key(&msg.device_token))
+            .arg(cache_keys::token_owner(&msg.device_token))
             .arg(msg.user_id.to_string())
             .ignore()
             .query::<()>(c)
@@ -80,7 +77,7 @@ pub fn get_devices_token(services: &Services, req: &ImPdu) -> HandlerResult {
     let keys: Vec<String> = msg
         .user_id
         .iter()
-        .map(|id| device_key(&id.to_string()))
+        .map(|&id| cache_keys::user_device(id))
         .collect();
     // MGET in chunks: one command with every key of a long list would make
     // Redis build (and us read) one huge reply.
