@@ -2,13 +2,21 @@
 //! `proxy_timer_callback`, `sig_handler`, `exit_callback`).
 //!
 //! The loop thread frames PDUs and hands each to a worker of the pool
-//! (`CProxyTask`); the worker's reply comes back through the reactor's
-//! [`netlib::Remote`], which wakes the loop at once (the C++ drains its
-//! response list in a loop callback, up to 10 ms later).
+//! (`CProxyTask`) through [`ProxyState::work`]; the reply comes back
+//! through [`ProxyState::request_done`].
+//!
+//! Differences from the C++: a link with too many requests with the
+//! workers has its further requests held, and is closed past a hard cap
+//! (see `work_queue`; the C++ queues them all); after SIGTERM's 4 s the
+//! queued and held requests are finished, with the loop still running
+//! (heartbeats, timeouts), before the process exits (the C++ `exit`s at
+//! 4 s whatever is queued).
 
-use crate::state::ProxyState;
+use crate::state::{ProxyState, Request};
+use crate::work_queue::Admit;
 use base::pdu::ImPdu;
 use netlib::{Ctx, Heartbeat, ImConn, Reactor};
+use std::sync::atomic::Ordering;
 use tt_proto::cid;
 use tt_proto::IM::Server::IMStopReceivePacket;
 
@@ -27,6 +35,11 @@ impl ImConn<ProxyState> for ProxyConn {
     fn on_close(&mut self, cx: &mut Ctx<'_, ProxyState>) {
         log::info!("msg_server link {} closed", cx.id);
         cx.state.links.remove(&cx.id);
+        let dropped = cx.state.work.close(cx.id);
+        if dropped > 0 {
+            log::warn!("link {}: {dropped} held requests dropped with it", cx.id);
+        }
+        cx.state.finish_when_drained();
     }
 
     fn on_timer(&mut self, cx: &mut Ctx<'_, ProxyState>, now: u64) {
@@ -42,25 +55,41 @@ impl ImConn<ProxyState> for ProxyConn {
             log::warn!("no handler for command {:#06x}, dropped", pdu.command_id());
             return;
         };
-        let Some(workers) = cx.state.workers.as_ref() else {
+        if cx.state.draining {
             log::warn!("shutting down: command {:#06x} dropped", pdu.command_id());
             return;
-        };
-        let services = cx.state.services.clone();
-        let remote = cx.state.remote.clone();
-        let link = cx.id;
-        workers.add_task(move || match handler(&services, &pdu) {
-            Ok(Some(reply)) => {
-                remote.send(link, reply.into_bytes());
+        }
+        let bytes = pdu.len();
+        match cx.state.work.offer(cx.id, Request { handler, pdu }, bytes) {
+            Admit::Run(req) => cx.state.run_request(cx.id, req),
+            Admit::Held { engaged: true } => {
+                let n = cx.state.metrics.engaged();
+                log::warn!(
+                    "link {}: over its bound of requests with the workers ({} in all); \
+                     holding its next ones until they drain (backpressure engaged {n} times)",
+                    cx.id,
+                    cx.state.work.in_flight()
+                );
             }
-            Ok(None) => {}
-            Err(e) => log::warn!("command {:#06x}: {e}", pdu.command_id()),
-        });
+            Admit::Held { engaged: false } => {}
+            Admit::Overflow => {
+                cx.state
+                    .metrics
+                    .links_closed_over_hold
+                    .fetch_add(1, Ordering::Relaxed);
+                log::error!(
+                    "link {}: too many requests held while the workers are busy; closing it",
+                    cx.id
+                );
+                cx.close();
+            }
+        }
     }
 }
 
-/// `sig_handler(SIGTERM)`: tell every msg_server to stop sending, stop the
-/// sync thread, finish queued work, exit after [`EXIT_DELAY_MS`].
+/// `sig_handler(SIGTERM)`: tell every msg_server to stop sending, ask the
+/// sync thread to stop, and after [`EXIT_DELAY_MS`] finish the queued
+/// work and exit ([`ProxyState::finish_when_drained`]).
 pub fn on_sigterm(net: &mut Reactor<ProxyState>, state: &mut ProxyState) {
     log::info!(
         "SIGTERM: telling {} msg_servers to stop sending",
@@ -74,13 +103,19 @@ pub fn on_sigterm(net: &mut Reactor<ProxyState>, state: &mut ProxyState) {
         }
         Err(e) => log::error!("cannot build STOP_RECV_PACKET: {e}"),
     }
-    if let Some(mut sync) = state.sync_thread.take() {
-        sync.stop();
+    if let Some(sync) = state.sync_thread.as_ref() {
+        sync.request_stop();
     }
-    net.register_timer(EXIT_DELAY_MS, |net, state: &mut ProxyState| {
-        log::info!("exiting: finishing queued work");
-        // Joins the workers after their queues drain.
-        drop(state.workers.take());
-        net.stop();
+    net.register_timer(EXIT_DELAY_MS, |_, state: &mut ProxyState| {
+        if state.draining {
+            return; // the timer repeats; the drain is under way
+        }
+        log::info!(
+            "exiting: finishing {} queued and {} held requests",
+            state.work.in_flight(),
+            state.work.held()
+        );
+        state.draining = true;
+        state.finish_when_drained();
     });
 }

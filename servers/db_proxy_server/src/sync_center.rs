@@ -206,9 +206,15 @@ impl SyncThread {
         })
     }
 
+    /// Asks the thread to stop after its current pass, without waiting
+    /// (the loop thread must not wait for a pass stuck on MySQL).
+    pub fn request_stop(&self) {
+        let _ = self.stop.try_send(());
+    }
+
     /// Stops the thread after its current pass and waits for it.
     pub fn stop(&mut self) {
-        let _ = self.stop.try_send(());
+        self.request_stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
