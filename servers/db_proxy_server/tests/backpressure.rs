@@ -17,10 +17,20 @@ use tt_rs::{free_port, PduClient, RedisServer, TestDb};
 /// Longer than db_proxy's 5 s heartbeat interval plus its 1 s tick.
 const HEARTBEAT_WAIT: Duration = Duration::from_secs(12);
 
-/// A proxy with `threads` workers and these extra (not in the C++) keys.
-fn start_bounded(db: &TestDb, redis: &RedisServer, threads: usize, extra: &str) -> Proxy {
+/// A proxy with two workers and these extra (not in the C++) keys, and
+/// two links whose pairs (1→2, 3→4) each stored a first message, so that
+/// their relations and sessions exist before a stall.
+fn two_primed_links(extra: &str) -> (TestDb, RedisServer, Proxy, PduClient, PduClient, u32) {
+    let db = TestDb::with_schema();
+    let redis = RedisServer::start();
     let port = free_port();
-    start_with(conf(db, redis.port(), port, threads, threads) + extra, port)
+    let p = start_with(conf(&db, redis.port(), port, 2, 2) + extra, port);
+    let mut a = PduClient::connect(p.port);
+    let mut b = PduClient::connect(p.port);
+    let now = unix_now();
+    assert!(send(&mut a, 1, &text_msg(1, 2, b"first", now)).msg_id > 0);
+    assert!(send(&mut b, 1, &text_msg(3, 4, b"first", now)).msg_id > 0);
+    (db, redis, p, a, b, now)
 }
 
 /// Locks every one-to-one message table until the connection is dropped
@@ -74,15 +84,8 @@ fn count(db: &TestDb, from: u32, to: u32) -> u64 {
 
 #[test]
 fn a_burst_during_a_mysql_stall_is_held_heartbeats_go_on_and_nothing_is_lost() {
-    let db = TestDb::with_schema();
-    let redis = RedisServer::start();
-    let p = start_bounded(&db, &redis, 2, "WorkerQueueSize=2\nLinkQueueSize=1\n");
-    let mut a = PduClient::connect(p.port);
-    let mut b = PduClient::connect(p.port);
-    let now = unix_now();
-    // The pairs' relations and sessions exist before the stall.
-    assert!(send(&mut a, 1, &text_msg(1, 2, b"first", now)).msg_id > 0);
-    assert!(send(&mut b, 1, &text_msg(3, 4, b"first", now)).msg_id > 0);
+    let (db, _redis, p, mut a, mut b, now) =
+        two_primed_links("WorkerQueueSize=2\nLinkQueueSize=1\n");
 
     let lock = lock_message_tables(&db);
     const BURST: u16 = 40;
@@ -132,14 +135,8 @@ fn a_burst_during_a_mysql_stall_is_held_heartbeats_go_on_and_nothing_is_lost() {
 
 #[test]
 fn a_link_past_its_hold_cap_is_closed_and_the_other_links_carry_on() {
-    let db = TestDb::with_schema();
-    let redis = RedisServer::start();
-    let p = start_bounded(&db, &redis, 2, "LinkQueueSize=1\nLinkHoldSize=5\n");
-    let mut flood = PduClient::connect(p.port);
-    let mut calm = PduClient::connect(p.port);
-    let now = unix_now();
-    assert!(send(&mut flood, 1, &text_msg(1, 2, b"first", now)).msg_id > 0);
-    assert!(send(&mut calm, 1, &text_msg(3, 4, b"first", now)).msg_id > 0);
+    let (db, _redis, p, mut flood, mut calm, now) =
+        two_primed_links("LinkQueueSize=1\nLinkHoldSize=5\n");
 
     let lock = lock_message_tables(&db);
     // One with a worker, five held, the seventh is one too many.
