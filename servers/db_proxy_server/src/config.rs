@@ -1,9 +1,12 @@
 //! `dbproxyserver.conf`: the keys `db_proxy_server.cpp`, `DBPool.cpp`
 //! (`CDBManager::Init`) and `CachePool.cpp` (`CacheManager::Init`) read.
 //!
-//! Every key is required, as in the C++ (which refuses to start without
-//! them); an absent or unusable key is an error naming it.
+//! Every C++ key is required, as in the C++ (which refuses to start
+//! without them); an absent or unusable key is an error naming it. Three
+//! optional keys are ours, not in the C++ (`WorkerQueueSize`,
+//! `LinkQueueSize`, `LinkHoldSize`: the bounds of [`crate::work_queue`]).
 
+use crate::work_queue::Limits;
 use base::config::{explode, ConfigError, ConfigFileReader};
 
 /// One MySQL instance (`DBInstances=teamtalk_master,teamtalk_slave`).
@@ -69,6 +72,9 @@ pub struct DbProxyConfig {
     pub db_instances: Vec<DbInstanceConfig>,
     /// `CacheInstances` and their keys.
     pub cache_instances: Vec<CacheInstanceConfig>,
+    /// Not in the C++: `WorkerQueueSize`, `LinkQueueSize`, `LinkHoldSize`
+    /// (the C++ queues without bound).
+    pub work_limits: Limits,
 }
 
 impl std::fmt::Debug for DbProxyConfig {
@@ -81,6 +87,7 @@ impl std::fmt::Debug for DbProxyConfig {
             .field("msfs_site", &self.msfs_site)
             .field("db_instances", &self.db_instances)
             .field("cache_instances", &self.cache_instances)
+            .field("work_limits", &self.work_limits)
             .finish_non_exhaustive()
     }
 }
@@ -132,7 +139,35 @@ impl DbProxyConfig {
             aes_key: aes_key.to_string(),
             db_instances,
             cache_instances,
+            work_limits: Limits {
+                queue_size: optional_positive(c, "WorkerQueueSize", Limits::DEFAULT_QUEUE_SIZE)?,
+                link_queue_size: optional_positive(
+                    c,
+                    "LinkQueueSize",
+                    Limits::DEFAULT_LINK_QUEUE_SIZE,
+                )?,
+                link_hold_size: optional_positive(
+                    c,
+                    "LinkHoldSize",
+                    Limits::DEFAULT_LINK_HOLD_SIZE,
+                )?,
+                link_hold_bytes: Limits::LINK_HOLD_BYTES,
+            },
         })
+    }
+}
+
+/// An optional count of ours (not in the C++): `default` when absent, at
+/// least 1 when present.
+fn optional_positive(
+    c: &ConfigFileReader,
+    key: &str,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match c.get_parse::<usize>(key)? {
+        None => Ok(default),
+        Some(0) => Err(invalid(key, "0", "must be at least 1")),
+        Some(n) => Ok(n),
     }
 }
 

@@ -3,22 +3,41 @@
 //! The only server that talks to MySQL and Redis. msg_servers (and
 //! http_msg_server) connect on `ListenPort`; each request PDU is answered
 //! by a worker of a fixed pool of `ThreadNum` threads.
+//!
+//! Layout (C++ file in brackets):
+//! - `main.rs`: conf, then run (`db_proxy_server.cpp`).
+//! - [`state`]: the loop thread's state, one [`state::ProxyState`].
+//! - [`proxy_conn`]: a msg_server's link, SIGTERM (`ProxyConn.cpp`).
+//! - [`handler_map`]: command id → handler (`HandlerMap.cpp`).
+//! - [`services`]: what the workers share: pools, sync times, login
+//!   failures (the C++ singletons).
+//! - [`business`]: the handlers and models (`business/`).
+//! - [`cache_keys`]: every Redis key name (`business/Common.h` and the
+//!   literals of the models).
+//! - [`db_pool`], [`cache_pool`]: MySQL and Redis pools (`DBPool.cpp`,
+//!   `CachePool.cpp`); [`sync_center`] (`SyncCenter.cpp`);
+//!   [`http_client`]: audio to and from msfs (`base/HttpClient.cpp`);
+//!   [`config`]: the conf keys; [`work_queue`]: the bound on work handed
+//!   to the workers, with backpressure per link (`ThreadPool.cpp`).
 
 mod business;
+mod cache_keys;
 mod cache_pool;
 mod config;
 mod db_pool;
 mod handler_map;
 mod proxy_conn;
 mod services;
+mod state;
 mod sync_center;
+mod work_queue;
 
 use config::DbProxyConfig;
-use handler_map::HandlerMap;
 use netlib::{ImConn, Reactor};
-use proxy_conn::{ProxyConn, ProxyState};
+use proxy_conn::ProxyConn;
 use services::{Services, StartError};
-use std::collections::HashSet;
+use state::ProxyState;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 fn main() {
@@ -31,14 +50,17 @@ fn serve(config: base::config::ConfigFileReader) -> Result<(), StartError> {
     let sync_thread = sync_center::SyncThread::start(services.clone())?;
     let workers = base::thread_pool::ThreadPool::new("db-worker", cfg.thread_num)?;
     let mut net = Reactor::<ProxyState>::new()?;
-    let mut state = ProxyState {
-        services,
-        handlers: HandlerMap::new(),
-        workers: Some(workers),
-        remote: net.remote(),
-        links: HashSet::new(),
-        sync_thread: Some(sync_thread),
-    };
+    let remote = net.remote();
+    let mut state = ProxyState::new(services, workers, remote, sync_thread, cfg.work_limits);
+    let metrics = state.metrics.clone();
+    let l = cfg.work_limits;
+    log::info!(
+        "{} workers; at most {} requests with them, {} per link, then up to {} held per link",
+        cfg.thread_num,
+        l.queue_size,
+        l.link_queue_size,
+        l.link_hold_size
+    );
     for addr in net.listen(&cfg.listen_ip, cfg.listen_port, |_, _| {
         Box::new(ProxyConn) as Box<dyn ImConn<ProxyState>>
     })? {
@@ -52,6 +74,10 @@ fn serve(config: base::config::ConfigFileReader) -> Result<(), StartError> {
     for _ in 0..10 {
         net.run_once(&mut state, 10)?;
     }
-    log::info!("db_proxy_server stopped");
+    log::info!(
+        "db_proxy_server stopped (backpressure engaged {} times, {} links closed over the hold cap)",
+        metrics.backpressure_engaged.load(Ordering::Relaxed),
+        metrics.links_closed_over_hold.load(Ordering::Relaxed)
+    );
     Ok(())
 }

@@ -2,50 +2,26 @@
 //! `proxy_timer_callback`, `sig_handler`, `exit_callback`).
 //!
 //! The loop thread frames PDUs and hands each to a worker of the pool
-//! (`CProxyTask`); the worker's reply comes back through the reactor's
-//! [`netlib::Remote`], which wakes the loop at once (the C++ drains its
-//! response list in a loop callback, up to 10 ms later). The reactor's
-//! inbox is bounded; a worker whose reply finds it full waits for room
-//! (at most [`REPLY_WAIT`]) rather than drop an acknowledgement, and a
-//! reply given up is logged with the inbox's counters.
+//! (`CProxyTask`) through [`ProxyState::work`]; the reply comes back
+//! through [`ProxyState::request_done`].
+//!
+//! Differences from the C++: a link with too many requests with the
+//! workers has its further requests held, and is closed past a hard cap
+//! (see `work_queue`; the C++ queues them all); after SIGTERM's 4 s the
+//! queued and held requests are finished, with the loop still running
+//! (heartbeats, timeouts), before the process exits (the C++ `exit`s at
+//! 4 s whatever is queued).
 
-use crate::handler_map::HandlerMap;
-use crate::services::Services;
-use crate::sync_center::SyncThread;
+use crate::state::{ProxyState, Request};
+use crate::work_queue::Admit;
 use base::pdu::ImPdu;
-use base::thread_pool::ThreadPool;
-use netlib::imconn::CID_OTHER_HEARTBEAT;
-use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor, Remote};
-use std::collections::HashSet;
-use std::sync::Arc;
-use std::time::Duration;
-use tt_proto::IM::BaseDefine::{OtherCmdID, ServiceID};
+use netlib::{Ctx, Heartbeat, ImConn, Reactor};
+use std::sync::atomic::Ordering;
+use tt_proto::cid;
 use tt_proto::IM::Server::IMStopReceivePacket;
 
 /// How long after SIGTERM the process exits (`exit_callback` after 4 s).
 pub const EXIT_DELAY_MS: u64 = 4_000;
-
-/// How long a worker waits for room in the loop's full inbox before it
-/// gives its reply up: the `SERVER_TIMEOUT` after which the msg_server
-/// would have closed the link as silent anyway (a loop that drains nothing
-/// for that long answers no heartbeat either).
-pub const REPLY_WAIT: Duration = Duration::from_millis(netlib::imconn::SERVER_TIMEOUT);
-
-/// The loop thread's state.
-pub struct ProxyState {
-    /// Pools and the rest, shared with the workers.
-    pub services: Arc<Services>,
-    /// Command id → handler.
-    pub handlers: HandlerMap,
-    /// The worker pool (`g_thread_pool`); taken on shutdown.
-    pub workers: Option<ThreadPool>,
-    /// Hands replies back to this loop.
-    pub remote: Remote<ProxyState>,
-    /// Every open msg_server link (`g_proxy_conn_map`).
-    pub links: HashSet<ConnId>,
-    /// The group-chat sync thread; stopped on SIGTERM.
-    pub sync_thread: Option<SyncThread>,
-}
 
 /// One msg_server link.
 pub struct ProxyConn;
@@ -59,6 +35,11 @@ impl ImConn<ProxyState> for ProxyConn {
     fn on_close(&mut self, cx: &mut Ctx<'_, ProxyState>) {
         log::info!("msg_server link {} closed", cx.id);
         cx.state.links.remove(&cx.id);
+        let dropped = cx.state.work.close(cx.id);
+        if dropped > 0 {
+            log::warn!("link {}: {dropped} held requests dropped with it", cx.id);
+        }
+        cx.state.finish_when_drained();
     }
 
     fn on_timer(&mut self, cx: &mut Ctx<'_, ProxyState>, now: u64) {
@@ -67,50 +48,54 @@ impl ImConn<ProxyState> for ProxyConn {
 
     /// `HandlePduBuf`: heartbeats end here; other commands go to a worker.
     fn on_pdu(&mut self, cx: &mut Ctx<'_, ProxyState>, pdu: ImPdu) {
-        if pdu.command_id() == CID_OTHER_HEARTBEAT {
+        if pdu.command_id() == cid::OTHER_HEARTBEAT {
             return;
         }
         let Some(handler) = cx.state.handlers.get(pdu.command_id()) else {
             log::warn!("no handler for command {:#06x}, dropped", pdu.command_id());
             return;
         };
-        let Some(workers) = cx.state.workers.as_ref() else {
+        if cx.state.draining {
             log::warn!("shutting down: command {:#06x} dropped", pdu.command_id());
             return;
-        };
-        let services = cx.state.services.clone();
-        let remote = cx.state.remote.clone();
-        let link = cx.id;
-        workers.add_task(move || match handler(&services, &pdu) {
-            Ok(Some(reply)) => {
-                if !remote.send_timeout(link, reply.into_bytes(), REPLY_WAIT) {
-                    log::error!(
-                        "reply to command {:#06x} on link {link} dropped: the event loop \
-                         is gone or its inbox stayed full for {REPLY_WAIT:?} ({:?})",
-                        pdu.command_id(),
-                        remote.inbox_stats()
-                    );
-                }
+        }
+        let bytes = pdu.len();
+        match cx.state.work.offer(cx.id, Request { handler, pdu }, bytes) {
+            Admit::Run(req) => cx.state.run_request(cx.id, req),
+            Admit::Held { engaged: true } => {
+                let n = cx.state.metrics.engaged();
+                log::warn!(
+                    "link {}: over its bound of requests with the workers ({} in all); \
+                     holding its next ones until they drain (backpressure engaged {n} times)",
+                    cx.id,
+                    cx.state.work.in_flight()
+                );
             }
-            Ok(None) => {}
-            Err(e) => log::warn!("command {:#06x}: {e}", pdu.command_id()),
-        });
+            Admit::Held { engaged: false } => {}
+            Admit::Overflow => {
+                cx.state
+                    .metrics
+                    .links_closed_over_hold
+                    .fetch_add(1, Ordering::Relaxed);
+                log::error!(
+                    "link {}: too many requests held while the workers are busy; closing it",
+                    cx.id
+                );
+                cx.close();
+            }
+        }
     }
 }
 
-/// `sig_handler(SIGTERM)`: tell every msg_server to stop sending, stop the
-/// sync thread, finish queued work, exit after [`EXIT_DELAY_MS`].
+/// `sig_handler(SIGTERM)`: tell every msg_server to stop sending, ask the
+/// sync thread to stop, and after [`EXIT_DELAY_MS`] finish the queued
+/// work and exit ([`ProxyState::finish_when_drained`]).
 pub fn on_sigterm(net: &mut Reactor<ProxyState>, state: &mut ProxyState) {
     log::info!(
         "SIGTERM: telling {} msg_servers to stop sending",
         state.links.len()
     );
-    match ImPdu::with_msg(
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_STOP_RECV_PACKET as u16,
-        0,
-        &IMStopReceivePacket { result: 0 },
-    ) {
+    match ImPdu::for_msg(0, &IMStopReceivePacket { result: 0 }) {
         Ok(pdu) => {
             for &link in &state.links {
                 let _ = net.send_pdu(link, &pdu);
@@ -118,13 +103,19 @@ pub fn on_sigterm(net: &mut Reactor<ProxyState>, state: &mut ProxyState) {
         }
         Err(e) => log::error!("cannot build STOP_RECV_PACKET: {e}"),
     }
-    if let Some(mut sync) = state.sync_thread.take() {
-        sync.stop();
+    if let Some(sync) = state.sync_thread.as_ref() {
+        sync.request_stop();
     }
-    net.register_timer(EXIT_DELAY_MS, |net, state: &mut ProxyState| {
-        log::info!("exiting: finishing queued work");
-        // Joins the workers after their queues drain.
-        drop(state.workers.take());
-        net.stop();
+    net.register_timer(EXIT_DELAY_MS, |_, state: &mut ProxyState| {
+        if state.draining {
+            return; // the timer repeats; the drain is under way
+        }
+        log::info!(
+            "exiting: finishing {} queued and {} held requests",
+            state.work.in_flight(),
+            state.work.held()
+        );
+        state.draining = true;
+        state.finish_when_drained();
     });
 }

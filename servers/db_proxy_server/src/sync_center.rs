@@ -13,6 +13,7 @@
 //! `last_update_group` because its emptiness test is inverted.
 
 use crate::business::{group_model, session_model, HandlerError};
+use crate::cache_keys;
 use crate::cache_pool::{pools, CacheManager};
 use crate::db_pool::{MASTER, SLAVE};
 use crate::services::Services;
@@ -25,10 +26,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tt_proto::IM::BaseDefine::SessionType;
 
-const TOTAL_USER_UPDATED: &str = "total_user_updated";
-/// The key the C++ writes by mistake; kept in step for C++ tools.
-const TOTAL_USER_UPDATE_CPP: &str = "total_user_update";
-const LAST_UPDATE_GROUP: &str = "last_update_group";
 /// `doSyncGroupChat` runs every 5 s.
 const SYNC_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -47,8 +44,8 @@ impl SyncCenter {
         let stored = cache.get(pools::UNREAD).and_then(|mut c| {
             c.run(|c| {
                 redis::cmd("MGET")
-                    .arg(TOTAL_USER_UPDATED)
-                    .arg(LAST_UPDATE_GROUP)
+                    .arg(cache_keys::TOTAL_USER_UPDATED)
+                    .arg(cache_keys::LAST_UPDATE_GROUP)
                     .query::<(Option<String>, Option<String>)>(c)
             })
         });
@@ -88,18 +85,21 @@ impl SyncCenter {
             c.run(|c| {
                 redis::pipe()
                     .cmd("SET")
-                    .arg(TOTAL_USER_UPDATED)
+                    .arg(cache_keys::TOTAL_USER_UPDATED)
                     .arg(now)
                     .ignore()
                     .cmd("SET")
-                    .arg(TOTAL_USER_UPDATE_CPP)
+                    .arg(cache_keys::TOTAL_USER_UPDATE_CPP)
                     .arg(now)
                     .ignore()
                     .query::<()>(c)
             })
         });
         if let Err(e) = stored {
-            log::error!("sync center: cannot store {TOTAL_USER_UPDATED}: {e}");
+            log::error!(
+                "sync center: cannot store {}: {e}",
+                cache_keys::TOTAL_USER_UPDATED
+            );
         }
     }
 
@@ -109,13 +109,16 @@ impl SyncCenter {
         let stored = cache.get(pools::UNREAD).and_then(|mut c| {
             c.run(|c| {
                 redis::cmd("SET")
-                    .arg(LAST_UPDATE_GROUP)
+                    .arg(cache_keys::LAST_UPDATE_GROUP)
                     .arg(now)
                     .query::<()>(c)
             })
         });
         if let Err(e) = stored {
-            log::error!("sync center: cannot store {LAST_UPDATE_GROUP}: {e}");
+            log::error!(
+                "sync center: cannot store {}: {e}",
+                cache_keys::LAST_UPDATE_GROUP
+            );
         }
     }
 }
@@ -203,9 +206,15 @@ impl SyncThread {
         })
     }
 
+    /// Asks the thread to stop after its current pass, without waiting
+    /// (the loop thread must not wait for a pass stuck on MySQL).
+    pub fn request_stop(&self) {
+        let _ = self.stop.try_send(());
+    }
+
     /// Stops the thread after its current pass and waits for it.
     pub fn stop(&mut self) {
-        let _ = self.stop.try_send(());
+        self.request_stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -4,7 +4,6 @@
 use super::{depart_model, reply, HandlerResult};
 use crate::services::Services;
 use base::pdu::ImPdu;
-use tt_proto::IM::BaseDefine::{BuddyListCmdID, ServiceID};
 use tt_proto::IM::Buddy::{IMDepartmentReq, IMDepartmentRsp};
 
 /// Departments changed since the client's `latest_update_time`; the reply
@@ -20,10 +19,5 @@ pub fn get_changed_depart(services: &Services, req: &ImPdu) -> HandlerResult {
         dept_list: depts,
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        ServiceID::SID_BUDDY_LIST as u16,
-        BuddyListCmdID::CID_BUDDY_LIST_DEPARTMENT_RESPONSE as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }

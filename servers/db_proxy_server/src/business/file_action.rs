@@ -4,7 +4,6 @@
 use super::{file_model, reply, HandlerResult};
 use crate::services::Services;
 use base::pdu::ImPdu;
-use tt_proto::IM::BaseDefine::{FileCmdID, ServiceID};
 use tt_proto::IM::File::{
     IMFileAddOfflineReq, IMFileDelOfflineReq, IMFileHasOfflineReq, IMFileHasOfflineRsp,
 };
@@ -28,12 +27,7 @@ pub fn has_offline_file(services: &Services, req: &ImPdu) -> HandlerResult {
         ip_addr_list: Vec::new(),
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        ServiceID::SID_FILE as u16,
-        FileCmdID::CID_FILE_HAS_OFFLINE_RES as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// `CID_FILE_ADD_OFFLINE_REQ`: records a file left for a user; no reply.

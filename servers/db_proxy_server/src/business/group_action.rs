@@ -7,15 +7,13 @@ use super::{or_failed, reply, HandlerResult};
 use crate::services::Services;
 use base::pdu::ImPdu;
 use std::collections::{BTreeMap, BTreeSet};
-use tt_proto::IM::BaseDefine::{GroupCmdID, GroupType, OtherCmdID, ServiceID};
+use tt_proto::IM::BaseDefine::GroupType;
 use tt_proto::IM::Group::{
     IMGroupChangeMemberReq, IMGroupChangeMemberRsp, IMGroupCreateReq, IMGroupCreateRsp,
     IMGroupInfoListReq, IMGroupInfoListRsp, IMGroupShieldReq, IMGroupShieldRsp,
     IMNormalGroupListReq, IMNormalGroupListRsp,
 };
 use tt_proto::IM::Server::{IMGroupGetShieldReq, IMGroupGetShieldRsp};
-
-const SID_GROUP: u16 = ServiceID::SID_GROUP as u16;
 
 /// `CID_GROUP_CREATE_REQUEST`: a normal or temporary group with the listed
 /// members; result 0 with the new id, or 1 (empty name or member list).
@@ -46,12 +44,7 @@ pub fn create_group(services: &Services, req: &ImPdu) -> HandlerResult {
         user_id_list: members.into_iter().collect(),
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        SID_GROUP,
-        GroupCmdID::CID_GROUP_CREATE_RESPONSE as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// `CID_GROUP_NORMAL_LIST_REQUEST`: ids and versions of the user's normal groups.
@@ -65,12 +58,7 @@ pub fn get_normal_group_list(services: &Services, req: &ImPdu) -> HandlerResult 
         group_version_list: groups,
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        SID_GROUP,
-        GroupCmdID::CID_GROUP_NORMAL_LIST_RESPONSE as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// `CID_GROUP_INFO_REQUEST`: details of the listed groups the client holds
@@ -98,12 +86,7 @@ pub fn get_group_info(services: &Services, req: &ImPdu) -> HandlerResult {
         group_info_list: groups,
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        SID_GROUP,
-        GroupCmdID::CID_GROUP_INFO_RESPONSE as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// `CID_GROUP_CHANGE_MEMBER_REQUEST`: adds or removes members; on success
@@ -152,12 +135,7 @@ pub fn modify_member(services: &Services, req: &ImPdu) -> HandlerResult {
         },
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        SID_GROUP,
-        GroupCmdID::CID_GROUP_CHANGE_MEMBER_RESPONSE as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// `CID_GROUP_SHIELD_GROUP_REQUEST`: a member shields (1) or unshields (0)
@@ -183,12 +161,7 @@ pub fn set_group_push(services: &Services, req: &ImPdu) -> HandlerResult {
         result_code: u32::from(!ok),
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        SID_GROUP,
-        GroupCmdID::CID_GROUP_SHIELD_GROUP_RESPONSE as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// `CID_OTHER_GET_SHIELD_REQ`: the listed users' push shields for a group.
@@ -205,10 +178,5 @@ pub fn get_group_push(services: &Services, req: &ImPdu) -> HandlerResult {
         shield_status_list: list,
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_GET_SHIELD_RSP as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }

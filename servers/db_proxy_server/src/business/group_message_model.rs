@@ -13,6 +13,7 @@ use super::{
     message_model::{get_by_ids, rows_to_msgs},
     next_msg_id, session_model, shard_table, store_message, upload_audio, HandlerError, LastMsg,
 };
+use crate::cache_keys;
 use crate::cache_pool::pools;
 use crate::db_pool::{MASTER, SLAVE};
 use crate::services::Services;
@@ -22,30 +23,10 @@ use std::sync::LazyLock;
 use tt_proto::IM::BaseDefine::{MsgInfo, MsgType, SessionType, UnreadInfo};
 use tt_proto::IM::Message::IMMsgData;
 
-/// `GROUP_TOTAL_MSG_COUNTER_REDIS_KEY_SUFFIX`: `<group>_im_group_msg`
-/// holds the group's message count.
-pub fn group_total_key(group_id: u32) -> String {
-    format!("{group_id}_im_group_msg")
-}
-
-/// `GROUP_USER_MSG_COUNTER_REDIS_KEY_SUFFIX`: `<user>_<group>_im_user_group`
-/// holds how many of them the user has read.
-pub fn group_user_key(user_id: u32, group_id: u32) -> String {
-    format!("{user_id}_{group_id}_im_user_group")
-}
-
-/// Redis counter of a group's message ids: `group_msg_id_<group>`.
-pub fn msg_id_key(group_id: u32) -> String {
-    format!("group_msg_id_{group_id}")
-}
-
 /// `IMGroupMessage_<group % 8>`.
 pub fn table_name(group_id: u32) -> String {
     shard_table("IMGroupMessage", group_id)
 }
-
-/// `GROUP_COUNTER_SUBKEY_COUNTER_FIELD`.
-pub const COUNTER_FIELD: &str = "count";
 
 /// `getMsgId` + `incMessageCount` + `clearMessageCount` in one atomic
 /// step, when the id counter exists: the group's id counter and message
@@ -141,9 +122,9 @@ pub fn send_message(
     let mut redis = services.cache.get(pools::UNREAD)?;
     let table = table_name(group_id);
     let max_sql = ["SELECT MAX(msgId) FROM ", &table, " WHERE groupId = ?"].concat();
-    let id_key = msg_id_key(group_id);
-    let total_key = group_total_key(group_id);
-    let sender_key = group_user_key(from_id, group_id);
+    let id_key = cache_keys::group_msg_id(group_id);
+    let total_key = cache_keys::group_msg_count(group_id);
+    let sender_key = cache_keys::user_group_read_count(from_id, group_id);
     let msg_id = next_msg_id(
         &mut conn,
         &mut redis,
@@ -152,7 +133,7 @@ pub fn send_message(
                 .key(&id_key)
                 .key(&total_key)
                 .key(&sender_key)
-                .arg(COUNTER_FIELD)
+                .arg(cache_keys::GROUP_COUNTER_FIELD)
                 .invoke(c)
         },
         &id_key,
@@ -198,7 +179,12 @@ pub fn send_message(
         },
     );
     if let Err(e) = stored {
-        lower_counter(&mut redis, &total_key, COUNTER_FIELD, Some(&sender_key));
+        lower_counter(
+            &mut redis,
+            &total_key,
+            cache_keys::GROUP_COUNTER_FIELD,
+            Some(&sender_key),
+        );
         return Err(e);
     }
     Ok(GroupSend::Stored(msg_id))
@@ -266,11 +252,11 @@ fn counts(services: &Services, user_id: u32, group_id: u32) -> Result<Option<u32
         services.cache.get(pools::UNREAD)?.run(|c| {
             redis::pipe()
                 .cmd("HGET")
-                .arg(group_total_key(group_id))
-                .arg(COUNTER_FIELD)
+                .arg(cache_keys::group_msg_count(group_id))
+                .arg(cache_keys::GROUP_COUNTER_FIELD)
                 .cmd("HGET")
-                .arg(group_user_key(user_id, group_id))
-                .arg(COUNTER_FIELD)
+                .arg(cache_keys::user_group_read_count(user_id, group_id))
+                .arg(cache_keys::GROUP_COUNTER_FIELD)
                 .query(c)
         })?;
     let Some(group_cnt) = group_cnt.and_then(|v| v.parse::<u32>().ok()) else {

@@ -9,6 +9,7 @@
 //! `<user>_1`.
 
 use super::{col_str, col_u32, user_model, with_in_list, HandlerError, IN_CHUNK};
+use crate::cache_keys;
 use crate::cache_pool::{pools, CacheError, CacheManager};
 use crate::db_pool::{DbError, DbManager, MASTER, SLAVE};
 use crate::services::Services;
@@ -18,19 +19,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tt_proto::IM::BaseDefine::{
     GroupInfo, GroupModifyType, GroupType, GroupVersionInfo, SessionType, ShieldStatus,
 };
-
-/// `IM_GROUP_SETTING_PUSH`: the push-shield setting's number.
-pub const IM_GROUP_SETTING_PUSH: u32 = 1;
-
-/// Redis hash of a group's members (`group_member_<group>`: user id → join time).
-pub fn group_member_key(group_id: u32) -> String {
-    format!("group_member_{group_id}")
-}
-
-/// Redis hash of a group's settings (`group_set_<group>`).
-pub fn group_set_key(group_id: u32) -> String {
-    format!("group_set_{group_id}")
-}
 
 /// Fills an absent member hash in one step, so a concurrent change made
 /// through the hash is never overwritten by an older read.
@@ -74,7 +62,7 @@ fn lock_group_row(tx: &mut mysql::Transaction<'_>, group_id: u32) -> Result<(), 
 /// members in `IMGroupMember`; returns whether it exists
 /// (`isValidateGroupId`).
 pub fn load_members(services: &Services, group_id: u32) -> Result<bool, HandlerError> {
-    let key = group_member_key(group_id);
+    let key = cache_keys::group_member(group_id);
     let mut redis = services.cache.get(pools::GROUP_MEMBER)?;
     let exists: bool = redis.run(|c| redis::cmd("EXISTS").arg(&key).query(c))?;
     if exists {
@@ -102,7 +90,7 @@ pub fn load_members_many(
         for chunk in ids.chunks(IN_CHUNK) {
             let mut pipe = redis::pipe();
             for &id in chunk {
-                pipe.cmd("EXISTS").arg(group_member_key(id));
+                pipe.cmd("EXISTS").arg(cache_keys::group_member(id));
             }
             let found: Vec<bool> = redis.run(|c| pipe.query(c))?;
             for (&id, found) in chunk.iter().zip(found) {
@@ -164,7 +152,7 @@ fn fill_members_from(
     rows: &[(u32, u32)],
 ) -> Result<(), HandlerError> {
     let fill = redis::Script::new(FILL_MEMBERS);
-    let mut script = fill.key(group_member_key(group_id));
+    let mut script = fill.key(cache_keys::group_member(group_id));
     for (user_id, joined) in rows {
         script.arg(user_id).arg(joined);
     }
@@ -199,7 +187,7 @@ pub fn membership(
     user_id: u32,
     group_id: u32,
 ) -> Result<Membership, HandlerError> {
-    let key = group_member_key(group_id);
+    let key = cache_keys::group_member(group_id);
     let mut redis = services.cache.get(pools::GROUP_MEMBER)?;
     let query = |redis: &mut crate::cache_pool::CacheConn<'_>| {
         redis.run(|c| {
@@ -246,7 +234,7 @@ pub fn get_group_user(services: &Services, group_id: u32) -> Result<Vec<u32>, Ha
     }
     let members: HashMap<String, String> = services.cache.get(pools::GROUP_MEMBER)?.run(|c| {
         redis::cmd("HGETALL")
-            .arg(group_member_key(group_id))
+            .arg(cache_keys::group_member(group_id))
             .query(c)
     })?;
     let mut keys: Vec<&String> = members.keys().collect();
@@ -379,7 +367,7 @@ fn insert_members(
 /// Sets the member hash entries of `users` to `now`; on failure drops the
 /// hash so the next use rebuilds it from `IMGroupMember`.
 fn cache_add_members(cache: &CacheManager, group_id: u32, users: &[u32], now: u32, reset: bool) {
-    let key = group_member_key(group_id);
+    let key = cache_keys::group_member(group_id);
     let done = cache.get(pools::GROUP_MEMBER).and_then(|mut c| {
         c.run(|c| {
             let mut pipe = redis::pipe();
@@ -402,7 +390,7 @@ fn cache_add_members(cache: &CacheManager, group_id: u32, users: &[u32], now: u3
 /// it is rebuilt from `IMGroupMember` (if even that fails, it stays stale
 /// until Redis is back and the next change, and an error is logged).
 fn forget_members(cache: &CacheManager, group_id: u32, why: &CacheError) {
-    let key = group_member_key(group_id);
+    let key = cache_keys::group_member(group_id);
     let dropped = cache
         .get(pools::GROUP_MEMBER)
         .and_then(|mut c| c.run(|c| redis::cmd("DEL").arg(&key).query::<()>(c)));
@@ -465,7 +453,7 @@ pub fn create_group(
     let reset = services.cache.get(pools::UNREAD).and_then(|mut c| {
         c.run(|c| {
             redis::cmd("SET")
-                .arg(super::group_message_model::msg_id_key(group_id))
+                .arg(cache_keys::group_msg_id(group_id))
                 .arg(0)
                 .query::<()>(c)
         })
@@ -526,7 +514,7 @@ pub fn modify_group_member(
                 let present: Vec<Option<String>> =
                     services.cache.get(pools::GROUP_MEMBER)?.run(|c| {
                         let mut cmd = redis::cmd("HMGET");
-                        cmd.arg(group_member_key(group_id)).arg(&listed);
+                        cmd.arg(cache_keys::group_member(group_id)).arg(&listed);
                         cmd.query(c)
                     })?;
                 for (user, there) in listed.iter().zip(present) {
@@ -593,7 +581,7 @@ pub fn modify_group_member(
                 bump_group(tx, group_id)?;
                 Ok::<(), HandlerError>(())
             })?;
-            let key = group_member_key(group_id);
+            let key = cache_keys::group_member(group_id);
             let done = services.cache.get(pools::GROUP_MEMBER).and_then(|mut c| {
                 c.run(|c| redis::cmd("HDEL").arg(&key).arg(&removing).query::<()>(c))
             });
@@ -636,8 +624,8 @@ pub fn set_push(
     }
     services.cache.get(pools::GROUP_SET)?.run(|c| {
         redis::cmd("HSET")
-            .arg(group_set_key(group_id))
-            .arg(format!("{user_id}_{IM_GROUP_SETTING_PUSH}"))
+            .arg(cache_keys::group_set(group_id))
+            .arg(cache_keys::group_push_field(user_id))
             .arg(status)
             .query::<()>(c)
     })?;
@@ -653,16 +641,18 @@ pub fn get_push(
     if users.is_empty() {
         return Ok(Vec::new());
     }
-    let settings: HashMap<String, String> = cache
-        .get(pools::GROUP_SET)?
-        .run(|c| redis::cmd("HGETALL").arg(group_set_key(group_id)).query(c))?;
+    let settings: HashMap<String, String> = cache.get(pools::GROUP_SET)?.run(|c| {
+        redis::cmd("HGETALL")
+            .arg(cache_keys::group_set(group_id))
+            .query(c)
+    })?;
     Ok(users
         .iter()
         .map(|&user_id| ShieldStatus {
             user_id,
             group_id,
             shield_status: settings
-                .get(&format!("{user_id}_{IM_GROUP_SETTING_PUSH}"))
+                .get(&cache_keys::group_push_field(user_id))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
         })

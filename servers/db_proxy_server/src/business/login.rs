@@ -6,7 +6,9 @@
 //! parameter (the C++ splices the name into the SQL, so `' OR '1'='1` or a
 //! `UNION SELECT` with a forged hash logs in); a database failure answers
 //! result 2 ("server internal error") instead of counting as a wrong
-//! password; and the failure table forgets names with no recent failure.
+//! password; and the failure table has a fixed size (the C++ map only
+//! grows): an LRU of [`FAILURE_TABLE_SIZE`] names, so a spray of distinct
+//! names costs O(1) per failure and bounded memory.
 
 use super::user_model::{user_from_row, USER_COLUMNS};
 use super::{col_str, reply, HandlerResult};
@@ -14,19 +16,25 @@ use crate::db_pool::{DbError, SLAVE};
 use crate::services::Services;
 use base::md5::md5_hex;
 use base::pdu::ImPdu;
+use lru::LruCache;
 use mysql::prelude::Queryable;
 use mysql::Row;
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
-use tt_proto::IM::BaseDefine::{OtherCmdID, ServiceID, UserInfo};
+use std::collections::VecDeque;
+use std::num::NonZeroUsize;
+use tt_proto::IM::BaseDefine::UserInfo;
 use tt_proto::IM::Server::{IMValidateReq, IMValidateRsp};
 
 /// Failures remembered for this long (30 minutes).
 const FAILURE_WINDOW_SECS: u32 = 30 * 60;
 /// More failures than this within the window refuse the login.
 const MAX_FAILURES: usize = 10;
-/// Table size past which names with no recent failure are forgotten.
-const PRUNE_ABOVE: usize = 10_000;
+/// Most names the failure table holds. When full, a new name first
+/// drops the least recently seen names whose failures are all out of the
+/// window, then (if none is) the least recently seen name. A spray of more
+/// distinct names than this only buys one more round of
+/// [`MAX_FAILURES`] guesses per name after every this many requests.
+pub const FAILURE_TABLE_SIZE: usize = 10_000;
 
 /// Result strings the C++ sends (clients show them).
 const OK_TEXT: &str = "成功";
@@ -35,14 +43,34 @@ const TOO_MANY_TEXT: &str = "用户名/密码错误次数太多";
 const INTERNAL_TEXT: &str = "服务端内部错误";
 
 /// Recent login failures per user name (`g_hmLimits`), newest first.
-#[derive(Default)]
 pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, VecDeque<u32>>>,
+    failures: Mutex<LruCache<String, VecDeque<u32>>>,
+}
+
+impl Default for LoginLimiter {
+    fn default() -> Self {
+        LoginLimiter::with_capacity(FAILURE_TABLE_SIZE)
+    }
+}
+
+/// True when every failure of `list` (newest first) is out of the window.
+fn all_expired(list: &VecDeque<u32>, now: u32) -> bool {
+    list.front()
+        .is_none_or(|&t| now.saturating_sub(t) > FAILURE_WINDOW_SECS)
 }
 
 impl LoginLimiter {
+    /// A table of at most `names` names (at least 1).
+    pub fn with_capacity(names: usize) -> LoginLimiter {
+        let cap = NonZeroUsize::new(names).unwrap_or(NonZeroUsize::MIN);
+        LoginLimiter {
+            failures: Mutex::new(LruCache::new(cap)),
+        }
+    }
+
     /// Drops failures older than the window; true when the name has more
-    /// than [`MAX_FAILURES`] left, the newest within the window.
+    /// than [`MAX_FAILURES`] left, the newest within the window. A name
+    /// asked about counts as recently seen.
     fn is_locked(&self, name: &str, now: u32) -> bool {
         let mut map = self.failures.lock();
         let Some(list) = map.get_mut(name) else {
@@ -55,34 +83,30 @@ impl LoginLimiter {
             list.truncate(cut);
         }
         if list.is_empty() {
-            map.remove(name);
+            map.pop(name);
             return false;
         }
-        list.len() > MAX_FAILURES
-            && list
-                .front()
-                .is_some_and(|&t| now.saturating_sub(t) <= FAILURE_WINDOW_SECS)
+        list.len() > MAX_FAILURES && !all_expired(list, now)
     }
 
     fn record_failure(&self, name: &str, now: u32) {
         let mut map = self.failures.lock();
-        // Names tried once and never again must not pile up: past a bound,
-        // forget every name whose newest failure is out of the window.
-        if map.len() >= PRUNE_ABOVE {
-            map.retain(|_, l| {
-                l.front()
-                    .is_some_and(|&t| now.saturating_sub(t) <= FAILURE_WINDOW_SECS)
-            });
+        if !map.contains(name) && map.len() >= map.cap().get() {
+            // Names tried once and never again go first: each leaves once,
+            // so this is O(1) per failure over time.
+            while map.peek_lru().is_some_and(|(_, l)| all_expired(l, now)) {
+                map.pop_lru();
+            }
         }
-        map.entry(name.to_string()).or_default().push_front(now);
+        // Still full: the least recently seen name makes room (`push`).
+        let list = map.get_or_insert_mut(name.to_string(), VecDeque::new);
+        list.push_front(now);
         // Only the newest MAX_FAILURES + 1 matter for the lock.
-        if let Some(l) = map.get_mut(name) {
-            l.truncate(MAX_FAILURES + 1);
-        }
+        list.truncate(MAX_FAILURES + 1);
     }
 
     fn clear(&self, name: &str) {
-        self.failures.lock().remove(name);
+        self.failures.lock().pop(name);
     }
 }
 
@@ -150,12 +174,7 @@ pub fn do_login(services: &Services, req: &ImPdu) -> HandlerResult {
             }
         }
     }
-    reply(
-        req,
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_VALIDATE_RSP as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 #[cfg(test)]
@@ -184,16 +203,73 @@ mod tests {
     #[test]
     fn limiter_memory_is_bounded() {
         let l = LoginLimiter::default();
-        for i in 0..PRUNE_ABOVE as u32 {
+        for i in 0..FAILURE_TABLE_SIZE as u32 {
             l.record_failure(&format!("spray{i}"), 1_000);
         }
         for _ in 0..50 {
             l.record_failure("dave", 1_000);
         }
-        assert_eq!(l.failures.lock()["dave"].len(), MAX_FAILURES + 1);
+        assert_eq!(
+            l.failures.lock().peek("dave").map(VecDeque::len),
+            Some(MAX_FAILURES + 1)
+        );
         l.record_failure("late", 1_000 + FAILURE_WINDOW_SECS + 1);
         let map = l.failures.lock();
         assert_eq!(map.len(), 1, "old names forgotten past the bound");
-        assert!(map.contains_key("late"));
+        assert!(map.contains("late"));
+    }
+
+    #[test]
+    fn a_spray_of_fresh_names_keeps_the_table_at_its_size() {
+        let l = LoginLimiter::with_capacity(100);
+        for i in 0..1_000u32 {
+            l.record_failure(&format!("spray{i}"), 1_000);
+        }
+        let map = l.failures.lock();
+        assert_eq!(map.len(), 100);
+        assert!(map.contains("spray999") && map.contains("spray900"));
+        assert!(!map.contains("spray899"), "the least recent went first");
+    }
+
+    #[test]
+    fn a_locked_name_asked_about_outlives_a_spray_smaller_than_the_table() {
+        let l = LoginLimiter::with_capacity(100);
+        for _ in 0..=MAX_FAILURES {
+            l.record_failure("bob", 1_000);
+        }
+        for round in 0..5u32 {
+            // Each login attempt of bob refreshes his entry.
+            assert!(l.is_locked("bob", 1_000), "round {round}");
+            for i in 0..99u32 {
+                l.record_failure(&format!("spray{round}-{i}"), 1_000);
+            }
+        }
+        assert!(l.is_locked("bob", 1_000));
+        // Past the table size between two of his attempts, he is forgotten.
+        for i in 0..100u32 {
+            l.record_failure(&format!("flood{i}"), 1_000);
+        }
+        assert!(!l.is_locked("bob", 1_000));
+    }
+
+    #[test]
+    fn when_full_names_with_only_old_failures_go_before_recent_ones() {
+        let l = LoginLimiter::with_capacity(3);
+        let later = 1_000 + FAILURE_WINDOW_SECS + 1;
+        l.record_failure("old", 1_000);
+        l.record_failure("a", later);
+        l.record_failure("b", later);
+        l.record_failure("c", later);
+        {
+            let map = l.failures.lock();
+            assert!(!map.contains("old"));
+            assert!(map.contains("a") && map.contains("b") && map.contains("c"));
+        }
+        // All recent: the least recently seen makes room ("a" was just asked about).
+        assert!(!l.is_locked("a", later));
+        l.record_failure("d", later);
+        let map = l.failures.lock();
+        assert!(map.contains("a") && !map.contains("b"));
+        assert_eq!(map.len(), 3);
     }
 }

@@ -12,13 +12,11 @@ use super::group_message_model::{self, GroupSend};
 use super::{message_model, reply, HandlerResult};
 use crate::services::Services;
 use base::pdu::ImPdu;
-use tt_proto::IM::BaseDefine::{MessageCmdID, MsgType, ServiceID, SessionType};
+use tt_proto::IM::BaseDefine::{MsgType, SessionType};
 use tt_proto::IM::Message::{
     IMGetLatestMsgIdReq, IMGetLatestMsgIdRsp, IMGetMsgByIdReq, IMGetMsgByIdRsp, IMGetMsgListReq,
     IMGetMsgListRsp, IMMsgData,
 };
-
-const SID_MSG: u16 = ServiceID::SID_MSG as u16;
 
 /// `CID_MSG_LIST_REQUEST`: a page of a session's messages, newest first.
 pub fn get_message(services: &Services, req: &ImPdu) -> HandlerResult {
@@ -61,12 +59,7 @@ pub fn get_message(services: &Services, req: &ImPdu) -> HandlerResult {
         msg_list: list,
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        SID_MSG,
-        MessageCmdID::CID_MSG_LIST_RESPONSE as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// Why a text is refused before anything is written.
@@ -143,7 +136,7 @@ pub fn send_message(services: &Services, req: &ImPdu) -> HandlerResult {
         msg.msg_type
     );
     msg.msg_id = msg_id;
-    reply(req, SID_MSG, MessageCmdID::CID_MSG_DATA as u16, &msg)
+    reply(req, &msg)
 }
 
 /// `CID_MSG_GET_BY_MSG_ID_REQ`: the listed messages of a session.
@@ -177,12 +170,7 @@ pub fn get_message_by_id(services: &Services, req: &ImPdu) -> HandlerResult {
         msg_list: list,
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        SID_MSG,
-        MessageCmdID::CID_MSG_GET_BY_MSG_ID_RES as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// `CID_MSG_GET_LATEST_MSG_ID_REQ`: the id of a session's newest message (0
@@ -210,10 +198,5 @@ pub fn get_latest_msg_id(services: &Services, req: &ImPdu) -> HandlerResult {
         latest_msg_id,
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        SID_MSG,
-        MessageCmdID::CID_MSG_GET_LATEST_MSG_ID_RSP as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }

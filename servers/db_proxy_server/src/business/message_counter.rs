@@ -7,19 +7,14 @@
 //! holds the user id, and is emptied when the user moves to another token.
 
 use super::{group_message_model, message_model, reply, user_model, HandlerResult};
+use crate::cache_keys;
 use crate::cache_pool::pools;
 use crate::services::Services;
 use base::pdu::ImPdu;
-use tt_proto::IM::BaseDefine::{
-    ClientType, LoginCmdID, MessageCmdID, OtherCmdID, ServiceID, UserTokenInfo,
-};
+use tt_proto::IM::BaseDefine::{ClientType, UserTokenInfo};
 use tt_proto::IM::Login::{IMDeviceTokenReq, IMDeviceTokenRsp};
 use tt_proto::IM::Message::{IMMsgDataReadAck, IMUnreadMsgCntReq, IMUnreadMsgCntRsp};
 use tt_proto::IM::Server::{IMGetDeviceTokenReq, IMGetDeviceTokenRsp};
-
-fn device_key(suffix: &str) -> String {
-    format!("device_{suffix}")
-}
 
 /// `CID_LOGIN_REQ_DEVICETOKEN`: remember a user's push token.
 pub fn set_devices_token(services: &Services, req: &ImPdu) -> HandlerResult {
@@ -29,11 +24,11 @@ pub fn set_devices_token(services: &Services, req: &ImPdu) -> HandlerResult {
         Some(ClientType::CLIENT_TYPE_ANDROID) => format!("android:{}", msg.device_token),
         _ => msg.device_token.clone(),
     };
-    let user_key = device_key(&msg.user_id.to_string());
+    let user_key = cache_keys::user_device(msg.user_id);
     let mut conn = services.cache.get(pools::TOKEN)?;
     let old: Option<String> = conn.run(|c| redis::cmd("GET").arg(&user_key).query(c))?;
     if let Some((_, old_token)) = old.as_deref().and_then(|v| v.split_once(':')) {
-        let old_key = device_key(old_token);
+        let old_key = cache_keys::token_owner(old_token);
         let owner: Option<String> = conn.run(|c| redis::cmd("GET").arg(&old_key).query(c))?;
         if owner.is_some_and(|o| !o.is_empty()) {
             conn.run(|c| redis::cmd("SET").arg(&old_key).arg("").query::<()>(c))?;
@@ -46,7 +41,7 @@ pub fn set_devices_token(services: &Services, req: &ImPdu) -> HandlerResult {
             .arg(&value)
             .ignore()
             .cmd("SET")
-            .arg(device_key(&msg.device_token))
+            .arg(cache_keys::token_owner(&msg.device_token))
             .arg(msg.user_id.to_string())
             .ignore()
             .query::<()>(c)
@@ -56,12 +51,7 @@ pub fn set_devices_token(services: &Services, req: &ImPdu) -> HandlerResult {
         user_id: msg.user_id,
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        ServiceID::SID_LOGIN as u16,
-        LoginCmdID::CID_LOGIN_RES_DEVICETOKEN as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// Local hour of the day, for the C++'s 22:00-07:00 quiet hours.
@@ -87,7 +77,7 @@ pub fn get_devices_token(services: &Services, req: &ImPdu) -> HandlerResult {
     let keys: Vec<String> = msg
         .user_id
         .iter()
-        .map(|id| device_key(&id.to_string()))
+        .map(|&id| cache_keys::user_device(id))
         .collect();
     // MGET in chunks: one command with every key of a long list would make
     // Redis build (and us read) one huge reply.
@@ -133,12 +123,7 @@ pub fn get_devices_token(services: &Services, req: &ImPdu) -> HandlerResult {
         user_token_info: infos,
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        ServiceID::SID_OTHER as u16,
-        OtherCmdID::CID_OTHER_GET_DEVICE_TOKEN_RSP as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// `CID_MSG_UNREAD_CNT_REQUEST`: the user's unread counts, one-to-one then
@@ -160,12 +145,7 @@ pub fn get_unread_msg_counter(services: &Services, req: &ImPdu) -> HandlerResult
         unreadinfo_list: list,
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        ServiceID::SID_MSG as u16,
-        MessageCmdID::CID_MSG_UNREAD_CNT_RESPONSE as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// `CID_MSG_READ_ACK`: the user has read the session; no reply.

@@ -10,6 +10,7 @@ use super::{
     session_model, shard_table, store_message, upload_audio, with_in_list, with_named_lock,
     HandlerError, LastMsg, IN_CHUNK,
 };
+use crate::cache_keys;
 use crate::cache_pool::{pools, CacheError, CacheManager};
 use crate::db_pool::{MASTER, SLAVE};
 use crate::services::Services;
@@ -25,16 +26,6 @@ use tt_proto::IM::Message::IMMsgData;
 pub const MAX_CONTENT_CHARS: usize = 4096;
 /// Most messages one by-id request returns (the C++ `limit 100`).
 const BY_ID_LIMIT: u32 = 100;
-
-/// Redis hash of one user's unread counts by peer: `unread_<user>`.
-pub fn unread_key(user_id: u32) -> String {
-    format!("unread_{user_id}")
-}
-
-/// Redis counter of a pair's message ids: `msg_id_<relation>`.
-pub fn msg_id_key(relate_id: u32) -> String {
-    format!("msg_id_{relate_id}")
-}
 
 /// `IMMessage_<relation % 8>`.
 pub fn table_name(relate_id: u32) -> String {
@@ -198,10 +189,11 @@ pub fn get_unread_msg_count(
     total: &mut u32,
     list: &mut Vec<UnreadInfo>,
 ) -> Result<(), HandlerError> {
-    let counts: HashMap<String, String> = services
-        .cache
-        .get(pools::UNREAD)?
-        .run(|c| redis::cmd("HGETALL").arg(unread_key(user_id)).query(c))?;
+    let counts: HashMap<String, String> = services.cache.get(pools::UNREAD)?.run(|c| {
+        redis::cmd("HGETALL")
+            .arg(cache_keys::unread(user_id))
+            .query(c)
+    })?;
     let mut counts: Vec<(u32, u32)> = counts
         .iter()
         .filter_map(|(k, v)| Some((k.parse().ok()?, v.parse().unwrap_or(0))))
@@ -221,8 +213,11 @@ pub fn get_unread_msg_count(
 /// `getUnReadCntAll`: the user's unread one-to-one messages, all peers.
 pub fn get_unread_cnt_all(cache: &CacheManager, user_id: u32) -> Result<u32, CacheError> {
     let mut conn = cache.get(pools::UNREAD)?;
-    let counts: HashMap<String, String> =
-        conn.run(|c| redis::cmd("HGETALL").arg(unread_key(user_id)).query(c))?;
+    let counts: HashMap<String, String> = conn.run(|c| {
+        redis::cmd("HGETALL")
+            .arg(cache_keys::unread(user_id))
+            .query(c)
+    })?;
     Ok(counts
         .values()
         .map(|v| v.parse::<u32>().unwrap_or(0))
@@ -416,8 +411,8 @@ pub fn send_message(
     let mut redis = services.cache.get(pools::UNREAD)?;
     let table = table_name(relate_id);
     let max_sql = ["SELECT MAX(msgId) FROM ", &table, " WHERE relateId = ?"].concat();
-    let id_key = msg_id_key(relate_id);
-    let unread = unread_key(to_id);
+    let id_key = cache_keys::pair_msg_id(relate_id);
+    let unread = cache_keys::unread(to_id);
     let msg_id = next_msg_id(
         &mut conn,
         &mut redis,

@@ -29,7 +29,7 @@ use mysql::prelude::Queryable;
 use mysql::Row;
 use std::sync::LazyLock;
 use thiserror::Error;
-use tt_proto::ProtoMessage;
+use tt_proto::Command;
 use tt_proto::IM::BaseDefine::{MsgType, SessionType, UnreadInfo};
 use tt_proto::IM::Message::IMMsgData;
 
@@ -80,19 +80,10 @@ pub fn or_failed<T>(what: &str, r: Result<T, HandlerError>, failed: T) -> Result
     }
 }
 
-/// Builds the reply to `req`: same seq, the given service and command.
-pub fn reply<M: ProtoMessage>(
-    req: &ImPdu,
-    service_id: u16,
-    command_id: u16,
-    msg: &M,
-) -> HandlerResult {
-    Ok(Some(ImPdu::with_msg(
-        service_id,
-        command_id,
-        req.seq_num(),
-        msg,
-    )?))
+/// Builds the reply to `req`: same seq, under the command `msg`'s type is
+/// carried by ([`Command`]).
+pub fn reply<M: Command>(req: &ImPdu, msg: &M) -> HandlerResult {
+    Ok(Some(ImPdu::for_msg(req.seq_num(), msg)?))
 }
 
 /// A text column, `""` for NULL (the C++ `CResultSet::GetString`).

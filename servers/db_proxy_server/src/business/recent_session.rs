@@ -4,12 +4,9 @@
 use super::{or_failed, reply, session_model, user_model, HandlerError, HandlerResult};
 use crate::services::Services;
 use base::pdu::ImPdu;
-use tt_proto::IM::BaseDefine::{BuddyListCmdID, ServiceID};
 use tt_proto::IM::Buddy::{
     IMRecentContactSessionReq, IMRecentContactSessionRsp, IMRemoveSessionReq, IMRemoveSessionRsp,
 };
-
-const SID_BUDDY: u16 = ServiceID::SID_BUDDY_LIST as u16;
 
 /// `CID_BUDDY_LIST_RECENT_CONTACT_SESSION_REQUEST`: sessions changed since
 /// the client's time, each with its newest message.
@@ -27,12 +24,7 @@ pub fn get_recent_session(services: &Services, req: &ImPdu) -> HandlerResult {
         contact_session_list: list,
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        SID_BUDDY,
-        BuddyListCmdID::CID_BUDDY_LIST_RECENT_CONTACT_SESSION_RESPONSE as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// `CID_BUDDY_LIST_REMOVE_SESSION_REQ`: removes a session and clears its
@@ -80,10 +72,5 @@ pub fn delete_recent_session(services: &Services, req: &ImPdu) -> HandlerResult 
         session_id: msg.session_id,
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        SID_BUDDY,
-        BuddyListCmdID::CID_BUDDY_LIST_REMOVE_SESSION_RES as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }

@@ -3,7 +3,8 @@
 //! the message shard (`IMMessage_<id % 8>`) and names its message-id
 //! counter (`msg_id_<id>`).
 
-use super::{message_model, HandlerError};
+use super::HandlerError;
+use crate::cache_keys;
 use crate::cache_pool::{pools, CacheManager};
 use crate::db_pool::{DbConn, DbError, DbManager, SLAVE};
 use mysql::prelude::Queryable;
@@ -81,7 +82,7 @@ pub fn add_relation(
     let mut redis = cache.get(pools::UNREAD)?;
     redis.run(|c| {
         redis::cmd("SET")
-            .arg(message_model::msg_id_key(id))
+            .arg(cache_keys::pair_msg_id(id))
             .arg(0)
             .query::<()>(c)
     })?;

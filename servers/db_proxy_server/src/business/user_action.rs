@@ -5,7 +5,6 @@
 use super::{or_failed, reply, user_model, HandlerResult};
 use crate::services::Services;
 use base::pdu::ImPdu;
-use tt_proto::IM::BaseDefine::{BuddyListCmdID, LoginCmdID, ServiceID};
 use tt_proto::IM::Buddy::{
     IMAllUserReq, IMAllUserRsp, IMChangeSignInfoReq, IMChangeSignInfoRsp, IMUsersInfoReq,
     IMUsersInfoRsp,
@@ -13,9 +12,6 @@ use tt_proto::IM::Buddy::{
 use tt_proto::IM::Login::{
     IMPushShieldReq, IMPushShieldRsp, IMQueryPushShieldReq, IMQueryPushShieldRsp,
 };
-
-const SID_BUDDY: u16 = ServiceID::SID_BUDDY_LIST as u16;
-const SID_LOGIN: u16 = ServiceID::SID_LOGIN as u16;
 
 /// `CID_BUDDY_LIST_USER_INFO_REQUEST`: profiles of the listed users.
 pub fn get_user_info(services: &Services, req: &ImPdu) -> HandlerResult {
@@ -31,12 +27,7 @@ pub fn get_user_info(services: &Services, req: &ImPdu) -> HandlerResult {
         user_info_list: users,
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        SID_BUDDY,
-        BuddyListCmdID::CID_BUDDY_LIST_USER_INFO_RESPONSE as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// `CID_BUDDY_LIST_ALL_USER_REQUEST`: users changed since the client's
@@ -63,12 +54,7 @@ pub fn get_changed_user(services: &Services, req: &ImPdu) -> HandlerResult {
         user_list: users,
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        SID_BUDDY,
-        BuddyListCmdID::CID_BUDDY_LIST_ALL_USER_RESPONSE as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// `CID_BUDDY_LIST_CHANGE_SIGN_INFO_REQUEST`.
@@ -91,12 +77,7 @@ pub fn change_user_sign_info(services: &Services, req: &ImPdu) -> HandlerResult 
         sign_info: ok.then_some(msg.sign_info),
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        SID_BUDDY,
-        BuddyListCmdID::CID_BUDDY_LIST_CHANGE_SIGN_INFO_RESPONSE as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// `CID_LOGIN_REQ_PUSH_SHIELD`: set the push do-not-disturb flag.
@@ -111,12 +92,7 @@ pub fn do_push_shield(services: &Services, req: &ImPdu) -> HandlerResult {
         shield_status: ok.then_some(msg.shield_status),
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        SID_LOGIN,
-        LoginCmdID::CID_LOGIN_RES_PUSH_SHIELD as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }
 
 /// `CID_LOGIN_REQ_QUERY_PUSH_SHIELD`.
@@ -130,10 +106,5 @@ pub fn do_query_push_shield(services: &Services, req: &ImPdu) -> HandlerResult {
         shield_status: status,
         attach_data: msg.attach_data,
     };
-    reply(
-        req,
-        SID_LOGIN,
-        LoginCmdID::CID_LOGIN_RES_QUERY_PUSH_SHIELD as u16,
-        &rsp,
-    )
+    reply(req, &rsp)
 }

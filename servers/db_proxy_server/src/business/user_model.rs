@@ -2,6 +2,7 @@
 //! Reads go to `teamtalk_slave`, writes to `teamtalk_master`, as the C++.
 
 use super::{col_str, col_u32, with_in_list, IN_CHUNK};
+use crate::cache_keys;
 use crate::db_pool::{DbError, DbManager, SLAVE};
 use mysql::prelude::Queryable;
 use mysql::{Row, Value};
@@ -126,20 +127,19 @@ pub fn clear_user_counter(
     peer_id: u32,
     session_type: tt_proto::IM::BaseDefine::SessionType,
 ) -> Result<(), crate::cache_pool::CacheError> {
-    use super::{group_message_model, message_model};
     use tt_proto::IM::BaseDefine::SessionType;
     let mut conn = cache.get(crate::cache_pool::pools::UNREAD)?;
     match session_type {
         SessionType::SESSION_TYPE_SINGLE => conn.run(|c| {
             redis::cmd("HDEL")
-                .arg(message_model::unread_key(user_id))
+                .arg(cache_keys::unread(user_id))
                 .arg(peer_id)
                 .query::<()>(c)
         }),
         SessionType::SESSION_TYPE_GROUP => conn.run(|c| {
             redis::Script::new(COPY_HASH)
-                .key(group_message_model::group_total_key(peer_id))
-                .key(group_message_model::group_user_key(user_id, peer_id))
+                .key(cache_keys::group_msg_count(peer_id))
+                .key(cache_keys::user_group_read_count(user_id, peer_id))
                 .invoke::<()>(c)
         }),
     }

@@ -1,0 +1,208 @@
+//! The loop thread's state: what the C++ keeps in the globals of
+//! `ProxyConn.cpp` (`g_proxy_conn_map`, `g_thread_pool`, the response
+//! list) and `db_proxy_server.cpp` (the handler map, the sync center it
+//! starts), gathered in one struct owned by the event loop.
+//!
+//! Differences from the C++: requests go to the workers through the
+//! bounded [`WorkQueue`] (the C++ queues without bound); a worker's reply
+//! comes back through the reactor's [`Remote`], which wakes the loop at
+//! once (the C++ drains its response list in a loop callback, up to 10 ms
+//! later); and the shutdown waits for the queued work on another thread,
+//! so the loop goes on answering while it drains (the C++ `exit`s after
+//! 4 s, queued work or not).
+
+use std::time::Duration;
+use crate::handler_map::Handler;
+use crate::services::Services;
+use crate::sync_center::SyncThread;
+use crate::work_queue::{Limits, WorkQueue};
+use base::pdu::ImPdu;
+use base::thread_pool::ThreadPool;
+use netlib::{ConnId, Reactor, Remote};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A request on its way to a worker (`CProxyTask`).
+pub struct Request {
+    /// Its handler, found when it arrived.
+    pub handler: Handler,
+    /// The request PDU.
+    pub pdu: ImPdu,
+}
+
+/// Counters of the work queue, shared so that a metrics exporter on
+/// another thread can read them.
+#[derive(Debug, Default)]
+pub struct WorkMetrics {
+    /// How often a link went over its bound and had its requests held.
+    pub backpressure_engaged: AtomicU64,
+    /// Links closed because their held requests passed the hard cap.
+    pub links_closed_over_hold: AtomicU64,
+}
+
+impl WorkMetrics {
+    /// Counts one more engagement and returns the new total.
+    pub fn engaged(&self) -> u64 {
+        self.backpressure_engaged.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// The state of db_proxy's event loop, handed to every `ProxyConn` callback.
+pub struct ProxyState {
+    /// Pools and the rest, shared with the workers.
+    pub services: Arc<Services>,
+    /// Command id → handler.
+    pub handlers: crate::handler_map::HandlerMap,
+    /// The worker pool (`g_thread_pool`); taken when the shutdown has
+    /// drained it.
+    pub workers: Option<ThreadPool>,
+    /// Hands replies back to this loop.
+    pub remote: Remote<ProxyState>,
+    /// Every open msg_server link (`g_proxy_conn_map`).
+    pub links: HashSet<ConnId>,
+    /// The group-chat sync thread; asked to stop on SIGTERM, joined with
+    /// the workers.
+    pub sync_thread: Option<SyncThread>,
+    /// Requests with the workers and those held back, per link.
+    pub work: WorkQueue<Request>,
+    /// How often backpressure engaged.
+    pub metrics: Arc<WorkMetrics>,
+    /// The exit delay after SIGTERM has passed: new requests are dropped,
+    /// queued and held ones finish, then the loop stops.
+    pub draining: bool,
+}
+
+impl ProxyState {
+    /// The state before the loop runs.
+    pub fn new(
+        services: Arc<Services>,
+        workers: ThreadPool,
+        remote: Remote<ProxyState>,
+        sync_thread: SyncThread,
+        limits: Limits,
+    ) -> ProxyState {
+        ProxyState {
+            services,
+            handlers: crate::handler_map::HandlerMap::new(),
+            workers: Some(workers),
+            remote,
+            links: HashSet::new(),
+            sync_thread: Some(sync_thread),
+            work: WorkQueue::new(limits),
+            metrics: Arc::default(),
+            draining: false,
+        }
+    }
+
+    /// Hands `req` of `link` to a worker (`CThreadPool::AddTask`); the
+    /// worker's [`Completion`] brings the reply back and frees its place in
+    /// [`Self::work`], even when the handler panics.
+    pub fn run_request(&self, link: ConnId, req: Request) {
+        let completion = Completion {
+            link,
+            remote: self.remote.clone(),
+            reply: None,
+        };
+        let Some(workers) = self.workers.as_ref() else {
+            // Only after the drain, when nothing is left to run.
+            log::warn!(
+                "shutting down: command {:#06x} dropped",
+                req.pdu.command_id()
+            );
+            return;
+        };
+        let services = self.services.clone();
+        workers.add_task(move || {
+            let mut completion = completion;
+            match (req.handler)(&services, &req.pdu) {
+                Ok(Some(reply)) => completion.reply = Some(reply.into_bytes()),
+                Ok(None) => {}
+                Err(e) => log::warn!("command {:#06x}: {e}", req.pdu.command_id()),
+            }
+        });
+    }
+
+    /// A worker finished a request of `link`: sends its reply, hands the
+    /// held requests that now fit to the workers, and ends a drained
+    /// shutdown.
+    pub fn request_done(
+        &mut self,
+        net: &mut Reactor<ProxyState>,
+        link: ConnId,
+        reply: Option<Vec<u8>>,
+    ) {
+        if let Some(bytes) = reply {
+            // The link may have gone meanwhile: the reply is dropped, as the
+            // C++ drops a reply whose connection is gone.
+            if let Err(e) = net.send(link, &bytes) {
+                log::debug!("reply dropped: {e}");
+            }
+        }
+        for (held_link, req) in self.work.done(link) {
+            self.run_request(held_link, req);
+        }
+        self.finish_when_drained();
+    }
+
+    /// Once draining and nothing is left with the workers or held: joins
+    /// the workers and the sync thread on a thread of its own (they may
+    /// still be finishing a MySQL call), which stops the loop when done.
+    /// Until then the loop keeps its timers and heartbeats.
+    pub fn finish_when_drained(&mut self) {
+        if !self.draining || !self.work.is_idle() {
+            return;
+        }
+        let (Some(workers), sync) = (self.workers.take(), self.sync_thread.take()) else {
+            return; // already finishing
+        };
+        log::info!("all queued work done; stopping the workers");
+        let remote = self.remote.clone();
+        let joined = std::thread::Builder::new()
+            .name("db-shutdown".into())
+            .spawn(move || {
+                drop(workers);
+                drop(sync);
+                remote.run(|net, _| net.stop());
+            });
+        if let Err(e) = joined {
+            log::error!("cannot start the shutdown thread ({e}); stopping now");
+            self.remote.run(|net, _| net.stop());
+        }
+    }
+}
+
+/// Travels with a request to its worker; dropped when the task ends
+/// (normally, by a panic, or unrun with a closed queue), it hands the
+/// reply, if any, back to the loop and so always frees the request's place
+/// in the work queue.
+pub struct Completion {
+    link: ConnId,
+    remote: Remote<ProxyState>,
+    reply: Option<Vec<u8>>,
+}
+
+/// How long a worker waits for room in the loop's full inbox before it
+/// gives its reply up: the `SERVER_TIMEOUT` after which the msg_server
+/// would have closed the link as silent anyway (a loop that drains nothing
+/// for that long answers no heartbeat either).
+pub const REPLY_WAIT: Duration = Duration::from_millis(netlib::imconn::SERVER_TIMEOUT);
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        let link = self.link;
+        let reply = self.reply.take();
+        let had_reply = reply.is_some();
+        let done = self.remote.run_timeout(
+            move |net, state| state.request_done(net, link, reply),
+            REPLY_WAIT,
+        );
+        if !done {
+            log::error!(
+                "request of link {link} lost on the way back (reply: {had_reply}): the event \
+                 loop is gone or its inbox stayed full for {REPLY_WAIT:?} ({:?})",
+                self.remote.inbox_stats()
+            );
+        }
+    }
+}
