@@ -285,11 +285,17 @@ fn certificate_auth_with_each_encrypted_key_form() {
             "KeyPath=absent-key.pem",
             &format!("KeyPath={}", data("client-key.legacy-des3.pem").display()),
         )
-        .replace(&format!("KeyPassword={PASSWORD}"), "KeyPassword=n0t-the-pa55");
+        .replace(
+            &format!("KeyPassword={PASSWORD}"),
+            "KeyPassword=n0t-the-pa55",
+        );
     let (code, out) = tt_rs::run_to_exit(PUSH_SERVER, "pushserver.conf", &text, &[]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("KeyPassword"), "{out}");
-    assert!(!out.contains("n0t-the-pa55"), "the password is not printed: {out}");
+    assert!(
+        !out.contains("n0t-the-pa55"),
+        "the password is not printed: {out}"
+    );
     // A fake that wants a client certificate refuses token-less, cert-less
     // clients: the push is answered non-zero.
     let other = FakeProvider::start(&pki, 0, true, apns_handler());
