@@ -24,6 +24,10 @@ pub const RESULT_PROVIDER_REFUSED: u32 = 2;
 /// push queue was full.
 pub const RESULT_UNREACHABLE: u32 = 3;
 
+/// Tokens of one request sent to providers; those past it are answered
+/// 1 (a group of this many offline members is far beyond TeamTalk's).
+pub const MAX_TOKENS_PER_REQUEST: usize = 10_000;
+
 /// Which providers are configured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Providers {
@@ -77,13 +81,17 @@ pub fn token_hint(token: &str) -> String {
 pub fn plan(req: &IMPushToUserReq, providers: Providers, now: u64) -> Vec<PlannedPush> {
     req.user_token_list
         .iter()
-        .map(|t| {
+        .enumerate()
+        .map(|(i, t)| {
             let kind = PushKind::from_push_type(t.push_type);
             let refused = |why: String| Delivery::Done {
                 code: RESULT_REFUSED,
                 why,
             };
             let delivery = match t.user_type {
+                _ if i >= MAX_TOKENS_PER_REQUEST => refused(format!(
+                    "more than {MAX_TOKENS_PER_REQUEST} tokens in one request"
+                )),
                 ClientType::CLIENT_TYPE_IOS if providers.apns => {
                     match apns_msg::build(&t.token, kind, &req.flash, t.push_count, &req.data, now)
                     {
@@ -224,5 +232,26 @@ mod tests {
         let rsp = answer_now(&p, RESULT_UNREACHABLE, "queue full");
         let codes: Vec<u32> = rsp.push_result_list.iter().map(|r| r.result_code).collect();
         assert_eq!(codes, vec![3, 1, 3]);
+    }
+
+    #[test]
+    fn tokens_past_the_cap_are_answered_one() {
+        let many = (0..MAX_TOKENS_PER_REQUEST + 2)
+            .map(|_| token(ClientType::CLIENT_TYPE_IOS, IOS_TOKEN, 1))
+            .collect();
+        let apns = Providers {
+            apns: true,
+            fcm: false,
+        };
+        let p = plan(&req(many), apns, 0);
+        assert_eq!(p.len(), MAX_TOKENS_PER_REQUEST + 2);
+        assert!(p[MAX_TOKENS_PER_REQUEST - 1].delivery.pending());
+        assert!(p[MAX_TOKENS_PER_REQUEST..].iter().all(|p| matches!(
+            p.delivery,
+            Delivery::Done {
+                code: RESULT_REFUSED,
+                ..
+            }
+        )));
     }
 }
