@@ -9,6 +9,8 @@
 //! number of users grows with the rate (100 users at 1,000 msgs/s);
 //! TT_LOAD_USERS=N sets the number of users instead (memory per connection).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 use tt_rs::cluster::Cluster;
 use tt_rs::{built_binary_in, ScratchDir};

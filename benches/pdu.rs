@@ -2,6 +2,10 @@
 //!
 //! `cargo bench --bench pdu`
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// criterion_group! makes an undocumented public function.
+#![allow(missing_docs)]
+
 use base::pdu::{read_pdu, ImPdu};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use tt_proto::IM::{BaseDefine, Message};

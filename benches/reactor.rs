@@ -3,6 +3,10 @@
 //!
 //! `cargo bench --bench reactor`
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// criterion_group! makes an undocumented public function.
+#![allow(missing_docs)]
+
 use base::pdu::{ImPdu, PduHeader, IM_PDU_HEADER_LEN};
 use criterion::{criterion_group, criterion_main, Criterion};
 use mio::net::TcpListener as MioListener;

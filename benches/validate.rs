@@ -6,6 +6,10 @@
 //! `cargo bench --bench validate` (needs MariaDB and redis-server, as
 //! `scripts/test.sh` sets them up).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// criterion_group! makes an undocumented public function.
+#![allow(missing_docs)]
+
 use base::md5::md5_hex;
 use criterion::{criterion_group, criterion_main, Criterion};
 use mysql::prelude::Queryable;

@@ -5,6 +5,10 @@
 //! from the working directory), on free loopback ports, and talk to them
 //! over TCP with [`PduClient`]. Nothing here is used by the servers.
 
+// The harness runs only inside tests and benches, where a failed step is
+// the test failing: unwrap()/expect() say so with the reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use base::pdu::ImPdu;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

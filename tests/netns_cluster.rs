@@ -8,6 +8,8 @@
 //! (not root, no `ip`, no permission) or MariaDB/Redis binaries are
 //! missing, the script exits 77 and this test prints why and passes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 use tt_rs::{built_binary, built_binary_in, repo_root};
 

@@ -2,6 +2,8 @@
 //! used as it is, with only ports (and the database name and Redis port)
 //! moved to free values so tests never touch fixed ports.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use tt_rs::{built_binary, free_port, RedisServer, ServerProcess, TestDb};
 
 /// `text` with the value of each listed key replaced (comments and every

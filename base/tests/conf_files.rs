@@ -4,6 +4,8 @@
 //! `scripts/` rely on (loopback addresses, the ports of the README, the
 //! `teamtalk` database account, the 32-byte demo AES key).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use base::config::{ConfigFileReader, ServerAddr};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,7 @@
 //! The `tt` command line as a person uses it: refusals read as text.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 use tt_rs::free_port;
 

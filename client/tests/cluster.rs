@@ -1,5 +1,7 @@
 //! `tt` and `tt-load` against a whole cluster of real processes on loopback.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -1,5 +1,7 @@
 //! Asking a real login_server for a msg_server, over HTTP and TCP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use common::start_login;
 use tt_client::{discovery, refusal_text, ClientError};
 use tt_proto::IM::BaseDefine::{OtherCmdID, ServiceID};

@@ -2,6 +2,8 @@
 //! kicked connection, the C++ one (`CImUser::KickOutSameClientType`) sends
 //! the kick and leaves the connection open, still delivering to it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use base::pdu::{read_frame, ImPdu};
 use std::io::{Read, Write};
 use std::net::TcpListener;

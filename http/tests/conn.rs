@@ -3,6 +3,8 @@
 //! sent), late answers go out through `send_response`, and a bad request
 //! on one connection leaves the others served.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use netlib::{ConnId, Ctx, Reactor};
 use std::io::{Read, Write};
 use std::net::TcpStream;

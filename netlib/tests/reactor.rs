@@ -1,6 +1,8 @@
 //! The reactor over real loopback sockets: an echo server on one thread,
 //! plain blocking clients on others.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use base::pdu::{ImPdu, IM_PDU_HEADER_LEN};
 use crossbeam_channel::{bounded, Receiver};
 use netlib::{Ctx, Heartbeat, ImConn, ManualClock, Reactor, Remote};

@@ -13,7 +13,15 @@
 
 pub mod wire;
 
-include!(concat!(env!("OUT_DIR"), "/im.rs"));
+/// What pb-rs and build.rs generate: the messages (`IM::*`), their
+/// required-field tables, `sid`/`cid` and the `Command` impls. The
+/// protocol's own comments are in the `.proto` files.
+#[allow(missing_docs, clippy::all)]
+mod generated {
+    use super::*;
+    include!(concat!(env!("OUT_DIR"), "/im.rs"));
+}
+pub use generated::*;
 
 pub use quick_protobuf::{MessageRead, MessageWrite};
 pub use wire::{DecodeError, MessageSchema};

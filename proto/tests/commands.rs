@@ -1,6 +1,8 @@
 //! The generated command vocabulary: `sid`/`cid` constants from
 //! IM.BaseDefine and the `Command` ids each message type carries.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use tt_proto::IM::{File, Group, Login, Message, Other, Server};
 use tt_proto::{cid, sid, Command};
 

@@ -6,6 +6,8 @@
 //! The vectors live in `tests/data/pb_vectors.jsonl` (a copy of
 //! `shared/golden/pb_vectors.jsonl`, data we made).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use serde_json::Value;
 use tt_proto::IM::{BaseDefine, Buddy, Login, Message, Server};
 use tt_proto::{decode, encode, reencode_by_name, schema_by_name, DecodeError};

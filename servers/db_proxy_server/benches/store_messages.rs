@@ -8,6 +8,8 @@
 //!
 //! `cargo bench -p db_proxy_server --bench store_messages`
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Instant;
 use tt_proto::IM::BaseDefine::{MessageCmdID, MsgType, ServiceID};
 use tt_proto::IM::Message::IMMsgData;

@@ -4,6 +4,8 @@
 //! rest of a burst per link; the loop goes on heartbeating; once the lock
 //! goes every request is answered, in order, and none is lost. SIGTERM in
 //! the middle of such a stall drains the same way.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
 use common::*;

@@ -1,5 +1,7 @@
 //! db_proxy under concurrent member changes, a member hash rebuilt with
 //! one cache connection, and a group message whose row cannot be written.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
 use common::*;

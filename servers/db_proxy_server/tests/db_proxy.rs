@@ -1,6 +1,8 @@
 //! db_proxy_server against real MariaDB and Redis: the real binary on a
 //! free loopback port, fake msg_servers speaking the protocol to it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use base::md5::md5_hex;
 use base::pdu::ImPdu;
 use mysql::prelude::Queryable;

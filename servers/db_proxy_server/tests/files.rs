@@ -1,6 +1,8 @@
 //! Offline files through the real binary, with and without the
 //! `IMTransmitFile` table the reference schema lacks.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -1,5 +1,7 @@
 //! Groups, group messages, group unread counters and push shields through
 //! the real binary, checked against the rows and keys they leave.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(clippy::type_complexity)] // rows compared as tuples
 
 mod common;

@@ -1,6 +1,8 @@
 //! Messages, unread counters and recent sessions through the real binary:
 //! a fake msg_server sends requests; the rows and keys they leave are
 //! checked field by field.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(clippy::type_complexity)] // rows compared as tuples
 
 mod common;

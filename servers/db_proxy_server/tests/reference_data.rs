@@ -2,6 +2,8 @@
 //! way the C++ servers (or demo SQL) write them and an empty Redis: our
 //! db_proxy_server serves them and continues their message ids.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

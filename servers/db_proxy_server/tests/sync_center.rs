@@ -1,6 +1,8 @@
 //! The sync center: its two times in the `unread` cache, and the group-chat
 //! sync that folds recent group messages into members' recent sessions.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -6,6 +6,8 @@
 //! `cargo bench -p file_server --bench transfer` (TT_BENCH_MIB sets the
 //! size of one file, default 64).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use base::ImPdu;
 use std::thread;
 use std::time::Instant;

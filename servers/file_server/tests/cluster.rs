@@ -2,6 +2,8 @@
 //! Redis, msg_server, file_server), as two logged-in clients transfer
 //! files the way the clients do.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use base::md5::md5_hex;

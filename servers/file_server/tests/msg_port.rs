@@ -1,5 +1,7 @@
 //! file_server's msg_server port, spoken to directly as a msg_server does.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use base::ImPdu;

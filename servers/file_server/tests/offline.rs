@@ -1,6 +1,8 @@
 //! Offline files on file_server's client port: uploads pulled by the
 //! server, downloads, the C++ on-disk format, deletion and retention.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -1,6 +1,8 @@
 //! Online transfers on file_server's client port, with the task opened on
 //! its msg_server port: both ends as the clients run them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use base::ImPdu;

@@ -1,6 +1,8 @@
 //! Every error code and every kind of bad request, against the real
 //! server: each gets a whole HTTP answer, and the server carries on.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -1,6 +1,8 @@
 //! CreateGroup and ChangeMembers over HTTP, seen by clients logged in at a
 //! real msg_server: group lists, group info, the change notify, messages.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

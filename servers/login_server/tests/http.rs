@@ -1,5 +1,7 @@
 //! login_server's HTTP port (`/msg_server`), against the real binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{closed_within, http_exchange, parse_answer, Login, DISCOVERY, MSFS};

@@ -2,6 +2,8 @@
 //! msg_servers register on the msg_server port, fake clients ask on the
 //! client port.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{conf_text, Login, BIN};

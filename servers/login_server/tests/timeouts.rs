@@ -2,6 +2,8 @@
 //! connection), each waited for once with a bounded loop. The two tests
 //! run in parallel, so this file takes about a minute.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{closed_within, Login};

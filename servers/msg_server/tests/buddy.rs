@@ -2,6 +2,8 @@
 //! by attach data: user info, all users, departments, sign info (with its
 //! notify through route_server), push shield, device token.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -2,6 +2,8 @@
 //! messages stored for an offline user are found as unread counts and in
 //! the message list when it logs in; then live chat across msg_servers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use base::pdu::ImPdu;

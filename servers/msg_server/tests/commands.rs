@@ -6,6 +6,8 @@
 //! follow membership changes and group versions, and chat across
 //! msg_servers to resume after route_server or db_proxy_server restarts.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use base::pdu::ImPdu;

@@ -1,6 +1,8 @@
 //! msg_server in a real cluster: logins, kicks, refusals, and peers going
 //! away and coming back.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -4,6 +4,8 @@
 //! checks and rate limit, group fan-out exactly once with the member-list
 //! cache, read notifies, presence queries and P2P commands.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use base::pdu::ImPdu;

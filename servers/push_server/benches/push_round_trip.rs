@@ -5,6 +5,10 @@
 //!
 //! `cargo bench -p push_server --bench push_round_trip`
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// criterion_group! makes an undocumented public function.
+#![allow(missing_docs)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -1,6 +1,8 @@
 //! The msg_server link, no provider configured: heartbeats, answers,
 //! malformed input, independent links, start-up with the shipped conf.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

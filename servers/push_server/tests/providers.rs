@@ -2,6 +2,8 @@
 //! loopback, certificates made at test time): what each provider receives,
 //! what msg_server is answered, slow, refusing and absent providers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

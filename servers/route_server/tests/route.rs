@@ -6,6 +6,8 @@
 //! everything sent on it before was handled, and whatever the server sent
 //! to a link before handling that request arrives before its response.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use base::ImPdu;
 use std::io::{Read, Write};
 use std::net::TcpStream;
