@@ -174,6 +174,9 @@ struct Conn<S> {
     /// `ImConn::max_pdu_len`.
     max_pdu_len: u32,
     close_after_flush: bool,
+    /// Set by `Reactor::notify_when_drained`: call `on_write` once the
+    /// out-buffer is empty.
+    drain_notify: bool,
     /// Set by `close`: no more I/O; `on_close` and removal follow.
     closed: bool,
     last_send: u64,
@@ -388,6 +391,7 @@ impl<S: 'static> Reactor<S> {
             readable_queued: false,
             max_pdu_len,
             close_after_flush: false,
+            drain_notify: false,
             closed: false,
             last_send: now,
             last_recv: now,
@@ -506,18 +510,46 @@ impl<S: 'static> Reactor<S> {
     fn flush(&mut self, state: &mut S) {
         while !self.to_flush.is_empty() {
             for id in std::mem::take(&mut self.to_flush) {
-                self.flush_one(id);
+                self.flush_one(state, id);
             }
             self.reap(state);
         }
     }
 
-    fn flush_one(&mut self, id: ConnId) {
+    fn flush_one(&mut self, state: &mut S, id: ConnId) {
         match self.conn_mut(id) {
             Some(c) if c.flush_queued => c.flush_queued = false,
             _ => return,
         }
-        self.write_backlog(id);
+        if self.write_backlog(id) == Some(true) {
+            self.notify_drained(state, id);
+        }
+    }
+
+    /// Calls `on_write` for `id` if [`Self::notify_when_drained`] asked for it.
+    fn notify_drained(&mut self, state: &mut S, id: ConnId) -> bool {
+        match self.conn_mut(id) {
+            Some(c) if c.drain_notify => c.drain_notify = false,
+            _ => return false,
+        }
+        self.with_handler(state, id.key as usize, |h, cx| h.on_write(cx));
+        true
+    }
+
+    /// Asks for `ImConn::on_write` on `id` once its out-buffer is empty:
+    /// after this turn's write when the kernel takes everything queued,
+    /// else when the socket has drained it. Without this, `on_write` only
+    /// follows a backlog that waited for the socket, so a sender that feeds
+    /// the next part of a long body on `on_write` (msfs downloads) would
+    /// stall whenever a part went out at once. Once per call.
+    pub fn notify_when_drained(&mut self, id: ConnId) {
+        if let Some(c) = self.conn_mut(id) {
+            c.drain_notify = true;
+            if !c.flush_queued && !c.connecting {
+                c.flush_queued = true;
+                self.to_flush.push(id);
+            }
+        }
     }
 
     /// Writes `id`'s backlog as far as the kernel takes it. `Some(true)` when
@@ -924,7 +956,7 @@ impl<S: 'static> Reactor<S> {
 
     fn on_writable(&mut self, state: &mut S, id: ConnId) {
         let had_backlog = self.conn_mut(id).is_some_and(|c| c.backlog() > 0);
-        if self.write_backlog(id) == Some(true) && had_backlog {
+        if self.write_backlog(id) == Some(true) && !self.notify_drained(state, id) && had_backlog {
             self.with_handler(state, id.key as usize, |h, cx| h.on_write(cx));
         }
     }
