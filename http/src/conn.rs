@@ -8,7 +8,9 @@
 //! answers at once ([`Verdict::Reply`]), later ([`Verdict::Later`], then
 //! [`send_response`] when a peer server or a worker has answered), or
 //! closes. One request per connection: bytes after it are dropped, and the
-//! connection closes once the answer is written.
+//! connection closes once the answer is written. A long body may be
+//! streamed: the head and a first part sent, each next part on
+//! [`HttpHandler::on_write`] after [`Reactor::notify_when_drained`].
 //!
 //! Differences from the C++: a request that cannot be parsed, or is over
 //! the server's limits, gets an answer at once (by default 400, 413 or
@@ -57,6 +59,11 @@ pub trait HttpHandler<S>: 'static {
     fn on_malformed(&mut self, _cx: &mut Ctx<'_, S>, error: &ParseError) -> Verdict {
         Verdict::Reply(default_refusal(error))
     }
+
+    /// The out-buffer drained ([`ImConn::on_write`]): after
+    /// [`Reactor::notify_when_drained`], where a streamed body (an msfs
+    /// download) queues its next part.
+    fn on_write(&mut self, _cx: &mut Ctx<'_, S>) {}
 
     /// The connection ended, however (answered, refused, idle, peer gone).
     fn on_close(&mut self, _cx: &mut Ctx<'_, S>) {}
@@ -173,6 +180,10 @@ impl<S: 'static, H: HttpHandler<S>> ImConn<S> for HttpConn<H> {
                 apply(cx, verdict);
             }
         }
+    }
+
+    fn on_write(&mut self, cx: &mut Ctx<'_, S>) {
+        self.handler.on_write(cx);
     }
 
     fn on_close(&mut self, cx: &mut Ctx<'_, S>) {

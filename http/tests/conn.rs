@@ -1,7 +1,8 @@
 //! `HttpConn` over a real reactor on loopback: whole requests reach the
 //! handler, refusals are answered at once (an oversized body before it is
 //! sent), late answers go out through `send_response`, and a bad request
-//! on one connection leaves the others served.
+//! on one connection leaves the others served; a long body streamed part
+//! by part on `on_write` arrives whole.
 
 use netlib::{ConnId, Ctx, Reactor};
 use std::io::{Read, Write};
@@ -16,9 +17,25 @@ struct Pending {
     waiting: Vec<ConnId>,
 }
 
-struct Echo;
+#[derive(Default)]
+struct Echo {
+    parts_left: usize,
+}
+
+const STREAM_PARTS: usize = 48;
+const PART: usize = 64 * 1024;
 
 impl HttpHandler<Pending> for Echo {
+    fn on_write(&mut self, cx: &mut Ctx<'_, Pending>) {
+        if self.parts_left == 0 {
+            cx.close_after_flush();
+            return;
+        }
+        self.parts_left -= 1;
+        let _ = cx.net.send(cx.id, &[self.parts_left as u8; PART]);
+        cx.net.notify_when_drained(cx.id);
+    }
+
     fn limits(&self) -> Limits {
         Limits {
             head: 512,
@@ -33,6 +50,16 @@ impl HttpHandler<Pending> for Echo {
                 Verdict::Later
             }
             "/close" => Verdict::Close("asked to".into()),
+            "/stream" => {
+                // 3 MiB in 64 KiB parts, one per drained out-buffer.
+                let head = Response::new(200).with_body("image/png", "");
+                cx.net
+                    .send(cx.id, &head.head_bytes(STREAM_PARTS * PART))
+                    .ok();
+                self.parts_left = STREAM_PARTS;
+                self.on_write(cx);
+                Verdict::Later
+            }
             _ => Verdict::Reply(Response::json_html(format!(
                 "{} {} {}",
                 request.method,
@@ -50,7 +77,9 @@ fn serve() -> u16 {
     std::thread::spawn(move || {
         let mut net: Reactor<Pending> = Reactor::new().expect("reactor");
         let bound = net
-            .listen("127.0.0.1", 0, |_, _| Box::new(HttpConn::for_handler(Echo)))
+            .listen("127.0.0.1", 0, |_, _| {
+                Box::new(HttpConn::for_handler(Echo::default()))
+            })
             .expect("listen");
         tx.send(bound[0].port()).expect("port");
         net.register_timer(50, |net, state: &mut Pending| {
@@ -66,13 +95,17 @@ fn serve() -> u16 {
 }
 
 fn exchange(port: u16, request: &[u8]) -> String {
+    String::from_utf8_lossy(&exchange_bytes(port, request)).into_owned()
+}
+
+fn exchange_bytes(port: u16, request: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     let _ = s.write_all(request);
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 #[test]
@@ -98,6 +131,18 @@ fn requests_refusals_and_late_answers() {
     assert!(exchange(port, b"GET /close HTTP/1.1\r\n\r\n").is_empty());
     let late = exchange(port, b"GET /later HTTP/1.1\r\n\r\n");
     assert!(late.ends_with("\r\n\r\nlate"), "{late}");
+    let streamed = exchange_bytes(port, b"GET /stream HTTP/1.1\r\n\r\n");
+    let head_len = streamed.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&streamed[..head_len]);
+    assert!(
+        head.contains(&format!("Content-Length:{}\r\n", STREAM_PARTS * PART)),
+        "{head}"
+    );
+    let body = &streamed[head_len..];
+    assert_eq!(body.len(), STREAM_PARTS * PART);
+    for (i, part) in body.chunks(PART).enumerate() {
+        assert!(part.iter().all(|&b| b as usize == STREAM_PARTS - 1 - i));
+    }
     // Still serving after all that.
     assert!(exchange(port, b"GET /y HTTP/1.1\r\n\r\n").ends_with("GET /y "));
 }
