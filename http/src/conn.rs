@@ -16,12 +16,13 @@
 //! the server's limits, gets an answer at once (by default 400, 413 or
 //! 431; login_server keeps the C++ silent close) rather than a close or a
 //! wait for the idle timeout; the answer is always written whole before
-//! the close.
+//! the close; a connection is idle only when silent both ways
+//! ([`is_idle`]), so a long answer to a slow reader is not cut.
 
 use crate::request::{Limits, ParseError, Request, RequestReader};
 use crate::response::Response;
 use base::ImPdu;
-use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
+use netlib::{ConnId, Ctx, ImConn, Reactor};
 
 /// The C++ `HTTP_CONN_TIMEOUT` of login_server and http_msg_server: an
 /// HTTP connection silent for 60 s is closed (msfs uses 30 s).
@@ -89,6 +90,14 @@ pub fn send_response<S: 'static>(net: &mut Reactor<S>, id: ConnId, response: &Re
     } else {
         false
     }
+}
+
+/// `CHttpConn::OnTimer`: a connection is idle when nothing came in and
+/// nothing was queued out for `timeout_ms`. The C++ looks at what came in
+/// only, which would also cut a long answer streamed to a slow reader (an
+/// msfs download) after its request.
+pub fn is_idle(now: u64, last_send: u64, last_recv: u64, timeout_ms: u64) -> bool {
+    now > last_send.max(last_recv).saturating_add(timeout_ms)
 }
 
 /// `CHttpConn`: one connection on an HTTP port, running `H`.
@@ -191,10 +200,32 @@ impl<S: 'static, H: HttpHandler<S>> ImConn<S> for HttpConn<H> {
     }
 
     fn on_timer(&mut self, cx: &mut Ctx<'_, S>, now: u64) {
-        let idle = Heartbeat {
-            send_after_ms: None,
-            timeout_ms: self.handler.idle_timeout_ms(),
+        let Some((last_send, last_recv)) = cx.net.conn_ticks(cx.id) else {
+            return;
         };
-        cx.keep_alive(idle, now);
+        if is_idle(now, last_send, last_recv, self.handler.idle_timeout_ms()) {
+            log::info!(
+                "http {} ({:?}): silent both ways for {} ms; closing",
+                cx.id,
+                cx.peer_addr(),
+                now - last_send.max(last_recv)
+            );
+            cx.close();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_idle;
+
+    #[test]
+    fn idle_means_silent_both_ways() {
+        // Nothing received since the request, but a part queued recently.
+        assert!(!is_idle(40_000, 35_000, 1_000, 30_000));
+        assert!(is_idle(40_000, 9_000, 1_000, 30_000));
+        assert!(!is_idle(31_000, 0, 1_000, 30_000));
+        assert!(is_idle(31_001, 0, 1_000, 30_000));
+        assert!(!is_idle(5, u64::MAX, 0, 30_000));
     }
 }
