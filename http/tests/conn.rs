@@ -121,7 +121,25 @@ fn requests_refusals_and_late_answers() {
          Content-Type:text/html;charset=utf-8\r\n\r\nPOST /x?q=1 abc"
     );
     // The body is refused from its Content-Length: the head alone is sent.
-    let big = exchange(port, b"POST /x HTTP/1.1\r\nContent-Length: 65\r\n\r\n");
+    let big = exchange(
+        port,
+        b"POST /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 65\r\n\r\n",
+    );
+    assert!(big.starts_with("HTTP/1.1 413 "), "{big}");
+    // Without `Expect`, a head alone is answered, then closed once no body
+    // comes for a while.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(b"POST /x HTTP/1.1\r\nContent-Length: 65\r\n\r\n")
+        .expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("closed, not timed out");
+    assert!(out.starts_with(b"HTTP/1.1 413 "));
+    // A client that sends the whole oversized body still reads the refusal.
+    let mut whole = b"POST /x HTTP/1.1\r\nContent-Length: 5000000\r\n\r\n".to_vec();
+    whole.resize(whole.len() + 5_000_000, b'z');
+    let big = exchange(port, &whole);
     assert!(big.starts_with("HTTP/1.1 413 "), "{big}");
     let bad = exchange(port, b"\x01\x02 nonsense\r\n\r\n");
     assert!(bad.starts_with("HTTP/1.1 400 "), "{bad}");

@@ -206,16 +206,17 @@ fn every_error_code_from_a_request_that_provokes_it() {
             (Some(""), Some(""))
         );
     }
-    // Over 10 MiB: refused from the Content-Length, before the body is sent.
+    // Over 10 MiB: refused from the Content-Length, before the body is sent
+    // (a client waiting for `100 Continue`), or while it is being sent.
+    let too_big = serde_json::json!({"error_code": 1, "error_msg": "上传文件过大", "url": ""});
     let head = format!(
-        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: {mp}\r\nContent-Length: {}\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: {mp}\r\nExpect: 100-continue\r\n\
+         Content-Length: {}\r\n\r\n",
         (10 << 20) + 1
     );
-    let json = msfs.raw(head.as_bytes()).json();
-    assert_eq!(
-        json,
-        serde_json::json!({"error_code": 1, "error_msg": "上传文件过大", "url": ""})
-    );
+    assert_eq!(msfs.raw(head.as_bytes()).json(), too_big);
+    let whole = upload_request(&host, "/", "big.jpg", &vec![7u8; 10 << 20]);
+    assert_eq!(msfs.raw(&whole).json(), too_big);
     // Nothing was stored by any of them.
     assert_eq!(std::fs::read_dir(msfs.base_dir()).unwrap().count(), 0);
     // The Host goes into the JSON escaped.
