@@ -73,7 +73,16 @@ for entry in "${servers[@]}"; do
     read -r s conf listens <<<"$entry"
     dir=run/$s
     mkdir -p "$dir"
+    # msfs writes its FileCnt back to its conf when stopped: carry it over.
+    file_cnt=""
+    if [ "$s" = msfs ] && [ -f "$dir/$conf" ]; then
+        file_cnt=$(conf_get "$dir/$conf" FileCnt) || file_cnt=""
+        [[ $file_cnt =~ ^[0-9]+$ ]] || file_cnt=""
+    fi
     cp "conf/$conf" "$dir/$conf"
+    if [ -n "$file_cnt" ]; then
+        sed -i "s/^\([[:blank:]]*FileCnt[[:blank:]]*=\)[^#]*/\1$file_cnt/" "$dir/$conf"
+    fi
     log=$dir/$s.log
     pidfile=$dir/$s.pid
     (

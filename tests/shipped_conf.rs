@@ -160,3 +160,23 @@ fn file_server_starts_with_the_shipped_conf() {
         "offline_file/ in its working directory"
     );
 }
+
+#[test]
+fn msfs_starts_with_the_shipped_conf() {
+    let port = free_port();
+    let conf = with_values(&shipped("msfs.conf"), &[("ListenPort", port.to_string())]);
+    let p = start("msfs", "msfs.conf", &conf, &[port]);
+    let addr = format!("127.0.0.1:{port}");
+    let body = "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\
+                Content-Type: image/png\r\n\r\nPNG\r\n--b--\r\n";
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary=b\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = tt_rs::http::parse_answer(&tt_rs::http::http_exchange(&addr, request.as_bytes()));
+    let path = answer.json()["path"].as_str().unwrap().to_string();
+    // BaseDir=./tmp, relative to the working directory.
+    let stored = p.dir().join("tmp").join(path.strip_prefix("g0/").unwrap());
+    assert_eq!(std::fs::read(stored).unwrap(), b"PNG");
+}

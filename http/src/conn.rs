@@ -8,18 +8,34 @@
 //! answers at once ([`Verdict::Reply`]), later ([`Verdict::Later`], then
 //! [`send_response`] when a peer server or a worker has answered), or
 //! closes. One request per connection: bytes after it are dropped, and the
-//! connection closes once the answer is written.
+//! connection closes once the answer is written. A long body may be
+//! streamed: the head and a first part sent, each next part on
+//! [`HttpHandler::on_write`] after [`Reactor::notify_when_drained`].
 //!
 //! Differences from the C++: a request that cannot be parsed, or is over
 //! the server's limits, gets an answer at once (by default 400, 413 or
 //! 431; login_server keeps the C++ silent close) rather than a close or a
 //! wait for the idle timeout; the answer is always written whole before
-//! the close.
+//! the close (after a refused oversized body, once the body announced by
+//! its `Content-Length` has been read and dropped, up to [`MAX_DRAIN`],
+//! unless it stops coming for [`DRAIN_IDLE_MS`] or the client waits for a
+//! `100 Continue`);
+//! a connection is idle only when silent both ways
+//! ([`is_idle`]), so a long answer to a slow reader is not cut.
 
-use crate::request::{Limits, ParseError, Request, RequestReader};
+use crate::request::{unread_body, Limits, ParseError, Request, RequestReader};
 use crate::response::Response;
 use base::ImPdu;
-use netlib::{ConnId, Ctx, Heartbeat, ImConn, Reactor};
+use netlib::{ConnId, Ctx, ImConn, Reactor};
+
+/// The largest refused body read and dropped so that its sender gets the
+/// refusal (past it the connection closes at once, and a client still
+/// sending may see a reset instead).
+pub const MAX_DRAIN: usize = 64 * 1024 * 1024;
+
+/// A client that stops sending a refused body for this long (ms) is
+/// closed (it may have sent the head alone and be waiting for the close).
+pub const DRAIN_IDLE_MS: u64 = 2_000;
 
 /// The C++ `HTTP_CONN_TIMEOUT` of login_server and http_msg_server: an
 /// HTTP connection silent for 60 s is closed (msfs uses 30 s).
@@ -58,6 +74,11 @@ pub trait HttpHandler<S>: 'static {
         Verdict::Reply(default_refusal(error))
     }
 
+    /// The out-buffer drained ([`ImConn::on_write`]): after
+    /// [`Reactor::notify_when_drained`], where a streamed body (an msfs
+    /// download) queues its next part.
+    fn on_write(&mut self, _cx: &mut Ctx<'_, S>) {}
+
     /// The connection ended, however (answered, refused, idle, peer gone).
     fn on_close(&mut self, _cx: &mut Ctx<'_, S>) {}
 }
@@ -84,6 +105,27 @@ pub fn send_response<S: 'static>(net: &mut Reactor<S>, id: ConnId, response: &Re
     }
 }
 
+/// The head in `buf` asks `Expect: 100-continue`: its client sends no body
+/// until told to, so a refused one need not be drained.
+fn expects_continue(buf: &[u8]) -> bool {
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end])
+        .to_ascii_lowercase()
+        .lines()
+        .any(|l| l.starts_with("expect:") && l.contains("100-continue"))
+}
+
+/// `CHttpConn::OnTimer`: a connection is idle when nothing came in and
+/// nothing was queued out for `timeout_ms`. The C++ looks at what came in
+/// only, which would also cut a long answer streamed to a slow reader (an
+/// msfs download) after its request.
+pub fn is_idle(now: u64, last_send: u64, last_recv: u64, timeout_ms: u64) -> bool {
+    now > last_send.max(last_recv).saturating_add(timeout_ms)
+}
+
 /// `CHttpConn`: one connection on an HTTP port, running `H`.
 #[derive(Debug)]
 pub struct HttpConn<H> {
@@ -91,6 +133,8 @@ pub struct HttpConn<H> {
     reader: RequestReader,
     /// A verdict was reached; later bytes are dropped until the close.
     done: bool,
+    /// Bytes of a refused body still to read and drop before the close.
+    drain_left: Option<usize>,
 }
 
 impl<H> HttpConn<H> {
@@ -100,6 +144,7 @@ impl<H> HttpConn<H> {
             handler,
             reader: RequestReader::new(limits),
             done: false,
+            drain_left: None,
         }
     }
 
@@ -153,6 +198,15 @@ impl<S: 'static, H: HttpHandler<S>> ImConn<S> for HttpConn<H> {
     }
 
     fn on_bytes(&mut self, cx: &mut Ctx<'_, S>, in_buf: &mut Vec<u8>) {
+        if let Some(left) = self.drain_left {
+            let left = left.saturating_sub(in_buf.len());
+            in_buf.clear();
+            self.drain_left = Some(left);
+            if left == 0 {
+                cx.close_after_flush();
+            }
+            return;
+        }
         if self.done {
             in_buf.clear();
             return;
@@ -166,13 +220,32 @@ impl<S: 'static, H: HttpHandler<S>> ImConn<S> for HttpConn<H> {
                 apply(cx, verdict);
             }
             Err(e) => {
+                // A body refused for its size is read and dropped after the
+                // answer, so a client still sending it can read the answer
+                // (closing with its bytes unread would reset the connection).
+                let drain = match e {
+                    ParseError::BodyTooLarge { .. } if !expects_continue(in_buf) => {
+                        unread_body(in_buf).filter(|&n| n > 0 && n <= MAX_DRAIN)
+                    }
+                    _ => None,
+                };
                 in_buf.clear();
                 log::info!("http {} ({:?}): {e}", cx.id, cx.peer_addr());
                 self.done = true;
-                let verdict = self.handler.on_malformed(cx, &e);
-                apply(cx, verdict);
+                match (self.handler.on_malformed(cx, &e), drain) {
+                    (Verdict::Reply(response), Some(left)) => {
+                        if cx.net.send(cx.id, &response.to_bytes()).is_ok() {
+                            self.drain_left = Some(left);
+                        }
+                    }
+                    (verdict, _) => apply(cx, verdict),
+                }
             }
         }
+    }
+
+    fn on_write(&mut self, cx: &mut Ctx<'_, S>) {
+        self.handler.on_write(cx);
     }
 
     fn on_close(&mut self, cx: &mut Ctx<'_, S>) {
@@ -180,10 +253,47 @@ impl<S: 'static, H: HttpHandler<S>> ImConn<S> for HttpConn<H> {
     }
 
     fn on_timer(&mut self, cx: &mut Ctx<'_, S>, now: u64) {
-        let idle = Heartbeat {
-            send_after_ms: None,
-            timeout_ms: self.handler.idle_timeout_ms(),
+        let Some((last_send, last_recv)) = cx.net.conn_ticks(cx.id) else {
+            return;
         };
-        cx.keep_alive(idle, now);
+        if self.drain_left.is_some() && now > last_recv.saturating_add(DRAIN_IDLE_MS) {
+            log::debug!("http {}: refused body stopped coming; closing", cx.id);
+            cx.close();
+            return;
+        }
+        if is_idle(now, last_send, last_recv, self.handler.idle_timeout_ms()) {
+            log::info!(
+                "http {} ({:?}): silent both ways for {} ms; closing",
+                cx.id,
+                cx.peer_addr(),
+                now - last_send.max(last_recv)
+            );
+            cx.close();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_idle;
+
+    #[test]
+    fn idle_means_silent_both_ways() {
+        // Nothing received since the request, but a part queued recently.
+        assert!(!is_idle(40_000, 35_000, 1_000, 30_000));
+        assert!(is_idle(40_000, 9_000, 1_000, 30_000));
+        assert!(!is_idle(31_000, 0, 1_000, 30_000));
+        assert!(is_idle(31_001, 0, 1_000, 30_000));
+        assert!(!is_idle(5, u64::MAX, 0, 30_000));
+    }
+
+    #[test]
+    fn a_client_waiting_for_continue_sends_no_body() {
+        assert!(super::expects_continue(
+            b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n"
+        ));
+        assert!(!super::expects_continue(
+            b"POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\nExpect: 100-continue"
+        ));
     }
 }

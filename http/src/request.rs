@@ -214,6 +214,29 @@ fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<Head>, ParseError> {
     }))
 }
 
+/// How many body bytes of a request announced by its `Content-Length`
+/// have not arrived in `buf` yet: what to read and drop after refusing an
+/// oversized body, so the client, still sending, can read the refusal.
+/// `None` when `buf` holds no whole head or the body is chunked.
+pub fn unread_body(buf: &[u8]) -> Option<usize> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(head) = req.parse(buf).ok()? else {
+        return None;
+    };
+    let value = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
+    };
+    if value("Transfer-Encoding").is_some_and(|v| v.contains("chunked")) {
+        return None;
+    }
+    let length: usize = value("Content-Length")?.parse().ok()?;
+    Some(length.saturating_sub(buf.len() - head))
+}
+
 /// Decodes a chunked body; `Ok(None)` until the last chunk and the
 /// trailer section are there.
 fn read_chunked(mut rest: &[u8], limit: usize) -> Result<Option<Vec<u8>>, ParseError> {
@@ -316,6 +339,23 @@ mod tests {
             parse_request(&chunked, limits),
             Err(ParseError::BodyTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn the_unread_body_is_counted_from_the_content_length() {
+        assert_eq!(
+            unread_body(b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\nabc"),
+            Some(8)
+        );
+        assert_eq!(
+            unread_body(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nabc"),
+            Some(0)
+        );
+        assert_eq!(unread_body(b"POST / HTTP/1.1\r\nContent-Le"), None);
+        assert_eq!(
+            unread_body(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            None
+        );
     }
 
     #[test]

@@ -164,7 +164,9 @@ pub trait ImConn<S> {
     /// and not consumed yet. Drain what was handled; the rest stays for the
     /// next call. The handler bounds its own buffer (e.g. close over 1 KiB).
     fn on_bytes(&mut self, _cx: &mut Ctx<'_, S>, _in_buf: &mut Vec<u8>) {}
-    /// The out-buffer drained after being busy (`OnWriteCompelete`).
+    /// The out-buffer drained after being busy (`OnWriteCompelete`), or,
+    /// after [`Reactor::notify_when_drained`], once it is empty however it
+    /// emptied: where a long body's next part is queued.
     fn on_write(&mut self, _cx: &mut Ctx<'_, S>) {}
     /// The connection ended, or an outgoing one failed (`OnClose`).
     fn on_close(&mut self, _cx: &mut Ctx<'_, S>) {}

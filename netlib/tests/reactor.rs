@@ -694,3 +694,67 @@ fn a_send_with_a_timeout_waits_for_room_then_gives_up() {
     let stats = net.inbox_stats();
     assert_eq!((stats.full, stats.refused, stats.queued), (2, 1, 0));
 }
+
+#[test]
+fn notify_when_drained_feeds_a_long_body_part_by_part() {
+    // Sends 2,000 parts of 1 KiB, the next on each `on_write` after
+    // `notify_when_drained`: the kernel takes most parts at once, when no
+    // backlog waits for the socket, and each still gets its `on_write`;
+    // 4 MiB parts fill the socket, and those get theirs after the drain.
+    struct Parts {
+        left: usize,
+        size: usize,
+    }
+    impl Parts {
+        fn next(&mut self, cx: &mut Ctx<'_, Echo>) {
+            if self.left == 0 {
+                cx.close_after_flush();
+                return;
+            }
+            self.left -= 1;
+            let byte = (self.left % 251) as u8;
+            cx.net.send(cx.id, &vec![byte; self.size]).unwrap();
+            cx.net.notify_when_drained(cx.id);
+        }
+    }
+    impl ImConn<Echo> for Parts {
+        fn on_pdu(&mut self, _cx: &mut Ctx<'_, Echo>, _pdu: ImPdu) {}
+        fn raw_bytes(&self) -> bool {
+            true
+        }
+        fn on_bytes(&mut self, cx: &mut Ctx<'_, Echo>, in_buf: &mut Vec<u8>) {
+            if in_buf.contains(&b'\n') {
+                in_buf.clear();
+                self.next(cx);
+            }
+        }
+        fn on_write(&mut self, cx: &mut Ctx<'_, Echo>) {
+            self.next(cx);
+        }
+    }
+    for (parts, size) in [(2_000usize, 1024usize), (4, 4 << 20)] {
+        let (tx, rx) = bounded(1);
+        let thread = std::thread::spawn(move || {
+            let mut net = Reactor::<Echo>::new().unwrap();
+            let addr = net
+                .listen("127.0.0.1", 0, move |_s: &mut Echo, _id| {
+                    Box::new(Parts { left: parts, size }) as Box<dyn ImConn<Echo>>
+                })
+                .unwrap()[0];
+            tx.send((addr, net.remote())).unwrap();
+            net.run(&mut Echo::default(), 1_000).unwrap();
+        });
+        let (addr, remote) = rx.recv().unwrap();
+        let mut c = connect(addr);
+        c.write_all(b"go\n").unwrap();
+        let mut all = Vec::new();
+        c.read_to_end(&mut all).unwrap();
+        assert_eq!(all.len(), parts * size);
+        for (i, part) in all.chunks(size).enumerate() {
+            let want = ((parts - 1 - i) % 251) as u8;
+            assert!(part.iter().all(|&b| b == want), "part {i} in order");
+        }
+        remote.run(|net, _| net.stop());
+        thread.join().unwrap();
+    }
+}

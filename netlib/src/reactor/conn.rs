@@ -85,18 +85,47 @@ impl<S: 'static> Reactor<S> {
     pub(super) fn flush(&mut self, state: &mut S) {
         while !self.to_flush.is_empty() {
             for id in std::mem::take(&mut self.to_flush) {
-                self.flush_one(id);
+                self.flush_one(state, id);
             }
             self.reap(state);
         }
     }
 
-    fn flush_one(&mut self, id: ConnId) {
+    fn flush_one(&mut self, state: &mut S, id: ConnId) {
         match self.conn_mut(id) {
             Some(c) if c.flush_queued => c.flush_queued = false,
             _ => return,
         }
-        self.write_backlog(id);
+        if self.write_backlog(id) == Some(true) {
+            self.notify_drained(state, id);
+        }
+    }
+
+    /// Calls `on_write` for `id` if [`Self::notify_when_drained`] asked for
+    /// it; true when it did.
+    pub(super) fn notify_drained(&mut self, state: &mut S, id: ConnId) -> bool {
+        match self.conn_mut(id) {
+            Some(c) if c.drain_notify => c.drain_notify = false,
+            _ => return false,
+        }
+        self.with_handler(state, id.slot(), |h, cx| h.on_write(cx));
+        true
+    }
+
+    /// Asks for `ImConn::on_write` on `id` once its out-buffer is empty:
+    /// after this turn's write when the kernel takes everything queued,
+    /// else when the socket has drained it. Without this, `on_write` only
+    /// follows a backlog that waited for the socket, so a sender that feeds
+    /// the next part of a long body on `on_write` (msfs downloads) would
+    /// stall whenever a part went out at once. Once per call.
+    pub fn notify_when_drained(&mut self, id: ConnId) {
+        if let Some(c) = self.conn_mut(id) {
+            c.drain_notify = true;
+            if !c.flush_queued && !c.connecting {
+                c.flush_queued = true;
+                self.to_flush.push(id);
+            }
+        }
     }
 
     /// Writes `id`'s backlog as far as the kernel takes it. `Some(true)` when

@@ -116,6 +116,9 @@ struct Conn<S> {
     /// `ImConn::max_pdu_len`.
     max_pdu_len: u32,
     close_after_flush: bool,
+    /// Set by `Reactor::notify_when_drained`: call `on_write` once the
+    /// out-buffer is empty.
+    drain_notify: bool,
     /// Set by `close`: no more I/O; `on_close` and removal follow.
     closed: bool,
     last_send: u64,

@@ -220,7 +220,7 @@ impl<S: 'static> Reactor<S> {
     /// `CImConn::OnWrite`: writes the backlog; `on_write` when it drained.
     fn on_writable(&mut self, state: &mut S, id: ConnId) {
         let had_backlog = self.conn_mut(id).is_some_and(|c| c.out.backlog() > 0);
-        if self.write_backlog(id) == Some(true) && had_backlog {
+        if self.write_backlog(id) == Some(true) && !self.notify_drained(state, id) && had_backlog {
             self.with_handler(state, id.slot(), |h, cx| h.on_write(cx));
         }
     }

@@ -456,6 +456,53 @@ fn audio_goes_to_msfs_and_comes_back() {
 }
 
 #[test]
+fn audio_goes_through_a_real_msfs() {
+    // The same path as above, against the msfs binary: db_proxy uploads
+    // the sound with upload_byte_file and reads it back for the list.
+    let db = TestDb::with_schema();
+    let redis = RedisServer::start();
+    let msfs_port = tt_rs::free_port();
+    let msfs_conf = format!(
+        "ListenIP=127.0.0.1\nListenPort={msfs_port}\nBaseDir=./tmp\nFileCnt=0\n\
+         FilesPerDir=30000\nGetThreadCount=2\nPostThreadCount=1\n"
+    );
+    let mut msfs = tt_rs::ServerProcess::start(
+        &tt_rs::built_binary("msfs").to_string_lossy(),
+        "msfs.conf",
+        &msfs_conf,
+    );
+    msfs.wait_listening(msfs_port);
+    let site = format!("http://127.0.0.1:{msfs_port}/");
+    let port = tt_rs::free_port();
+    let p = start_with(
+        tt_rs::db_proxy_conf(&db, redis.port(), port, 2, 4, &site),
+        port,
+    );
+    let mut c = PduClient::connect(p.port);
+    let mut body = 3u32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"AMR-sound-bytes-from-a-phone");
+    let r = send(
+        &mut c,
+        1,
+        &msg_data(5, 6, MsgType::MSG_TYPE_SINGLE_AUDIO, &body, 77),
+    );
+    assert_eq!(r.msg_id, 1);
+    let paths: Vec<String> = rows(&db, "SELECT path FROM IMAudio");
+    assert_eq!(paths.len(), 1);
+    let prefix = format!("http://127.0.0.1:{msfs_port}/g0/000/000/");
+    let name = paths[0].strip_prefix(&prefix).expect("an msfs URL");
+    assert!(name.ends_with(".audio"), "{name}");
+    let stored = std::fs::read(msfs.dir().join("tmp/000/000").join(name)).unwrap();
+    assert_eq!(stored, b"AMR-sound-bytes-from-a-phone");
+    let l = list(&mut c, 6, 5, 0, 5);
+    assert_eq!(l.msg_list.len(), 1);
+    assert_eq!(
+        l.msg_list[0].msg_data, body,
+        "the sound comes back from msfs"
+    );
+}
+
+#[test]
 fn redis_down_means_id_zero_and_no_row() {
     let (db, mut redis, _p, mut c) = fresh(2, 4);
     let r = send(&mut c, 1, &text_msg(1, 2, b"before", 5));
