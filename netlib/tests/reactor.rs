@@ -5,7 +5,7 @@
 
 use base::pdu::{ImPdu, IM_PDU_HEADER_LEN};
 use crossbeam_channel::{bounded, Receiver};
-use netlib::{Ctx, Heartbeat, ImConn, ManualClock, Reactor, Remote};
+use netlib::{ConnId, Ctx, Heartbeat, ImConn, ManualClock, Reactor, Remote};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread::JoinHandle;
@@ -757,4 +757,70 @@ fn notify_when_drained_feeds_a_long_body_part_by_part() {
         remote.run(|net, _| net.stop());
         thread.join().unwrap();
     }
+}
+
+#[test]
+fn a_paused_connection_is_not_read_nor_timed_out_and_resumes_in_order() {
+    // The handler pauses its connection after every 3rd PDU (as db_proxy
+    // pauses a link over its bound); nothing more is handled until the
+    // test resumes it, a silent-link timeout does not fire meanwhile, and
+    // the PDUs are handled in order once it is resumed.
+    struct Pauser {
+        seen: Vec<u16>,
+        id: Option<ConnId>,
+    }
+    struct PauseConn;
+    impl ImConn<Pauser> for PauseConn {
+        fn on_connect(&mut self, cx: &mut Ctx<'_, Pauser>) {
+            cx.state.id = Some(cx.id);
+        }
+        fn on_pdu(&mut self, cx: &mut Ctx<'_, Pauser>, pdu: ImPdu) {
+            cx.state.seen.push(pdu.seq_num());
+            if cx.state.seen.len() % 3 == 0 {
+                cx.net.pause_reading(cx.id);
+            }
+        }
+        fn on_timer(&mut self, cx: &mut Ctx<'_, Pauser>, now: u64) {
+            cx.keep_alive(Heartbeat::SERVER, now);
+        }
+    }
+    let clock = ManualClock::new(0);
+    let mut net = Reactor::<Pauser>::with_clock(clock.clone()).unwrap();
+    let addr = net
+        .listen("127.0.0.1", 0, |_, _| {
+            Box::new(PauseConn) as Box<dyn ImConn<Pauser>>
+        })
+        .unwrap()[0];
+    let mut state = Pauser {
+        seen: Vec::new(),
+        id: None,
+    };
+    let mut c = connect(addr);
+    let mut all = Vec::new();
+    for seq in 1..=7u16 {
+        all.extend_from_slice(pdu(seq, b"x").as_bytes());
+    }
+    c.write_all(&all).unwrap();
+    let turns = |net: &mut Reactor<Pauser>, state: &mut Pauser| {
+        for _ in 0..20 {
+            net.run_once(state, 5).unwrap();
+        }
+    };
+    turns(&mut net, &mut state);
+    assert_eq!(state.seen, [1, 2, 3], "nothing handled while paused");
+    let id = state.id.unwrap();
+    assert!(net.is_paused(id));
+    // 40 s with nothing read: a paused peer is not silent.
+    for _ in 0..40 {
+        clock.advance(1_000);
+        net.run_once(&mut state, 0).unwrap();
+    }
+    assert!(net.is_open(id), "a paused link is not timed out");
+    net.resume_reading(id);
+    turns(&mut net, &mut state);
+    assert_eq!(state.seen, [1, 2, 3, 4, 5, 6], "resumed, then paused again");
+    net.resume_reading(id);
+    turns(&mut net, &mut state);
+    assert_eq!(state.seen, [1, 2, 3, 4, 5, 6, 7]);
+    assert!(!net.is_paused(id));
 }

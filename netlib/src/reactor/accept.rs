@@ -178,6 +178,7 @@ impl<S: 'static> Reactor<S> {
             readable_queued: false,
             max_pdu_len,
             close_after_flush: false,
+            paused: false,
             drain_notify: false,
             closed: false,
             last_send: now,

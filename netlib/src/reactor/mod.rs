@@ -116,6 +116,10 @@ struct Conn<S> {
     /// `ImConn::max_pdu_len`.
     max_pdu_len: u32,
     close_after_flush: bool,
+    /// Set by `Reactor::pause_reading`: nothing is read or handled until
+    /// `resume_reading` (the kernel's buffer fills and TCP pushes back on
+    /// the peer); the peer does not count as silent meanwhile.
+    paused: bool,
     /// Set by `Reactor::notify_when_drained`: call `on_write` once the
     /// out-buffer is empty.
     drain_notify: bool,
@@ -255,7 +259,11 @@ impl<S: 'static> Reactor<S> {
 
     /// Last send and last receive ticks of `id` (the reactor's ms, [`Reactor::now_ms`]).
     pub fn conn_ticks(&self, id: ConnId) -> Option<(u64, u64)> {
-        self.conn(id).map(|c| (c.last_send, c.last_recv))
+        // A paused connection is not read: what the peer sent waits in the
+        // kernel, so it has not been silent.
+        let now = self.now_ms();
+        self.conn(id)
+            .map(|c| (c.last_send, if c.paused { now } else { c.last_recv }))
     }
 
     /// Bytes queued on `id` that the kernel has not taken yet.

@@ -13,6 +13,9 @@
 //!   connection, with a log line.
 //! - A peer that half-closes still gets what is queued for it.
 //! - Raw connections (HTTP ports) get their bytes, not PDUs.
+//! - A server can stop reading one connection ([`Reactor::pause_reading`])
+//!   while the work it sent is over a bound, and take it up again: TCP
+//!   then pushes back on the peer (the C++ reads and queues everything).
 
 use super::{ConnId, Reactor};
 use base::pdu::{is_pdu_available_within, ImPdu};
@@ -33,6 +36,8 @@ pub const MAX_PDUS_PER_EVENT: usize = 64;
 
 /// How a dispatch of buffered PDUs ended.
 enum Dispatch {
+    /// The handler paused the connection; the rest stays buffered.
+    Paused,
     /// Every whole PDU was handled; the connection is open.
     Done,
     /// The turn's budget ran out with whole PDUs still buffered.
@@ -53,11 +58,47 @@ impl<S: 'static> Reactor<S> {
         }
     }
 
+    /// Stops reading and handling `id`: its PDUs stay in its buffer and in
+    /// the kernel (whose window then fills and holds the peer back) until
+    /// [`resume_reading`](Self::resume_reading). Heartbeats and timers go
+    /// on, and the peer does not count as silent meanwhile (see
+    /// [`conn_ticks`](Self::conn_ticks)). db_proxy pauses a msg_server
+    /// link whose requests with the workers are over its bound. A no-op on
+    /// a closed id.
+    pub fn pause_reading(&mut self, id: ConnId) {
+        if let Some(c) = self.conn_mut(id) {
+            c.paused = true;
+        }
+    }
+
+    /// Reads and handles `id` again: what it buffered first, then the
+    /// socket (on the next turn; no event would say there is data).
+    pub fn resume_reading(&mut self, id: ConnId) {
+        let now = self.now_ms();
+        match self.conn_mut(id) {
+            Some(c) if c.paused => {
+                c.paused = false;
+                c.last_recv = now;
+            }
+            _ => return,
+        }
+        self.queue_readable(id);
+    }
+
+    /// True while `id` is paused by [`pause_reading`](Self::pause_reading).
+    pub fn is_paused(&self, id: ConnId) -> bool {
+        self.conn(id).is_some_and(|c| c.paused)
+    }
+
     /// `CImConn::OnRead`: reads until `WouldBlock`, handing every whole PDU
     /// to the handler as it arrives (so the in-buffer never holds more than
     /// one partial PDU plus one read).
     pub(super) fn on_readable(&mut self, state: &mut S, id: ConnId) {
         let key = id.slot();
+        if self.is_paused(id) {
+            // Taken up again by resume_reading.
+            return;
+        }
         let mut taken = 0;
         let mut budget = MAX_PDUS_PER_EVENT;
         // PDUs an earlier turn's budget left in the buffer go first, before
@@ -72,7 +113,7 @@ impl<S: 'static> Reactor<S> {
                     self.queue_readable(id);
                     return;
                 }
-                Dispatch::Closed => return,
+                Dispatch::Closed | Dispatch::Paused => return,
             }
         }
         loop {
@@ -85,7 +126,7 @@ impl<S: 'static> Reactor<S> {
             };
             // Half-closed, or closing once its reply is written (the C++
             // closed at once and handled nothing more).
-            if conn.read_closed || conn.close_after_flush {
+            if conn.read_closed || conn.close_after_flush || conn.paused {
                 return;
             }
             if taken >= MAX_READ_PER_EVENT {
@@ -126,7 +167,7 @@ impl<S: 'static> Reactor<S> {
                             self.queue_readable(id);
                             return;
                         }
-                        Dispatch::Closed => return,
+                        Dispatch::Closed | Dispatch::Paused => return,
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
@@ -151,7 +192,12 @@ impl<S: 'static> Reactor<S> {
         let mut pos = 0;
         let mut open = true;
         let mut spent = false;
+        let mut paused = false;
         loop {
+            if self.conns.get(key).is_some_and(|c| c.paused) {
+                paused = true;
+                break;
+            }
             match is_pdu_available_within(&in_buf[pos..], limit) {
                 Ok(Some(_)) if *budget == 0 => {
                     spent = true;
@@ -196,10 +242,11 @@ impl<S: 'static> Reactor<S> {
                 c.in_buf = in_buf;
             }
         }
-        match (open, spent) {
-            (false, _) => Dispatch::Closed,
-            (true, true) => Dispatch::BudgetSpent,
-            (true, false) => Dispatch::Done,
+        match (open, paused, spent) {
+            (false, _, _) => Dispatch::Closed,
+            (true, true, _) => Dispatch::Paused,
+            (true, false, true) => Dispatch::BudgetSpent,
+            (true, false, false) => Dispatch::Done,
         }
     }
 

@@ -35,6 +35,7 @@ impl ImConn<ProxyState> for ProxyConn {
     fn on_close(&mut self, cx: &mut Ctx<'_, ProxyState>) {
         log::info!("msg_server link {} closed", cx.id);
         cx.state.links.remove(&cx.id);
+        cx.state.paused.remove(&cx.id);
         let dropped = cx.state.work.close(cx.id);
         if dropped > 0 {
             log::warn!("link {}: {dropped} held requests dropped with it", cx.id);
@@ -63,6 +64,10 @@ impl ImConn<ProxyState> for ProxyConn {
         match cx.state.work.offer(cx.id, Request { handler, pdu }, bytes) {
             Admit::Run(req) => cx.state.run_request(cx.id, req),
             Admit::Held { engaged: true } => {
+                // Nothing more is read from it until its held requests are
+                // all with the workers: TCP holds the msg_server back.
+                cx.net.pause_reading(cx.id);
+                cx.state.paused.insert(cx.id);
                 let n = cx.state.metrics.engaged();
                 log::warn!(
                     "link {}: over its bound of requests with the workers ({} in all); \
@@ -71,7 +76,10 @@ impl ImConn<ProxyState> for ProxyConn {
                     cx.state.work.in_flight()
                 );
             }
-            Admit::Held { engaged: false } => {}
+            Admit::Held { engaged: false } => {
+                cx.net.pause_reading(cx.id);
+                cx.state.paused.insert(cx.id);
+            }
             Admit::Overflow => {
                 cx.state
                     .metrics

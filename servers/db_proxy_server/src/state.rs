@@ -61,6 +61,8 @@ pub struct ProxyState {
     pub remote: Remote<ProxyState>,
     /// Every open msg_server link (`g_proxy_conn_map`).
     pub links: HashSet<ConnId>,
+    /// Links whose reads are paused while they have requests held back.
+    pub paused: HashSet<ConnId>,
     /// The group-chat sync thread; asked to stop on SIGTERM, joined with
     /// the workers.
     pub sync_thread: Option<SyncThread>,
@@ -88,6 +90,7 @@ impl ProxyState {
             workers: Some(workers),
             remote,
             links: HashSet::new(),
+            paused: HashSet::new(),
             sync_thread: Some(sync_thread),
             work: WorkQueue::new(limits),
             metrics: Arc::default(),
@@ -141,6 +144,16 @@ impl ProxyState {
         }
         for (held_link, req) in self.work.done(link) {
             self.run_request(held_link, req);
+        }
+        if !self.paused.is_empty() {
+            let work = &self.work;
+            self.paused.retain(|&l| {
+                let holding = work.is_holding(l);
+                if !holding {
+                    net.resume_reading(l);
+                }
+                holding
+            });
         }
         self.finish_when_drained();
     }

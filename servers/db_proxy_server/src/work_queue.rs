@@ -13,11 +13,12 @@
 //! [`Limits::link_hold_bytes`] bytes is closed (its held requests, never
 //! answered nor acknowledged, go with it).
 //!
-//! netlib has no way to stop reading one connection, so "stop reading a
-//! link" is this held queue: the loop still reads the link's PDUs (and
-//! keeps answering heartbeats and timers) but no longer hands them on.
-//! This struct is pure bookkeeping, free of sockets and threads, so its
-//! decisions are unit-tested directly.
+//! A link with held requests is also paused (`Reactor::pause_reading`)
+//! until they are all with the workers again, so TCP pushes back on the
+//! msg_server instead of its requests piling up here: the held queue then
+//! holds at most what one turn had already read. The loop keeps its
+//! heartbeats and timers meanwhile. This struct is pure bookkeeping, free
+//! of sockets and threads, so its decisions are unit-tested directly.
 
 use netlib::ConnId;
 use std::collections::{HashMap, VecDeque};
@@ -198,6 +199,11 @@ impl<T> WorkQueue<T> {
         }
         self.waiting.retain(|&id| id != link);
         dropped
+    }
+
+    /// True while `link` has requests held back (its reads stay paused).
+    pub fn is_holding(&self, link: ConnId) -> bool {
+        self.links.get(&link).is_some_and(|w| !w.held.is_empty())
     }
 
     /// Requests in the worker pool (queued or running).
