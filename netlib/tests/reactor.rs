@@ -776,7 +776,7 @@ fn a_paused_connection_is_not_read_nor_timed_out_and_resumes_in_order() {
         }
         fn on_pdu(&mut self, cx: &mut Ctx<'_, Pauser>, pdu: ImPdu) {
             cx.state.seen.push(pdu.seq_num());
-            if cx.state.seen.len() % 3 == 0 {
+            if cx.state.seen.len().is_multiple_of(3) {
                 cx.net.pause_reading(cx.id);
             }
         }
