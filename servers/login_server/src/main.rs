@@ -11,6 +11,7 @@
 //! - [`http_conn`] is `HttpConn.cpp` (+ the `HttpParserWrapper` parts it uses);
 //! - [`ip_parser`] is `ipparser.cpp`;
 //! - [`msg_serv_info`] is `msg_serv_info_t`, `g_msg_serv_info` and the choice loop;
+//! - [`metrics`]: `GET /metrics` (not in the C++);
 //! - [`state`] gathers the C++ globals into the reactor's state ([`LoginState`]);
 //! - `tt_http::styled_json` lays out the HTTP answers as jsoncpp's
 //!   `toStyledString`.
@@ -21,6 +22,7 @@
 mod http_conn;
 mod ip_parser;
 mod login_conn;
+mod metrics;
 mod msg_serv_info;
 mod state;
 
@@ -84,6 +86,9 @@ enum ServeError {
         /// Why.
         source: NetError,
     },
+    /// The metrics port could not be opened.
+    #[error(transparent)]
+    Metrics(#[from] tt_http::metrics::MetricsError),
     /// The event loop failed.
     #[error("event loop: {0}")]
     Io(#[from] std::io::Error),
@@ -130,6 +135,8 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         config.http_port,
         || Box::new(LoginHttp::conn()),
     )?;
+
+    tt_http::metrics::listen_metrics(&mut net, &conf, metrics::render)?;
 
     let mut state = LoginState {
         msg_servs: MsgServTable::default(),
