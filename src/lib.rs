@@ -687,3 +687,4 @@ pub fn add_group(
 
 pub mod cluster;
 pub mod http;
+pub mod metrics;
