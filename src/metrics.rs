@@ -240,7 +240,7 @@ pub fn check_format(text: &str) -> Result<Vec<Sample>, String> {
         if !seen.insert(series.to_string()) {
             return Err(at("sample repeated".into()));
         }
-        if kind == "counter" && !(value >= 0.0) {
+        if kind == "counter" && (value.is_nan() || value < 0.0) {
             return Err(at("negative counter".into()));
         }
         samples.push(Sample {
