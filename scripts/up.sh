@@ -26,13 +26,13 @@ bash scripts/down.sh
 
 # server, its .conf, and the IP-key:port-key pairs it listens on.
 servers=(
-    "route_server routeserver.conf ListenIP:ListenMsgPort"
-    "login_server loginserver.conf ClientListenIP:ClientPort HttpListenIP:HttpPort MsgServerListenIP:MsgServerPort"
-    "db_proxy_server dbproxyserver.conf ListenIP:ListenPort"
-    "msg_server msgserver.conf ListenIP:ListenPort"
-    "file_server fileserver.conf ClientListenIP:ClientListenPort MsgServerListenIP:MsgServerListenPort"
+    "route_server routeserver.conf ListenIP:ListenMsgPort MetricsListenIP:MetricsPort"
+    "login_server loginserver.conf ClientListenIP:ClientPort HttpListenIP:HttpPort MsgServerListenIP:MsgServerPort MetricsListenIP:MetricsPort"
+    "db_proxy_server dbproxyserver.conf ListenIP:ListenPort MetricsListenIP:MetricsPort"
+    "msg_server msgserver.conf ListenIP:ListenPort MetricsListenIP:MetricsPort"
+    "file_server fileserver.conf ClientListenIP:ClientListenPort MsgServerListenIP:MsgServerListenPort MetricsListenIP:MetricsPort"
     "msfs msfs.conf ListenIP:ListenPort"
-    "http_msg_server httpmsgserver.conf ListenIP:ListenPort"
+    "http_msg_server httpmsgserver.conf ListenIP:ListenPort MetricsListenIP:MetricsPort"
     "push_server pushserver.conf ListenIP:ListenPort"
 )
 

@@ -8,10 +8,15 @@ use crate::{
 };
 
 /// Starts the workspace binary `binary` with `conf` as `conf_name` in its
-/// working directory, and waits until it listens on each of `ports`.
+/// working directory, and waits until it listens on each of `ports`. Its
+/// metrics port is on too, at a free port (see [`crate::metrics::scrape`]).
 pub fn start_server(binary: &str, conf_name: &str, conf: &str, ports: &[u16]) -> ServerProcess {
     let bin = built_binary(binary);
-    let mut p = ServerProcess::start(&bin.to_string_lossy(), conf_name, conf);
+    let conf = format!(
+        "MetricsListenIP=127.0.0.1\nMetricsPort={}\n{conf}",
+        free_port()
+    );
+    let mut p = ServerProcess::start(&bin.to_string_lossy(), conf_name, &conf);
     for &port in ports {
         p.wait_listening(port);
     }

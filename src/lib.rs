@@ -691,3 +691,4 @@ pub fn add_group(
 
 pub mod cluster;
 pub mod http;
+pub mod metrics;

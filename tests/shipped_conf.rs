@@ -20,8 +20,10 @@ fn with_values(text: &str, values: &[(&str, String)]) -> String {
     out
 }
 
+/// The shipped `conf/<name>`, its metrics port moved to a free one.
 fn shipped(name: &str) -> String {
-    std::fs::read_to_string(tt_rs::repo_root().join("conf").join(name)).unwrap()
+    let text = std::fs::read_to_string(tt_rs::repo_root().join("conf").join(name)).unwrap();
+    with_values(&text, &[("MetricsPort", free_port().to_string())])
 }
 
 fn start(binary: &str, conf_name: &str, conf: &str, ports: &[u16]) -> ServerProcess {
@@ -42,6 +44,9 @@ fn route_server_starts_with_the_shipped_conf() {
     );
     let p = start("route_server", "routeserver.conf", &conf, &[port]);
     assert!(p.log().contains(&format!("127.0.0.1:{port}")));
+    // The shipped files turn metrics on (at a loopback port).
+    let s = tt_rs::metrics::scrape(&p);
+    assert_eq!(s.value("tt_route_msg_server_links", &[]), 0.0);
 }
 
 #[test]
@@ -179,4 +184,7 @@ fn msfs_starts_with_the_shipped_conf() {
     // BaseDir=./tmp, relative to the working directory.
     let stored = p.dir().join("tmp").join(path.strip_prefix("g0/").unwrap());
     assert_eq!(std::fs::read(stored).unwrap(), b"PNG");
+    // The shipped file turns metrics on: the upload's connection counts.
+    let s = tt_rs::metrics::scrape(&p);
+    assert!(s.value("tt_connections_opened_total", &[("kind", "MsfsHttp")]) >= 1.0);
 }

@@ -188,6 +188,10 @@ impl<S: 'static, H: HttpHandler<S>> ImConn<S> for HttpConn<H> {
         true
     }
 
+    fn kind(&self) -> &'static str {
+        netlib::metrics::short_type_name::<H>()
+    }
+
     fn on_connect(&mut self, cx: &mut Ctx<'_, S>) {
         log::debug!("http connection {} from {:?}", cx.id, cx.peer_addr());
     }

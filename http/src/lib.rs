@@ -16,6 +16,8 @@
 //!   [`HttpConn`] adapter feeds the raw bytes to the reader and hands each
 //!   whole request to the server's [`HttpHandler`], which answers at once
 //!   or later (after a db_proxy reply, or a worker's disk read).
+//! - [`metrics`]: `GET /metrics`, the Prometheus scrape port every server
+//!   opens when its conf sets `MetricsListenIP`/`MetricsPort`.
 //! - [`styled_json`]: the JSON text of the C++ answers as jsoncpp's
 //!   `toStyledString` lays it out (login_server, http_msg_server).
 //! - [`client`]: `HttpClient.cpp` (libcurl in the C++): a small blocking
@@ -27,6 +29,7 @@
 
 pub mod client;
 pub mod conn;
+pub mod metrics;
 pub mod request;
 pub mod response;
 pub mod styled_json;

@@ -160,6 +160,13 @@ pub trait ImConn<S> {
     fn max_pdu_len(&self) -> u32 {
         base::pdu::MAX_PDU_LEN
     }
+    /// What kind of connection this is, for the metrics' `kind` label
+    /// (connections, bytes, out-buffers by kind): by default the handler's
+    /// type name (`MsgConn`, `DbServConn`); override it when one type
+    /// serves several kinds. Asked once, when the connection is registered.
+    fn kind(&self) -> &'static str {
+        crate::metrics::short_type_name::<Self>()
+    }
     /// Raw mode only: new bytes arrived; `in_buf` holds everything received
     /// and not consumed yet. Drain what was handled; the rest stays for the
     /// next call. The handler bounds its own buffer (e.g. close over 1 KiB).

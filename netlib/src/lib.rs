@@ -17,6 +17,9 @@
 //!   connect (msg_server's and http_msg_server's peer links).
 //! - [`clock`]: `get_tick_count` as the reactor's own clock, monotonic, or
 //!   driven by a test ([`ManualClock`]).
+//! - [`metrics`]: counters, gauges, histograms and the Prometheus text
+//!   format, once for every server (the C++ has none); the reactor counts
+//!   connections, bytes and PDUs by itself ([`Reactor::write_metrics`]).
 //! - [`remote`]: the cross-thread hand-back the C++ lacks (its db_proxy
 //!   workers' replies wait for the next 10 ms tick; ours wake the loop),
 //!   through a bounded inbox.
@@ -28,6 +31,7 @@
 pub mod clock;
 pub mod event_dispatch;
 pub mod imconn;
+pub mod metrics;
 pub mod peer_list;
 pub mod reactor;
 pub mod remote;

@@ -37,6 +37,9 @@ pub struct ServInfo {
     pub idle_cnt: u32,
     /// Ticks to wait before the next try.
     pub reconnect_cnt: u32,
+    /// Connects started to this peer (the first and every reconnect), for
+    /// metrics.
+    pub connects: u64,
 }
 
 /// The list of peers of one kind.
@@ -67,6 +70,7 @@ impl ServList {
                         conn: None,
                         idle_cnt: 0,
                         reconnect_cnt: MIN_RECONNECT_CNT / 2,
+                        connects: 0,
                     }
                 })
                 .collect(),
@@ -113,6 +117,7 @@ impl ServList {
         make: &mut impl FnMut(usize) -> Box<dyn ImConn<S>>,
     ) {
         let s = &mut self.servers[idx];
+        s.connects += 1;
         let started = match s.resolved {
             Some(addr) => net.connect_addr(addr, make(idx)),
             None => net.connect(&s.addr.ip, s.addr.port, make(idx)),

@@ -164,6 +164,10 @@ impl<S: 'static> Reactor<S> {
         self.next_serial = self.next_serial.wrapping_add(1).max(1);
         let raw = handler.raw_bytes();
         let max_pdu_len = handler.max_pdu_len();
+        let kind = self.stats.kind_index(handler.kind());
+        let k = &mut self.stats.kinds[kind];
+        k.open += 1;
+        k.opened += 1;
         entry.insert(Conn {
             stream,
             serial,
@@ -177,6 +181,7 @@ impl<S: 'static> Reactor<S> {
             flush_queued: false,
             readable_queued: false,
             max_pdu_len,
+            kind,
             close_after_flush: false,
             paused: false,
             drain_notify: false,

@@ -58,12 +58,19 @@ impl<S: 'static> Reactor<S> {
     /// connection is not open; the out-buffer cap closes the connection.
     pub fn send(&mut self, id: ConnId, bytes: &[u8]) -> Result<(), NetError> {
         let now = self.now_ms();
-        let conn = self.conn_mut(id).ok_or(NetError::NotConnected(id))?;
+        // The table's entry, not `conn_mut`: the counters beside it are
+        // bumped while it is borrowed.
+        let conn = self
+            .conns
+            .get_mut(id.slot())
+            .filter(|c| c.serial == id.serial && !c.closed)
+            .ok_or(NetError::NotConnected(id))?;
         conn.last_send = now;
         // A backlog already there waits for the socket to be writable (or
         // for this turn's flush); only an idle connection joins the flush.
         let idle = conn.out.backlog() == 0;
         if let Err(full) = conn.out.push(bytes) {
+            self.stats.out_buf_full_closes += 1;
             log::warn!(
                 "connection {id} ({:?}): peer is not reading, out-buffer over {} bytes; closing",
                 conn.peer,
@@ -71,6 +78,12 @@ impl<S: 'static> Reactor<S> {
             );
             self.close(id);
             return Err(NetError::NotConnected(id));
+        }
+        if let Some(k) = self.stats.kinds.get_mut(conn.kind) {
+            k.bytes_out += bytes.len() as u64;
+        }
+        if !conn.raw {
+            self.stats.count_sent_pdus(bytes);
         }
         if idle && !conn.connecting && !conn.flush_queued {
             conn.flush_queued = true;
@@ -180,6 +193,7 @@ impl<S: 'static> Reactor<S> {
 
     /// Closes `id` for input that is not a PDU, saying why.
     pub(super) fn close_bad_input(&mut self, id: ConnId, e: &dyn std::fmt::Display) {
+        self.stats.bad_input_closes += 1;
         log::warn!(
             "connection {id} ({:?}) sent a bad PDU, closing it: {e}",
             self.peer_addr(id)

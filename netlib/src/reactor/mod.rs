@@ -12,6 +12,8 @@
 //!   (`netlib_register_timer`, `netlib_add_loop`, `_CheckTimer`, `_CheckLoop`);
 //! - `accept`: listen, connect and accept (`netlib_listen`,
 //!   `netlib_connect`, `CBaseSocket::Listen`/`Connect`/`_AcceptNewSocket`);
+//! - `stats`: what it counts for metrics (connections by kind, bytes and
+//!   PDUs in and out, out-buffers), rendered by `write_metrics`;
 //! - `turn`: one turn of the loop (`StartDispatch`, `netlib_eventloop`):
 //!   poll, events, the cross-thread inbox, timers, reaping closed connections.
 //!
@@ -30,6 +32,7 @@ mod conn;
 mod ids;
 mod out_buf;
 mod read;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod timers;
@@ -39,6 +42,7 @@ pub use accept::{LISTEN_BACKLOG, MAX_ACCEPTS_PER_TURN};
 pub use ids::{ConnId, TimerId};
 pub use out_buf::{DEFAULT_OUT_BUF_CAP, NETLIB_MAX_SOCKET_BUF_SIZE};
 pub use read::{MAX_PDUS_PER_EVENT, MAX_READ_PER_EVENT};
+pub use stats::NetMetrics;
 pub use timers::CONN_TICK_MS;
 
 pub(crate) use accept::resolve;
@@ -115,6 +119,8 @@ struct Conn<S> {
     readable_queued: bool,
     /// `ImConn::max_pdu_len`.
     max_pdu_len: u32,
+    /// Index of its `ImConn::kind` in `Reactor::stats`.
+    kind: usize,
     close_after_flush: bool,
     /// Set by `Reactor::pause_reading`: nothing is read or handled until
     /// `resume_reading` (the kernel's buffer fills and TCP pushes back on
@@ -177,6 +183,8 @@ pub struct Reactor<S> {
     running: bool,
     /// Where every tick, timer and `on_timer` time comes from.
     clock: Box<dyn Clock>,
+    /// What the loop counts for metrics.
+    stats: NetMetrics,
 }
 
 impl<S: 'static> Reactor<S> {
@@ -215,6 +223,7 @@ impl<S: 'static> Reactor<S> {
             signal_handler: None,
             running: false,
             clock: Box::new(clock),
+            stats: NetMetrics::default(),
         })
     }
 

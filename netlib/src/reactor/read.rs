@@ -149,6 +149,9 @@ impl<S: 'static> Reactor<S> {
                 }
                 Ok(n) => {
                     taken += n;
+                    if let Some(k) = self.stats.kinds.get_mut(conn.kind) {
+                        k.bytes_in += n as u64;
+                    }
                     conn.last_recv = self.clock.now_ms();
                     conn.in_buf.extend_from_slice(&self.read_buf[..n]);
                     let dispatched = if conn.raw {
@@ -208,7 +211,10 @@ impl<S: 'static> Reactor<S> {
                     let frame = in_buf[pos..pos + len].to_vec();
                     pos += len;
                     let pdu = match ImPdu::from_frame(frame) {
-                        Ok(p) => p,
+                        Ok(p) => {
+                            self.stats.pdus_in.count(p.service_id(), p.command_id());
+                            p
+                        }
                         Err(e) => {
                             self.close_bad_input(id, &e);
                             open = false;

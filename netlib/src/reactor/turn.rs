@@ -245,6 +245,9 @@ impl<S: 'static> Reactor<S> {
             }
             if self.conns.get(key).is_some_and(|c| c.serial == id.serial) {
                 let conn = self.conns.remove(key);
+                if let Some(k) = self.stats.kinds.get_mut(conn.kind) {
+                    k.open -= 1;
+                }
                 log::debug!("connection {id} ({:?}) removed", conn.peer);
             }
         }

@@ -10,6 +10,7 @@
 //! that return to the pool on drop.
 
 use crate::config::CacheInstanceConfig;
+use crate::metrics::PoolMetrics;
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -71,6 +72,8 @@ pub struct CachePool {
     max: usize,
     state: Mutex<PoolState>,
     freed: Condvar,
+    /// In use, waiting, errors: for `GET /metrics`.
+    pub metrics: PoolMetrics,
 }
 
 impl CachePool {
@@ -91,6 +94,7 @@ impl CachePool {
                 total: 0,
             }),
             freed: Condvar::new(),
+            metrics: PoolMetrics::default(),
         };
         let first = MIN_CACHE_CONN_CNT.min(cfg.max_conn_cnt);
         for _ in 0..first {
@@ -159,15 +163,21 @@ impl CachePool {
                     last_try: None,
                 };
             }
-            if self.freed.wait_until(&mut st, deadline).timed_out() {
+            self.metrics.waiting.inc();
+            let timed_out = self.freed.wait_until(&mut st, deadline).timed_out();
+            self.metrics.waiting.dec();
+            if timed_out {
+                self.metrics.errors.inc();
                 return Err(CacheError::Exhausted(self.name.clone()));
             }
         };
         drop(st);
         if let Err(e) = self.connect(&mut slot) {
+            self.metrics.errors.inc();
             self.release(slot);
             return Err(e);
         }
+        self.metrics.in_use.inc();
         Ok(CacheConn {
             pool: self,
             slot: Some(slot),
@@ -201,6 +211,7 @@ impl CacheConn<'_> {
             });
         };
         f(conn).map_err(|source| {
+            self.pool.metrics.errors.inc();
             if source.is_io_error()
                 || source.is_connection_dropped()
                 || source.is_connection_refusal()
@@ -219,6 +230,7 @@ impl CacheConn<'_> {
 impl Drop for CacheConn<'_> {
     fn drop(&mut self) {
         if let Some(mut slot) = self.slot.take() {
+            self.pool.metrics.in_use.dec();
             // A worker unwinding from a panic may have left the connection
             // inside a MULTI or with replies unread: close it; the slot
             // reconnects on its next use, at once (Redis is not down).
@@ -247,6 +259,11 @@ impl CacheManager {
             pools.insert(cfg.name.clone(), CachePool::new(cfg)?);
         }
         Ok(CacheManager { pools })
+    }
+
+    /// Every pool and its name.
+    pub fn pools(&self) -> impl Iterator<Item = (&str, &PoolMetrics)> {
+        self.pools.iter().map(|(n, p)| (n.as_str(), &p.metrics))
     }
 
     /// `GetCacheConn(pool_name)`.

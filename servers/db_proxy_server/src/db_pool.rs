@@ -11,6 +11,7 @@
 //! caller waits at most [`CHECKOUT_TIMEOUT`] instead of forever.
 
 use crate::config::DbInstanceConfig;
+use crate::metrics::PoolMetrics;
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
 use parking_lot::{Condvar, Mutex};
@@ -70,6 +71,8 @@ pub struct DbPool {
     max: usize,
     state: Mutex<PoolState>,
     freed: Condvar,
+    /// In use, waiting, errors: for `GET /metrics`.
+    pub metrics: PoolMetrics,
 }
 
 impl DbPool {
@@ -93,6 +96,7 @@ impl DbPool {
                 total: 0,
             }),
             freed: Condvar::new(),
+            metrics: PoolMetrics::default(),
         };
         let first = MIN_DB_CONN_CNT.min(cfg.max_conn_cnt);
         for _ in 0..first {
@@ -134,12 +138,17 @@ impl DbPool {
                         Ok(self.guard(conn))
                     }
                     Err(e) => {
+                        self.metrics.errors.inc();
                         self.forget_one();
                         Err(e)
                     }
                 };
             }
-            if self.freed.wait_until(&mut st, deadline).timed_out() {
+            self.metrics.waiting.inc();
+            let timed_out = self.freed.wait_until(&mut st, deadline).timed_out();
+            self.metrics.waiting.dec();
+            if timed_out {
+                self.metrics.errors.inc();
                 return Err(DbError::Exhausted(self.name.clone()));
             }
         }
@@ -153,6 +162,7 @@ impl DbPool {
             match self.open() {
                 Ok(conn) => idle.conn = conn,
                 Err(e) => {
+                    self.metrics.errors.inc();
                     self.forget_one();
                     return Err(e);
                 }
@@ -162,6 +172,7 @@ impl DbPool {
     }
 
     fn guard(&self, conn: Conn) -> DbConn<'_> {
+        self.metrics.in_use.inc();
         DbConn {
             pool: self,
             conn: Some(conn),
@@ -200,6 +211,7 @@ impl DbConn<'_> {
             return Err(DbError::Exhausted(self.pool.name.clone()));
         };
         f(conn).map_err(|source| {
+            self.pool.metrics.errors.inc();
             if matches!(
                 source,
                 mysql::Error::IoError(_)
@@ -282,6 +294,7 @@ impl Drop for DbConn<'_> {
         // makes MariaDB release them; reusing it would make every later
         // request for that lock time out.
         let panicking = std::thread::panicking();
+        self.pool.metrics.in_use.dec();
         match self.conn.take() {
             Some(conn) if !self.broken && !panicking => self.pool.release(conn),
             _ => {
@@ -318,6 +331,11 @@ impl DbManager {
             pools.insert(cfg.name.clone(), DbPool::new(cfg)?);
         }
         Ok(DbManager { pools })
+    }
+
+    /// Every pool and its name.
+    pub fn pools(&self) -> impl Iterator<Item = (&str, &PoolMetrics)> {
+        self.pools.iter().map(|(n, p)| (n.as_str(), &p.metrics))
     }
 
     /// `GetDBConn(pool_name)`.

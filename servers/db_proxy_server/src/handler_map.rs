@@ -106,6 +106,11 @@ impl HandlerMap {
         }
     }
 
+    /// Every command with a handler.
+    pub fn commands(&self) -> impl Iterator<Item = u16> + '_ {
+        self.handlers.keys().copied()
+    }
+
     /// `GetHandler`.
     pub fn get(&self, command_id: u16) -> Option<Handler> {
         self.handlers.get(&command_id).copied()

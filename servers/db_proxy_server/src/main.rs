@@ -18,7 +18,8 @@
 //!   `CachePool.cpp`); [`sync_center`] (`SyncCenter.cpp`);
 //!   [`http_client`]: audio to and from msfs (`base/HttpClient.cpp`);
 //!   [`config`]: the conf keys; [`work_queue`]: the bound on work handed
-//!   to the workers, with backpressure per link (`ThreadPool.cpp`).
+//!   to the workers, with backpressure per link (`ThreadPool.cpp`);
+//!   [`metrics`]: `GET /metrics` (not in the C++).
 
 mod business;
 mod cache_keys;
@@ -26,6 +27,7 @@ mod cache_pool;
 mod config;
 mod db_pool;
 mod handler_map;
+mod metrics;
 mod proxy_conn;
 mod services;
 mod state;
@@ -66,6 +68,7 @@ fn serve(config: base::config::ConfigFileReader) -> Result<(), StartError> {
     })? {
         log::info!("db_proxy_server listening for msg_servers on {addr}");
     }
+    tt_http::metrics::listen_metrics(&mut net, &config, metrics::render)?;
     net.handle_signals(&[signal_hook::consts::SIGTERM], |net, state, _| {
         proxy_conn::on_sigterm(net, state)
     })?;

@@ -27,6 +27,9 @@ pub enum StartError {
     /// Listening, threads, signals.
     #[error(transparent)]
     Net(#[from] netlib::NetError),
+    /// The metrics port could not be opened.
+    #[error(transparent)]
+    Metrics(#[from] tt_http::metrics::MetricsError),
     /// `aesKey` unusable for encryption.
     #[error("aesKey: {0}")]
     Aes(#[from] base::aes::AesError),

@@ -12,11 +12,13 @@
 //! 4 s, queued work or not).
 
 use crate::handler_map::Handler;
+use crate::metrics::{Busy, RequestLatency};
 use crate::services::Services;
 use crate::sync_center::SyncThread;
 use crate::work_queue::{Limits, WorkQueue};
 use base::pdu::ImPdu;
 use base::thread_pool::ThreadPool;
+use netlib::metrics::AtomicGauge;
 use netlib::{ConnId, Reactor, Remote};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,17 +33,34 @@ pub struct Request {
     pub pdu: ImPdu,
 }
 
-/// Counters of the work queue, shared so that a metrics exporter on
-/// another thread can read them.
-#[derive(Debug, Default)]
+/// Counters of the work queue and the workers, shared with the workers
+/// (which update theirs with relaxed atomics) and read by `GET /metrics`.
+#[derive(Debug)]
 pub struct WorkMetrics {
     /// How often a link went over its bound and had its requests held.
     pub backpressure_engaged: AtomicU64,
     /// Links closed because their held requests passed the hard cap.
     pub links_closed_over_hold: AtomicU64,
+    /// Workers running a request now.
+    pub busy_workers: AtomicGauge,
+    /// Worker threads.
+    pub workers: usize,
+    /// Time spent per request, by command.
+    pub latency: RequestLatency,
 }
 
 impl WorkMetrics {
+    /// Zero counts, `workers` threads, a latency histogram per command.
+    pub fn new(workers: usize, commands: impl IntoIterator<Item = u16>) -> WorkMetrics {
+        WorkMetrics {
+            backpressure_engaged: AtomicU64::new(0),
+            links_closed_over_hold: AtomicU64::new(0),
+            busy_workers: AtomicGauge::default(),
+            workers,
+            latency: RequestLatency::new(commands),
+        }
+    }
+
     /// Counts one more engagement and returns the new total.
     pub fn engaged(&self) -> u64 {
         self.backpressure_engaged.fetch_add(1, Ordering::Relaxed) + 1
@@ -84,16 +103,18 @@ impl ProxyState {
         sync_thread: SyncThread,
         limits: Limits,
     ) -> ProxyState {
+        let handlers = crate::handler_map::HandlerMap::new();
+        let metrics = Arc::new(WorkMetrics::new(workers.size(), handlers.commands()));
         ProxyState {
             services,
-            handlers: crate::handler_map::HandlerMap::new(),
+            handlers,
             workers: Some(workers),
             remote,
             links: HashSet::new(),
             paused: HashSet::new(),
             sync_thread: Some(sync_thread),
             work: WorkQueue::new(limits),
-            metrics: Arc::default(),
+            metrics,
             draining: false,
         }
     }
@@ -116,9 +137,17 @@ impl ProxyState {
             return;
         };
         let services = self.services.clone();
+        let metrics = self.metrics.clone();
         workers.add_task(move || {
             let mut completion = completion;
-            match (req.handler)(&services, &req.pdu) {
+            let started = std::time::Instant::now();
+            let busy = Busy::new(&metrics.busy_workers);
+            let result = (req.handler)(&services, &req.pdu);
+            drop(busy);
+            metrics
+                .latency
+                .observe(req.pdu.command_id(), started.elapsed());
+            match result {
                 Ok(Some(reply)) => completion.reply = Some(reply.into_bytes()),
                 Ok(None) => {}
                 Err(e) => log::warn!("command {:#06x}: {e}", req.pdu.command_id()),

@@ -503,6 +503,8 @@ impl FileClientConn {
                     offset: segment.offset,
                     file_data: file.read(segment)?,
                 };
+                let sent = rsp.file_data.len() as u64;
+                cx.state.metrics.bytes.add("download", sent);
                 cx.send_msg(pdu.seq_num(), &rsp);
                 if segment.last {
                     let from = file.header.from_user_id;
@@ -542,12 +544,18 @@ impl FileClientConn {
             let (receiver, seq) = task.data(*side, rsp.offset, rsp.file_data.len(), now)?;
             pdu.set_seq_num(seq);
             let _ = cx.net.send_pdu(receiver, &pdu);
+            let relayed = rsp.file_data.len() as u64;
+            cx.state.metrics.bytes.add("online", relayed);
             return Ok(());
         }
         let step = task.upload(rsp.offset, rsp.file_data.len(), now)?;
         let from = task.from_user_id;
         match upload {
-            Some(f) => f.write(&rsp.file_data)?,
+            Some(f) => {
+                f.write(&rsp.file_data)?;
+                let stored = rsp.file_data.len() as u64;
+                cx.state.metrics.bytes.add("upload", stored);
+            }
             None => return Err(ClientError::TaskGone(task_id.clone())),
         }
         match step {

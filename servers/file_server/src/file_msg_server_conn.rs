@@ -108,7 +108,10 @@ fn handle_transfer_req(cx: &mut Ctx<'_, FileState>, pdu: &ImPdu) -> Result<(), P
         monotonic_ms(),
         u64::from(unix_time()),
     );
-    match cx.state.tasks.insert(task) {
+    let inserted = cx.state.tasks.insert(task);
+    let result = if inserted.is_ok() { "ok" } else { "refused" };
+    cx.state.metrics.tasks.inc(result);
+    match inserted {
         Ok(()) => {
             log::info!(
                 "task {task_id}: {:?} {}->{}, {} bytes ({} tasks open)",

@@ -17,10 +17,12 @@
 //! - [`transfer_task_manager`] is `transfer_task_manager.cpp` (the table);
 //! - [`offline_file`] is `offline_file_util.h`, `OfflineFileHeader` and the
 //!   file code of `transfer_task.cpp` (the on-disk format);
-//! - [`state`] gathers the C++ singletons into the reactor's state.
+//! - [`state`] gathers the C++ singletons into the reactor's state;
+//! - [`metrics`]: `GET /metrics` (not in the C++).
 
 mod file_client_conn;
 mod file_msg_server_conn;
+mod metrics;
 mod offline_file;
 mod state;
 mod transfer_task;
@@ -139,6 +141,9 @@ enum ServeError {
     /// `offline_file/` cannot be used.
     #[error(transparent)]
     Offline(#[from] OfflineError),
+    /// The metrics port could not be opened.
+    #[error(transparent)]
+    Metrics(#[from] tt_http::metrics::MetricsError),
     /// The event loop failed.
     #[error("event loop failed: {0}")]
     Io(#[from] std::io::Error),
@@ -166,6 +171,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
     )? {
         log::info!("file_server listening for msg_servers on {addr}");
     }
+    tt_http::metrics::listen_metrics(&mut net, &conf, metrics::render)?;
     net.register_timer(TASK_TIMER_MS, |net, state: &mut FileState| {
         state::expire_tasks(net, state, monotonic_ms());
     });
@@ -178,6 +184,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         client_addrs: cfg.client_addrs(),
         tasks: TransferTaskManager::new(cfg.task_timeout_secs.saturating_mul(1_000)),
         store,
+        metrics: Default::default(),
     };
     log::info!("file_server entering the event loop");
     net.run(&mut state, LOOP_WAIT_MS)?;

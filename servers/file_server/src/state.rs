@@ -2,6 +2,7 @@
 //! in singletons (`ConfigUtil`, `TransferTaskManager`) and in
 //! `GetCurrentOfflinePath`, gathered in one struct owned by the event loop.
 
+use crate::metrics::FileMetrics;
 use crate::offline_file::{new_task_id, OfflineStore};
 use crate::transfer_task::TaskKind;
 use crate::transfer_task_manager::TransferTaskManager;
@@ -17,6 +18,8 @@ pub struct FileState {
     pub tasks: TransferTaskManager,
     /// `offline_file/` under the working directory.
     pub store: OfflineStore,
+    /// Tasks and bytes, for `GET /metrics`.
+    pub metrics: FileMetrics,
 }
 
 impl FileState {

@@ -157,7 +157,9 @@ fn answer(
             return;
         }
     };
-    if state.pending.take(http, kind).is_none() || !send_response(net, http, response) {
+    if state.pending.take(http, kind).is_some() && send_response(net, http, response) {
+        state.metrics.answered(response);
+    } else {
         log::debug!("db_proxy reply to {kind:?} for {http}: connection gone, dropped");
     }
 }
@@ -199,7 +201,9 @@ impl ImConn<HttpMsgState> for DbServConn {
         }
         let response = result(HttpError::ServerException);
         for http in lost {
-            send_response(cx.net, http, &response);
+            if send_response(cx.net, http, &response) {
+                cx.state.metrics.answered(&response);
+            }
         }
     }
 

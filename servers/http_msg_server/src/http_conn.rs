@@ -80,25 +80,31 @@ impl HttpHandler<HttpMsgState> for QueryHttp {
             request.body.len()
         );
         let state = &mut *cx.state;
+        let query = crate::metrics::query_label(request.path());
+        state.metrics.requests.inc(query);
         let links = Links {
             db: state.db.pick().is_some(),
             route: state.route.can_notify(),
         };
-        match http_query::dispatch(&request, links, state.app_keys.as_ref()) {
-            Decision::Reply(response) => Verdict::Reply(response),
+        let response = match http_query::dispatch(&request, links, state.app_keys.as_ref()) {
+            Decision::Reply(response) => response,
             Decision::ToDb(req) => {
                 if db_serv_conn::send_query(cx.net, cx.state, cx.id, req, monotonic_ms()) {
-                    Verdict::Later
-                } else {
-                    Verdict::Reply(result(HttpError::ServerException))
+                    return Verdict::Later;
                 }
+                result(HttpError::ServerException)
             }
-        }
+        };
+        cx.state.metrics.answered(&response);
+        Verdict::Reply(response)
     }
 
     /// What cannot become a request is answered, with a JSON body.
-    fn on_malformed(&mut self, _cx: &mut Ctx<'_, HttpMsgState>, error: &ParseError) -> Verdict {
-        Verdict::Reply(malformed_answer(error))
+    fn on_malformed(&mut self, cx: &mut Ctx<'_, HttpMsgState>, error: &ParseError) -> Verdict {
+        let response = malformed_answer(error);
+        cx.state.metrics.requests.inc("unreadable");
+        cx.state.metrics.answered(&response);
+        Verdict::Reply(response)
     }
 
     /// `OnClose`: a reply still to come is dropped.

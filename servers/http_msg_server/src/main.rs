@@ -16,13 +16,15 @@
 //! - [`db_serv_conn`] and [`route_serv_conn`] are `DBServConn.cpp` and
 //!   `RouteServConn.cpp` (the peer links);
 //! - [`attach_data`] is `AttachData.cpp` (the handle form only);
-//! - [`state`] gathers the C++ globals into the reactor's state.
+//! - [`state`] gathers the C++ globals into the reactor's state;
+//! - [`metrics`]: `GET /metrics` (not in the C++).
 
 mod attach_data;
 mod db_serv_conn;
 mod http_conn;
 mod http_pdu;
 mod http_query;
+mod metrics;
 mod route_serv_conn;
 mod state;
 
@@ -128,6 +130,9 @@ enum ServeError {
     /// The API port could not be opened.
     #[error("cannot listen for HTTP: {0}")]
     Listen(#[from] NetError),
+    /// The metrics port could not be opened.
+    #[error(transparent)]
+    Metrics(#[from] tt_http::metrics::MetricsError),
     /// The event loop failed.
     #[error("event loop failed: {0}")]
     Io(#[from] std::io::Error),
@@ -176,6 +181,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         master: None,
     };
     let mut state = HttpMsgState::new(db, route, cfg.app_keys.clone());
+    tt_http::metrics::listen_metrics(&mut net, &conf, metrics::render)?;
 
     state
         .db
@@ -216,7 +222,9 @@ fn answer_expired(net: &mut Reactor<HttpMsgState>, state: &mut HttpMsgState, now
     );
     let response = result(HttpError::ServerException);
     for http in expired {
-        tt_http::send_response(net, http, &response);
+        if tt_http::send_response(net, http, &response) {
+            state.metrics.answered(&response);
+        }
     }
 }
 

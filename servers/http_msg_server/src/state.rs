@@ -11,6 +11,7 @@
 
 use crate::db_serv_conn::DbServers;
 use crate::http_query::QueryKind;
+use crate::metrics::HttpMsgMetrics;
 use crate::route_serv_conn::RouteServers;
 use netlib::ConnId;
 use std::collections::{BTreeSet, HashMap};
@@ -34,6 +35,8 @@ pub struct HttpMsgState {
     /// `AppKeys` (not in the C++): the app keys accepted; `None` accepts
     /// every key, as the C++ does.
     pub app_keys: Option<BTreeSet<String>>,
+    /// Requests and answers, for `GET /metrics`.
+    pub metrics: HttpMsgMetrics,
 }
 
 impl HttpMsgState {
@@ -48,6 +51,7 @@ impl HttpMsgState {
             route,
             pending: PendingQueries::default(),
             app_keys,
+            metrics: HttpMsgMetrics::default(),
         }
     }
 }

@@ -16,6 +16,7 @@
 //! - [`http_conn`] is `HttpConn.cpp` (+ the `HttpParserWrapper` parts it uses);
 //! - [`ip_parser`] is `ipparser.cpp`;
 //! - [`msg_serv_info`] is `msg_serv_info_t`, `g_msg_serv_info` and the choice loop;
+//! - `metrics`: `GET /metrics` (not in the C++);
 //! - [`state`] gathers the C++ globals into the reactor's state ([`LoginState`]);
 //! - `tt_http::styled_json` lays out the HTTP answers as jsoncpp's
 //!   `toStyledString`.
@@ -26,6 +27,7 @@
 pub mod http_conn;
 mod ip_parser;
 mod login_conn;
+mod metrics;
 mod msg_serv_info;
 mod state;
 
@@ -96,6 +98,9 @@ pub enum ServeError {
         /// Why.
         source: NetError,
     },
+    /// The metrics port could not be opened.
+    #[error(transparent)]
+    Metrics(#[from] tt_http::metrics::MetricsError),
     /// The event loop failed.
     #[error("event loop: {0}")]
     Io(#[from] std::io::Error),
@@ -106,6 +111,7 @@ pub fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
     let config = LoginConfig::from_conf(&conf)?;
     let mut net = Reactor::<LoginState>::new()?;
     let mut state = start(config, &mut net)?;
+    tt_http::metrics::listen_metrics(&mut net, &conf, metrics::render)?;
     log::info!("login_server: entering the event loop");
     net.run(&mut state, LOOP_WAIT_MS)?;
     Ok(())

@@ -171,6 +171,14 @@ fn close_bad(cx: &mut Ctx<'_, LoginState>, why: &dyn std::fmt::Display) {
 }
 
 impl ImConn<LoginState> for LoginConn {
+    /// One handler type serves two ports: the metrics tell them apart.
+    fn kind(&self) -> &'static str {
+        match self.conn_type {
+            LoginConnType::MsgServ => "LoginConn(msg_server)",
+            LoginConnType::Client => "LoginConn(client)",
+        }
+    }
+
     /// Clients ask for a msg_server in a few bytes; msg_servers keep the
     /// server limit.
     fn max_pdu_len(&self) -> u32 {

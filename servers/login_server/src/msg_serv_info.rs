@@ -12,6 +12,7 @@
 //! "Full" is still decided by the reported count alone, as in the C++, so a
 //! hand-out whose client never shows up cannot make a msg_server refuse.
 
+use netlib::metrics::LabeledCounter;
 use netlib::ConnId;
 use std::collections::BTreeMap;
 
@@ -85,6 +86,8 @@ pub enum Choice {
 #[derive(Debug, Default)]
 pub struct MsgServTable {
     servers: BTreeMap<ConnId, MsgServInfo>,
+    /// Answers to "which msg_server", by result, for metrics.
+    handouts: LabeledCounter,
 }
 
 impl MsgServTable {
@@ -119,6 +122,7 @@ impl MsgServTable {
     /// ordered by socket handle gives them to the lowest handle.
     pub fn choose(&mut self) -> Choice {
         if self.servers.is_empty() {
+            self.handouts.inc("no_msg_server");
             return Choice::NoMsgServer;
         }
         let best = self
@@ -129,10 +133,25 @@ impl MsgServTable {
         match best {
             Some(info) => {
                 info.handed_out = info.handed_out.saturating_add(1);
+                self.handouts.inc("chosen");
                 Choice::Chosen(info.clone())
             }
-            None => Choice::AllFull,
+            None => {
+                self.handouts.inc("all_full");
+                Choice::AllFull
+            }
         }
+    }
+
+    /// The answers [`choose`](Self::choose) gave, by result (`chosen`,
+    /// `no_msg_server`, `all_full`).
+    pub fn handouts(&self) -> &LabeledCounter {
+        &self.handouts
+    }
+
+    /// Every registered msg_server.
+    pub fn servers(&self) -> impl Iterator<Item = &MsgServInfo> {
+        self.servers.values()
     }
 
     /// `g_total_online_user_cnt`: users on every msg_server, as reported.

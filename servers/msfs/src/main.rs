@@ -57,6 +57,9 @@ enum ServeError {
     /// The listener could not be set up.
     #[error("cannot listen: {0}")]
     Listen(#[from] NetError),
+    /// The metrics port could not be opened.
+    #[error(transparent)]
+    Metrics(#[from] tt_http::metrics::MetricsError),
     /// The pools or the event loop failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -91,6 +94,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         Box::new(MsfsHttp::conn())
     })?;
     log::info!("msfs: listening for HTTP on {bound:?}");
+    tt_http::metrics::listen_metrics(&mut net, &conf, |net, _state, out| net.write_metrics(out))?;
     net.handle_signals(
         &[libc::SIGINT, libc::SIGTERM, libc::SIGQUIT],
         |net, state: &mut MsfsState, sig| {

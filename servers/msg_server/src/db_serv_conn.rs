@@ -191,12 +191,14 @@ fn handle_validate_response(
     let online_status = client.online_status;
     match (rsp.result_code, rsp.user_info) {
         (0, Some(info)) => {
+            state.metrics.logins.inc("ok");
             msg_conn::login::login_validated(net, state, conn, info.user_id, &info.user_nick_name);
             let res = login_success(rsp.result_string, online_status, info);
             let _ = net.send_msg(conn, pdu.seq_num(), &res);
         }
         (code, _) => {
             log::info!("login of {} refused by db_proxy ({code})", rsp.user_name);
+            state.metrics.logins.inc("refused_by_db");
             let res = IMLoginRes {
                 server_time: unix_time(),
                 result_code: ResultType::REFUSE_REASON_DB_VALIDATE_FAILED,
@@ -233,8 +235,10 @@ fn handle_msg_data(
     log::debug!("message stored, {from}->{to}, msg_id={msg_id}");
     let from_conn =
         state.ack_and_route_stored(net, &mut pdu, &mut msg, SessionType::SESSION_TYPE_SINGLE)?;
-    state.deliver_msg(net, from, &pdu, msg_id, from_conn, from);
-    state.deliver_msg(net, to, &pdu, msg_id, None, from);
+    let n = state.deliver_msg(net, from, &pdu, msg_id, from_conn, from)
+        + state.deliver_msg(net, to, &pdu, msg_id, None, from);
+    let label = crate::metrics::msg_type_label(msg.msg_type);
+    state.metrics.msgs_out.add(label, n);
     let req = IMGetDeviceTokenReq {
         user_id: vec![to],
         attach_data: Some(pdu.body().to_vec()),

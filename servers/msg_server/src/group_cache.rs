@@ -125,12 +125,25 @@ pub struct GroupCacheCounters {
     pub waits_dropped: u64,
     /// Waiting messages dropped after [`MAX_WAIT_MS`] without their list.
     pub waits_expired: u64,
+    /// Group messages whose member list was cached and fresh.
+    pub hits: u64,
+    /// Group messages whose member list had to be asked for.
+    pub misses: u64,
 }
 
 impl GroupCache {
     /// How often the bounds struck so far.
     pub fn counters(&self) -> GroupCacheCounters {
         self.counters
+    }
+
+    /// Counts one lookup of a group message's member list ([`Self::members`]).
+    pub fn count_lookup(&mut self, hit: bool) {
+        if hit {
+            self.counters.hits += 1;
+        } else {
+            self.counters.misses += 1;
+        }
     }
 
     /// Number of member lists kept.

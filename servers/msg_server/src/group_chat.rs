@@ -270,6 +270,8 @@ fn deliver(
             return;
         }
     };
+    let label = crate::metrics::msg_type_label(msg.msg_type);
+    state.metrics.msgs_out.add(label, targets.len() as u64);
     for t in targets {
         let _ = net.send_pdu(t, &out);
         state.stats.down_total += 1;
@@ -295,7 +297,9 @@ fn fan_out_or_fetch(
 ) {
     let group_id = msg.to_session_id;
     let now = monotonic_ms();
-    if let Some(members) = state.groups.members(group_id, now).map(<[u32]>::to_vec) {
+    let cached = state.groups.members(group_id, now).map(<[u32]>::to_vec);
+    state.groups.count_lookup(cached.is_some());
+    if let Some(members) = cached {
         deliver(net, state, &members, &msg, from_conn, origin);
         return;
     }

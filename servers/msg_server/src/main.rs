@@ -21,7 +21,8 @@
 //!   for one (the C++ keeps none);
 //! - [`attach_data`] is `AttachData.cpp`;
 //! - `netlib::PeerList` is `ServInfo.h`'s list plus each link's open flag;
-//! - [`state`] gathers the C++ globals into the reactor's state.
+//! - [`state`] gathers the C++ globals into the reactor's state;
+//! - [`metrics`]: `GET /metrics` (not in the C++) and the counters behind it.
 //!
 //! Calls point one way, down this stack (a module calls only those below
 //! it, never one beside or above):
@@ -36,7 +37,8 @@
 //! 3. [`state`]: the state and the sends that need more than one link
 //!    set (to a user's connections, back to the client a reply names);
 //! 4. the leaves: [`peers`] (sending to peers), [`group_cache`],
-//!    [`im_user`], `msg_conn::conn`, `msg_conn::checks`, [`attach_data`].
+//!    [`im_user`], `msg_conn::conn`, `msg_conn::checks`, [`attach_data`],
+//!    [`metrics`].
 //!
 //! So a reply handler sends through `state.route.to_master(net, &pdu)` or
 //! `state.db.forward(...)`, never through another link's module.
@@ -49,6 +51,7 @@ mod group_cache;
 mod group_chat;
 mod im_user;
 mod login_serv_conn;
+mod metrics;
 mod msg_conn;
 mod peers;
 mod push_serv_conn;
@@ -178,6 +181,9 @@ enum ServeError {
     /// The client port could not be opened.
     #[error("cannot listen for clients: {0}")]
     Listen(#[from] NetError),
+    /// The metrics port could not be opened.
+    #[error(transparent)]
+    Metrics(#[from] tt_http::metrics::MetricsError),
     /// The event loop failed.
     #[error("event loop failed: {0}")]
     Io(#[from] std::io::Error),
@@ -241,6 +247,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         },
         groups: Default::default(),
         stats: MsgStats::default(),
+        metrics: Default::default(),
         log_msg: true,
     };
     for (kind, list) in [
@@ -258,6 +265,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         }
     }
 
+    tt_http::metrics::listen_metrics(&mut net, &conf, metrics::render)?;
     init_msg_conn(&mut net)?;
     state
         .file

@@ -151,8 +151,10 @@ fn handle_relayed(
             } else {
                 let (from, to, id) = (msg.from_user_id, msg.to_session_id, msg.msg_id);
                 log::debug!("relayed message {from}->{to}, msg_id={id}");
-                state.deliver_msg(net, from, &pdu, id, None, from);
-                state.deliver_msg(net, to, &pdu, id, None, from);
+                let n = state.deliver_msg(net, from, &pdu, id, None, from)
+                    + state.deliver_msg(net, to, &pdu, id, None, from);
+                let label = crate::metrics::msg_type_label(msg.msg_type);
+                state.metrics.msgs_out.add(label, n);
             }
         }
         cid::SWITCH_P2P_CMD => {

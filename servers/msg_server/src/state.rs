@@ -13,6 +13,7 @@
 use crate::attach_data::{AttachData, Attached};
 use crate::group_cache::GroupCache;
 use crate::im_user::ImUserManager;
+use crate::metrics::MsgMetrics;
 use crate::msg_conn::conn::ClientConn;
 use crate::peers::{DbServers, FileServers, LoginServers, PushServers, RouteServers};
 use base::aes::Aes;
@@ -77,6 +78,8 @@ pub struct MsgState {
     pub groups: GroupCache,
     /// Message counters.
     pub stats: MsgStats,
+    /// Logins and messages by type, for `GET /metrics`.
+    pub metrics: MsgMetrics,
     /// `g_log_msg_toggle`: log every message (SIGUSR2 flips it).
     pub log_msg: bool,
 }
@@ -140,7 +143,8 @@ impl MsgState {
     }
 
     /// `CImUser::BroadcastClientMsgData`: sends a stored message to each of
-    /// `user_id`'s connections but `except`, each awaiting its ack.
+    /// `user_id`'s connections but `except`, each awaiting its ack. Returns
+    /// how many connections it went to.
     pub fn deliver_msg(
         &mut self,
         net: &mut Reactor<MsgState>,
@@ -149,18 +153,20 @@ impl MsgState {
         msg_id: u32,
         except: Option<ConnId>,
         from_id: u32,
-    ) {
+    ) -> u64 {
         let Some(user) = self.users.get(user_id) else {
-            return;
+            return 0;
         };
         let now = monotonic_ms();
-        for t in user.targets(except) {
+        let targets = user.targets(except);
+        for &t in &targets {
             let _ = net.send_pdu(t, pdu);
             if let Some(c) = self.conns.get_mut(&t) {
                 c.add_to_send_list(msg_id, from_id, now);
             }
             self.stats.down_total += 1;
         }
+        targets.len() as u64
     }
 
     /// What `_HandleMsgData` and `HandleGroupMessage` do first with a message

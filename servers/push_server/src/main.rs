@@ -62,6 +62,9 @@ enum ServeError {
     /// The listener could not be set up.
     #[error("cannot listen for msg_servers: {0}")]
     Listen(NetError),
+    /// The metrics port could not be opened.
+    #[error(transparent)]
+    Metrics(#[from] tt_http::metrics::MetricsError),
     /// The event loop or the provider thread failed to start or run.
     #[error("event loop: {0}")]
     Io(#[from] std::io::Error),
@@ -84,6 +87,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         })
         .map_err(ServeError::Listen)?;
     log::info!("listening for msg_servers on {bound:?}");
+    tt_http::metrics::listen_metrics(&mut net, &conf, |net, _state, out| net.write_metrics(out))?;
     let queue = if providers.apns || providers.fcm {
         Some(provider::spawn(clients, net.remote())?)
     } else {

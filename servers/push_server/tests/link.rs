@@ -14,12 +14,14 @@ use tt_rs::{free_port, PduClient};
 #[test]
 fn the_shipped_conf_starts_and_every_push_is_answered_one_with_a_reason() {
     let shipped = std::fs::read_to_string(tt_rs::repo_root().join("conf/pushserver.conf")).unwrap();
-    let port = free_port();
+    let (port, metrics_port) = (free_port(), free_port());
     let text: String = shipped
         .lines()
         .map(|l| {
             if l.starts_with("ListenPort=") {
                 format!("ListenPort={port}\n")
+            } else if l.starts_with("MetricsPort=") {
+                format!("MetricsPort={metrics_port}\n")
             } else {
                 format!("{l}\n")
             }
@@ -52,6 +54,15 @@ fn the_shipped_conf_starts_and_every_push_is_answered_one_with_a_reason() {
     assert!(log.contains("APNs not configured"), "{log}");
     assert!(log.contains("APNs is not configured"), "{log}");
     assert!(log.contains("FCM is not configured"), "{log}");
+    // The shipped file turns metrics on: the msg_server link counts.
+    let s = tt_rs::metrics::scrape(&server);
+    assert!(s.value("tt_connections_opened_total", &[("kind", "PushSession")]) >= 1.0);
+    assert!(
+        s.value(
+            "tt_pdus_received_total",
+            &[("command", "CID_OTHER_PUSH_TO_USER_REQ")]
+        ) >= 1.0
+    );
 }
 
 #[test]

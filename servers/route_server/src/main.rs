@@ -9,8 +9,10 @@
 //!   link, its commands and the presence notifications they cause;
 //! - [`state`] is `RouteConn.cpp`'s globals: the links, the user table
 //!   and broadcasting to the links;
-//! - [`user_info`] is `UserInfo.cpp`: one user's clients per link.
+//! - [`user_info`] is `UserInfo.cpp`: one user's clients per link;
+//! - [`metrics`]: `GET /metrics` (not in the C++).
 
+mod metrics;
 mod route_conn;
 mod state;
 mod user_info;
@@ -39,6 +41,9 @@ enum ServeError {
     /// A listening address could not be used.
     #[error("cannot listen for msg_servers: {0}")]
     Listen(#[from] NetError),
+    /// The metrics port could not be opened.
+    #[error(transparent)]
+    Metrics(#[from] tt_http::metrics::MetricsError),
     /// The event loop failed.
     #[error("event loop failed: {0}")]
     Io(#[from] std::io::Error),
@@ -68,6 +73,7 @@ fn serve(config: ConfigFileReader) -> Result<(), ServeError> {
     for addr in &bound {
         log::info!("route_server listening for msg_servers on {addr}");
     }
+    tt_http::metrics::listen_metrics(&mut net, &config, metrics::render)?;
     net.register_timer(TIMER_MS, |_net, state: &mut RouteState| {
         state.forget_dropped(monotonic_ms());
     });

@@ -182,8 +182,7 @@ impl RouteState {
         }
     }
 
-    /// Number of users remembered as dropped.
-    #[cfg(test)]
+    /// Number of users remembered as dropped (tests, metrics).
     pub fn dropped_count(&self) -> usize {
         self.dropped.len()
     }

@@ -42,6 +42,8 @@ pub(super) fn handle_msg_data(
     }
     let user_id = conn.user_id;
     state.stats.up_total += 1;
+    let label = crate::metrics::msg_type_label(msg.msg_type);
+    state.metrics.msgs_in.inc(label);
     if state.log_msg {
         log::info!(
             "HandleClientMsgData, {user_id}->{}, msg_type={:?}, msg_id={}",

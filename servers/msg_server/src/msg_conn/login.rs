@@ -52,6 +52,7 @@ pub(super) fn handle_login_request(
         state.route.peers.any_open(),
     ) {
         log::warn!("client {id}: login refused: {reason:?}");
+        state.metrics.logins.inc("refused_no_peer");
         let res = IMLoginRes {
             server_time: unix_time(),
             result_code: reason,
