@@ -24,7 +24,8 @@ use thiserror::Error;
 
 /// The C++ conf file name, read from the working directory.
 const CONF_NAME: &str = "routeserver.conf";
-/// How often users dropped with a lost link are aged out (the C++
+/// How often users dropped with a lost link, and login marks, are aged
+/// out (the C++
 /// `route_serv_timer_callback` period).
 const TIMER_MS: u64 = 1_000;
 /// Longest wait of one loop iteration.
@@ -69,7 +70,9 @@ fn serve(config: ConfigFileReader) -> Result<(), ServeError> {
         log::info!("route_server listening for msg_servers on {addr}");
     }
     net.register_timer(TIMER_MS, |_net, state: &mut RouteState| {
-        state.forget_dropped(monotonic_ms());
+        let now = monotonic_ms();
+        state.forget_dropped(now);
+        state.forget_pending_logins(now);
     });
 
     let mut state = RouteState::default();
