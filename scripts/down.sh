@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stops the servers that scripts/up.sh started: `scripts/down.sh [server...]`
-# (all eight when none is named). Each gets SIGTERM, then SIGKILL if it is
+# (all eight when none is named; msg_server means every msg_server, in
+# run/msg_server/ and run/msg_server<N>/). Each gets SIGTERM, then SIGKILL if it is
 # still there after TT_STOP_WAIT seconds (default 10). Only processes named by
 # run/<server>/<server>.pid and still running that binary are signalled.
 # MariaDB and Redis are left running.
@@ -22,13 +23,27 @@ is_server() {
     [ "$comm" = "${name:0:15}" ] # the kernel keeps 15 characters
 }
 
-stopped=0
+# server:run-directory pairs, every msg_server directory for msg_server.
+targets=()
 for s in "$@"; do
-    pidfile=run/$s/$s.pid
+    if [ "$s" = msg_server ]; then
+        for d in run/msg_server run/msg_server[0-9]*; do
+            if [ -d "$d" ]; then targets+=("$s:${d#run/}"); fi
+        done
+    else
+        targets+=("$s:$s")
+    fi
+done
+
+stopped=0
+for t in "${targets[@]}"; do
+    s=${t%%:*}
+    name=${t#*:}
+    pidfile=run/$name/$s.pid
     [ -f "$pidfile" ] || continue
     pid=$(cat "$pidfile")
     if ! [[ $pid =~ ^[0-9]+$ ]] || ! is_server "$pid" "$s"; then
-        echo "$s: not running (stale pid file removed)"
+        echo "$name: not running (stale pid file removed)"
         rm -f "$pidfile"
         continue
     fi
@@ -38,11 +53,11 @@ for s in "$@"; do
         sleep 0.1
     done
     if is_server "$pid" "$s"; then
-        echo "$s: still running ${wait_secs}s after SIGTERM; sending SIGKILL to $pid"
+        echo "$name: still running ${wait_secs}s after SIGTERM; sending SIGKILL to $pid"
         kill -KILL "$pid" 2>/dev/null || true
         sleep 0.2
     fi
-    echo "$s: stopped (pid $pid)"
+    echo "$name: stopped (pid $pid)"
     rm -f "$pidfile"
     stopped=$((stopped + 1))
 done

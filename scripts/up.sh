@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Brings the tt-rs cluster up on this machine: `scripts/up.sh`.
+# Brings the tt-rs cluster up on this machine: `scripts/up.sh [MSG_SERVERS]`
+# (or `TT_MSG_SERVERS=N scripts/up.sh`; default 1).
 #
 # 1. scripts/deps.sh: Rust, MariaDB and Redis on loopback, the teamtalk account.
 # 2. cargo build --release of the eight servers.
@@ -7,6 +8,11 @@
 #    server in run/<server>/ (its working directory, where it finds its .conf
 #    copied from conf/, as the C++ servers did), in dependency order, with its
 #    output in run/<server>/<server>.log and its pid in run/<server>/<server>.pid.
+#
+# With more than one msg_server, msg_server number i (1..N) runs in
+# run/msg_server<i>/ with conf/msgserver.conf's ListenPort plus i-1 (ports
+# another conf in conf/ uses are skipped), all registering with the same
+# login_server and route_server; with one it runs in run/msg_server/.
 #
 # A server that exits with code 3 at once is "not implemented yet" and is
 # skipped; any other early exit stops this script with the end of its log.
@@ -16,6 +22,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
 
+msg_servers=${1:-${TT_MSG_SERVERS:-1}}
+if ! [[ $msg_servers =~ ^[0-9]+$ ]] || [ "$msg_servers" -lt 1 ] || [ "$msg_servers" -gt 1000 ]; then
+    echo "up: the msg_server count must be a number from 1 to 1000, not '$msg_servers'" >&2
+    exit 2
+fi
+
 # shellcheck source=scripts/deps.sh
 . scripts/deps.sh
 
@@ -24,16 +36,25 @@ cargo build --release --workspace --bins
 
 bash scripts/down.sh
 
-# server, its .conf, and the IP-key:port-key pairs it listens on.
+# server, its run/ directory name, its .conf, and the IP-key:port-key
+# pairs it listens on.
 servers=(
-    "route_server routeserver.conf ListenIP:ListenMsgPort MetricsListenIP:MetricsPort"
-    "login_server loginserver.conf ClientListenIP:ClientPort HttpListenIP:HttpPort MsgServerListenIP:MsgServerPort MetricsListenIP:MetricsPort"
-    "db_proxy_server dbproxyserver.conf ListenIP:ListenPort MetricsListenIP:MetricsPort"
-    "msg_server msgserver.conf ListenIP:ListenPort MetricsListenIP:MetricsPort"
-    "file_server fileserver.conf ClientListenIP:ClientListenPort MsgServerListenIP:MsgServerListenPort MetricsListenIP:MetricsPort"
-    "msfs msfs.conf ListenIP:ListenPort"
-    "http_msg_server httpmsgserver.conf ListenIP:ListenPort MetricsListenIP:MetricsPort"
-    "push_server pushserver.conf ListenIP:ListenPort"
+    "route_server route_server routeserver.conf ListenIP:ListenMsgPort MetricsListenIP:MetricsPort"
+    "login_server login_server loginserver.conf ClientListenIP:ClientPort HttpListenIP:HttpPort MsgServerListenIP:MsgServerPort MetricsListenIP:MetricsPort"
+    "db_proxy_server db_proxy_server dbproxyserver.conf ListenIP:ListenPort MetricsListenIP:MetricsPort"
+)
+if [ "$msg_servers" -eq 1 ]; then
+    servers+=("msg_server msg_server msgserver.conf ListenIP:ListenPort MetricsListenIP:MetricsPort")
+else
+    for ((i = 1; i <= msg_servers; i++)); do
+        servers+=("msg_server msg_server$i msgserver.conf ListenIP:ListenPort MetricsListenIP:MetricsPort")
+    done
+fi
+servers+=(
+    "file_server file_server fileserver.conf ClientListenIP:ClientListenPort MsgServerListenIP:MsgServerListenPort MetricsListenIP:MetricsPort"
+    "msfs msfs msfs.conf ListenIP:ListenPort MetricsListenIP:MetricsPort"
+    "http_msg_server http_msg_server httpmsgserver.conf ListenIP:ListenPort MetricsListenIP:MetricsPort"
+    "push_server push_server pushserver.conf ListenIP:ListenPort MetricsListenIP:MetricsPort"
 )
 
 # trim: strip spaces and tabs at both ends.
@@ -59,6 +80,37 @@ conf_get() {
     return 1
 }
 
+# conf_set FILE KEY VALUE: the first line setting KEY now sets VALUE.
+conf_set() {
+    local line k done=0 out
+    out=$(mktemp)
+    while IFS= read -r line || [ -n "$line" ]; do
+        if [ "$done" -eq 0 ] && [[ ${line%%#*} == *=* ]]; then
+            k=$(trim "${line%%=*}")
+            if [ "$k" = "$2" ]; then
+                line="$2=$3"
+                done=1
+            fi
+        fi
+        printf '%s\n' "$line"
+    done <"$1" >"$out"
+    mv "$out" "$1"
+}
+
+# The ports the shipped confs use: extra msg_servers skip them.
+reserved_ports=" "
+for f in conf/*.conf; do
+    [ "$f" != conf/msgserver.conf ] || continue
+    while IFS= read -r line; do
+        line=${line%%#*}
+        [[ $line == *=* ]] || continue
+        k=$(trim "${line%%=*}")
+        [[ $k == *Port* ]] || continue
+        reserved_ports+="$(trim "${line#*=}") "
+    done <"$f"
+done
+next_msg_port=$(conf_get conf/msgserver.conf ListenPort)
+
 # True when pid $1 is a live, not zombie, process.
 alive() {
     local state
@@ -70,8 +122,8 @@ alive() {
 running=0
 not_implemented=0
 for entry in "${servers[@]}"; do
-    read -r s conf listens <<<"$entry"
-    dir=run/$s
+    read -r s name conf listens <<<"$entry"
+    dir=run/$name
     mkdir -p "$dir"
     # msfs writes its FileCnt back to its conf when stopped: carry it over.
     file_cnt=""
@@ -82,6 +134,17 @@ for entry in "${servers[@]}"; do
     cp "conf/$conf" "$dir/$conf"
     if [ -n "$file_cnt" ]; then
         sed -i "s/^\([[:blank:]]*FileCnt[[:blank:]]*=\)[^#]*/\1$file_cnt/" "$dir/$conf"
+    fi
+    if [ "$s" = msg_server ] && [ "$msg_servers" -gt 1 ]; then
+        while [[ $reserved_ports == *" $next_msg_port "* ]]; do
+            next_msg_port=$((next_msg_port + 1))
+        done
+        conf_set "$dir/$conf" ListenPort "$next_msg_port"
+        # The first keeps the shipped metrics port (9104); the others
+        # take 9121, 9122...
+        n=${name#msg_server}
+        [ "$n" = 1 ] || conf_set "$dir/$conf" MetricsPort "$((9119 + n))"
+        next_msg_port=$((next_msg_port + 1))
     fi
     log=$dir/$s.log
     pidfile=$dir/$s.pid
@@ -101,11 +164,11 @@ for entry in "${servers[@]}"; do
         wait "$pid" || code=$?
         rm -f "$pidfile"
         if [ "$code" -eq 3 ]; then
-            echo "$s: not implemented yet (exit 3)"
+            echo "$name: not implemented yet (exit 3)"
             not_implemented=$((not_implemented + 1))
             continue
         fi
-        echo "$s: exited with code $code at start-up; last lines of $log:" >&2
+        echo "$name: exited with code $code at start-up; last lines of $log:" >&2
         tail -n 20 "$log" >&2
         echo "up: stopping here; scripts/down.sh stops the servers already started" >&2
         exit 1
@@ -128,7 +191,7 @@ for entry in "${servers[@]}"; do
             fi
         done
     done
-    echo "$s: running, pid $pid, listening on $(printf '%s, ' "${addrs[@]}" | sed 's/, $//'); log $log"
+    echo "$name: running, pid $pid, listening on $(printf '%s, ' "${addrs[@]}" | sed 's/, $//'); log $log"
     running=$((running + 1))
 done
 

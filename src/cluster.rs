@@ -4,7 +4,7 @@
 //! speak to it as clients do.
 
 use crate::{
-    add_user, built_binary, db_proxy_conf, free_port, RedisServer, ServerProcess, TestDb, AES_KEY,
+    add_users, built_binary, db_proxy_conf, free_port, RedisServer, ServerProcess, TestDb, AES_KEY,
 };
 
 /// Starts the workspace binary `binary` with `conf` as `conf_name` in its
@@ -169,9 +169,7 @@ impl Cluster {
     /// plain password) in the database, and `msg_servers` msg_servers.
     pub fn start(users: &[(u32, &str, &str)], msg_servers: usize) -> Cluster {
         let db = TestDb::with_schema();
-        for &(id, name, pw) in users {
-            add_user(&db, id, name, pw, 100);
-        }
+        add_users(&db, users, 100);
         let redis = RedisServer::start();
         let (db_proxy_port, route_port) = (free_port(), free_port());
         let (login_http_port, login_client_port, login_msg_port) =

@@ -651,6 +651,46 @@ pub fn add_user(db: &TestDb, id: u32, name: &str, plain: &str, updated: u32) {
         .expect("insert user");
 }
 
+/// [`add_user`] for many users at once: multi-row parameterized inserts of
+/// 1,000 rows in one transaction (20,000 users take about a second, one
+/// by one they take a commit each).
+pub fn add_users(db: &TestDb, users: &[(u32, &str, &str)], updated: u32) {
+    use base::md5::md5_hex;
+    use mysql::prelude::Queryable;
+    let mut conn = db.conn();
+    let mut tx = conn
+        .start_transaction(mysql::TxOpts::default())
+        .expect("begin");
+    for chunk in users.chunks(1000) {
+        let mut sql = String::from(
+            "INSERT INTO IMUser (id, sex, name, domain, nick, password, salt, phone, email, \
+             avatar, departId, status, created, updated, sign_info) VALUES ",
+        );
+        let mut params: Vec<mysql::Value> = Vec::with_capacity(chunk.len() * 9);
+        for (i, &(id, name, plain)) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str("(?, 1, ?, ?, ?, ?, ?, '1380000', ?, 'http://a/x.png', 1, 0, ?, ?, 'hi')");
+            let salt = format!("{:04}", id % 10_000);
+            let stored = md5_hex(format!("{}{salt}", md5_hex(plain.as_bytes())).as_bytes());
+            params.extend([
+                id.into(),
+                name.into(),
+                format!("{name}-domain").into(),
+                format!("{name}-nick").into(),
+                stored.into(),
+                salt.into(),
+                format!("{name}@example.com").into(),
+                updated.into(),
+                updated.into(),
+            ]);
+        }
+        tx.exec_drop(sql, params).expect("insert users");
+    }
+    tx.commit().expect("commit");
+}
+
 /// Writes a normal group as an admin tool or the C++ servers leave it:
 /// an `IMGroup` row (`version`, creator the first member, timestamps `at`)
 /// and one `IMGroupMember` row per (user, status); no Redis keys.

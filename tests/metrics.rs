@@ -2,6 +2,8 @@
 //! our parser and `promtool check metrics` (where installed), and the
 //! values move as the test's traffic does.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use base::md5::md5_hex;
 use std::time::{Duration, Instant};
 use tt_proto::cid;

@@ -8,11 +8,12 @@
 //! request head or body, or 60 s without a byte, closes the connection.
 //!
 //! The request logic is [`handle_request`], a pure function of the request,
-//! the table and the peer; [`LoginHttp`] only plugs it into `tt-http`.
+//! the table, the peer and the time; [`LoginHttp`] only plugs it into `tt-http`.
 
 use crate::ip_parser::is_telecom;
 use crate::msg_serv_info::{Choice, MsgServTable};
 use crate::LoginState;
+use base::tick::monotonic_ms;
 use netlib::Ctx;
 use std::net::IpAddr;
 use tt_http::styled_json::{styled_object, JsonScalar};
@@ -51,11 +52,12 @@ pub fn handle_request(
     table: &mut MsgServTable,
     urls: &ClientUrls,
     peer: Option<IpAddr>,
+    now: u64,
 ) -> Verdict {
     if !request.target.starts_with("/msg_server") {
         return Verdict::Close(format!("url unknown, url={}", request.target));
     }
-    Verdict::Reply(msg_serv_response(&table.choose(), urls, peer))
+    Verdict::Reply(msg_serv_response(&table.choose(now), urls, peer))
 }
 
 /// `CHttpConn::_HandleMsgServRequest`: the whole HTTP answer for `choice`.
@@ -116,7 +118,13 @@ impl HttpHandler<LoginState> for LoginHttp {
     fn on_request(&mut self, cx: &mut Ctx<'_, LoginState>, request: Request) -> Verdict {
         let peer = cx.peer_addr().map(|a| a.ip());
         let state = &mut *cx.state;
-        handle_request(&request, &mut state.msg_servs, &state.urls, peer)
+        handle_request(
+            &request,
+            &mut state.msg_servs,
+            &state.urls,
+            peer,
+            monotonic_ms(),
+        )
     }
 
     /// The C++ closes what it cannot parse, without an answer; so do we.
@@ -149,7 +157,6 @@ mod tests {
                 max_conn_cnt: max,
                 cur_conn_cnt: cur,
                 hostname: "m".into(),
-                handed_out: 0,
             },
         );
         t
@@ -182,7 +189,7 @@ mod tests {
         peer: Option<IpAddr>,
     ) -> Option<Verdict> {
         match tt_http::request::parse_request(buf, LIMITS) {
-            Ok(Some(request)) => Some(handle_request(&request, table, urls, peer)),
+            Ok(Some(request)) => Some(handle_request(&request, table, urls, peer, 0)),
             Ok(None) => None,
             Err(e) => Some(Verdict::Close(e.to_string())),
         }
@@ -304,9 +311,9 @@ mod tests {
             Some(Verdict::Close(_))
         ));
         // Nothing was handed out by refused requests.
-        assert_eq!(t.choose(), {
+        assert_eq!(t.choose(0), {
             let mut fresh = table_with(0, 10);
-            fresh.choose()
+            fresh.choose(0)
         });
     }
 
@@ -322,7 +329,6 @@ mod tests {
                 max_conn_cnt: 10,
                 cur_conn_cnt: 0,
                 hostname: "n".into(),
-                handed_out: 0,
             },
         );
         let req = b"GET /msg_server HTTP/1.1\r\n\r\n";

@@ -18,6 +18,7 @@
 
 use crate::msg_serv_info::{Choice, MsgServInfo, UserCntAction};
 use crate::state::LoginState;
+use base::tick::monotonic_ms;
 use base::ImPdu;
 use netlib::{Ctx, Heartbeat, ImConn};
 use tt_proto::cid;
@@ -63,7 +64,6 @@ impl LoginConn {
             max_conn_cnt: msg.max_conn_cnt,
             cur_conn_cnt: msg.cur_conn_cnt,
             hostname: msg.host_name,
-            handed_out: 0,
         };
         log::info!(
             "msg_server registered from {:?}: hostname={}, ip_addr1={}, ip_addr2={}, port={}, \
@@ -96,7 +96,7 @@ impl LoginConn {
             return;
         };
         let table = &mut cx.state.msg_servs;
-        match table.update_user_cnt(cx.id, action) {
+        match table.update_user_cnt(cx.id, action, monotonic_ms()) {
             Some(info) => {
                 let (host, port, cur) = (info.hostname.clone(), info.port, info.cur_conn_cnt);
                 log::debug!(
@@ -117,7 +117,7 @@ impl LoginConn {
         if let Err(e) = pdu.msg::<IMMsgServReq>() {
             return close_bad(cx, &e);
         }
-        let rsp = match cx.state.msg_servs.choose() {
+        let rsp = match cx.state.msg_servs.choose(monotonic_ms()) {
             Choice::NoMsgServer => {
                 log::info!(
                     "msg_server request from {:?}: no msg_server",

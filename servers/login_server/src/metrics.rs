@@ -33,14 +33,14 @@ pub fn render(net: &Reactor<LoginState>, state: &LoginState, w: &mut Exposition)
     );
     let servers: Vec<_> = table
         .servers()
-        .map(|s| (format!("{}:{}", s.ip_addr1, s.port), s))
+        .map(|(s, handed_out)| (format!("{}:{}", s.ip_addr1, s.port), s, handed_out))
         .collect();
     w.family(
         "tt_login_msg_server_users",
         "Users a registered msg_server reported logged in.",
         Kind::Gauge,
     );
-    for (addr, s) in &servers {
+    for (addr, s, _) in &servers {
         w.sample(&[("msg_server", addr)], s.cur_conn_cnt.into());
     }
     w.family(
@@ -48,15 +48,15 @@ pub fn render(net: &Reactor<LoginState>, state: &LoginState, w: &mut Exposition)
         "The most users a registered msg_server takes (its MaxConnCnt).",
         Kind::Gauge,
     );
-    for (addr, s) in &servers {
+    for (addr, s, _) in &servers {
         w.sample(&[("msg_server", addr)], s.max_conn_cnt.into());
     }
     w.family(
         "tt_login_msg_server_handed_out",
-        "Clients sent to a msg_server since its last load report.",
+        "Clients sent to a msg_server that it has not reported logged in yet.",
         Kind::Gauge,
     );
-    for (addr, s) in &servers {
-        w.sample(&[("msg_server", addr)], s.handed_out.into());
+    for (addr, _, handed_out) in &servers {
+        w.sample(&[("msg_server", addr)], *handed_out as f64);
     }
 }

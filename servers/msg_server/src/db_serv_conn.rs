@@ -191,6 +191,11 @@ fn handle_validate_response(
     let online_status = client.online_status;
     match (rsp.result_code, rsp.user_info) {
         (0, Some(info)) => {
+            // Logins validated at once may pass the check made when they
+            // were asked for; this one decides.
+            if msg_conn::login::refuse_if_full(net, state, conn, pdu.seq_num()) {
+                return Ok(());
+            }
             state.metrics.logins.inc("ok");
             msg_conn::login::login_validated(net, state, conn, info.user_id, &info.user_nick_name);
             let res = login_success(rsp.result_string, online_status, info);

@@ -107,6 +107,9 @@ impl ImUser {
 #[derive(Debug, Default)]
 pub struct ImUserManager {
     users: HashMap<u32, ImUser>,
+    /// Validated connections over all users, kept so that the `MaxConnCnt`
+    /// check of every login costs O(1).
+    conn_total: usize,
 }
 
 impl ImUserManager {
@@ -140,7 +143,9 @@ impl ImUserManager {
             .entry(user_id)
             .or_insert_with(|| ImUser::new(user_id, login_name, nick_name));
         user.nick_name = nick_name.to_string();
-        user.conns.insert(conn, info);
+        if user.conns.insert(conn, info).is_none() {
+            self.conn_total += 1;
+        }
     }
 
     /// `DelMsgConn`, then `RemoveImUser` when it was the user's last
@@ -150,6 +155,9 @@ impl ImUserManager {
             return false;
         };
         let had = user.conns.remove(&conn).is_some();
+        if had {
+            self.conn_total -= 1;
+        }
         if user.conns.is_empty() {
             self.users.remove(&user_id);
         }
@@ -177,7 +185,7 @@ impl ImUserManager {
 
     /// `GetUserConnCnt`'s total: validated connections, for login_server.
     pub fn conn_count(&self) -> usize {
-        self.users.values().map(|u| u.conns.len()).sum()
+        self.conn_total
     }
 
     /// `CImUserManager::BroadcastPdu` targets: every connection of the

@@ -14,7 +14,7 @@ use tt_proto::IM::Buddy::{IMUsersInfoReq, IMUsersInfoRsp};
 use tt_proto::IM::Login::{IMKickUser, IMLogoutReq, IMLogoutRsp};
 use tt_proto::IM::Message::IMClientTimeReq;
 use tt_proto::IM::Other::IMHeartBeat;
-use tt_rs::{run_to_exit, PduClient};
+use tt_rs::{free_port, run_to_exit, PduClient, ServerProcess};
 
 const CID_KICK: u16 = LoginCmdID::CID_LOGIN_KICK_USER as u16;
 
@@ -351,4 +351,37 @@ fn malformed_input_closes_only_that_connection() {
     );
 
     assert!(server_time(&mut alice, 3) > 0, "the others are unaffected");
+}
+
+/// Not in the C++ msg_server (it only tells login_server its limit): past
+/// `MaxConnCnt` logged-in connections a login is refused with the code
+/// login_server gives when every msg_server is full, and the connection is
+/// closed; a logout makes room again. login_server, told the counts,
+/// refuses too.
+#[test]
+fn max_conn_cnt_refuses_logins_past_it() {
+    let cluster = Cluster::start();
+    let port = free_port();
+    let conf = cluster
+        .msg_server_conf(port)
+        .replace("MaxConnCnt=1000", "MaxConnCnt=2");
+    let mut server = ServerProcess::start(MSG_SERVER, "msgserver.conf", &conf);
+    server.wait_listening(port);
+    let (alice, _) = login(port, "alice", password("alice"), PC);
+    let (_bob, _) = login(port, "bob", password("bob"), PC);
+    let (mut carol, res) = try_login(port, "carol", password("carol"), PC, 3);
+    assert_eq!(res.result_code, ResultType::REFUSE_REASON_MSG_SERVER_FULL);
+    assert!(res.user_info.is_none());
+    assert!(carol.is_closed_by_peer(), "a refused login is closed");
+    eventually("login_server sees the msg_server full", || {
+        cluster.ask_login_server().result_code == ResultType::REFUSE_REASON_MSG_SERVER_FULL
+    });
+
+    drop(alice);
+    eventually("a logout makes room", || {
+        try_login(port, "carol", password("carol"), PC, 4)
+            .1
+            .result_code
+            == ResultType::REFUSE_REASON_NONE
+    });
 }

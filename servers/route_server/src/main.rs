@@ -26,7 +26,8 @@ use thiserror::Error;
 
 /// The C++ conf file name, read from the working directory.
 const CONF_NAME: &str = "routeserver.conf";
-/// How often users dropped with a lost link are aged out (the C++
+/// How often users dropped with a lost link, and login marks, are aged
+/// out (the C++
 /// `route_serv_timer_callback` period).
 const TIMER_MS: u64 = 1_000;
 /// Longest wait of one loop iteration.
@@ -75,7 +76,9 @@ fn serve(config: ConfigFileReader) -> Result<(), ServeError> {
     }
     tt_http::metrics::listen_metrics(&mut net, &config, metrics::render)?;
     net.register_timer(TIMER_MS, |_net, state: &mut RouteState| {
-        state.forget_dropped(monotonic_ms());
+        let now = monotonic_ms();
+        state.forget_dropped(now);
+        state.forget_pending_logins(now);
     });
 
     let mut state = RouteState::default();

@@ -6,7 +6,13 @@
 //! logged in through which msg_server with which client types, answers
 //! presence queries, tells every msg_server about presence changes, and
 //! relays the PDUs that must reach users on other msg_servers (by
-//! broadcast: like the C++, it never routes by user).
+//! broadcast, like the C++), except `CID_OTHER_SERVER_KICK_USER`.
+//!
+//! Differences from the C++: a duplicate-login kick goes only to the
+//! msg_servers that hold the user or are logging it in (the C++ sends it to
+//! every other msg_server, so each login costs every msg_server a PDU); a
+//! kick whose body does not decode closes the link (the C++ relays it
+//! unread).
 
 use crate::state::{RouteState, STATUS_OFFLINE, STATUS_ONLINE};
 use crate::user_info::{is_pc_client, UserInfo};
@@ -19,7 +25,7 @@ use tt_proto::cid;
 use tt_proto::IM::BaseDefine::{UserStat, UserStatType};
 use tt_proto::IM::Buddy::{IMUserStatNotify, IMUsersStatReq, IMUsersStatRsp};
 use tt_proto::IM::Server::{
-    IMOnlineUserInfo, IMRoleSet, IMServerPCLoginStatusNotify, IMUserStatusUpdate,
+    IMOnlineUserInfo, IMRoleSet, IMServerKickUser, IMServerPCLoginStatusNotify, IMUserStatusUpdate,
 };
 
 /// `IM_PC_LOGIN_STATUS_ON` in `IMServerPCLoginStatusNotify.login_status`.
@@ -81,7 +87,6 @@ fn is_relayed_to_others(command_id: u16) -> bool {
         cid::MSG_DATA
             | cid::SWITCH_P2P_CMD
             | cid::MSG_READ_NOTIFY
-            | cid::OTHER_SERVER_KICK_USER
             | cid::GROUP_CHANGE_MEMBER_NOTIFY
             | cid::FILE_NOTIFY
             | cid::BUDDY_LIST_REMOVE_SESSION_NOTIFY
@@ -158,6 +163,34 @@ impl RouteConn {
         Ok(())
     }
 
+    /// `CID_OTHER_SERVER_KICK_USER` (relayed by `_BroadcastMsg` in the
+    /// C++): a client of the user logged in through this msg_server, so
+    /// the same class of client elsewhere is kicked. Forwarded byte for
+    /// byte, only to the links that hold the user or are logging it in.
+    fn handle_server_kick_user(
+        &mut self,
+        cx: &mut Ctx<'_, RouteState>,
+        pdu: &ImPdu,
+    ) -> Result<(), PduError> {
+        let msg: IMServerKickUser = pdu.msg()?;
+        match cx.state.kick_targets(cx.id, msg.user_id, monotonic_ms()) {
+            Some(targets) => {
+                log::debug!(
+                    "kick of user {} from {} to {} links",
+                    msg.user_id,
+                    cx.id,
+                    targets.len()
+                );
+                for link in targets {
+                    // A failure means that link is closing.
+                    let _ = cx.net.send_pdu(link, pdu);
+                }
+            }
+            None => cx.state.broadcast(cx.net, pdu, Some(cx.id)),
+        }
+        Ok(())
+    }
+
     /// `_HandleRoleSet`: the msg_server says whether we are its master.
     fn handle_role_set(
         &mut self,
@@ -228,6 +261,7 @@ impl ImConn<RouteState> for RouteConn {
             cid::OTHER_ONLINE_USER_INFO => self.handle_online_user_info(cx, &pdu),
             cid::OTHER_USER_STATUS_UPDATE => self.handle_user_status_update(cx, &pdu),
             cid::OTHER_ROLE_SET => self.handle_role_set(cx, &pdu),
+            cid::OTHER_SERVER_KICK_USER => self.handle_server_kick_user(cx, &pdu),
             cid::BUDDY_LIST_USERS_STATUS_REQUEST => self.handle_users_status_request(cx, &pdu),
             c if is_relayed_to_others(c) => {
                 cx.state.broadcast(cx.net, &pdu, Some(cx.id));

@@ -7,7 +7,9 @@
 //! reported (the C++ scans every user when a link closes), so a lost link
 //! takes exactly its clients with it; users left without a PC client that
 //! way are remembered for [`REANNOUNCE_WINDOW_MS`] so that a msg_server
-//! reconnecting with them announces them online again.
+//! reconnecting with them announces them online again. A duplicate-login
+//! kick goes only to the links that hold the user or are logging it in
+//! (see [`RouteState::kick_targets`]); the C++ sends it to every link.
 
 use crate::user_info::{is_pc_client, UserInfo};
 use base::ImPdu;
@@ -27,6 +29,16 @@ pub const STATUS_ONLINE: u32 = UserStatType::USER_STATUS_ONLINE as u32;
 /// online again. Covers a msg_server's reconnect back-off with room to spare.
 pub const REANNOUNCE_WINDOW_MS: u64 = 5 * 60 * 1000;
 
+/// How long a `CID_OTHER_SERVER_KICK_USER` marks its sender as logging the
+/// user in. A msg_server sends the kick just before the status update of
+/// the same login, on the same link, so the mark normally lives for one
+/// link's queue; this only bounds marks whose status update never came.
+pub const PENDING_LOGIN_MS: u64 = 10_000;
+
+/// Most users marked as being logged in at once. Past it, kicks go to
+/// every link (as in the C++) until the marks have aged out.
+pub const MAX_PENDING_LOGINS: usize = 65_536;
+
 /// The server state (`S` of the reactor): the C++ globals of `RouteConn.cpp`.
 #[derive(Debug, Default)]
 pub struct RouteState {
@@ -40,6 +52,15 @@ pub struct RouteState {
     /// (monotonic ms); see [`REANNOUNCE_WINDOW_MS`]. The C++ announces
     /// nothing on a lost link.
     dropped: HashMap<u32, u64>,
+    /// Links that sent a kick for a user and have not yet reported that
+    /// user online (the status update follows the kick), with when
+    /// (monotonic ms). A kick from another link reaches them too, so two
+    /// logins on different msg_servers at once still kick one of them.
+    /// At most [`MAX_PENDING_LOGINS`] users; not in the C++.
+    pending_logins: HashMap<u32, Vec<(ConnId, u64)>>,
+    /// Until when (monotonic ms) kicks are broadcast because
+    /// `pending_logins` was full and a mark could not be kept.
+    broadcast_kicks_until: u64,
 }
 
 impl RouteState {
@@ -101,7 +122,79 @@ impl RouteState {
                 .or_default()
                 .add_client(link, client_type);
             link_users.insert(user_id);
+            self.clear_pending_login(user_id, link);
         }
+    }
+
+    /// Where a `CID_OTHER_SERVER_KICK_USER` for `user_id` from `from` at
+    /// `now` must go: every other link that holds a client of the user or
+    /// is logging it in. `None` means every other link (the C++ way), when
+    /// the table of logins in progress overflowed. Marks `from` as logging
+    /// the user in, until its status update for the user arrives.
+    ///
+    /// Not in the C++, which sends every kick to every other link; a
+    /// msg_server acts on a kick only for users it holds, so the links left
+    /// out would have done nothing with it.
+    pub fn kick_targets(&mut self, from: ConnId, user_id: u32, now: u64) -> Option<Vec<ConnId>> {
+        let marked = self.mark_pending_login(user_id, from, now);
+        if !marked {
+            self.broadcast_kicks_until = now.saturating_add(PENDING_LOGIN_MS);
+        }
+        if now < self.broadcast_kicks_until {
+            return None;
+        }
+        let mut targets: Vec<ConnId> = self
+            .links
+            .iter()
+            .filter(|(link, users)| **link != from && users.contains(&user_id))
+            .map(|(link, _)| *link)
+            .collect();
+        if let Some(pending) = self.pending_logins.get(&user_id) {
+            for &(link, _) in pending {
+                if link != from && self.links.contains_key(&link) && !targets.contains(&link) {
+                    targets.push(link);
+                }
+            }
+        }
+        Some(targets)
+    }
+
+    /// Marks `link` as logging `user_id` in at `now`; false when the table
+    /// is full.
+    fn mark_pending_login(&mut self, user_id: u32, link: ConnId, now: u64) -> bool {
+        if !self.pending_logins.contains_key(&user_id)
+            && self.pending_logins.len() >= MAX_PENDING_LOGINS
+        {
+            return false;
+        }
+        let marks = self.pending_logins.entry(user_id).or_default();
+        match marks.iter_mut().find(|(l, _)| *l == link) {
+            Some(mark) => mark.1 = now,
+            None => marks.push((link, now)),
+        }
+        true
+    }
+
+    /// `link` reported `user_id` online: its login is no longer pending.
+    fn clear_pending_login(&mut self, user_id: u32, link: ConnId) {
+        if let Some(marks) = self.pending_logins.get_mut(&user_id) {
+            marks.retain(|(l, _)| *l != link);
+            if marks.is_empty() {
+                self.pending_logins.remove(&user_id);
+            }
+        }
+    }
+
+    /// Forgets the login marks older than [`PENDING_LOGIN_MS`] before `now`
+    /// and those of closed links.
+    pub fn forget_pending_logins(&mut self, now: u64) {
+        let links = &self.links;
+        self.pending_logins.retain(|_, marks| {
+            marks.retain(|(link, at)| {
+                links.contains_key(link) && now.saturating_sub(*at) < PENDING_LOGIN_MS
+            });
+            !marks.is_empty()
+        });
     }
 
     /// `Close` (the user-table part): forgets `link` and every client it
@@ -182,6 +275,12 @@ impl RouteState {
         }
     }
 
+    /// Number of users with a login mark.
+    #[cfg(test)]
+    pub fn pending_login_count(&self) -> usize {
+        self.pending_logins.len()
+    }
+
     /// Number of users remembered as dropped (tests, metrics).
     pub fn dropped_count(&self) -> usize {
         self.dropped.len()
@@ -248,6 +347,44 @@ mod tests {
         let mut s = state_with_links(1);
         s.update_user_status(link(9), 7, STATUS_ONLINE, WINDOWS);
         assert_eq!(s.user_count(), 0);
+    }
+
+    #[test]
+    fn a_kick_goes_only_where_the_user_is() {
+        let mut s = state_with_links(3);
+        s.update_user_status(link(2), 7, STATUS_ONLINE, ANDROID);
+        // Link 1 logs user 7 in: only link 2 holds it.
+        assert_eq!(s.kick_targets(link(1), 7, 0), Some(vec![link(2)]));
+        // A user nobody holds: the kick goes nowhere.
+        assert_eq!(s.kick_targets(link(1), 8, 0), Some(vec![]));
+        // Link 1's login of user 7 is marked until its status update.
+        assert_eq!(s.kick_targets(link(3), 7, 1), Some(vec![link(2), link(1)]));
+        s.update_user_status(link(1), 7, STATUS_ONLINE, ANDROID);
+        s.update_user_status(link(2), 7, STATUS_OFFLINE, ANDROID);
+        assert_eq!(s.kick_targets(link(3), 7, 2), Some(vec![link(1)]));
+        s.forget_pending_logins(PENDING_LOGIN_MS - 1);
+        assert_eq!(
+            s.pending_login_count(),
+            2,
+            "users 7 (link 3) and 8 (link 1)"
+        );
+        s.forget_pending_logins(2 + PENDING_LOGIN_MS);
+        assert_eq!(s.pending_login_count(), 0);
+    }
+
+    #[test]
+    fn a_full_login_table_falls_back_to_every_link() {
+        let mut s = state_with_links(2);
+        for user in 0..MAX_PENDING_LOGINS as u32 {
+            assert!(s.kick_targets(link(1), user, 0).is_some());
+        }
+        assert_eq!(s.kick_targets(link(1), u32::MAX, 5), None);
+        assert_eq!(s.kick_targets(link(2), 1, 6), None, "while marks are lost");
+        s.forget_pending_logins(PENDING_LOGIN_MS);
+        assert_eq!(
+            s.kick_targets(link(2), 1, 5 + PENDING_LOGIN_MS),
+            Some(vec![])
+        );
     }
 
     #[test]

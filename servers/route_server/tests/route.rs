@@ -19,7 +19,7 @@ use tt_proto::IM::BaseDefine::{
 use tt_proto::IM::Buddy::{IMUserStatNotify, IMUsersStatReq, IMUsersStatRsp};
 use tt_proto::IM::Message::IMMsgData;
 use tt_proto::IM::Server::{
-    IMOnlineUserInfo, IMRoleSet, IMServerPCLoginStatusNotify, IMUserStatusUpdate,
+    IMOnlineUserInfo, IMRoleSet, IMServerKickUser, IMServerPCLoginStatusNotify, IMUserStatusUpdate,
 };
 use tt_rs::{free_port, run_to_exit, PduClient, ServerProcess, WAIT};
 
@@ -234,10 +234,6 @@ fn relayed_commands_reach_the_same_links_as_the_cpp() {
         ),
         (ServiceID::SID_MSG, MessageCmdID::CID_MSG_READ_NOTIFY as u16),
         (
-            ServiceID::SID_OTHER,
-            OtherCmdID::CID_OTHER_SERVER_KICK_USER as u16,
-        ),
-        (
             ServiceID::SID_GROUP,
             GroupCmdID::CID_GROUP_CHANGE_MEMBER_NOTIFY as u16,
         ),
@@ -272,6 +268,72 @@ fn relayed_commands_reach_the_same_links_as_the_cpp() {
     b.sync();
     let before = a.sync();
     assert!(before.iter().all(|p| p.command_id() != 0x07ff));
+}
+
+const CID_KICK: u16 = OtherCmdID::CID_OTHER_SERVER_KICK_USER as u16;
+
+fn kick_pdu(user_id: u32) -> ImPdu {
+    let kick = IMServerKickUser {
+        user_id,
+        client_type: ANDROID,
+        reason: tt_proto::IM::BaseDefine::KickReasonType::KICK_REASON_DUPLICATE_USER as u32,
+    };
+    ImPdu::with_msg(SID_OTHER, CID_KICK, 0, &kick).unwrap()
+}
+
+fn kicks_in(pdus: &[ImPdu]) -> Vec<u32> {
+    pdus.iter()
+        .filter(|p| p.command_id() == CID_KICK)
+        .map(|p| p.msg::<IMServerKickUser>().unwrap().user_id)
+        .collect()
+}
+
+/// Not in the C++ (which sends every kick to every other link): a
+/// duplicate-login kick reaches only the links that hold the user, or that
+/// sent a kick for it and have not reported it online yet; the login
+/// itself (kick, then status update) reaches no other link.
+#[test]
+fn a_kick_reaches_only_the_msg_servers_that_hold_the_user() {
+    let (_server, port) = start();
+    let mut a = MsgServer::connect(port);
+    let mut b = MsgServer::connect(port);
+    let mut c = MsgServer::connect(port);
+    // User 100 logs in on A, as msg_server does it: the kick, then online.
+    a.link.send(&kick_pdu(100));
+    a.status_update(100, ONLINE, ANDROID);
+    a.sync();
+    assert!(kicks_in(&b.sync()).is_empty(), "B does not hold 100");
+    assert!(kicks_in(&c.sync()).is_empty(), "C does not hold 100");
+
+    // A duplicate login of 100 on B kicks it on A, byte for byte, not on C.
+    let sent = kick_pdu(100);
+    b.link.send(&sent);
+    let got = recv_cid(&mut a.link, CID_KICK);
+    assert_eq!(got.as_bytes(), sent.as_bytes(), "relayed byte for byte");
+    b.sync();
+    assert!(kicks_in(&c.sync()).is_empty(), "C does not hold 100");
+    assert!(kicks_in(&b.sync()).is_empty(), "not back to its sender");
+    a.status_update(100, OFFLINE, ANDROID);
+    b.status_update(100, ONLINE, ANDROID);
+    b.sync();
+
+    // Two logins of 200 at once, on A and C: each kick was sent before its
+    // status update, so the later kick finds the earlier login.
+    a.link.send(&kick_pdu(200));
+    a.sync();
+    c.link.send(&kick_pdu(200));
+    c.sync();
+    assert_eq!(
+        kicks_in(&a.sync()),
+        vec![200],
+        "A's login of 200 was pending"
+    );
+    assert!(kicks_in(&b.sync()).is_empty(), "B holds no 200");
+
+    // An undecodable kick closes that link only.
+    c.link.send(&raw_pdu(SID_OTHER, CID_KICK, 1, &[0x08, 0x01]));
+    assert!(c.link.is_closed_by_peer());
+    assert_eq!(b.statuses(&[100]).len(), 1, "the others carry on");
 }
 
 #[test]

@@ -8,6 +8,10 @@
 //!   login and heartbeat; any other command is ignored the first time and
 //!   closes the connection the second time. (The C++ runs every command
 //!   for user id 0.)
+//! - A login is refused with `REFUSE_REASON_MSG_SERVER_FULL` (the code
+//!   login_server answers when every msg_server is full) once `MaxConnCnt`
+//!   connections are logged in ([`is_full`]); the C++ msg_server has no
+//!   such check.
 //! - The "message to yourself" check compares the receiver with the
 //!   logged-in user, not with the `from_user_id` the client wrote.
 
@@ -62,6 +66,14 @@ pub fn login_refusal(has_db: bool, has_login: bool, has_route: bool) -> Option<R
     }
 }
 
+/// `MaxConnCnt` reached: `validated` connections are logged in and the
+/// conf allows `max_conn_cnt`. Not in the C++ msg_server, which only tells
+/// login_server its limit (login_server then sends nobody there) and
+/// accepts every client that connects to it directly.
+pub fn is_full(validated: usize, max_conn_cnt: u32) -> bool {
+    u64::try_from(validated).unwrap_or(u64::MAX) >= u64::from(max_conn_cnt)
+}
+
 /// `CHECK_MSG_TYPE_SINGLE`.
 pub fn is_single_msg(t: MsgType) -> bool {
     matches!(
@@ -100,6 +112,17 @@ pub fn check_msg_data(conn: &mut ClientConn, msg: &IMMsgData) -> Result<(), MsgR
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_at_max_conn_cnt() {
+        assert!(!is_full(1, 2));
+        assert!(is_full(2, 2));
+        assert!(is_full(3, 2));
+        assert!(
+            is_full(0, 0),
+            "MaxConnCnt=0 takes nobody, as login_server reads it"
+        );
+    }
 
     fn msg(from: u32, to: u32, t: MsgType, data: &[u8]) -> IMMsgData {
         IMMsgData {

@@ -11,7 +11,7 @@
 //! - `CID_LOGIN_RES_DEVICETOKEN` carries the user id (the C++ leaves this
 //!   required field unset).
 
-use super::checks::login_refusal;
+use super::checks::{is_full, login_refusal};
 use super::Handled;
 use crate::attach_data::AttachData;
 use crate::im_user::{is_mobile, UserConn};
@@ -20,7 +20,7 @@ use crate::state::MsgState;
 use base::tick::unix_time;
 use base::ImPdu;
 use netlib::{ConnId, Reactor};
-use tt_proto::IM::BaseDefine::{ClientType, KickReasonType, UserStatType};
+use tt_proto::IM::BaseDefine::{ClientType, KickReasonType, ResultType, UserStatType};
 use tt_proto::IM::Login::{
     IMDeviceTokenReq, IMDeviceTokenRsp, IMKickPCClientReq, IMKickPCClientRsp, IMKickUser,
     IMLoginReq, IMLoginRes, IMLogoutRsp,
@@ -29,6 +29,45 @@ use tt_proto::IM::Server::IMValidateReq;
 
 /// The C++ `result_string` for a login refused because a peer is missing.
 pub const SERVER_ERROR_STRING: &str = "服务端异常";
+
+/// The `result_string` of a login refused at `MaxConnCnt`: login_server's
+/// text for "all msg_servers full".
+pub const SERVER_FULL_STRING: &str = "负载过高";
+
+/// `IMLoginRes` refusing a login with `code`, written fully before the
+/// connection is closed.
+fn refuse_login(net: &mut Reactor<MsgState>, id: ConnId, seq: u16, code: ResultType, text: &str) {
+    let res = IMLoginRes {
+        server_time: unix_time(),
+        result_code: code,
+        result_string: Some(text.to_string()),
+        online_status: None,
+        user_info: None,
+    };
+    let _ = net.send_msg(id, seq, &res);
+    net.close_after_flush(id);
+}
+
+/// Not in the C++: `MaxConnCnt` connections are logged in here, so a
+/// login (asked for, or just validated by db_proxy) is refused.
+pub fn refuse_if_full(net: &mut Reactor<MsgState>, state: &MsgState, id: ConnId, seq: u16) -> bool {
+    if !is_full(state.users.conn_count(), state.me.max_conn_cnt) {
+        return false;
+    }
+    log::warn!(
+        "client {id}: login refused: {} connections logged in, MaxConnCnt={}",
+        state.users.conn_count(),
+        state.me.max_conn_cnt
+    );
+    refuse_login(
+        net,
+        id,
+        seq,
+        ResultType::REFUSE_REASON_MSG_SERVER_FULL,
+        SERVER_FULL_STRING,
+    );
+    true
+}
 
 /// `_HandleLoginRequest`: checks the peers, then asks db_proxy to validate
 /// the user with attach data naming this connection.
@@ -53,15 +92,10 @@ pub(super) fn handle_login_request(
     ) {
         log::warn!("client {id}: login refused: {reason:?}");
         state.metrics.logins.inc("refused_no_peer");
-        let res = IMLoginRes {
-            server_time: unix_time(),
-            result_code: reason,
-            result_string: Some(SERVER_ERROR_STRING.to_string()),
-            online_status: None,
-            user_info: None,
-        };
-        let _ = net.send_msg(id, pdu.seq_num(), &res);
-        net.close_after_flush(id);
+        refuse_login(net, id, pdu.seq_num(), reason, SERVER_ERROR_STRING);
+        return Ok(());
+    }
+    if refuse_if_full(net, state, id, pdu.seq_num()) {
         return Ok(());
     }
     let req: IMLoginReq = pdu.msg()?;

@@ -1,0 +1,207 @@
+//! Idle clients at scale (issue 20), measured with `tt-idle`: route,
+//! login, db_proxy (real MariaDB, a private Redis) and K msg_servers, all
+//! release builds, on loopback, with N idle Android clients that each ask
+//! login_server's HTTP port for a msg_server, log in, heartbeat every 30 s
+//! and are held. Not a criterion bench: it prints one table row per run.
+//!
+//! ```text
+//! TT_IDLE_RUNS=20000x2,100000x10 cargo bench --bench idle_scale
+//! ```
+//!
+//! `TT_IDLE_RUNS` lists CLIENTSxMSG_SERVERS runs (default `20000x2`);
+//! `TT_IDLE_RATE` the logins started per second over all tt-idle processes
+//! (default 3000), `TT_IDLE_HOLD` the seconds the clients are held after
+//! the last login (default 40). The clients are split over tt-idle
+//! processes of at most 9,500 (this machine caps each process at 20,000
+//! files), each connecting from 20 source addresses of its own. Figures:
+//! logins/s (first start to last answer, the slowest process), each
+//! msg_server's resident memory growth per client on it (min-max over the
+//! msg_servers), route_server's per online user, and `/proc/net/sockstat`
+//! (TCP sockets in use and their memory) in the middle of the hold.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tt_rs::cluster::Cluster;
+use tt_rs::{built_binary_in, ScratchDir};
+
+/// Most clients per tt-idle process.
+const PER_PROCESS: u32 = 9_500;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn sockstat_tcp() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
+    let line = text.lines().find(|l| l.starts_with("TCP:")).unwrap_or("");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let field = |name: &str| {
+        words
+            .iter()
+            .position(|w| *w == name)
+            .and_then(|i| words.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("inuse"), field("mem"))
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+}
+
+fn run(clients: u32, msg_servers: usize, rate: u64, hold: u64, dir: &Path, tt_idle: &Path) {
+    let started = Instant::now();
+    let cluster = Cluster::start_numbered(clients, msg_servers);
+    let csv = dir.join(format!("users-{clients}.csv"));
+    std::fs::write(&csv, cluster.users_csv()).expect("write csv");
+    let base: BTreeMap<String, u64> = cluster
+        .servers()
+        .into_iter()
+        .filter_map(|(n, p)| p.memory_kib().map(|(rss, _)| (n, rss)))
+        .collect();
+    println!(
+        "== {clients} clients over {msg_servers} msg_servers (cluster up and users loaded in {:.0}s)",
+        started.elapsed().as_secs_f64()
+    );
+    let procs = clients.div_ceil(PER_PROCESS);
+    let per = clients.div_ceil(procs);
+    let mut children: Vec<(Child, u32)> = Vec::new();
+    for k in 0..procs {
+        let skip = per * k;
+        let take = per.min(clients - skip);
+        let child = Command::new(tt_idle)
+            .args(["run", "--login", &cluster.login_http(), "--csv"])
+            .arg(&csv)
+            .args(["--skip", &skip.to_string(), "--users", &take.to_string()])
+            .args(["--rate", &(rate / u64::from(procs)).max(1).to_string()])
+            .args(["--in-flight", &(400 / procs).max(20).to_string()])
+            .args(["--hold", &hold.to_string()])
+            .args([
+                "--source-ips",
+                &format!("127.0.{}.1-127.0.{}.20", k + 1, k + 1),
+            ])
+            .arg("--json")
+            .arg(dir.join(format!("idle-{clients}-{k}.json")))
+            .arg("--ready-file")
+            .arg(dir.join(format!("idle-{clients}-{k}.ready")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn tt-idle");
+        children.push((child, k));
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    for (child, k) in &mut children {
+        let ready = dir.join(format!("idle-{clients}-{k}.ready"));
+        while !ready.exists() && Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    // The middle of the hold: every client is in and heartbeating.
+    std::thread::sleep(Duration::from_secs(hold / 2));
+    let now: BTreeMap<String, u64> = cluster
+        .servers()
+        .into_iter()
+        .filter_map(|(n, p)| p.memory_kib().map(|(rss, _)| (n, rss)))
+        .collect();
+    let (tcp_inuse, tcp_mem_pages) = sockstat_tcp();
+    let mut login_secs: f64 = 0.0;
+    let (mut ok, mut failed, mut held, mut lost) = (0u64, 0u64, 0u64, 0u64);
+    let mut per_port: BTreeMap<u16, u64> = BTreeMap::new();
+    for (child, k) in &mut children {
+        let _ = child.wait();
+        let r = read_json(&dir.join(format!("idle-{clients}-{k}.json")));
+        login_secs = login_secs.max(r["login_secs"].as_f64().unwrap_or(0.0));
+        ok += r["logins_ok"].as_u64().unwrap_or(0);
+        failed += r["logins_failed"].as_u64().unwrap_or(0);
+        held += r["held"].as_u64().unwrap_or(0);
+        lost += r["lost"].as_u64().unwrap_or(0) + r["kicked"].as_u64().unwrap_or(0);
+        if let Some(m) = r["per_server"].as_object() {
+            for (addr, n) in m {
+                let port = addr
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                *per_port.entry(port).or_default() += n.as_u64().unwrap_or(0);
+            }
+        }
+        if let Some(f) = r["failures"].as_object() {
+            for (why, n) in f {
+                println!("  failed ({k}): {why}: {n}");
+            }
+        }
+    }
+    let per_client: Vec<f64> = cluster
+        .msg_servers
+        .iter()
+        .filter_map(|(_, port)| {
+            let name = format!("msg_server:{port}");
+            let n = *per_port.get(port)?;
+            let grown = now.get(&name)?.saturating_sub(*base.get(&name)?);
+            (n > 0).then(|| grown as f64 * 1024.0 / n as f64)
+        })
+        .collect();
+    let min = per_client.iter().copied().fold(f64::MAX, f64::min);
+    let max = per_client.iter().copied().fold(0.0, f64::max);
+    let grown = |name: &str| {
+        now.get(name)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(base.get(name).copied().unwrap_or(0))
+    };
+    let route_per_user = grown("route_server") as f64 * 1024.0 / ok.max(1) as f64;
+    let spread: Vec<String> = per_port.values().map(u64::to_string).collect();
+    println!(
+        "| {clients} | {msg_servers} | {:.0} | {failed} | {held} | {lost} | {min:.0}-{max:.0} | {route_per_user:.0} | {:.1} / {:.1} MiB | {tcp_inuse} / {:.0} MiB |",
+        ok as f64 / login_secs.max(1e-9),
+        now.get("login_server").copied().unwrap_or(0) as f64 / 1024.0,
+        now.get("db_proxy_server").copied().unwrap_or(0) as f64 / 1024.0,
+        tcp_mem_pages as f64 * 4096.0 / 1048576.0,
+    );
+    println!("  clients per msg_server: {}", spread.join(", "));
+    println!(
+        "  columns: clients | msg_servers | logins/s | failed | held | lost+kicked | \
+         msg_server bytes/client (min-max) | route bytes/online user | login / db_proxy RSS | \
+         sockstat TCP inuse / mem"
+    );
+    let problems = cluster.problems();
+    println!("  {} warnings/errors in the servers' logs", problems.len());
+    for line in problems.iter().take(10) {
+        println!("    {line}");
+    }
+}
+
+fn main() {
+    if std::env::var_os("RUST_LOG").is_none() {
+        // login_server stays at info: the harness waits for its registration line.
+        std::env::set_var("RUST_LOG", "warn,login_server=info");
+    }
+    let runs: Vec<(u32, usize)> = std::env::var("TT_IDLE_RUNS")
+        .unwrap_or_else(|_| "20000x2".into())
+        .split(',')
+        .filter_map(|r| {
+            let (c, m) = r.trim().split_once('x')?;
+            Some((c.parse().ok()?, m.parse().ok()?))
+        })
+        .collect();
+    let rate = env_num("TT_IDLE_RATE", 3000);
+    let hold = env_num("TT_IDLE_HOLD", 40);
+    let tt_idle = built_binary_in("tt-client", "tt-idle");
+    let dir = ScratchDir::new("idle-scale");
+    for (clients, msg_servers) in runs {
+        run(clients, msg_servers, rate, hold, dir.path(), &tt_idle);
+    }
+}
