@@ -14,8 +14,7 @@
 # another conf in conf/ uses are skipped), all registering with the same
 # login_server and route_server; with one it runs in run/msg_server/.
 #
-# A server that exits with code 3 at once is "not implemented yet" and is
-# skipped; any other early exit stops this script with the end of its log.
+# A server that exits at start-up stops this script with the end of its log.
 # Stop everything with scripts/down.sh.
 
 set -euo pipefail
@@ -120,7 +119,6 @@ alive() {
 }
 
 running=0
-not_implemented=0
 for entry in "${servers[@]}"; do
     read -r s name conf listens <<<"$entry"
     dir=run/$name
@@ -163,11 +161,6 @@ for entry in "${servers[@]}"; do
         code=0
         wait "$pid" || code=$?
         rm -f "$pidfile"
-        if [ "$code" -eq 3 ]; then
-            echo "$name: not implemented yet (exit 3)"
-            not_implemented=$((not_implemented + 1))
-            continue
-        fi
         echo "$name: exited with code $code at start-up; last lines of $log:" >&2
         tail -n 20 "$log" >&2
         echo "up: stopping here; scripts/down.sh stops the servers already started" >&2
@@ -195,4 +188,4 @@ for entry in "${servers[@]}"; do
     running=$((running + 1))
 done
 
-echo "up: $running running, $not_implemented not implemented yet; stop them with scripts/down.sh"
+echo "up: $running running; stop them with scripts/down.sh"

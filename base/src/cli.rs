@@ -84,13 +84,6 @@ where
     }
 }
 
-/// The `main` of a server whose issue has not landed yet: says so and
-/// exits non-zero, so a script that starts it notices.
-pub fn not_implemented(name: &str) -> ! {
-    eprintln!("{name}: not implemented yet in tt-rs");
-    std::process::exit(3);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
