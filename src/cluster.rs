@@ -335,6 +335,34 @@ impl Cluster {
         self.processes[2] = start_db_proxy(&self.db, self.redis.port(), self.db_proxy_port);
     }
 
+    /// Kills route_server (kill -9; its msg_servers see their links close).
+    pub fn stop_route_server(&mut self) {
+        self.processes[0].stop();
+    }
+
+    /// Starts route_server again on its port, after
+    /// [`stop_route_server`](Self::stop_route_server), and waits until it
+    /// listens.
+    pub fn restart_route_server(&mut self) {
+        self.processes[0].restart();
+        self.processes[0].wait_listening(self.route_port);
+    }
+
+    /// The db_proxy_server process (for signals, its log).
+    pub fn db_proxy(&self) -> &ServerProcess {
+        &self.processes[2]
+    }
+
+    /// The route_server process.
+    pub fn route_server(&self) -> &ServerProcess {
+        &self.processes[0]
+    }
+
+    /// The login_server process.
+    pub fn login_server(&self) -> &ServerProcess {
+        &self.processes[1]
+    }
+
     /// Puts `members` in a new normal group `group_id` (rows only; db_proxy
     /// fills its member cache from them).
     pub fn add_group(&self, group_id: u32, name: &str, members: &[u32]) {

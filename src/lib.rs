@@ -214,6 +214,29 @@ impl ServerProcess {
         panic!("{} did not exit:\n{}", self.name, self.log());
     }
 
+    /// How many times the log contains `needle` so far.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
+    }
+
+    /// Waits until the log contains `needle` at least `n` times (bounded
+    /// by [`WAIT`]).
+    pub fn wait_log_count(&self, needle: &str, n: usize) {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if self.log_count(needle) >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "{} logged {needle:?} {} times, not {n}:\n{}",
+            self.name,
+            self.log_count(needle),
+            self.log()
+        );
+    }
+
     /// Waits until the log contains `needle` (bounded by [`WAIT`]).
     pub fn wait_log(&self, needle: &str) {
         let deadline = Instant::now() + WAIT;

@@ -76,8 +76,9 @@ use thiserror::Error;
 const CONF_FILE: &str = "msgserver.conf";
 /// Longest wait of one loop iteration when no timer is due (ms).
 const LOOP_WAIT_MS: u64 = 1_000;
-/// The peer links' reconnect timer (the C++ `*_conn_timer_callback`).
-const RECONNECT_TIMER_MS: u64 = 1_000;
+/// The peer links' reconnect timer (the C++ `*_conn_timer_callback`, once
+/// a second there): fast retries of a lost link (see `netlib::serv_info`).
+const RECONNECT_TIMER_MS: u64 = netlib::serv_info::RECONNECT_CHECK_MS;
 /// `msg_conn_timer_callback`'s period.
 const MSG_CONN_TIMER_MS: u64 = 1_000;
 /// `LOG_MSG_STAT_INTERVAL`: message statistics are logged every 5 minutes.
