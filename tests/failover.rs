@@ -80,3 +80,74 @@ fn links_to_a_restarted_db_proxy_and_route_server_come_back_and_carry_the_next_m
     let got = next_message(&mut bob);
     assert_eq!((got.msg_id, got.text.as_str()), (id, "after route_server"));
 }
+
+#[test]
+fn what_is_sent_while_db_proxy_or_route_server_is_down_goes_through_once_it_is_back() {
+    let mut cluster = Cluster::start(&USERS, 2);
+    for (p, _) in &cluster.msg_servers {
+        p.wait_log_count("connected to db_proxy", DB_LINKS);
+        p.wait_log("is the master");
+    }
+    let mut alice = login(&cluster, 0, "alice", "alice-pw");
+    let mut bob = login(&cluster, 1, "bob", "bob-pw");
+
+    // db_proxy down: a message and a read-only request wait in msg_server
+    // and are answered once it is back (the C++ drops both).
+    cluster.stop_db_proxy();
+    cluster.msg_servers[0]
+        .0
+        .wait_log_count("lost db_proxy", DB_LINKS);
+    let sender = std::thread::spawn(move || {
+        let id = alice.send_text(2, "while db_proxy is down");
+        let unread = alice.unread().map(|u| u.total_cnt);
+        (alice, id, unread)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.restart_db_proxy();
+    let (mut alice, id, unread) = sender.join().expect("sender");
+    let id = id.expect("acked after the restart");
+    assert_eq!(unread.expect("answered after the restart"), 0);
+    let got = next_message(&mut bob);
+    assert_eq!(
+        (got.msg_id, got.text.as_str()),
+        (id, "while db_proxy is down")
+    );
+    assert!(cluster.msg_servers[0]
+        .0
+        .log()
+        .contains("db_proxy usable again: sending"));
+
+    // route_server down: the stored message for bob's msg_server waits
+    // and arrives live once route_server is back (the C++: history only).
+    cluster.stop_route_server();
+    cluster.msg_servers[0]
+        .0
+        .wait_log_count("lost route_server", 1);
+    let id = alice
+        .send_text(2, "while route_server is down")
+        .expect("acked");
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.restart_route_server();
+    let got = next_message(&mut bob);
+    assert_eq!(
+        (got.msg_id, got.text.as_str()),
+        (id, "while route_server is down")
+    );
+    assert!(cluster.msg_servers[0]
+        .0
+        .log()
+        .contains("route_server master up: sending 1 held PDUs"));
+
+    // Past the hold's bound (5 s) the C++ "no db_proxy" answer goes out:
+    // an empty group list.
+    cluster.stop_db_proxy();
+    cluster.msg_servers[0]
+        .0
+        .wait_log_count("lost db_proxy", 2 * DB_LINKS);
+    let groups = alice.groups().expect("answered without db_proxy");
+    assert!(groups.is_empty());
+    assert!(cluster.msg_servers[0]
+        .0
+        .log()
+        .contains("held requests answered as without one"));
+}

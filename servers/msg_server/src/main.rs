@@ -19,6 +19,9 @@
 //! - [`group_chat`] is `GroupChat.cpp`, [`file_handler`] is `FileHandler.cpp`;
 //! - [`group_cache`] keeps group member lists and the messages waiting
 //!   for one (the C++ keeps none);
+//! - [`peer_hold`] holds requests for db_proxy and PDUs for route_server
+//!   while no link is usable, and the read-only requests in flight (the
+//!   C++ drops them);
 //! - [`attach_data`] is `AttachData.cpp`;
 //! - `netlib::PeerList` is `ServInfo.h`'s list plus each link's open flag;
 //! - [`state`] gathers the C++ globals into the reactor's state.
@@ -35,7 +38,7 @@
 //!    [`file_serv_conn`]);
 //! 3. [`state`]: the state and the sends that need more than one link
 //!    set (to a user's connections, back to the client a reply names);
-//! 4. the leaves: [`peers`] (sending to peers), [`group_cache`],
+//! 4. the leaves: [`peers`] (sending to peers, on [`peer_hold`]), [`group_cache`],
 //!    [`im_user`], `msg_conn::conn`, `msg_conn::checks`, [`attach_data`].
 //!
 //! So a reply handler sends through `state.route.to_master(net, &pdu)` or
@@ -50,6 +53,7 @@ mod group_chat;
 mod im_user;
 mod login_serv_conn;
 mod msg_conn;
+mod peer_hold;
 mod peers;
 mod push_serv_conn;
 mod route_serv_conn;
@@ -228,10 +232,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         login: LoginServers {
             peers: PeerList::new(ServList::new(cfg.login_servers.clone())),
         },
-        route: RouteServers {
-            peers: PeerList::new(ServList::new(cfg.route_servers.clone())),
-            master: None,
-        },
+        route: RouteServers::new(PeerList::new(ServList::new(cfg.route_servers.clone()))),
         push: PushServers {
             peers: PeerList::new(ServList::new(cfg.push_servers.clone())),
             master: None,
@@ -301,6 +302,11 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
             .push
             .peers
             .check_reconnect(net, |i| Box::new(PushServConn::new(i)));
+        // What waits for db_proxy or route_server: sent once a link is
+        // usable, answered as without one past its bound.
+        let dropped = state.db.expire(net);
+        state.stats.up_miss += dropped;
+        state.route.tick(net);
     });
 
     log::info!("msg_server entering the event loop");
@@ -320,6 +326,11 @@ fn init_msg_conn(net: &mut Reactor<MsgState>) -> std::io::Result<()> {
             last_stat = now;
             let s = state.stats;
             let g = state.groups.counters();
+            let (db_held, db_in_flight) = state.db.held_count();
+            log::info!(
+                "held for db_proxy: {db_held}, read-only in flight: {db_in_flight}, held for route_server: {}",
+                state.route.held_count()
+            );
             log::info!(
                 "up_msg_cnt={}, up_msg_miss_cnt={}, down_msg_cnt={}, down_msg_miss_cnt={}, users={}, connections={}, \
                  group_lists={} (evicted {}, expired {}), group_waits={} (dropped {}, expired {})",

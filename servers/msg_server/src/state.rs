@@ -170,7 +170,7 @@ impl MsgState {
     /// msg_servers. Returns the sender's connection here, if still there;
     /// `msg` and `pdu` are left as routed.
     pub fn ack_and_route_stored(
-        &self,
+        &mut self,
         net: &mut Reactor<MsgState>,
         pdu: &mut ImPdu,
         msg: &mut IMMsgData,

@@ -5,6 +5,8 @@
 //! and `ImUser.cpp` (`KickOutSameClientType`).
 //!
 //! Differences from the C++, on purpose:
+//! - With no usable db_proxy link a login waits for one (bounded, see
+//!   [`crate::peer_hold`]) instead of being refused at once.
 //! - A kicked connection (duplicate login, mobile kick) is closed once the
 //!   kick notice is written; the C++ leaves it open, still receiving the
 //!   user's messages, until the client goes.
@@ -15,12 +17,13 @@ use super::checks::login_refusal;
 use super::Handled;
 use crate::attach_data::AttachData;
 use crate::im_user::{is_mobile, UserConn};
+use crate::peer_hold::Fallback;
 use crate::peers::DbPick;
 use crate::state::MsgState;
 use base::tick::unix_time;
 use base::ImPdu;
 use netlib::{ConnId, Reactor};
-use tt_proto::IM::BaseDefine::{ClientType, KickReasonType, UserStatType};
+use tt_proto::IM::BaseDefine::{ClientType, KickReasonType, ResultType, UserStatType};
 use tt_proto::IM::Login::{
     IMDeviceTokenReq, IMDeviceTokenRsp, IMKickPCClientReq, IMKickPCClientRsp, IMKickUser,
     IMLoginReq, IMLoginRes, IMLogoutRsp,
@@ -45,9 +48,8 @@ pub(super) fn handle_login_request(
         log::warn!("client {id}: duplicate login request on the same connection ignored");
         return Ok(());
     }
-    let db_link = state.db.pick(DbPick::Login);
     if let Some(reason) = login_refusal(
-        db_link.is_some(),
+        state.db.can_take(),
         state.login.peers.any_open(),
         state.route.peers.any_open(),
     ) {
@@ -89,10 +91,24 @@ pub(super) fn handle_login_request(
         password: req.password,
         attach_data: Some(AttachData::handle(id).encode()),
     };
-    if let Some(link) = db_link {
-        let _ = net.send_msg(link, pdu.seq_num(), &validate);
-    }
-    Ok(())
+    // With no usable db_proxy link the validation waits (bounded); past
+    // the bound the login is refused as the C++ refuses it at once.
+    let refused = IMLoginRes {
+        server_time: unix_time(),
+        result_code: ResultType::REFUSE_REASON_NO_DB_SERVER,
+        result_string: Some(SERVER_ERROR_STRING.to_string()),
+        online_status: None,
+        user_info: None,
+    };
+    let refused = ImPdu::for_msg(pdu.seq_num(), &refused)?;
+    let fallback = Fallback::Reply {
+        client: id,
+        pdu: refused,
+        close: true,
+    };
+    state
+        .db
+        .send_or_answer(net, DbPick::Login, pdu.seq_num(), &validate, fallback)
 }
 
 /// The success half of `_HandleValidateResponse`, once db_proxy accepted
