@@ -17,7 +17,8 @@
 //! - [`db_pool`], [`cache_pool`]: MySQL and Redis pools (`DBPool.cpp`,
 //!   `CachePool.cpp`); [`sync_center`] (`SyncCenter.cpp`);
 //!   [`http_client`]: audio to and from msfs (`base/HttpClient.cpp`);
-//!   [`config`]: the conf keys; [`work_queue`]: the bound on work handed
+//!   [`store_wait`]: how a request waits for a restarted store (not in
+//!   the C++); [`config`]: the conf keys; [`work_queue`]: the bound on work handed
 //!   to the workers, with backpressure per link (`ThreadPool.cpp`).
 
 mod business;
@@ -29,6 +30,7 @@ mod handler_map;
 mod proxy_conn;
 mod services;
 mod state;
+mod store_wait;
 mod sync_center;
 mod work_queue;
 
