@@ -348,6 +348,30 @@ impl Cluster {
         self.processes[0].wait_listening(self.route_port);
     }
 
+    /// SIGTERM to db_proxy_server (it tells its msg_servers to stop
+    /// sending, drains and exits); waits for it to exit.
+    pub fn terminate_db_proxy(&mut self) {
+        self.processes[2].terminate();
+        self.processes[2].wait_exit();
+    }
+
+    /// The names of the server processes that have exited.
+    pub fn exited(&mut self) -> Vec<String> {
+        let names = ["route_server", "login_server", "db_proxy_server"];
+        let mut out: Vec<String> = self
+            .processes
+            .iter_mut()
+            .zip(names)
+            .filter_map(|(p, n)| (!p.is_running()).then(|| n.to_string()))
+            .collect();
+        for (p, port) in &mut self.msg_servers {
+            if !p.is_running() {
+                out.push(format!("msg_server:{port}"));
+            }
+        }
+        out
+    }
+
     /// The db_proxy_server process (for signals, its log).
     pub fn db_proxy(&self) -> &ServerProcess {
         &self.processes[2]

@@ -202,6 +202,18 @@ impl ServerProcess {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGTERM (a graceful stop), without waiting.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+    }
+
+    /// The process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Waits for the process to exit (bounded by [`WAIT`]) and returns its code.
     pub fn wait_exit(&mut self) -> Option<i32> {
         let deadline = Instant::now() + WAIT;

@@ -138,7 +138,7 @@ fn what_is_sent_while_db_proxy_or_route_server_is_down_goes_through_once_it_is_b
         .log()
         .contains("route_server master up: sending 1 held PDUs"));
 
-    // Past the hold's bound (5 s) the C++ "no db_proxy" answer goes out:
+    // Past the hold's bound (8 s) the C++ "no db_proxy" answer goes out:
     // an empty group list.
     cluster.stop_db_proxy();
     cluster.msg_servers[0]

@@ -22,7 +22,9 @@ use tt_proto::cid;
 /// Most PDUs held per peer kind.
 pub const HOLD_MAX: usize = 10_000;
 /// Longest a PDU is held (ms): past it the C++ "no peer" answer goes out.
-pub const HOLD_MAX_AGE_MS: u64 = 5_000;
+/// It covers db_proxy's SIGTERM (4 s of `STOP_RECV_PACKET` before it
+/// drains and exits) plus a restart of a few seconds.
+pub const HOLD_MAX_AGE_MS: u64 = 8_000;
 /// Most read-only requests remembered in flight, over all db_proxy links.
 pub const IN_FLIGHT_MAX: usize = 10_000;
 /// A request in flight with no reply for this long is forgotten (ms).
