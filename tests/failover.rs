@@ -151,3 +151,62 @@ fn what_is_sent_while_db_proxy_or_route_server_is_down_goes_through_once_it_is_b
         .log()
         .contains("held requests answered as without one"));
 }
+
+#[test]
+fn sigterm_stops_a_msg_server_gracefully_and_login_server_sends_clients_elsewhere() {
+    let mut cluster = Cluster::start(&USERS, 2);
+    for (p, _) in &cluster.msg_servers {
+        p.wait_log("is the master");
+    }
+    let ms1 = cluster.msg_servers[1].1;
+    let mut alice = login(&cluster, 0, "alice", "alice-pw");
+    let mut bob = login(&cluster, 1, "bob", "bob-pw");
+    // bob's message is on its way when SIGTERM comes: it is still stored,
+    // acked and delivered.
+    let sender = std::thread::spawn(move || {
+        let id = bob.send_text(1, "just before SIGTERM");
+        (bob, id)
+    });
+    cluster.msg_servers[1].0.terminate();
+    let (mut bob, id) = sender.join().expect("sender");
+    let id = id.expect("acked during the stop");
+    let got = next_message(&mut alice);
+    assert_eq!((got.msg_id, got.text.as_str()), (id, "just before SIGTERM"));
+    // Then bob is disconnected, and msg_server exits cleanly.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "bob was never disconnected");
+        match bob.next_event(Duration::from_millis(100)) {
+            Err(_) => break,
+            Ok(_) => continue,
+        }
+    }
+    assert_eq!(cluster.msg_servers[1].0.wait_exit(), Some(0));
+    let log = cluster.msg_servers[1].0.log();
+    assert!(log.contains("SIGTERM: refusing logins"), "{log}");
+    assert!(!log.contains("stopping with"), "nothing left in flight");
+    // login_server no longer hands it out.
+    cluster.login_server().wait_log("msg_server lost");
+    for _ in 0..10 {
+        let m = tt_client::discovery::via_http(&cluster.login_http()).expect("discovery");
+        assert_ne!(m.port, ms1, "a stopped msg_server handed out");
+    }
+    // bob logs in again (at the other msg_server) and finds his message.
+    let m = tt_client::discovery::via_http(&cluster.login_http()).expect("discovery");
+    let mut bob = Session::login(
+        &format!("{}:{}", m.prior_ip, m.port),
+        "bob",
+        "bob-pw",
+        &LoginOptions::default(),
+    )
+    .expect("bob again");
+    let history = bob
+        .history(
+            1,
+            tt_proto::IM::BaseDefine::SessionType::SESSION_TYPE_SINGLE,
+            0,
+            10,
+        )
+        .expect("history");
+    assert!(history.iter().any(|h| h.msg_id == id));
+}

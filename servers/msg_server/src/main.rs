@@ -24,6 +24,7 @@
 //!   C++ drops them);
 //! - [`attach_data`] is `AttachData.cpp`;
 //! - `netlib::PeerList` is `ServInfo.h`'s list plus each link's open flag;
+//! - [`shutdown`] is the graceful stop on SIGTERM (not in the C++);
 //! - [`state`] gathers the C++ globals into the reactor's state.
 //!
 //! Calls point one way, down this stack (a module calls only those below
@@ -57,6 +58,7 @@ mod peer_hold;
 mod peers;
 mod push_serv_conn;
 mod route_serv_conn;
+mod shutdown;
 mod state;
 
 use base::aes::Aes;
@@ -244,6 +246,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         groups: Default::default(),
         stats: MsgStats::default(),
         log_msg: true,
+        shutdown: None,
     };
     for (kind, list) in [
         ("db_proxy", &cfg.db_servers),
@@ -290,10 +293,13 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
             .db
             .peers
             .check_reconnect(net, |i| Box::new(DbServConn::new(i)));
-        state
-            .login
-            .peers
-            .check_reconnect(net, |i| Box::new(LoginServConn::new(i)));
+        // Stopping: login_server must not hear of us again.
+        if state.shutdown.is_none() {
+            state
+                .login
+                .peers
+                .check_reconnect(net, |i| Box::new(LoginServConn::new(i)));
+        }
         state
             .route
             .peers
@@ -307,6 +313,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         let dropped = state.db.expire(net);
         state.stats.up_miss += dropped;
         state.route.tick(net);
+        shutdown::tick(net, state);
     });
 
     log::info!("msg_server entering the event loop");
@@ -316,7 +323,8 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
 
 /// `init_msg_conn`: the statistics timer (which also sweeps the group
 /// cache, see [`group_chat::expire_waits`]) and the signals (SIGUSR1
-/// resets the statistics, SIGUSR2 toggles message logging, SIGHUP exits).
+/// resets the statistics, SIGUSR2 toggles message logging, SIGHUP exits,
+/// SIGTERM stops gracefully: [`shutdown`], not in the C++).
 fn init_msg_conn(net: &mut Reactor<MsgState>) -> std::io::Result<()> {
     let mut last_stat = monotonic_ms();
     net.register_timer(MSG_CONN_TIMER_MS, move |_net, state: &mut MsgState| {
@@ -349,9 +357,9 @@ fn init_msg_conn(net: &mut Reactor<MsgState>) -> std::io::Result<()> {
             );
         }
     });
-    use signal_hook::consts::{SIGHUP, SIGUSR1, SIGUSR2};
+    use signal_hook::consts::{SIGHUP, SIGTERM, SIGUSR1, SIGUSR2};
     net.handle_signals(
-        &[SIGUSR1, SIGUSR2, SIGHUP],
+        &[SIGUSR1, SIGUSR2, SIGHUP, SIGTERM],
         |net, state: &mut MsgState, sig| match sig {
             SIGUSR1 => {
                 log::info!("SIGUSR1: message statistics reset");
@@ -364,6 +372,7 @@ fn init_msg_conn(net: &mut Reactor<MsgState>) -> std::io::Result<()> {
                     if state.log_msg { "on" } else { "off" }
                 );
             }
+            SIGTERM => shutdown::begin(net, state),
             _ => {
                 log::info!("SIGHUP: exiting");
                 net.stop();

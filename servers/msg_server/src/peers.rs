@@ -81,6 +81,9 @@ pub struct DbServers {
     held: HoldQueue<DbRequest>,
     /// Read-only requests sent and not answered yet, by link.
     in_flight: InFlight,
+    /// Message stores sent and not answered yet, by link (what a
+    /// graceful stop waits for).
+    stores: HashMap<ConnId, u32>,
 }
 
 impl DbServers {
@@ -98,6 +101,7 @@ impl DbServers {
             login_count,
             held: HoldQueue::default(),
             in_flight: InFlight::default(),
+            stores: HashMap::new(),
         }
     }
 
@@ -154,6 +158,9 @@ impl DbServers {
 
     fn send_on<S: 'static>(&mut self, net: &mut Reactor<S>, link: ConnId, req: DbRequest) {
         let _ = net.send_pdu(link, &req.pdu);
+        if req.pdu.command_id() == tt_proto::cid::MSG_DATA {
+            *self.stores.entry(link).or_default() += 1;
+        }
         if req.resend {
             self.in_flight.sent(link, net.now_ms(), req);
         }
@@ -201,13 +208,25 @@ impl DbServers {
 
     /// A reply `command` with `seq` came on `link`.
     pub fn answered(&mut self, link: ConnId, command: u16, seq: u16) {
+        if command == tt_proto::cid::MSG_DATA {
+            if let Some(n) = self.stores.get_mut(&link) {
+                *n = n.saturating_sub(1);
+            }
+            return;
+        }
         self.in_flight.answered(link, command, seq);
+    }
+
+    /// Message stores sent and not answered yet.
+    pub fn stores_in_flight(&self) -> u32 {
+        self.stores.values().sum()
     }
 
     /// `link` closed: the read-only requests in flight on it go to another
     /// link (or are held). A message store in flight is not sent again: it
     /// may have been stored.
     pub fn link_lost<S: 'static>(&mut self, net: &mut Reactor<S>, link: ConnId) {
+        self.stores.remove(&link);
         let lost = self.in_flight.lost(link);
         if !lost.is_empty() {
             log::info!(

@@ -79,6 +79,8 @@ pub struct MsgState {
     pub stats: MsgStats,
     /// `g_log_msg_toggle`: log every message (SIGUSR2 flips it).
     pub log_msg: bool,
+    /// Set by SIGTERM: the graceful stop under way.
+    pub shutdown: Option<crate::shutdown::Shutdown>,
 }
 
 /// Sends `pdu` to each of `targets`. A target whose send fails is being

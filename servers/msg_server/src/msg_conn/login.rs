@@ -5,6 +5,9 @@
 //! and `ImUser.cpp` (`KickOutSameClientType`).
 //!
 //! Differences from the C++, on purpose:
+//! - While the server stops (SIGTERM) a login is refused with
+//!   `REFUSE_REASON_MSG_SERVER_FULL`, so the client asks login_server
+//!   again.
 //! - With no usable db_proxy link a login waits for one (bounded, see
 //!   [`crate::peer_hold`]) instead of being refused at once.
 //! - A kicked connection (duplicate login, mobile kick) is closed once the
@@ -48,11 +51,18 @@ pub(super) fn handle_login_request(
         log::warn!("client {id}: duplicate login request on the same connection ignored");
         return Ok(());
     }
-    if let Some(reason) = login_refusal(
-        state.db.can_take(),
-        state.login.peers.any_open(),
-        state.route.peers.any_open(),
-    ) {
+    // Stopping (SIGTERM): clients go to another msg_server.
+    let stopping = state
+        .shutdown
+        .is_some()
+        .then_some(ResultType::REFUSE_REASON_MSG_SERVER_FULL);
+    if let Some(reason) = stopping.or_else(|| {
+        login_refusal(
+            state.db.can_take(),
+            state.login.peers.any_open(),
+            state.route.peers.any_open(),
+        )
+    }) {
         log::warn!("client {id}: login refused: {reason:?}");
         let res = IMLoginRes {
             server_time: unix_time(),
