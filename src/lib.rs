@@ -578,7 +578,9 @@ impl Drop for RedisServer {
 /// another crate: `target/<profile>/<name>` next to the running test.
 /// `cargo test --workspace` builds every binary first; when it is missing
 /// (e.g. `cargo test -p msg_server` alone) it is built here. (Cargo holds
-/// its build lock while compiling, not while tests run.)
+/// its build lock while compiling, not while tests run.) With
+/// `TT_SERVER_BIN_DIR` set, a binary of that name there is taken instead
+/// (a bench comparing builds).
 pub fn built_binary(name: &str) -> PathBuf {
     built_binary_in(name, name)
 }
@@ -586,6 +588,13 @@ pub fn built_binary(name: &str) -> PathBuf {
 /// [`built_binary`] for a binary `name` of package `package` (`tt-load` of
 /// `tt-client`).
 pub fn built_binary_in(package: &str, name: &str) -> PathBuf {
+    // A before/after bench points the servers at other builds.
+    if let Some(dir) = std::env::var_os("TT_SERVER_BIN_DIR") {
+        let path = PathBuf::from(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test>-<hash> -> target/<profile>
     let profile_dir = exe

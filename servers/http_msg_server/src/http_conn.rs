@@ -81,7 +81,7 @@ impl HttpHandler<HttpMsgState> for QueryHttp {
         );
         let state = &mut *cx.state;
         let links = Links {
-            db: state.db.pick().is_some(),
+            db: state.db.can_take(),
             route: state.route.can_notify(),
         };
         match http_query::dispatch(&request, links, state.app_keys.as_ref()) {

@@ -200,6 +200,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
     });
     net.register_timer(TICK_MS, |net, state: &mut HttpMsgState| {
         answer_expired(net, state, monotonic_ms());
+        db_serv_conn::answer_held_expired(net, state, monotonic_ms());
     });
 
     log::info!("http_msg_server entering the event loop");
