@@ -80,3 +80,32 @@ fn one_of_each_peer_killed_and_back_after_a_second_costs_latency_not_messages() 
     }
     traffic.stop();
 }
+
+/// With two of each, the other one carries on: only what was in flight on
+/// the dead one can go unanswered (db_proxy) or only to history (route).
+const MAX_UNANSWERED_REDUNDANT: usize = 20;
+const MAX_NOT_LIVE_REDUNDANT: usize = 20;
+
+#[test]
+fn one_of_two_db_proxies_or_route_servers_killed_costs_next_to_nothing() {
+    let mut cluster = fault::cluster_with(PAIRS, true);
+    let mut traffic = Traffic::start(&cluster, PAIRS, RATE_PER_PAIR);
+    eprintln!("{TABLE_HEAD}");
+    let phases: Vec<(&str, fault::Inject)> = vec![
+        (
+            "kill -9 one of two db_proxies",
+            Box::new(fault::kill_one_of_two_db_proxies(DOWN)),
+        ),
+        (
+            "kill -9 the first of two route_servers",
+            Box::new(fault::kill_route_server(DOWN)),
+        ),
+    ];
+    for (name, inject) in phases {
+        let r = traffic.phase(&mut cluster, name, BEFORE, AFTER, inject);
+        check(&r);
+        assert!(r.unanswered <= MAX_UNANSWERED_REDUNDANT, "{r:?}");
+        assert!(r.acked_not_live <= MAX_NOT_LIVE_REDUNDANT, "{r:?}");
+    }
+    traffic.stop();
+}

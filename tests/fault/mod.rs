@@ -46,18 +46,31 @@ pub fn users(pairs: u32) -> Vec<(u32, String, String)> {
         .collect()
 }
 
-/// A cluster of two msg_servers with `pairs` pairs of users.
-pub fn cluster(pairs: u32) -> Cluster {
+/// A cluster of two msg_servers with `pairs` pairs of users, and one
+/// db_proxy and one route_server (or, `redundant`, two of each).
+pub fn cluster_with(pairs: u32, redundant: bool) -> Cluster {
     let users = users(pairs);
     let refs: Vec<(u32, &str, &str)> = users
         .iter()
         .map(|(i, n, p)| (*i, n.as_str(), p.as_str()))
         .collect();
-    let cluster = Cluster::start(&refs, 2);
+    let cluster = if redundant {
+        Cluster::start_redundant(&refs, 2)
+    } else {
+        Cluster::start(&refs, 2)
+    };
     for (p, _) in &cluster.msg_servers {
         p.wait_log("is the master");
+        // Two db_proxy entries, two links each.
+        p.wait_log_count("connected to db_proxy", 4);
+        p.wait_log_count("connected to route_server", 1 + usize::from(redundant));
     }
     cluster
+}
+
+/// [`cluster_with`] one peer of each kind.
+pub fn cluster(pairs: u32) -> Cluster {
+    cluster_with(pairs, false)
 }
 
 /// A sender's raw connection: its writer, and what its reader thread took
@@ -212,6 +225,7 @@ impl Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let interval = Duration::from_micros(1_000_000 / u64::from(self.rate_per_pair.max(1)));
         let mut handles = Vec::new();
+        let pairs = self.pairs.len() as u32;
         for pair in &mut self.pairs {
             let mut client = pair.sender.take().expect("sender");
             let to = pair.receiver_id;
@@ -220,7 +234,10 @@ impl Traffic {
             handles.push(std::thread::spawn(move || {
                 let mut log = Sent::default();
                 let mut seq = first_seq;
-                let mut next = Instant::now();
+                // Senders spread over the interval, as independent users
+                // are (not all on one grid that a fault could hit at once).
+                let mut next = Instant::now() + interval * (index - 1) / pairs;
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
                 let collect = |client: &RawClient, log: &mut Sent| {
                     while let Ok(pdu) = client.inbox.try_recv() {
                         if pdu.command_id() == cid::MSG_DATA_ACK {
@@ -400,6 +417,12 @@ impl Report {
         for (seq, (text, sent_at)) in &log.sent {
             let Some((id, acked_at)) = log.acked.get(seq) else {
                 self.unanswered += 1;
+                if std::env::var_os("TT_FAULT_DEBUG").is_some() {
+                    eprintln!(
+                        "unanswered seq {seq}: sent {:?} after the fault began",
+                        sent_at.checked_duration_since(_fault_at)
+                    );
+                }
                 continue;
             };
             self.max_ack = self.max_ack.max(acked_at.duration_since(*sent_at));
@@ -476,6 +499,15 @@ pub fn kill_route_server(down: Duration) -> impl FnOnce(&mut Cluster) {
         c.stop_route_server();
         std::thread::sleep(down);
         c.restart_route_server();
+    }
+}
+
+/// kill -9 of the second of two db_proxies, back after `down`.
+pub fn kill_one_of_two_db_proxies(down: Duration) -> impl FnOnce(&mut Cluster) {
+    move |c: &mut Cluster| {
+        c.stop_second_db_proxy();
+        std::thread::sleep(down);
+        c.restart_second_db_proxy();
     }
 }
 
