@@ -210,3 +210,50 @@ fn sigterm_stops_a_msg_server_gracefully_and_login_server_sends_clients_elsewher
         .expect("history");
     assert!(history.iter().any(|h| h.msg_id == id));
 }
+
+#[test]
+fn a_msg_server_killed_its_clients_log_in_again_through_login_server_on_the_other() {
+    let mut cluster = Cluster::start(&USERS, 2);
+    for (p, _) in &cluster.msg_servers {
+        p.wait_log("is the master");
+    }
+    let ms1 = cluster.msg_servers[1].1;
+    let mut alice = login(&cluster, 0, "alice", "alice-pw");
+    let mut bob = login(&cluster, 1, "bob", "bob-pw");
+    cluster.msg_servers[1].0.stop();
+    let deadline = Instant::now() + WAIT;
+    while bob.next_event(Duration::from_millis(100)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "bob's connection outlived its server"
+        );
+    }
+    // Sent while bob is away: stored for him.
+    let id = alice
+        .send_text(2, "while bob's msg_server is gone")
+        .expect("acked");
+    cluster.login_server().wait_log("msg_server lost");
+    let m = tt_client::discovery::via_http(&cluster.login_http()).expect("discovery");
+    assert_ne!(m.port, ms1, "a dead msg_server handed out");
+    let mut bob = Session::login(
+        &format!("{}:{}", m.prior_ip, m.port),
+        "bob",
+        "bob-pw",
+        &LoginOptions::default(),
+    )
+    .expect("bob on the other msg_server");
+    let history = bob
+        .history(
+            1,
+            tt_proto::IM::BaseDefine::SessionType::SESSION_TYPE_SINGLE,
+            0,
+            10,
+        )
+        .expect("history");
+    assert!(history.iter().any(|h| h.msg_id == id));
+    // And live again from there.
+    let id = alice.send_text(2, "back").expect("acked");
+    let got = next_message(&mut bob);
+    assert_eq!((got.msg_id, got.text.as_str()), (id, "back"));
+    assert_eq!(cluster.exited(), vec![format!("msg_server:{ms1}")]);
+}
