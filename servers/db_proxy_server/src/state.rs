@@ -11,6 +11,7 @@
 //! so the loop goes on answering while it drains (the C++ `exit`s after
 //! 4 s, queued work or not).
 
+use std::time::Duration;
 use crate::handler_map::Handler;
 use crate::services::Services;
 use crate::sync_center::SyncThread;
@@ -21,7 +22,6 @@ use netlib::{ConnId, Reactor, Remote};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// A request on its way to a worker (`CProxyTask`).
 pub struct Request {

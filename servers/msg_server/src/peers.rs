@@ -18,6 +18,14 @@
 //! reads a client waits for (`get_db_serv_conn_for_login`), the rest
 //! everything else (`get_db_serv_conn`); each falls back on the other half,
 //! and picks a random open link in its range, as the C++ does.
+//!
+//! Differences from the C++ (see [`crate::peer_hold`]): with no usable
+//! db_proxy link, or no route_server master, what would go to it waits
+//! (bounded) and goes out in order when one is back, instead of being
+//! dropped; past the bound the C++ "no db_proxy" answer goes out. The
+//! read-only requests in flight on a db_proxy link that dies go to
+//! another; the message stores in flight are counted (for a graceful
+//! stop), never sent twice.
 
 use crate::attach_data::{AttachData, Attached};
 use crate::peer_hold::{
