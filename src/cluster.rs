@@ -161,13 +161,39 @@ pub struct Cluster {
     pub users: Vec<(u32, String, String)>,
     /// The file_server, if [`add_file_server`](Self::add_file_server) started one.
     pub file_server: Option<(ServerProcess, FileServerPorts)>,
+    /// A second db_proxy_server and a second route_server with their
+    /// ports, if [`start_redundant`](Self::start_redundant) started them
+    /// (msg_servers list them as `DBServerIP2` and `RouteServerIP2`).
+    pub second: Option<SecondPeers>,
     processes: Vec<ServerProcess>,
+}
+
+/// The second db_proxy and route_server of a redundant cluster.
+pub struct SecondPeers {
+    /// The second db_proxy_server.
+    pub db_proxy: ServerProcess,
+    /// Its port.
+    pub db_proxy_port: u16,
+    /// The second route_server.
+    pub route: ServerProcess,
+    /// Its port.
+    pub route_port: u16,
 }
 
 impl Cluster {
     /// Starts route, login and db_proxy servers with `users` (id, name,
     /// plain password) in the database, and `msg_servers` msg_servers.
     pub fn start(users: &[(u32, &str, &str)], msg_servers: usize) -> Cluster {
+        Cluster::start_with(users, msg_servers, false)
+    }
+
+    /// [`start`](Self::start) with two db_proxy_servers and two
+    /// route_servers (on the same database and Redis).
+    pub fn start_redundant(users: &[(u32, &str, &str)], msg_servers: usize) -> Cluster {
+        Cluster::start_with(users, msg_servers, true)
+    }
+
+    fn start_with(users: &[(u32, &str, &str)], msg_servers: usize, redundant: bool) -> Cluster {
         let db = TestDb::with_schema();
         add_users(&db, users, 100);
         let redis = RedisServer::start();
@@ -179,6 +205,15 @@ impl Cluster {
             start_login_server(login_client_port, login_http_port, login_msg_port),
         ];
         processes.push(start_db_proxy(&db, redis.port(), db_proxy_port));
+        let second = redundant.then(|| {
+            let (db_proxy_port, route_port) = (free_port(), free_port());
+            SecondPeers {
+                db_proxy: start_db_proxy(&db, redis.port(), db_proxy_port),
+                db_proxy_port,
+                route: start_route_server(route_port),
+                route_port,
+            }
+        });
         let mut cluster = Cluster {
             db,
             redis,
@@ -193,6 +228,7 @@ impl Cluster {
                 .map(|&(id, n, p)| (id, n.to_string(), p.to_string()))
                 .collect(),
             file_server: None,
+            second,
             processes,
         };
         for _ in 0..msg_servers {
@@ -238,7 +274,22 @@ impl Cluster {
                 .map_or_else(free_port, |(_, ports)| ports.msg),
             max_conn_cnt: 100_000,
         };
-        msg_server_conf(port, &peers)
+        let conf = msg_server_conf(port, &peers);
+        match &self.second {
+            None => conf,
+            Some(second) => conf
+                .replace(
+                    &format!("DBServerPort2={}\n", self.db_proxy_port),
+                    &format!("DBServerPort2={}\n", second.db_proxy_port),
+                )
+                .replace(
+                    &format!("RouteServerPort1={}\n", self.route_port),
+                    &format!(
+                        "RouteServerPort1={}\nRouteServerIP2=127.0.0.1\nRouteServerPort2={}\n",
+                        self.route_port, second.route_port
+                    ),
+                ),
+        }
     }
 
     /// Starts a file_server (see [`start_file_server`]); msg_servers added
@@ -336,6 +387,81 @@ impl Cluster {
     /// [`stop_db_proxy`]: Self::stop_db_proxy
     pub fn restart_db_proxy(&mut self) {
         self.processes[2] = start_db_proxy(&self.db, self.redis.port(), self.db_proxy_port);
+    }
+
+    /// Kills route_server (kill -9; its msg_servers see their links close).
+    pub fn stop_route_server(&mut self) {
+        self.processes[0].stop();
+    }
+
+    /// Starts route_server again on its port, after
+    /// [`stop_route_server`](Self::stop_route_server), and waits until it
+    /// listens.
+    pub fn restart_route_server(&mut self) {
+        self.processes[0].restart();
+        self.processes[0].wait_listening(self.route_port);
+    }
+
+    /// SIGTERM to db_proxy_server (it tells its msg_servers to stop
+    /// sending, drains and exits); waits for it to exit.
+    pub fn terminate_db_proxy(&mut self) {
+        self.processes[2].terminate();
+        self.processes[2].wait_exit();
+    }
+
+    /// The names of the server processes that have exited.
+    pub fn exited(&mut self) -> Vec<String> {
+        let names = ["route_server", "login_server", "db_proxy_server"];
+        let mut out: Vec<String> = self
+            .processes
+            .iter_mut()
+            .zip(names)
+            .filter_map(|(p, n)| (!p.is_running()).then(|| n.to_string()))
+            .collect();
+        for (p, port) in &mut self.msg_servers {
+            if !p.is_running() {
+                out.push(format!("msg_server:{port}"));
+            }
+        }
+        if let Some(second) = &mut self.second {
+            if !second.db_proxy.is_running() {
+                out.push("db_proxy_server 2".into());
+            }
+            if !second.route.is_running() {
+                out.push("route_server 2".into());
+            }
+        }
+        out
+    }
+
+    /// Kills the second db_proxy_server of [`start_redundant`](Self::start_redundant).
+    pub fn stop_second_db_proxy(&mut self) {
+        if let Some(second) = &mut self.second {
+            second.db_proxy.stop();
+        }
+    }
+
+    /// Starts the second db_proxy_server again on its port.
+    pub fn restart_second_db_proxy(&mut self) {
+        if let Some(second) = &mut self.second {
+            second.db_proxy.restart();
+            second.db_proxy.wait_listening(second.db_proxy_port);
+        }
+    }
+
+    /// The db_proxy_server process (for signals, its log).
+    pub fn db_proxy(&self) -> &ServerProcess {
+        &self.processes[2]
+    }
+
+    /// The route_server process.
+    pub fn route_server(&self) -> &ServerProcess {
+        &self.processes[0]
+    }
+
+    /// The login_server process.
+    pub fn login_server(&self) -> &ServerProcess {
+        &self.processes[1]
     }
 
     /// Puts `members` in a new normal group `group_id` (rows only; db_proxy

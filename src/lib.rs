@@ -206,6 +206,18 @@ impl ServerProcess {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGTERM (a graceful stop), without waiting.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+    }
+
+    /// The process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Waits for the process to exit (bounded by [`WAIT`]) and returns its code.
     pub fn wait_exit(&mut self) -> Option<i32> {
         let deadline = Instant::now() + WAIT;
@@ -216,6 +228,29 @@ impl ServerProcess {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("{} did not exit:\n{}", self.name, self.log());
+    }
+
+    /// How many times the log contains `needle` so far.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
+    }
+
+    /// Waits until the log contains `needle` at least `n` times (bounded
+    /// by [`WAIT`]).
+    pub fn wait_log_count(&self, needle: &str, n: usize) {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if self.log_count(needle) >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "{} logged {needle:?} {} times, not {n}:\n{}",
+            self.name,
+            self.log_count(needle),
+            self.log()
+        );
     }
 
     /// Waits until the log contains `needle` (bounded by [`WAIT`]).
@@ -547,7 +582,9 @@ impl Drop for RedisServer {
 /// another crate: `target/<profile>/<name>` next to the running test.
 /// `cargo test --workspace` builds every binary first; when it is missing
 /// (e.g. `cargo test -p msg_server` alone) it is built here. (Cargo holds
-/// its build lock while compiling, not while tests run.)
+/// its build lock while compiling, not while tests run.) With
+/// `TT_SERVER_BIN_DIR` set, a binary of that name there is taken instead
+/// (a bench comparing builds).
 pub fn built_binary(name: &str) -> PathBuf {
     built_binary_in(name, name)
 }
@@ -555,6 +592,13 @@ pub fn built_binary(name: &str) -> PathBuf {
 /// [`built_binary`] for a binary `name` of package `package` (`tt-load` of
 /// `tt-client`).
 pub fn built_binary_in(package: &str, name: &str) -> PathBuf {
+    // A before/after bench points the servers at other builds.
+    if let Some(dir) = std::env::var_os("TT_SERVER_BIN_DIR") {
+        let path = PathBuf::from(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test>-<hash> -> target/<profile>
     let profile_dir = exe

@@ -124,7 +124,8 @@ fn msg_server_starts_with_the_shipped_conf() {
 #[test]
 fn http_msg_server_starts_with_the_shipped_conf() {
     // No db_proxy or route_server runs: it listens anyway, answers 10
-    // ("服务器异常") and keeps retrying them.
+    // ("服务器异常": ChangeMembers needs route_server, at once) and keeps
+    // retrying them.
     let port = free_port();
     let mut values = vec![("ListenPort", port.to_string())];
     for key in ["DBServerPort1", "DBServerPort2", "RouteServerPort1"] {

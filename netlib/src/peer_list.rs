@@ -80,7 +80,8 @@ impl PeerList {
         self.list.serv_init(net, make);
     }
 
-    /// `serv_check_reconnect`, once per second.
+    /// `serv_check_reconnect`: call every
+    /// [`RECONNECT_CHECK_MS`](crate::serv_info::RECONNECT_CHECK_MS).
     pub fn check_reconnect<S: 'static>(
         &mut self,
         net: &mut Reactor<S>,
@@ -90,11 +91,10 @@ impl PeerList {
     }
 
     /// `OnConfirm`: the link `conn` to peer `idx` is open; the back-off
-    /// starts over (`reconnect_cnt = MIN_RECONNECT_CNT / 2`).
+    /// starts over ([`ServList::confirmed`]: its next loss is retried
+    /// fast).
     pub fn confirm(&mut self, idx: usize, conn: ConnId, now: u64) {
-        if let Some(s) = self.list.servers.get_mut(idx) {
-            s.reconnect_cnt = crate::serv_info::MIN_RECONNECT_CNT / 2;
-        }
+        self.list.confirmed(idx);
         self.open.insert(idx, (conn, now));
     }
 

@@ -2,17 +2,27 @@
 //! `CacheConn`, `CacheManager`).
 //!
 //! As in the C++: one pool per `CacheInstances` entry, `SELECT <db>` on
-//! connect, a 200 ms connect timeout, no more than one reconnect try per
-//! 4 s per connection (`CacheConn::Init`), 2 connections at start, more on
-//! demand up to `maxconncnt`. A connection that fails at the socket level is
-//! closed and reconnected on a later use, so a Redis restart costs failed
-//! requests, never a stuck pool. Connections come as guards ([`CacheConn`])
+//! connect, a 200 ms connect timeout, 2 connections at start, more on
+//! demand up to `maxconncnt`. Connections come as guards ([`CacheConn`])
 //! that return to the pool on drop.
+//!
+//! Differences from the C++ (`CacheConn::Init` tries a lost connection at
+//! most once per 4 s, failing every request meanwhile): a request whose
+//! connection is lost connects again at once and, while Redis does not
+//! answer, waits for it on the [`crate::store_wait`] schedule for at most
+//! [`STORE_WAIT`](crate::store_wait::STORE_WAIT), then fails as before.
+//! And a connection that fails at the socket level marks every idle
+//! connection of its pool as suspect (they went to the same Redis): each
+//! is pinged before its next use and replaced if dead, so a Redis restart
+//! fails only the commands running at that moment, not one request per
+//! pooled connection.
 
 use crate::config::CacheInstanceConfig;
 use crate::metrics::PoolMetrics;
+use crate::store_wait::{with_retries, STORE_WAIT};
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -20,8 +30,6 @@ use thiserror::Error;
 const MIN_CACHE_CONN_CNT: usize = 2;
 /// `CacheConn::Init`: connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
-/// `CacheConn::Init`: one reconnect try per 4 s.
-const RECONNECT_INTERVAL: Duration = Duration::from_secs(4);
 /// A command that takes longer is a failure (the C++ has no limit).
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a caller waits for a free connection.
@@ -33,7 +41,7 @@ pub enum CacheError {
     /// No pool of that name is configured.
     #[error("no cache pool named {0}")]
     NoPool(String),
-    /// Redis is unreachable (or was, less than 4 s ago).
+    /// Redis did not answer within the wait.
     #[error("cache pool {pool}: not connected: {reason}")]
     Unavailable {
         /// Pool name.
@@ -54,10 +62,11 @@ pub enum CacheError {
     },
 }
 
-/// One slot of a pool: a connection, or the memory of the last try.
+/// One slot of a pool: a connection (or none yet), and the pool's
+/// generation when it was last known good.
 struct Slot {
     conn: Option<redis::Connection>,
-    last_try: Option<Instant>,
+    generation: u64,
 }
 
 struct PoolState {
@@ -74,6 +83,9 @@ pub struct CachePool {
     freed: Condvar,
     /// In use, waiting, errors: for `GET /metrics`.
     pub metrics: PoolMetrics,
+    /// Bumped when a connection fails at the socket level: idle
+    /// connections of an older generation are pinged before use.
+    generation: AtomicU64,
 }
 
 impl CachePool {
@@ -95,12 +107,13 @@ impl CachePool {
             }),
             freed: Condvar::new(),
             metrics: PoolMetrics::default(),
+            generation: AtomicU64::new(0),
         };
         let first = MIN_CACHE_CONN_CNT.min(cfg.max_conn_cnt);
         for _ in 0..first {
             let mut slot = Slot {
                 conn: None,
-                last_try: None,
+                generation: 0,
             };
             pool.connect(&mut slot)?;
             let mut st = pool.state.lock();
@@ -117,21 +130,12 @@ impl CachePool {
         Ok(pool)
     }
 
-    /// `CacheConn::Init`: (re)connects `slot` unless it tried less than 4 s ago.
+    /// `CacheConn::Init`: connects `slot` if it has no connection.
     fn connect(&self, slot: &mut Slot) -> Result<(), CacheError> {
         if slot.conn.is_some() {
             return Ok(());
         }
-        if slot
-            .last_try
-            .is_some_and(|t| t.elapsed() < RECONNECT_INTERVAL)
-        {
-            return Err(CacheError::Unavailable {
-                pool: self.name.clone(),
-                reason: "last connect failed less than 4 s ago".into(),
-            });
-        }
-        slot.last_try = Some(Instant::now());
+        let generation = self.generation.load(Ordering::SeqCst);
         let conn = self
             .client
             .get_connection_with_timeout(CONNECT_TIMEOUT)
@@ -145,7 +149,33 @@ impl CachePool {
                 reason: e.to_string(),
             })?;
         slot.conn = Some(conn);
+        slot.generation = generation;
         Ok(())
+    }
+
+    /// A suspect connection (older than the last socket failure seen in
+    /// the pool) is pinged; a dead one is dropped, to be connected again.
+    fn check(&self, slot: &mut Slot) {
+        let generation = self.generation.load(Ordering::SeqCst);
+        if slot.generation == generation {
+            return;
+        }
+        if let Some(conn) = slot.conn.as_mut() {
+            if redis::cmd("PING").query::<String>(conn).is_err() {
+                log::info!(
+                    "cache pool {}: idle connection lost, reconnecting",
+                    self.name
+                );
+                slot.conn = None;
+                return;
+            }
+        }
+        slot.generation = generation;
+    }
+
+    /// Marks every other connection suspect after a socket failure.
+    fn suspect_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// `GetCacheConn`: a connected guard, or an error when Redis is down.
@@ -160,7 +190,7 @@ impl CachePool {
                 st.total += 1;
                 break Slot {
                     conn: None,
-                    last_try: None,
+                    generation: 0,
                 };
             }
             self.metrics.waiting.inc();
@@ -172,7 +202,15 @@ impl CachePool {
             }
         };
         drop(st);
-        if let Err(e) = self.connect(&mut slot) {
+        self.check(&mut slot);
+        let connected = with_retries(STORE_WAIT, || {
+            let r = self.connect(&mut slot);
+            if let Err(e) = &r {
+                log::debug!("{e}; trying again");
+            }
+            r
+        });
+        if let Err(e) = connected {
             self.metrics.errors.inc();
             self.release(slot);
             return Err(e);
@@ -221,6 +259,7 @@ impl CacheConn<'_> {
                 if let Some(slot) = self.slot.as_mut() {
                     slot.conn = None;
                 }
+                self.pool.suspect_all();
             }
             CacheError::Command { pool, source }
         })
@@ -235,7 +274,6 @@ impl Drop for CacheConn<'_> {
             // inside a MULTI or with replies unread: close it; the slot
             // reconnects on its next use, at once (Redis is not down).
             if std::thread::panicking() && slot.conn.take().is_some() {
-                slot.last_try = None;
                 log::warn!(
                     "cache pool {}: closing a panicked worker's connection",
                     self.pool.name
@@ -318,5 +356,60 @@ mod tests {
             .run(|c| redis::cmd("SET").arg("k").arg("v").query(c))
             .expect("SET");
         assert_eq!(reply, "OK", "SET ran at once, outside any MULTI");
+    }
+
+    /// A Redis restart of half a second: the pooled connections are dead,
+    /// the first command finds out, and the next request waits for Redis
+    /// instead of failing (the C++ fails every request for up to 4 s).
+    #[test]
+    fn a_request_waits_for_a_restarted_redis_and_dead_connections_are_replaced() {
+        let mut redis = tt_rs::RedisServer::start();
+        let pool = CachePool::new(&CacheInstanceConfig {
+            name: "unread".into(),
+            host: "127.0.0.1".into(),
+            port: redis.port(),
+            db: 0,
+            max_conn_cnt: 2,
+        })
+        .expect("pool on the private redis");
+        redis.stop();
+        let mut conn = pool.get().expect("a pooled (dead) connection");
+        let err = conn
+            .run(|c| redis::cmd("SET").arg("k").arg("1").query::<String>(c))
+            .expect_err("redis is down");
+        assert!(matches!(err, CacheError::Command { .. }), "{err}");
+        drop(conn);
+        let restarter = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            redis.restart();
+            redis
+        });
+        // Both slots: the dead one is pinged and replaced, the other
+        // waits for the connect; both run their command.
+        for _ in 0..2 {
+            let mut conn = pool.get().expect("waited for redis");
+            let reply: String = conn
+                .run(|c| redis::cmd("SET").arg("k").arg("2").query(c))
+                .expect("SET after the restart");
+            assert_eq!(reply, "OK");
+        }
+        let redis = restarter.join().expect("restarter");
+        // Redis down for longer than the wait: the request fails, bounded.
+        let mut redis = redis;
+        redis.stop();
+        let mut failed = false;
+        for _ in 0..3 {
+            match pool.get() {
+                Err(CacheError::Unavailable { .. }) => {
+                    failed = true;
+                    break;
+                }
+                Ok(mut conn) => {
+                    let _ = conn.run(|c| redis::cmd("PING").query::<String>(c));
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert!(failed, "fails once the wait is over, never hangs");
     }
 }

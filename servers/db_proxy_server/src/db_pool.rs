@@ -9,13 +9,24 @@
 //! replaced instead of being handed out again; a connection idle for a
 //! while is pinged before use (the C++ pings before every statement); and a
 //! caller waits at most [`CHECKOUT_TIMEOUT`] instead of forever.
+//!
+//! And for a MariaDB restart (not in the C++, which fails every request
+//! until a connection works again): a connection that fails at the socket
+//! level marks every idle one of its pool as suspect, so each is pinged
+//! before its next use and replaced if dead (a restart fails only the
+//! statements running at that moment); and opening a connection that is
+//! refused is tried again on the [`crate::store_wait`] schedule for at
+//! most [`STORE_WAIT`](crate::store_wait::STORE_WAIT) before the request
+//! fails as in the C++.
 
 use crate::config::DbInstanceConfig;
 use crate::metrics::PoolMetrics;
+use crate::store_wait::{with_retries, STORE_WAIT};
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -56,6 +67,8 @@ pub enum DbError {
 struct Idle {
     conn: Conn,
     since: Instant,
+    /// The pool's generation when it was last known good.
+    generation: u64,
 }
 
 struct PoolState {
@@ -73,6 +86,9 @@ pub struct DbPool {
     freed: Condvar,
     /// In use, waiting, errors: for `GET /metrics`.
     pub metrics: PoolMetrics,
+    /// Bumped when a connection breaks at the socket level: idle
+    /// connections of an older generation are pinged before use.
+    generation: AtomicU64,
 }
 
 impl DbPool {
@@ -97,6 +113,7 @@ impl DbPool {
             }),
             freed: Condvar::new(),
             metrics: PoolMetrics::default(),
+            generation: AtomicU64::new(0),
         };
         let first = MIN_DB_CONN_CNT.min(cfg.max_conn_cnt);
         for _ in 0..first {
@@ -106,6 +123,7 @@ impl DbPool {
             st.free.push(Idle {
                 conn,
                 since: Instant::now(),
+                generation: 0,
             });
         }
         log::info!("db pool {:?} ready with {first} connections", cfg);
@@ -116,6 +134,18 @@ impl DbPool {
         Conn::new(self.opts.clone()).map_err(|source| DbError::Connect {
             pool: self.name.clone(),
             source,
+        })
+    }
+
+    /// [`open`](Self::open), tried again while MySQL refuses, for at most
+    /// [`STORE_WAIT`] (a restart of a second or two).
+    fn open_waiting(&self) -> Result<Conn, DbError> {
+        with_retries(STORE_WAIT, || {
+            let r = self.open();
+            if let Err(e) = &r {
+                log::debug!("{e}; trying again");
+            }
+            r
         })
     }
 
@@ -132,7 +162,7 @@ impl DbPool {
             if st.total < self.max {
                 st.total += 1;
                 drop(st);
-                return match self.open() {
+                return match self.open_waiting() {
                     Ok(conn) => {
                         log::info!("db pool {}: new connection", self.name);
                         Ok(self.guard(conn))
@@ -157,9 +187,10 @@ impl DbPool {
     /// Hands out an idle connection, pinging it first if it sat long enough
     /// for the server to have dropped it; a dead one is replaced.
     fn lend(&self, mut idle: Idle) -> Result<DbConn<'_>, DbError> {
-        if idle.since.elapsed() > PING_AFTER_IDLE && idle.conn.ping().is_err() {
+        let suspect = idle.generation != self.generation.load(Ordering::SeqCst);
+        if (suspect || idle.since.elapsed() > PING_AFTER_IDLE) && idle.conn.ping().is_err() {
             log::warn!("db pool {}: idle connection lost, reconnecting", self.name);
-            match self.open() {
+            match self.open_waiting() {
                 Ok(conn) => idle.conn = conn,
                 Err(e) => {
                     self.metrics.errors.inc();
@@ -169,6 +200,12 @@ impl DbPool {
             }
         }
         Ok(self.guard(idle.conn))
+    }
+
+    /// A connection broke at the socket level: the idle ones went to the
+    /// same server and are suspect.
+    fn suspect_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     fn guard(&self, conn: Conn) -> DbConn<'_> {
@@ -188,9 +225,11 @@ impl DbPool {
 
     /// `RelDBConn`, done by [`DbConn`]'s drop.
     fn release(&self, conn: Conn) {
+        let generation = self.generation.load(Ordering::SeqCst);
         self.state.lock().free.push(Idle {
             conn,
             since: Instant::now(),
+            generation,
         });
         self.freed.notify_one();
     }
@@ -298,6 +337,9 @@ impl Drop for DbConn<'_> {
         match self.conn.take() {
             Some(conn) if !self.broken && !panicking => self.pool.release(conn),
             _ => {
+                if self.broken {
+                    self.pool.suspect_all();
+                }
                 log::warn!(
                     "db pool {}: closing a {} connection",
                     self.pool.name,

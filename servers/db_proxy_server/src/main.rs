@@ -17,8 +17,9 @@
 //! - [`db_pool`], [`cache_pool`]: MySQL and Redis pools (`DBPool.cpp`,
 //!   `CachePool.cpp`); [`sync_center`] (`SyncCenter.cpp`);
 //!   [`http_client`]: audio to and from msfs (`base/HttpClient.cpp`);
-//!   [`config`]: the conf keys; [`work_queue`]: the bound on work handed
-//!   to the workers, with backpressure per link (`ThreadPool.cpp`);
+//!   [`store_wait`]: how a request waits for a restarted store (not in
+//!   the C++); [`config`]: the conf keys; [`work_queue`]: the bound on work
+//!   handed to the workers, with backpressure per link (`ThreadPool.cpp`);
 //!   [`metrics`]: `GET /metrics` (not in the C++).
 
 mod business;
@@ -31,6 +32,7 @@ mod metrics;
 mod proxy_conn;
 mod services;
 mod state;
+mod store_wait;
 mod sync_center;
 mod work_queue;
 

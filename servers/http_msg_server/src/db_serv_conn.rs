@@ -17,7 +17,12 @@
 //!   the HTTP client has gone before the reply (the C++ returns early and
 //!   the online members never hear of a change made in the database).
 //! - Requests in flight on a link that closes are answered 10 at once
-//!   (the C++ leaves them to the 60 s idle close).
+//!   (the C++ leaves them to the 60 s idle close); they are not sent
+//!   again (a group creation is not idempotent).
+//! - With no usable link (none up, or all sent `STOP_RECV_PACKET`) a
+//!   request waits, in order, for one (at most [`HOLD_MAX`] requests,
+//!   none longer than [`HOLD_MAX_AGE_MS`], then answered 10, what the C++
+//!   answers at once), so a db_proxy restart costs latency.
 //! - `ConcurrentDBConnCnt=0` exits 1 naming the key (the C++ divides by
 //!   zero).
 
@@ -38,13 +43,22 @@ use tt_proto::IM::Group::{IMGroupChangeMemberNotify, IMGroupChangeMemberRsp, IMG
 /// db_proxy when `ConcurrentDBConnCnt` is absent.
 pub const DEFAULT_CONCURRENT_DB_CONN_CNT: usize = 2;
 
-/// The db_proxy links (`g_db_server_list`, `g_db_server_login_count`).
+/// Most requests held while no db_proxy link is usable.
+pub const HOLD_MAX: usize = 10_000;
+/// Longest a request is held (ms), as in msg_server: db_proxy's SIGTERM
+/// drain (4 s) plus a restart of a few seconds.
+pub const HOLD_MAX_AGE_MS: u64 = 8_000;
+
+/// The db_proxy links (`g_db_server_list`, `g_db_server_login_count`),
+/// and the requests waiting for one.
 #[derive(Debug, Default)]
 pub struct DbServers {
     /// One entry per link: `ConcurrentDBConnCnt` per configured db_proxy.
     pub peers: PeerList,
     /// Links `[0, login_count)` are the first half.
     pub login_count: usize,
+    /// (since, HTTP connection, request) waiting for a usable link.
+    held: std::collections::VecDeque<(u64, ConnId, DbRequest)>,
 }
 
 impl DbServers {
@@ -53,7 +67,17 @@ impl DbServers {
     pub fn new(peers: PeerList, concurrent: usize) -> DbServers {
         let instances = peers.peer_count() / concurrent.max(1);
         let login_count = (instances / 2) * concurrent;
-        DbServers { peers, login_count }
+        DbServers {
+            peers,
+            login_count,
+            held: Default::default(),
+        }
+    }
+
+    /// A request can go now or wait for a link (what the C++ checks as
+    /// "a db_proxy link is open").
+    pub fn can_take(&self) -> bool {
+        self.pick().is_some() || self.held.len() < HOLD_MAX
     }
 
     /// `get_db_serv_conn`: a random open link of the second half, else of
@@ -91,7 +115,13 @@ pub fn send_query(
         return false;
     }
     let Some(link) = state.db.pick() else {
-        return false;
+        if state.db.held.len() >= HOLD_MAX {
+            log::warn!("no db_proxy and {HOLD_MAX} requests held: {http} refused");
+            return false;
+        }
+        log::info!("no db_proxy link: {http}'s request held");
+        state.db.held.push_back((now, http, req));
+        return true;
     };
     let kind = req.kind();
     let attach = Some(attach_data::encode(http));
@@ -110,6 +140,43 @@ pub fn send_query(
     }
     state.pending.insert(http, kind, link, now);
     true
+}
+
+/// A link is usable again: the held requests whose HTTP connection is
+/// still there go out, in order.
+pub fn send_held(net: &mut Reactor<HttpMsgState>, state: &mut HttpMsgState, now: u64) {
+    if state.db.held.is_empty() || state.db.pick().is_none() {
+        return;
+    }
+    let held = std::mem::take(&mut state.db.held);
+    log::info!(
+        "db_proxy usable again: sending {} held requests",
+        held.len()
+    );
+    let response = result(HttpError::ServerException);
+    for (_, http, req) in held {
+        if net.is_open(http) && !send_query(net, state, http, req, now) {
+            send_response(net, http, &response);
+        }
+    }
+}
+
+/// Held requests past [`HOLD_MAX_AGE_MS`] are answered 10, as the C++
+/// answers without a db_proxy.
+pub fn answer_held_expired(net: &mut Reactor<HttpMsgState>, state: &mut HttpMsgState, now: u64) {
+    let response = result(HttpError::ServerException);
+    let mut n = 0;
+    while let Some(&(since, http, _)) = state.db.held.front() {
+        if now.saturating_sub(since) <= HOLD_MAX_AGE_MS {
+            break;
+        }
+        state.db.held.pop_front();
+        send_response(net, http, &response);
+        n += 1;
+    }
+    if n > 0 {
+        log::warn!("no db_proxy for {HOLD_MAX_AGE_MS} ms: {n} held requests answered 10");
+    }
 }
 
 /// `_HandleCreateGroupRsp`'s answer: 0 with the new group's id, or 11
@@ -184,6 +251,7 @@ impl ImConn<HttpMsgState> for DbServConn {
     fn on_confirm(&mut self, cx: &mut Ctx<'_, HttpMsgState>) {
         let addr = cx.peer_addr();
         self.link.confirm(&mut cx.state.db.peers, cx.id, addr);
+        send_held(cx.net, cx.state, base::tick::monotonic_ms());
     }
 
     /// `OnClose`: reconnected after the back-off; what waited on this

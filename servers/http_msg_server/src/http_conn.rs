@@ -83,7 +83,7 @@ impl HttpHandler<HttpMsgState> for QueryHttp {
         let query = crate::metrics::query_label(request.path());
         state.metrics.requests.inc(query);
         let links = Links {
-            db: state.db.pick().is_some(),
+            db: state.db.can_take(),
             route: state.route.can_notify(),
         };
         let response = match http_query::dispatch(&request, links, state.app_keys.as_ref()) {

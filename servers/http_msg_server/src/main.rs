@@ -43,8 +43,11 @@ use thiserror::Error;
 const CONF_FILE: &str = "httpmsgserver.conf";
 /// Longest wait of one loop iteration when no timer is due (ms).
 const LOOP_WAIT_MS: u64 = 1_000;
-/// The peer links' reconnect timer and the pending-reply sweep (ms).
+/// The pending-reply sweep (ms).
 const TICK_MS: u64 = 1_000;
+/// The peer links' reconnect check (ms): fast retries of a lost link (the
+/// C++ checks once a second; see `netlib::serv_info`).
+const RECONNECT_CHECK_MS: u64 = netlib::serv_info::RECONNECT_CHECK_MS;
 /// The C++ refuses to start with fewer db_proxy entries.
 const MIN_DB_SERVERS: usize = 2;
 
@@ -191,7 +194,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         .route
         .peers
         .init(&mut net, |i| Box::new(RouteServConn::new(i)));
-    net.register_timer(TICK_MS, |net, state: &mut HttpMsgState| {
+    net.register_timer(RECONNECT_CHECK_MS, |net, state: &mut HttpMsgState| {
         state
             .db
             .peers
@@ -200,7 +203,10 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
             .route
             .peers
             .check_reconnect(net, |i| Box::new(RouteServConn::new(i)));
+    });
+    net.register_timer(TICK_MS, |net, state: &mut HttpMsgState| {
         answer_expired(net, state, monotonic_ms());
+        db_serv_conn::answer_held_expired(net, state, monotonic_ms());
     });
 
     log::info!("http_msg_server entering the event loop");

@@ -6,6 +6,10 @@
 //!
 //! A reply names its client through the attach data of the request; a
 //! reply whose client has gone is dropped with a debug line.
+//!
+//! Differences from the C++: a link that confirms sends what was held
+//! while no link was usable, and one that closes sends its read-only
+//! requests in flight again on another (see [`crate::peer_hold`]).
 
 use crate::attach_data::AttachData;
 use crate::file_handler;
@@ -51,12 +55,16 @@ impl ImConn<MsgState> for DbServConn {
     fn on_confirm(&mut self, cx: &mut Ctx<'_, MsgState>) {
         let addr = cx.peer_addr();
         self.link.confirm(&mut cx.state.db.peers, cx.id, addr);
+        // Requests held while no link was usable go out now, in order.
+        cx.state.db.flush(cx.net);
     }
 
     /// `OnClose`: the link is reconnected after the back-off.
     fn on_close(&mut self, cx: &mut Ctx<'_, MsgState>) {
         let addr = cx.peer_addr();
         self.link.closed(&mut cx.state.db.peers, cx.id, addr);
+        // Read-only requests in flight on it go to another link (or wait).
+        cx.state.db.link_lost(cx.net, cx.id);
         // Group member lists asked on this link may never come back.
         group_chat::refetch_pending(cx.net, cx.state);
     }
@@ -69,6 +77,7 @@ impl ImConn<MsgState> for DbServConn {
     /// `HandlePdu`: a reply that does not decode is logged and dropped, as
     /// the C++ does; the link and the other replies on it carry on.
     fn on_pdu(&mut self, cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) {
+        cx.state.db.answered(cx.id, pdu.command_id(), pdu.seq_num());
         if let Err(e) = handle_reply(cx.net, cx.state, cx.id, pdu) {
             log::warn!("db_proxy link {}: reply dropped: {e}", cx.id);
         }

@@ -19,8 +19,12 @@
 //! - [`group_chat`] is `GroupChat.cpp`, [`file_handler`] is `FileHandler.cpp`;
 //! - [`group_cache`] keeps group member lists and the messages waiting
 //!   for one (the C++ keeps none);
+//! - [`peer_hold`] holds requests for db_proxy and PDUs for route_server
+//!   while no link is usable, and the read-only requests in flight (the
+//!   C++ drops them);
 //! - [`attach_data`] is `AttachData.cpp`;
 //! - `netlib::PeerList` is `ServInfo.h`'s list plus each link's open flag;
+//! - [`shutdown`] is the graceful stop on SIGTERM (not in the C++);
 //! - [`state`] gathers the C++ globals into the reactor's state;
 //! - [`metrics`]: `GET /metrics` (not in the C++) and the counters behind it.
 //!
@@ -36,7 +40,7 @@
 //!    [`file_serv_conn`]);
 //! 3. [`state`]: the state and the sends that need more than one link
 //!    set (to a user's connections, back to the client a reply names);
-//! 4. the leaves: [`peers`] (sending to peers), [`group_cache`],
+//! 4. the leaves: [`peers`] (sending to peers, on [`peer_hold`]), [`group_cache`],
 //!    [`im_user`], `msg_conn::conn`, `msg_conn::checks`, [`attach_data`],
 //!    [`metrics`].
 //!
@@ -53,9 +57,11 @@ mod im_user;
 mod login_serv_conn;
 mod metrics;
 mod msg_conn;
+mod peer_hold;
 mod peers;
 mod push_serv_conn;
 mod route_serv_conn;
+mod shutdown;
 mod state;
 
 use base::aes::Aes;
@@ -79,8 +85,9 @@ use thiserror::Error;
 const CONF_FILE: &str = "msgserver.conf";
 /// Longest wait of one loop iteration when no timer is due (ms).
 const LOOP_WAIT_MS: u64 = 1_000;
-/// The peer links' reconnect timer (the C++ `*_conn_timer_callback`).
-const RECONNECT_TIMER_MS: u64 = 1_000;
+/// The peer links' reconnect timer (the C++ `*_conn_timer_callback`, once
+/// a second there): fast retries of a lost link (see `netlib::serv_info`).
+const RECONNECT_TIMER_MS: u64 = netlib::serv_info::RECONNECT_CHECK_MS;
 /// `msg_conn_timer_callback`'s period.
 const MSG_CONN_TIMER_MS: u64 = 1_000;
 /// `LOG_MSG_STAT_INTERVAL`: message statistics are logged every 5 minutes.
@@ -233,10 +240,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         login: LoginServers {
             peers: PeerList::new(ServList::new(cfg.login_servers.clone())),
         },
-        route: RouteServers {
-            peers: PeerList::new(ServList::new(cfg.route_servers.clone())),
-            master: None,
-        },
+        route: RouteServers::new(PeerList::new(ServList::new(cfg.route_servers.clone()))),
         push: PushServers {
             peers: PeerList::new(ServList::new(cfg.push_servers.clone())),
             master: None,
@@ -249,6 +253,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         stats: MsgStats::default(),
         metrics: Default::default(),
         log_msg: true,
+        shutdown: None,
     };
     for (kind, list) in [
         ("db_proxy", &cfg.db_servers),
@@ -296,10 +301,13 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
             .db
             .peers
             .check_reconnect(net, |i| Box::new(DbServConn::new(i)));
-        state
-            .login
-            .peers
-            .check_reconnect(net, |i| Box::new(LoginServConn::new(i)));
+        // Stopping: login_server must not hear of us again.
+        if state.shutdown.is_none() {
+            state
+                .login
+                .peers
+                .check_reconnect(net, |i| Box::new(LoginServConn::new(i)));
+        }
         state
             .route
             .peers
@@ -308,6 +316,12 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
             .push
             .peers
             .check_reconnect(net, |i| Box::new(PushServConn::new(i)));
+        // What waits for db_proxy or route_server: sent once a link is
+        // usable, answered as without one past its bound.
+        let dropped = state.db.expire(net);
+        state.stats.up_miss += dropped;
+        state.route.tick(net);
+        shutdown::tick(net, state);
     });
 
     log::info!("msg_server entering the event loop");
@@ -317,7 +331,8 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
 
 /// `init_msg_conn`: the statistics timer (which also sweeps the group
 /// cache, see [`group_chat::expire_waits`]) and the signals (SIGUSR1
-/// resets the statistics, SIGUSR2 toggles message logging, SIGHUP exits).
+/// resets the statistics, SIGUSR2 toggles message logging, SIGHUP exits,
+/// SIGTERM stops gracefully: [`shutdown`], not in the C++).
 fn init_msg_conn(net: &mut Reactor<MsgState>) -> std::io::Result<()> {
     let mut last_stat = monotonic_ms();
     net.register_timer(MSG_CONN_TIMER_MS, move |_net, state: &mut MsgState| {
@@ -327,6 +342,11 @@ fn init_msg_conn(net: &mut Reactor<MsgState>) -> std::io::Result<()> {
             last_stat = now;
             let s = state.stats;
             let g = state.groups.counters();
+            let (db_held, db_in_flight) = state.db.held_count();
+            log::info!(
+                "held for db_proxy: {db_held}, read-only in flight: {db_in_flight}, held for route_server: {}",
+                state.route.held_count()
+            );
             log::info!(
                 "up_msg_cnt={}, up_msg_miss_cnt={}, down_msg_cnt={}, down_msg_miss_cnt={}, users={}, connections={}, \
                  group_lists={} (evicted {}, expired {}), group_waits={} (dropped {}, expired {})",
@@ -345,9 +365,9 @@ fn init_msg_conn(net: &mut Reactor<MsgState>) -> std::io::Result<()> {
             );
         }
     });
-    use signal_hook::consts::{SIGHUP, SIGUSR1, SIGUSR2};
+    use signal_hook::consts::{SIGHUP, SIGTERM, SIGUSR1, SIGUSR2};
     net.handle_signals(
-        &[SIGUSR1, SIGUSR2, SIGHUP],
+        &[SIGUSR1, SIGUSR2, SIGHUP, SIGTERM],
         |net, state: &mut MsgState, sig| match sig {
             SIGUSR1 => {
                 log::info!("SIGUSR1: message statistics reset");
@@ -360,6 +380,7 @@ fn init_msg_conn(net: &mut Reactor<MsgState>) -> std::io::Result<()> {
                     if state.log_msg { "on" } else { "off" }
                 );
             }
+            SIGTERM => shutdown::begin(net, state),
             _ => {
                 log::info!("SIGHUP: exiting");
                 net.stop();

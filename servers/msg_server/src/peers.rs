@@ -18,8 +18,19 @@
 //! reads a client waits for (`get_db_serv_conn_for_login`), the rest
 //! everything else (`get_db_serv_conn`); each falls back on the other half,
 //! and picks a random open link in its range, as the C++ does.
+//!
+//! Differences from the C++ (see [`crate::peer_hold`]): with no usable
+//! db_proxy link, or no route_server master, what would go to it waits
+//! (bounded) and goes out in order when one is back, instead of being
+//! dropped; past the bound the C++ "no db_proxy" answer goes out. The
+//! read-only requests in flight on a db_proxy link that dies go to
+//! another; the message stores in flight are counted (for a graceful
+//! stop), never sent twice.
 
 use crate::attach_data::{AttachData, Attached};
+use crate::peer_hold::{
+    is_read_only, DbRequest, Fallback, HoldQueue, InFlight, HOLD_MAX, HOLD_MAX_AGE_MS,
+};
 use base::pdu::PduError;
 use base::ImPdu;
 use netlib::{ConnId, PeerList, Reactor};
@@ -66,13 +77,21 @@ pub enum DbPick {
     Other,
 }
 
-/// The db_proxy links (`g_db_server_list`, `g_db_server_login_count`).
+/// The db_proxy links (`g_db_server_list`, `g_db_server_login_count`),
+/// what waits for one, and the read-only requests in flight on each.
 #[derive(Debug, Default)]
 pub struct DbServers {
     /// One entry per link: `ConcurrentDBConnCnt` per configured db_proxy.
     pub peers: PeerList,
     /// Links `[0, login_count)` serve logins.
     pub login_count: usize,
+    /// Requests waiting for a usable link, in order (not in the C++).
+    held: HoldQueue<DbRequest>,
+    /// Read-only requests sent and not answered yet, by link.
+    in_flight: InFlight,
+    /// Message stores sent and not answered yet, by link (what a
+    /// graceful stop waits for).
+    stores: HashMap<ConnId, u32>,
 }
 
 impl DbServers {
@@ -85,7 +104,13 @@ impl DbServers {
             "db_proxy links for login: [0, {login_count}), for the rest: [{login_count}, {})",
             peers.peer_count()
         );
-        DbServers { peers, login_count }
+        DbServers {
+            peers,
+            login_count,
+            held: HoldQueue::default(),
+            in_flight: InFlight::default(),
+            stores: HashMap::new(),
+        }
     }
 
     /// A random open link of the `pick` half, else of the other half.
@@ -101,53 +126,215 @@ impl DbServers {
         random_of(&self.peers.open_in(first)).or_else(|| random_of(&self.peers.open_in(second)))
     }
 
-    /// Sends `pdu` on a link of the `pick` half; false when no link is open
-    /// (the caller logs or counts the drop, as the C++ does).
-    pub fn send_pdu<S: 'static>(&self, net: &mut Reactor<S>, pick: DbPick, pdu: &ImPdu) -> bool {
-        let link = self.pick(pick);
-        link.map(|link| net.send_pdu(link, pdu)).is_some()
+    /// A request can go now or be held: what a login checks instead of
+    /// the C++ "is a db_proxy link open".
+    pub fn can_take(&self) -> bool {
+        self.pick(DbPick::Other).is_some() || self.held.len() < HOLD_MAX
+    }
+
+    /// How many requests wait for a link, and how many read-only ones
+    /// are in flight (for the statistics line).
+    pub fn held_count(&self) -> (usize, usize) {
+        (self.held.len(), self.in_flight.len())
+    }
+
+    /// Sends `req` on a link of its half, after whatever is held; with no
+    /// usable link it is held. False when it was neither sent nor held
+    /// (the hold is full): its fallback has gone out.
+    pub fn submit<S: 'static>(&mut self, net: &mut Reactor<S>, req: DbRequest) -> bool {
+        if !self.held.is_empty() {
+            self.flush(net);
+        }
+        if self.held.is_empty() {
+            if let Some(link) = self.pick(req.pick) {
+                self.send_on(net, link, req);
+                return true;
+            }
+        }
+        match self.held.push(net.now_ms(), req) {
+            Ok(()) => true,
+            Err(req) => {
+                log::warn!(
+                    "no db_proxy and {HOLD_MAX} requests held: command {:#06x} not held",
+                    req.pdu.command_id()
+                );
+                give_up(net, req);
+                false
+            }
+        }
+    }
+
+    fn send_on<S: 'static>(&mut self, net: &mut Reactor<S>, link: ConnId, req: DbRequest) {
+        let _ = net.send_pdu(link, &req.pdu);
+        if req.pdu.command_id() == tt_proto::cid::MSG_DATA {
+            *self.stores.entry(link).or_default() += 1;
+        }
+        if req.resend {
+            self.in_flight.sent(link, net.now_ms(), req);
+        }
+    }
+
+    /// A link is usable again (confirmed): what was held goes out, in
+    /// order.
+    pub fn flush<S: 'static>(&mut self, net: &mut Reactor<S>) {
+        if self.held.is_empty() || self.pick(DbPick::Other).is_none() {
+            return;
+        }
+        let held = self.held.take_all();
+        log::info!(
+            "db_proxy usable again: sending {} held requests",
+            held.len()
+        );
+        for req in held {
+            match self.pick(req.pick) {
+                Some(link) => self.send_on(net, link, req),
+                None => {
+                    give_up(net, req);
+                }
+            }
+        }
+    }
+
+    /// Held requests past the age bound get their fallback (the C++ "no
+    /// db_proxy" answer); requests in flight too long are forgotten.
+    /// Returns how many client messages were dropped (`up_miss_cnt`).
+    pub fn expire<S: 'static>(&mut self, net: &mut Reactor<S>) -> u32 {
+        let now = net.now_ms();
+        self.in_flight.expire(now);
+        let expired = self.held.expired(now);
+        if !expired.is_empty() {
+            log::warn!(
+                "no db_proxy for {HOLD_MAX_AGE_MS} ms: {} held requests answered as without one",
+                expired.len()
+            );
+        }
+        expired
+            .into_iter()
+            .map(|req| u32::from(give_up(net, req)))
+            .sum()
+    }
+
+    /// A reply `command` with `seq` came on `link`.
+    pub fn answered(&mut self, link: ConnId, command: u16, seq: u16) {
+        if command == tt_proto::cid::MSG_DATA {
+            if let Some(n) = self.stores.get_mut(&link) {
+                *n = n.saturating_sub(1);
+            }
+            return;
+        }
+        self.in_flight.answered(link, command, seq);
+    }
+
+    /// Message stores sent and not answered yet.
+    pub fn stores_in_flight(&self) -> u32 {
+        self.stores.values().sum()
+    }
+
+    /// `link` closed: the read-only requests in flight on it go to another
+    /// link (or are held). A message store in flight is not sent again: it
+    /// may have been stored.
+    pub fn link_lost<S: 'static>(&mut self, net: &mut Reactor<S>, link: ConnId) {
+        self.stores.remove(&link);
+        let lost = self.in_flight.lost(link);
+        if !lost.is_empty() {
+            log::info!(
+                "db_proxy link {link} lost with {} read-only requests in flight: sending them again",
+                lost.len()
+            );
+        }
+        for req in lost {
+            self.submit(net, req);
+        }
+    }
+
+    /// Sends `pdu` on a link of the `pick` half, or holds it; false when
+    /// it was dropped (the caller logs or counts the drop, as the C++
+    /// does with no link).
+    pub fn send_pdu<S: 'static>(
+        &mut self,
+        net: &mut Reactor<S>,
+        pick: DbPick,
+        pdu: &ImPdu,
+    ) -> bool {
+        let message = pdu.command_id() == tt_proto::cid::MSG_DATA;
+        self.submit(
+            net,
+            DbRequest {
+                pick,
+                pdu: pdu.clone(),
+                fallback: Fallback::Drop { message },
+                resend: false,
+            },
+        )
     }
 
     /// Sends `msg` (a request we originate) with `seq` on a link of the
-    /// `pick` half; false when no link is open.
+    /// `pick` half, or holds it; false when dropped.
     pub fn send_msg<S: 'static, M: Command>(
-        &self,
+        &mut self,
         net: &mut Reactor<S>,
         pick: DbPick,
         seq: u16,
         msg: &M,
     ) -> bool {
-        let link = self.pick(pick);
-        link.map(|link| net.send_msg(link, seq, msg)).is_some()
+        match ImPdu::for_msg(seq, msg) {
+            Ok(pdu) => self.send_pdu(net, pick, &pdu),
+            Err(e) => {
+                log::error!("command {:#06x} not sent to db_proxy: {e}", M::CID);
+                false
+            }
+        }
     }
 
     /// A client's request `pdu` with its body replaced by `msg` (the
-    /// request as msg_server stamped it) to a link of the `pick` half;
-    /// false when no link is open (then nothing is encoded).
+    /// request as msg_server stamped it) to a link of the `pick` half, or
+    /// held; false when dropped.
     pub fn send_as<S: 'static, M: ProtoMessage>(
-        &self,
+        &mut self,
         net: &mut Reactor<S>,
         pick: DbPick,
         mut pdu: ImPdu,
         msg: &M,
     ) -> Result<bool, PduError> {
-        let Some(link) = self.pick(pick) else {
-            return Ok(false);
-        };
         pdu.set_msg(msg)?;
-        let _ = net.send_pdu(link, &pdu);
-        Ok(true)
+        Ok(self.send_pdu(net, pick, &pdu))
+    }
+
+    /// `msg` with `seq`, or `fallback` (for a client: its answer) if it
+    /// cannot be sent in time; sent again on another link if its link
+    /// dies, when read-only.
+    pub fn send_or_answer<S: 'static, M: Command>(
+        &mut self,
+        net: &mut Reactor<S>,
+        pick: DbPick,
+        seq: u16,
+        msg: &M,
+        fallback: Fallback,
+    ) -> Result<(), PduError> {
+        let pdu = ImPdu::for_msg(seq, msg)?;
+        let resend = is_read_only(M::CID);
+        self.submit(
+            net,
+            DbRequest {
+                pick,
+                pdu,
+                fallback,
+                resend,
+            },
+        );
+        Ok(())
     }
 
     /// Stamps a client's request with its user id (and, when `attach`,
     /// attach data naming connection `client`) and sends it to a link of
-    /// the `pick` half. With no link open it is dropped, as in the C++.
+    /// the `pick` half, or holds it; past the hold's bound it is dropped,
+    /// as in the C++ with no link.
     pub fn forward<S: 'static, M: Attached>(
-        &self,
+        &mut self,
         net: &mut Reactor<S>,
         client: ConnId,
         user_id: u32,
-        pdu: ImPdu,
+        mut pdu: ImPdu,
         pick: DbPick,
         attach: bool,
     ) -> Result<(), PduError> {
@@ -156,36 +343,74 @@ impl DbServers {
         if attach {
             msg.set_attach(Some(AttachData::handle(client).encode()));
         }
+        pdu.set_msg(&msg)?;
+        let resend = is_read_only(pdu.command_id());
         let command = pdu.command_id();
-        if !self.send_as(net, pick, pdu, &msg)? {
+        let req = DbRequest {
+            pick,
+            pdu,
+            fallback: Fallback::Drop { message: false },
+            resend,
+        };
+        if !self.submit(net, req) {
             log::warn!("no db_proxy: command {command:#06x} of user {user_id} dropped");
         }
         Ok(())
     }
 
     /// [`forward`](Self::forward) with attach data to a link of the other
-    /// half when one is open; else the client's request is answered at
-    /// once, with its seq, by the reply `answer` makes of it (the C++ "no
-    /// db_proxy" replies).
+    /// half, held while none is usable; past the hold's bound the client's
+    /// request is answered, with its seq, by the reply `answer` makes of
+    /// it (the C++ "no db_proxy" replies).
     pub fn forward_or_answer<S: 'static, Req: Attached, Rsp: Command>(
-        &self,
+        &mut self,
         net: &mut Reactor<S>,
         client: ConnId,
         user_id: u32,
-        pdu: ImPdu,
+        mut pdu: ImPdu,
         answer: impl FnOnce(Req) -> Rsp,
     ) -> Result<(), PduError> {
-        if self.pick(DbPick::Other).is_some() {
-            return self.forward::<S, Req>(net, client, user_id, pdu, DbPick::Other, true);
-        }
-        let rsp = answer(pdu.msg()?);
-        log::warn!(
-            "no db_proxy: command {:#06x} of user {user_id} answered with {:#06x}",
-            pdu.command_id(),
-            Rsp::CID
-        );
-        let _ = net.send_msg(client, pdu.seq_num(), &rsp);
+        let rsp = ImPdu::for_msg(pdu.seq_num(), &answer(pdu.msg()?))?;
+        let mut msg: Req = pdu.msg()?;
+        msg.set_user_id(user_id);
+        msg.set_attach(Some(AttachData::handle(client).encode()));
+        pdu.set_msg(&msg)?;
+        let resend = is_read_only(pdu.command_id());
+        let req = DbRequest {
+            pick: DbPick::Other,
+            pdu,
+            fallback: Fallback::Reply {
+                client,
+                pdu: rsp,
+                close: false,
+            },
+            resend,
+        };
+        self.submit(net, req);
         Ok(())
+    }
+}
+
+/// The fallback of a request that could not be sent: true for a client's
+/// message dropped (`up_miss_cnt`).
+fn give_up<S: 'static>(net: &mut Reactor<S>, req: DbRequest) -> bool {
+    match req.fallback {
+        Fallback::Drop { message } => {
+            log::warn!("no db_proxy: command {:#06x} dropped", req.pdu.command_id());
+            message
+        }
+        Fallback::Reply { client, pdu, close } => {
+            log::warn!(
+                "no db_proxy: command {:#06x} of client {client} answered with {:#06x}",
+                req.pdu.command_id(),
+                pdu.command_id()
+            );
+            let _ = net.send_pdu(client, &pdu);
+            if close {
+                net.close_after_flush(client);
+            }
+            false
+        }
     }
 }
 
@@ -215,36 +440,122 @@ impl LoginServers {
     }
 }
 
-/// The route_server links and which one is the master (`g_master_rs_conn`).
+/// How long the master route_server link is up, after every link was
+/// lost, before held PDUs and new ones go to it (ms): route_server relays
+/// to the msg_servers linked at that moment, and after a route_server
+/// restart the others link within one fast-retry period of us
+/// (`netlib::serv_info`), so what we send earlier would reach none of
+/// them live. (Not at start-up, nor when another open link takes over.)
+pub const ROUTE_SETTLE_MS: u64 = 500;
+
+/// The route_server links, which one is the master (`g_master_rs_conn`),
+/// and what waits for one.
 #[derive(Debug, Default)]
 pub struct RouteServers {
     /// The links.
     pub peers: PeerList,
     /// `get_route_serv_conn`: where everything but status updates goes.
     pub master: Option<ConnId>,
+    /// Until when (reactor ms) a master that came back after every link
+    /// was lost is settling.
+    settle_until: Option<u64>,
+    /// A master was up before.
+    had_master: bool,
+    /// PDUs for the master while there is none (or it is settling), in
+    /// order (not in the C++, which drops them).
+    held: HoldQueue<ImPdu>,
 }
 
 impl RouteServers {
+    /// The links to these route_servers; none is up yet.
+    pub fn new(peers: PeerList) -> RouteServers {
+        RouteServers {
+            peers,
+            ..RouteServers::default()
+        }
+    }
+
+    /// The master that takes PDUs now: up for [`ROUTE_SETTLE_MS`].
+    fn ready_master(&self, now: u64) -> Option<ConnId> {
+        self.master
+            .filter(|_| self.settle_until.is_none_or(|until| now >= until))
+    }
+
+    // The name is the C++'s (`get_route_serv_conn`), kept by every caller.
+    #[allow(clippy::wrong_self_convention)]
     /// `get_route_serv_conn()->SendPdu`: sends `pdu` to the master
-    /// route_server, if any link is open.
-    pub fn to_master<S: 'static>(&self, net: &mut Reactor<S>, pdu: &ImPdu) {
-        if let Some(master) = self.master {
+    /// route_server; while there is none (or it is settling) `pdu` is
+    /// held, in order, up to the hold's bound (past it, dropped: the
+    /// C++ drops it at once).
+    pub fn to_master<S: 'static>(&mut self, net: &mut Reactor<S>, pdu: &ImPdu) {
+        let now = net.now_ms();
+        if let Some(master) = self.ready_master(now) {
+            self.flush(net);
             let _ = net.send_pdu(master, pdu);
+            return;
+        }
+        if self.held.push(now, pdu.clone()).is_err() {
+            log::warn!(
+                "no route_server and {HOLD_MAX} PDUs held: command {:#06x} dropped",
+                pdu.command_id()
+            );
         }
     }
 
     /// `msg` (a request or notify we originate) with `seq` to the master
-    /// route_server, if any link is open.
-    pub fn msg_to_master<S: 'static, M: Command>(&self, net: &mut Reactor<S>, seq: u16, msg: &M) {
-        if let Some(master) = self.master {
-            let _ = net.send_msg(master, seq, msg);
+    /// route_server, or held as [`to_master`](Self::to_master) does.
+    pub fn msg_to_master<S: 'static, M: Command>(
+        &mut self,
+        net: &mut Reactor<S>,
+        seq: u16,
+        msg: &M,
+    ) {
+        match ImPdu::for_msg(seq, msg) {
+            Ok(pdu) => self.to_master(net, &pdu),
+            Err(e) => log::error!("command {:#06x} not sent to route_server: {e}", M::CID),
+        }
+    }
+
+    /// What was held goes to the master once it has settled; what was
+    /// held past the age bound is dropped. Call it from a short timer.
+    pub fn tick<S: 'static>(&mut self, net: &mut Reactor<S>) {
+        let now = net.now_ms();
+        if self.ready_master(now).is_some() {
+            self.flush(net);
+            return;
+        }
+        let expired = self.held.expired(now);
+        if !expired.is_empty() {
+            log::warn!(
+                "no route_server for {HOLD_MAX_AGE_MS} ms: {} held PDUs dropped",
+                expired.len()
+            );
+        }
+    }
+
+    /// How many PDUs wait for a master.
+    pub fn held_count(&self) -> usize {
+        self.held.len()
+    }
+
+    fn flush<S: 'static>(&mut self, net: &mut Reactor<S>) {
+        let Some(master) = self.master else {
+            return;
+        };
+        if self.held.is_empty() {
+            return;
+        }
+        let held = self.held.take_all();
+        log::info!("route_server master up: sending {} held PDUs", held.len());
+        for pdu in held {
+            let _ = net.send_pdu(master, &pdu);
         }
     }
 
     /// `CID_OTHER_SERVER_KICK_USER` to the master route_server: the other
     /// msg_servers kick `user_id`'s connections of `client_type`'s class.
     pub fn kick_user<S: 'static>(
-        &self,
+        &mut self,
         net: &mut Reactor<S>,
         user_id: u32,
         client_type: ClientType,
@@ -278,7 +589,18 @@ impl RouteServers {
     /// `update_master_route_serv_conn`: the oldest open link becomes master
     /// and is told so.
     pub fn update_master<S: 'static>(&mut self, net: &mut Reactor<S>) {
-        self.master = self.peers.oldest_open();
+        let master = self.peers.oldest_open();
+        match (self.master, master) {
+            // Every master was lost: route_server (or its link) restarted,
+            // and the other msg_servers are linking again too.
+            (None, Some(_)) if self.had_master => {
+                self.settle_until = Some(net.now_ms() + ROUTE_SETTLE_MS)
+            }
+            // The first master, or another link taking over: no settling.
+            _ => {}
+        }
+        self.had_master |= master.is_some();
+        self.master = master;
         if let Some(master) = self.master {
             log::info!("route_server link {master} is the master");
             let _ = net.send_msg(master, 0, &IMRoleSet { master: 1 });

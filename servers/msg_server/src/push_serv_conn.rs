@@ -203,7 +203,7 @@ pub fn handle_device_tokens(
 /// online elsewhere, with the push waiting in the attach data.
 fn ask_status_then_push(
     net: &mut Reactor<MsgState>,
-    state: &MsgState,
+    state: &mut MsgState,
     flash: &str,
     data: &str,
     token: UserTokenInfo,

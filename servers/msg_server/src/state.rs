@@ -82,6 +82,8 @@ pub struct MsgState {
     pub metrics: MsgMetrics,
     /// `g_log_msg_toggle`: log every message (SIGUSR2 flips it).
     pub log_msg: bool,
+    /// Set by SIGTERM: the graceful stop under way.
+    pub shutdown: Option<crate::shutdown::Shutdown>,
 }
 
 /// Sends `pdu` to each of `targets`. A target whose send fails is being
@@ -176,7 +178,7 @@ impl MsgState {
     /// msg_servers. Returns the sender's connection here, if still there;
     /// `msg` and `pdu` are left as routed.
     pub fn ack_and_route_stored(
-        &self,
+        &mut self,
         net: &mut Reactor<MsgState>,
         pdu: &mut ImPdu,
         msg: &mut IMMsgData,

@@ -84,7 +84,7 @@ fn acknowledged(
 /// other connections here, and through route_server to those elsewhere.
 fn tell_other_devices<M: Command>(
     net: &mut Reactor<MsgState>,
-    state: &MsgState,
+    state: &mut MsgState,
     user_id: u32,
     id: ConnId,
     notify: &M,

@@ -5,6 +5,11 @@
 //! and `ImUser.cpp` (`KickOutSameClientType`).
 //!
 //! Differences from the C++, on purpose:
+//! - While the server stops (SIGTERM) a login is refused with
+//!   `REFUSE_REASON_MSG_SERVER_FULL`, so the client asks login_server
+//!   again.
+//! - With no usable db_proxy link a login waits for one (bounded, see
+//!   [`crate::peer_hold`]) instead of being refused at once.
 //! - A kicked connection (duplicate login, mobile kick) is closed once the
 //!   kick notice is written; the C++ leaves it open, still receiving the
 //!   user's messages, until the client goes.
@@ -15,6 +20,7 @@ use super::checks::{is_full, login_refusal};
 use super::Handled;
 use crate::attach_data::AttachData;
 use crate::im_user::{is_mobile, UserConn};
+use crate::peer_hold::Fallback;
 use crate::peers::DbPick;
 use crate::state::MsgState;
 use base::tick::unix_time;
@@ -84,12 +90,18 @@ pub(super) fn handle_login_request(
         log::warn!("client {id}: duplicate login request on the same connection ignored");
         return Ok(());
     }
-    let db_link = state.db.pick(DbPick::Login);
-    if let Some(reason) = login_refusal(
-        db_link.is_some(),
-        state.login.peers.any_open(),
-        state.route.peers.any_open(),
-    ) {
+    // Stopping (SIGTERM): clients go to another msg_server.
+    let stopping = state
+        .shutdown
+        .is_some()
+        .then_some(ResultType::REFUSE_REASON_MSG_SERVER_FULL);
+    if let Some(reason) = stopping.or_else(|| {
+        login_refusal(
+            state.db.can_take(),
+            state.login.peers.any_open(),
+            state.route.peers.any_open(),
+        )
+    }) {
         log::warn!("client {id}: login refused: {reason:?}");
         state.metrics.logins.inc("refused_no_peer");
         refuse_login(net, id, pdu.seq_num(), reason, SERVER_ERROR_STRING);
@@ -124,10 +136,24 @@ pub(super) fn handle_login_request(
         password: req.password,
         attach_data: Some(AttachData::handle(id).encode()),
     };
-    if let Some(link) = db_link {
-        let _ = net.send_msg(link, pdu.seq_num(), &validate);
-    }
-    Ok(())
+    // With no usable db_proxy link the validation waits (bounded); past
+    // the bound the login is refused as the C++ refuses it at once.
+    let refused = IMLoginRes {
+        server_time: unix_time(),
+        result_code: ResultType::REFUSE_REASON_NO_DB_SERVER,
+        result_string: Some(SERVER_ERROR_STRING.to_string()),
+        online_status: None,
+        user_info: None,
+    };
+    let refused = ImPdu::for_msg(pdu.seq_num(), &refused)?;
+    let fallback = Fallback::Reply {
+        client: id,
+        pdu: refused,
+        close: true,
+    };
+    state
+        .db
+        .send_or_answer(net, DbPick::Login, pdu.seq_num(), &validate, fallback)
 }
 
 /// The success half of `_HandleValidateResponse`, once db_proxy accepted

@@ -1,0 +1,113 @@
+//! Faults injected under steady traffic between users on two msg_servers
+//! (issue 17), one after another on one cluster: kill -9 and SIGTERM of
+//! the only db_proxy, kill -9 of the only route_server, the private Redis
+//! killed; each peer back after 1 s. For each: no acked message lost (live
+//! or in the receiver's history under its acked id), none delivered
+//! twice, none acked but not stored, no server died, and the unanswered
+//! and acked-but-not-live counts within bounds (what was in flight at the
+//! kill; the issue's targets are 20, the bounds here are generous for a
+//! loaded CI machine).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod fault;
+
+use fault::{Report, Traffic, TABLE_HEAD};
+use std::time::Duration;
+
+/// Pairs of users and messages per second per pair (100 msgs/s in all).
+const PAIRS: u32 = 10;
+const RATE_PER_PAIR: u32 = 10;
+/// Traffic before the fault and after the restart.
+const BEFORE: Duration = Duration::from_millis(1_000);
+const AFTER: Duration = Duration::from_millis(2_000);
+/// How long the peer stays down.
+const DOWN: Duration = Duration::from_secs(1);
+/// Generous bounds (the issue's targets: 20).
+const MAX_UNANSWERED: usize = 60;
+const MAX_ACKED_NOT_LIVE: usize = 60;
+
+fn check(r: &Report) {
+    eprintln!("{}", r.line());
+    assert!(r.sent > 0, "{}: no traffic", r.fault);
+    assert_eq!(r.acked_lost, 0, "{}: acked messages lost: {r:?}", r.fault);
+    assert_eq!(
+        r.acked_not_stored, 0,
+        "{}: acked but not stored under its id: {r:?}",
+        r.fault
+    );
+    assert_eq!(r.duplicates, 0, "{}: delivered twice: {r:?}", r.fault);
+    assert_eq!(
+        r.mismatched, 0,
+        "{}: wrong text under an id: {r:?}",
+        r.fault
+    );
+    assert!(r.exited.is_empty(), "{}: servers died: {r:?}", r.fault);
+    assert!(
+        r.unanswered <= MAX_UNANSWERED,
+        "{}: {} unanswered: {r:?}",
+        r.fault,
+        r.unanswered
+    );
+    assert!(
+        r.acked_not_live <= MAX_ACKED_NOT_LIVE,
+        "{}: {} acked but not live: {r:?}",
+        r.fault,
+        r.acked_not_live
+    );
+    assert!(
+        r.live > 0 && r.flow_again.is_some(),
+        "{}: messages flow after the restart: {r:?}",
+        r.fault
+    );
+}
+
+#[test]
+fn one_of_each_peer_killed_and_back_after_a_second_costs_latency_not_messages() {
+    let mut cluster = fault::cluster(PAIRS);
+    let mut traffic = Traffic::start(&cluster, PAIRS, RATE_PER_PAIR);
+    eprintln!("{TABLE_HEAD}");
+    let phases: Vec<(&str, fault::Inject)> = vec![
+        ("kill -9 db_proxy", Box::new(fault::kill_db_proxy(DOWN))),
+        ("SIGTERM db_proxy", Box::new(fault::term_db_proxy(DOWN))),
+        (
+            "kill -9 route_server",
+            Box::new(fault::kill_route_server(DOWN)),
+        ),
+        ("kill -9 Redis", Box::new(fault::kill_redis(DOWN))),
+    ];
+    for (name, inject) in phases {
+        let r = traffic.phase(&mut cluster, name, BEFORE, AFTER, inject);
+        check(&r);
+    }
+    traffic.stop();
+}
+
+/// With two of each, the other one carries on: only what was in flight on
+/// the dead one can go unanswered (db_proxy) or only to history (route).
+const MAX_UNANSWERED_REDUNDANT: usize = 20;
+const MAX_NOT_LIVE_REDUNDANT: usize = 20;
+
+#[test]
+fn one_of_two_db_proxies_or_route_servers_killed_costs_next_to_nothing() {
+    let mut cluster = fault::cluster_with(PAIRS, true);
+    let mut traffic = Traffic::start(&cluster, PAIRS, RATE_PER_PAIR);
+    eprintln!("{TABLE_HEAD}");
+    let phases: Vec<(&str, fault::Inject)> = vec![
+        (
+            "kill -9 one of two db_proxies",
+            Box::new(fault::kill_one_of_two_db_proxies(DOWN)),
+        ),
+        (
+            "kill -9 the first of two route_servers",
+            Box::new(fault::kill_route_server(DOWN)),
+        ),
+    ];
+    for (name, inject) in phases {
+        let r = traffic.phase(&mut cluster, name, BEFORE, AFTER, inject);
+        check(&r);
+        assert!(r.unanswered <= MAX_UNANSWERED_REDUNDANT, "{r:?}");
+        assert!(r.acked_not_live <= MAX_NOT_LIVE_REDUNDANT, "{r:?}");
+    }
+    traffic.stop();
+}
