@@ -60,6 +60,17 @@ pub struct ConfigFileReader {
     entries: HashMap<String, String>,
 }
 
+impl ConfigError {
+    /// A key whose value is not usable, and why.
+    pub fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.into(),
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
 impl ConfigFileReader {
     /// Reads and parses `path`.
     pub fn load(path: impl AsRef<Path>) -> Result<ConfigFileReader, ConfigError> {
@@ -167,6 +178,63 @@ impl ConfigFileReader {
     /// Every key, for tests and diagnostics.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.entries.keys().map(String::as_str)
+    }
+}
+
+/// The db_proxy links of msg_server and http_msg_server, as both C++
+/// `main`s read them: `DBServerIP<n>`/`DBServerPort<n>` (at least
+/// [`DbServerLinks::MIN_SERVERS`]: the C++ refuses fewer) and
+/// `ConcurrentDBConnCnt` links to each (not 0: the C++ divides by it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbServerLinks {
+    /// The db_proxy_servers, in conf order.
+    pub servers: Vec<ServerAddr>,
+    /// `ConcurrentDBConnCnt`: links opened to each.
+    pub concurrent: usize,
+}
+
+impl DbServerLinks {
+    /// Fewest `DBServerIP<n>` entries a server starts with.
+    pub const MIN_SERVERS: usize = 2;
+
+    /// Reads the keys; `default_concurrent` when `ConcurrentDBConnCnt` is
+    /// absent. Names the first missing or invalid key.
+    pub fn read(
+        c: &ConfigFileReader,
+        default_concurrent: usize,
+    ) -> Result<DbServerLinks, ConfigError> {
+        let servers = c.read_server_config("DBServerIP", "DBServerPort")?;
+        if servers.len() < Self::MIN_SERVERS {
+            let n = servers.len() + 1;
+            let key = if c.get(&format!("DBServerIP{n}")).is_none() {
+                format!("DBServerIP{n}")
+            } else {
+                format!("DBServerPort{n}")
+            };
+            return Err(ConfigError::Missing { key });
+        }
+        let concurrent = c
+            .get_parse::<usize>("ConcurrentDBConnCnt")?
+            .unwrap_or(default_concurrent);
+        if concurrent == 0 {
+            return Err(ConfigError::invalid(
+                "ConcurrentDBConnCnt",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        Ok(DbServerLinks {
+            servers,
+            concurrent,
+        })
+    }
+
+    /// `db_server_list2`: each db_proxy repeated `ConcurrentDBConnCnt` times.
+    pub fn links(&self) -> Vec<ServerAddr> {
+        self.servers
+            .iter()
+            .flat_map(|s| (0..self.concurrent).map(move |_| s.clone()))
+            .collect()
     }
 }
 

@@ -28,7 +28,7 @@ mod metrics;
 mod route_serv_conn;
 mod state;
 
-use base::config::{ConfigError, ConfigFileReader, ServerAddr};
+use base::config::{ConfigError, ConfigFileReader, DbServerLinks, ServerAddr};
 use base::tick::monotonic_ms;
 use db_serv_conn::{DbServConn, DbServers, DEFAULT_CONCURRENT_DB_CONN_CNT};
 use http_conn::QueryHttp;
@@ -48,16 +48,14 @@ const TICK_MS: u64 = 1_000;
 /// The peer links' reconnect check (ms): fast retries of a lost link (the
 /// C++ checks once a second; see `netlib::serv_info`).
 const RECONNECT_CHECK_MS: u64 = netlib::serv_info::RECONNECT_CHECK_MS;
-/// The C++ refuses to start with fewer db_proxy entries.
-const MIN_DB_SERVERS: usize = 2;
 
 /// Everything `httpmsgserver.conf` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct HttpMsgConfig {
     listen_ip: String,
     listen_port: u16,
-    concurrent_db_conn_cnt: usize,
-    db_servers: Vec<ServerAddr>,
+    /// `DBServerIP<n>`/`DBServerPort<n>` and `ConcurrentDBConnCnt`.
+    db: DbServerLinks,
     route_servers: Vec<ServerAddr>,
     /// `AppKeys` (not in the C++).
     app_keys: Option<BTreeSet<String>>,
@@ -71,22 +69,7 @@ impl HttpMsgConfig {
             return Err(invalid("ListenIP", &listen_ip, "lists no address"));
         }
         let listen_port = c.require_parse("ListenPort")?;
-        let db_servers = c.read_server_config("DBServerIP", "DBServerPort")?;
-        if db_servers.len() < MIN_DB_SERVERS {
-            let n = db_servers.len() + 1;
-            let key = if c.get(&format!("DBServerIP{n}")).is_none() {
-                format!("DBServerIP{n}")
-            } else {
-                format!("DBServerPort{n}")
-            };
-            return Err(ConfigError::Missing { key });
-        }
-        let concurrent_db_conn_cnt = c
-            .get_parse::<usize>("ConcurrentDBConnCnt")?
-            .unwrap_or(DEFAULT_CONCURRENT_DB_CONN_CNT);
-        if concurrent_db_conn_cnt == 0 {
-            return Err(invalid("ConcurrentDBConnCnt", "0", "must be at least 1"));
-        }
+        let db = DbServerLinks::read(c, DEFAULT_CONCURRENT_DB_CONN_CNT)?;
         let app_keys = match c.get("AppKeys") {
             None => None,
             Some(v) => {
@@ -100,28 +83,15 @@ impl HttpMsgConfig {
         Ok(HttpMsgConfig {
             listen_ip,
             listen_port,
-            concurrent_db_conn_cnt,
-            db_servers,
+            db,
             route_servers: c.read_server_config("RouteServerIP", "RouteServerPort")?,
             app_keys,
         })
     }
-
-    /// `db_server_list2`: each db_proxy repeated `ConcurrentDBConnCnt` times.
-    fn db_links(&self) -> Vec<ServerAddr> {
-        self.db_servers
-            .iter()
-            .flat_map(|s| (0..self.concurrent_db_conn_cnt).map(move |_| s.clone()))
-            .collect()
-    }
 }
 
 fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        value: value.into(),
-        reason: reason.into(),
-    }
+    ConfigError::invalid(key, value, reason)
 }
 
 /// Why the server could not start or stopped.
@@ -155,7 +125,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         log::info!("http_msg_server listening for HTTP on {addr}");
     }
     for (kind, list) in [
-        ("db_proxy", &cfg.db_servers),
+        ("db_proxy", &cfg.db.servers),
         ("route_server", &cfg.route_servers),
     ] {
         for s in list {
@@ -170,8 +140,8 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         None => log::info!("every app key accepted (no AppKeys)"),
     }
     let db = DbServers::new(
-        PeerList::new(ServList::new(cfg.db_links())),
-        cfg.concurrent_db_conn_cnt,
+        PeerList::new(ServList::new(cfg.db.links())),
+        cfg.db.concurrent,
     );
     log::info!(
         "db_proxy links, first half: [0, {}), second half: [{}, {})",
@@ -248,8 +218,8 @@ mod tests {
     #[test]
     fn defaults_follow_the_cpp() {
         let c = parse(BASE).unwrap();
-        assert_eq!(c.concurrent_db_conn_cnt, 2);
-        let ports: Vec<u16> = c.db_links().iter().map(|s| s.port).collect();
+        assert_eq!(c.db.concurrent, 2);
+        let ports: Vec<u16> = c.db.links().iter().map(|s| s.port).collect();
         assert_eq!(ports, vec![1, 1, 2, 2]);
         assert!(c.route_servers.is_empty());
         assert_eq!(c.app_keys, None);
@@ -257,7 +227,7 @@ mod tests {
             "{BASE}ConcurrentDBConnCnt=3\nRouteServerIP1=127.0.0.1\nRouteServerPort1=9\n"
         ))
         .unwrap();
-        assert_eq!(c.db_links().len(), 6);
+        assert_eq!(c.db.links().len(), 6);
         assert_eq!(c.route_servers.len(), 1);
     }
 
@@ -269,7 +239,7 @@ mod tests {
         ))
         .unwrap();
         let c = parse(&text).unwrap();
-        assert_eq!((c.listen_port, c.concurrent_db_conn_cnt), (8400, 4));
+        assert_eq!((c.listen_port, c.db.concurrent), (8400, 4));
         assert_eq!(c.route_servers.len(), 1);
     }
 

@@ -65,7 +65,7 @@ mod shutdown;
 mod state;
 
 use base::aes::Aes;
-use base::config::{ConfigError, ConfigFileReader, ServerAddr};
+use base::config::{ConfigError, ConfigFileReader, DbServerLinks, ServerAddr};
 use base::tick::monotonic_ms;
 use db_serv_conn::DbServConn;
 use file_serv_conn::FileServConn;
@@ -92,9 +92,6 @@ const RECONNECT_TIMER_MS: u64 = netlib::serv_info::RECONNECT_CHECK_MS;
 const MSG_CONN_TIMER_MS: u64 = 1_000;
 /// `LOG_MSG_STAT_INTERVAL`: message statistics are logged every 5 minutes.
 const LOG_MSG_STAT_INTERVAL_MS: u64 = 300_000;
-/// Minimum number of db_proxy servers (the C++ refuses to start with fewer:
-/// one is meant for logins, one for the rest).
-const MIN_DB_SERVERS: usize = 2;
 
 /// Everything `msgserver.conf` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,8 +102,8 @@ struct MsgConfig {
     ip_addr2: String,
     max_conn_cnt: u32,
     aes_key: String,
-    concurrent_db_conn_cnt: usize,
-    db_servers: Vec<ServerAddr>,
+    /// `DBServerIP<n>`/`DBServerPort<n>` and `ConcurrentDBConnCnt`.
+    db: DbServerLinks,
     login_servers: Vec<ServerAddr>,
     route_servers: Vec<ServerAddr>,
     push_servers: Vec<ServerAddr>,
@@ -129,22 +126,7 @@ impl MsgConfig {
                 reason: "must be exactly 32 characters".into(),
             });
         }
-        let db_servers = c.read_server_config("DBServerIP", "DBServerPort")?;
-        if db_servers.len() < MIN_DB_SERVERS {
-            let n = db_servers.len() + 1;
-            let key = if c.get(&format!("DBServerIP{n}")).is_none() {
-                format!("DBServerIP{n}")
-            } else {
-                format!("DBServerPort{n}")
-            };
-            return Err(ConfigError::Missing { key });
-        }
-        let concurrent_db_conn_cnt = c
-            .get_parse::<usize>("ConcurrentDBConnCnt")?
-            .unwrap_or(DEFAULT_CONCURRENT_DB_CONN_CNT);
-        if concurrent_db_conn_cnt == 0 {
-            return Err(invalid("ConcurrentDBConnCnt", "0", "must be at least 1"));
-        }
+        let db = DbServerLinks::read(c, DEFAULT_CONCURRENT_DB_CONN_CNT)?;
         let ip_addr1 = c.require("IpAddr1")?.to_string();
         Ok(MsgConfig {
             listen_port: c.require_parse("ListenPort")?,
@@ -152,8 +134,7 @@ impl MsgConfig {
             ip_addr1,
             max_conn_cnt: c.require_parse("MaxConnCnt")?,
             aes_key,
-            concurrent_db_conn_cnt,
-            db_servers,
+            db,
             login_servers: c.read_server_config("LoginServerIP", "LoginServerPort")?,
             route_servers: c.read_server_config("RouteServerIP", "RouteServerPort")?,
             push_servers: c.read_server_config("PushServerIP", "PushServerPort")?,
@@ -161,22 +142,10 @@ impl MsgConfig {
             listen_ip,
         })
     }
-
-    /// `db_server_list2`: each db_proxy repeated `ConcurrentDBConnCnt` times.
-    fn db_links(&self) -> Vec<ServerAddr> {
-        self.db_servers
-            .iter()
-            .flat_map(|s| (0..self.concurrent_db_conn_cnt).map(move |_| s.clone()))
-            .collect()
-    }
 }
 
 fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        value: value.into(),
-        reason: reason.into(),
-    }
+    ConfigError::invalid(key, value, reason)
 }
 
 /// Why the server could not start or stopped.
@@ -234,8 +203,8 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         conns: Default::default(),
         users: Default::default(),
         db: DbServers::new(
-            PeerList::new(ServList::new(cfg.db_links())),
-            cfg.concurrent_db_conn_cnt,
+            PeerList::new(ServList::new(cfg.db.links())),
+            cfg.db.concurrent,
         ),
         login: LoginServers {
             peers: PeerList::new(ServList::new(cfg.login_servers.clone())),
@@ -256,7 +225,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         shutdown: None,
     };
     for (kind, list) in [
-        ("db_proxy", &cfg.db_servers),
+        ("db_proxy", &cfg.db.servers),
         ("login_server", &cfg.login_servers),
         ("route_server", &cfg.route_servers),
         ("push_server", &cfg.push_servers),
@@ -405,11 +374,11 @@ mod tests {
     fn defaults_follow_the_cpp() {
         let c = parse(BASE).unwrap();
         assert_eq!(c.ip_addr2, "a", "IpAddr2 defaults to IpAddr1");
-        assert_eq!(c.concurrent_db_conn_cnt, DEFAULT_CONCURRENT_DB_CONN_CNT);
-        assert_eq!(c.db_links().len(), 20);
+        assert_eq!(c.db.concurrent, DEFAULT_CONCURRENT_DB_CONN_CNT);
+        assert_eq!(c.db.links().len(), 20);
         assert!(c.route_servers.is_empty());
         let c = parse(&format!("{BASE}ConcurrentDBConnCnt=2\n")).unwrap();
-        let ports: Vec<u16> = c.db_links().iter().map(|s| s.port).collect();
+        let ports: Vec<u16> = c.db.links().iter().map(|s| s.port).collect();
         assert_eq!(ports, vec![1, 1, 2, 2]);
     }
 
