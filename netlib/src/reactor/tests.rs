@@ -1,6 +1,7 @@
 //! The reactor's own tests that look inside it (socket-free ones sit
 //! beside their code; the black-box ones are in `netlib/tests/reactor.rs`).
 
+#[cfg(test)]
 mod internals {
     use super::super::*;
     use crate::imconn::{Ctx, ImConn};
