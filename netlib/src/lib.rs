@@ -40,6 +40,6 @@ pub mod serv_info;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use imconn::{Ctx, Heartbeat, ImConn};
 pub use peer_list::{PeerLink, PeerList};
-pub use reactor::{ConnId, NetError, Reactor, TimerId};
+pub use reactor::{bind_source, ConnId, NetError, Reactor, TimerId};
 pub use remote::{InboxStats, Remote, DEFAULT_INBOX_BOUND};
 pub use serv_info::{ServInfo, ServList};

@@ -17,6 +17,9 @@
 //!   kernel caps it at `net.core.somaxconn`) where the C++ asks for 64: a
 //!   storm's connections then wait in the kernel between turns instead of
 //!   having their SYNs dropped and retried a second later.
+//! - [`Reactor::connect_from`] binds its source address with
+//!   `IP_BIND_ADDRESS_NO_PORT` ([`bind_source`]), so the port is picked
+//!   at connect time.
 //! - A connection that cannot be registered does not leave its id to the
 //!   next one; `EMFILE` is retried on the connection tick, since an
 //!   edge-triggered listener is not woken again for what is queued.
@@ -127,9 +130,7 @@ impl<S: 'static> Reactor<S> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
             .map_err(fail)?;
         socket.set_nonblocking(true).map_err(fail)?;
-        socket
-            .bind(&SocketAddr::new(source, 0).into())
-            .map_err(fail)?;
+        bind_source(&socket, source).map_err(fail)?;
         match socket.connect(&addr.into()) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -311,4 +312,31 @@ pub fn resolve(ip: &str, port: u16) -> Result<SocketAddr, NetError> {
             addr: format!("{ip}:{port}"),
             source,
         })
+}
+
+/// Binds `socket` to `source` before a connect, leaving the port to the
+/// kernel at connect time (`IP_BIND_ADDRESS_NO_PORT` for IPv4): a plain
+/// `bind(ip, 0)` picks a port at once and must find one free for every
+/// destination, which gets slow, and then fails, with tens of thousands
+/// of connections from one address (load tools, many peer links).
+pub fn bind_source(socket: &socket2::Socket, source: std::net::IpAddr) -> io::Result<()> {
+    if source.is_ipv4() {
+        use std::os::fd::AsRawFd;
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt reads one c_int through a valid pointer, on a
+        // socket this function borrows.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    socket.bind(&SocketAddr::new(source, 0).into())
 }

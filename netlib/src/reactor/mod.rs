@@ -38,7 +38,7 @@ mod tests;
 mod timers;
 mod turn;
 
-pub use accept::{LISTEN_BACKLOG, MAX_ACCEPTS_PER_TURN};
+pub use accept::{bind_source, LISTEN_BACKLOG, MAX_ACCEPTS_PER_TURN};
 pub use ids::{ConnId, TimerId};
 pub use out_buf::{DEFAULT_OUT_BUF_CAP, NETLIB_MAX_SOCKET_BUF_SIZE};
 pub use read::{MAX_PDUS_PER_EVENT, MAX_READ_PER_EVENT};

@@ -21,7 +21,6 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 use tt_proto::cid;
 use tt_proto::IM::BaseDefine::{ClientType, ResultType, UserStatType};
@@ -170,24 +169,7 @@ fn connect_socket(target: SocketAddr, source: Option<IpAddr>) -> std::io::Result
     socket.set_nonblocking(true)?;
     socket.set_nodelay(true)?;
     if let Some(ip) = source {
-        if ip.is_ipv4() {
-            let on: libc::c_int = 1;
-            // SAFETY: setsockopt reads one c_int through a valid pointer
-            // on a socket we own.
-            let rc = unsafe {
-                libc::setsockopt(
-                    socket.as_raw_fd(),
-                    libc::IPPROTO_IP,
-                    libc::IP_BIND_ADDRESS_NO_PORT,
-                    (&on as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if rc != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        socket.bind(&SocketAddr::new(ip, 0).into())?;
+        netlib::bind_source(&socket, ip)?;
     }
     match socket.connect(&target.into()) {
         Ok(()) => {}
