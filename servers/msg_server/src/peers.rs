@@ -440,14 +440,6 @@ impl LoginServers {
     }
 }
 
-/// How long the master route_server link is up, after every link was
-/// lost, before held PDUs and new ones go to it (ms): route_server relays
-/// to the msg_servers linked at that moment, and after a route_server
-/// restart the others link within one fast-retry period of us
-/// (`netlib::serv_info`), so what we send earlier would reach none of
-/// them live. (Not at start-up, nor when another open link takes over.)
-pub const ROUTE_SETTLE_MS: u64 = 500;
-
 /// The route_server links, which one is the master (`g_master_rs_conn`),
 /// and what waits for one.
 #[derive(Debug, Default)]
@@ -456,13 +448,11 @@ pub struct RouteServers {
     pub peers: PeerList,
     /// `get_route_serv_conn`: where everything but status updates goes.
     pub master: Option<ConnId>,
-    /// Until when (reactor ms) a master that came back after every link
-    /// was lost is settling.
-    settle_until: Option<u64>,
-    /// A master was up before.
-    had_master: bool,
-    /// PDUs for the master while there is none (or it is settling), in
-    /// order (not in the C++, which drops them).
+    /// PDUs for the master while there is none, in order (not in the
+    /// C++, which drops them). They go as soon as a master is up: a
+    /// route_server that restarted sends what it relays in its first
+    /// seconds to the msg_servers that link after us too
+    /// (route_server's `start_replay`).
     held: HoldQueue<ImPdu>,
 }
 
@@ -475,21 +465,14 @@ impl RouteServers {
         }
     }
 
-    /// The master that takes PDUs now: up for [`ROUTE_SETTLE_MS`].
-    fn ready_master(&self, now: u64) -> Option<ConnId> {
-        self.master
-            .filter(|_| self.settle_until.is_none_or(|until| now >= until))
-    }
-
     // The name is the C++'s (`get_route_serv_conn`), kept by every caller.
     #[allow(clippy::wrong_self_convention)]
     /// `get_route_serv_conn()->SendPdu`: sends `pdu` to the master
-    /// route_server; while there is none (or it is settling) `pdu` is
-    /// held, in order, up to the hold's bound (past it, dropped: the
+    /// route_server; while there is none `pdu` is held, in order, up to the hold's bound (past it, dropped: the
     /// C++ drops it at once).
     pub fn to_master<S: 'static>(&mut self, net: &mut Reactor<S>, pdu: &ImPdu) {
         let now = net.now_ms();
-        if let Some(master) = self.ready_master(now) {
+        if let Some(master) = self.master {
             self.flush(net);
             let _ = net.send_pdu(master, pdu);
             return;
@@ -516,11 +499,12 @@ impl RouteServers {
         }
     }
 
-    /// What was held goes to the master once it has settled; what was
-    /// held past the age bound is dropped. Call it from a short timer.
+    /// What was held goes to the master if one is up; what was held past
+    /// the age bound is dropped. Call it from a short timer and when a
+    /// master is up.
     pub fn tick<S: 'static>(&mut self, net: &mut Reactor<S>) {
         let now = net.now_ms();
-        if self.ready_master(now).is_some() {
+        if self.master.is_some() {
             self.flush(net);
             return;
         }
@@ -589,18 +573,7 @@ impl RouteServers {
     /// `update_master_route_serv_conn`: the oldest open link becomes master
     /// and is told so.
     pub fn update_master<S: 'static>(&mut self, net: &mut Reactor<S>) {
-        let master = self.peers.oldest_open();
-        match (self.master, master) {
-            // Every master was lost: route_server (or its link) restarted,
-            // and the other msg_servers are linking again too.
-            (None, Some(_)) if self.had_master => {
-                self.settle_until = Some(net.now_ms() + ROUTE_SETTLE_MS)
-            }
-            // The first master, or another link taking over: no settling.
-            _ => {}
-        }
-        self.had_master |= master.is_some();
-        self.master = master;
+        self.master = self.peers.oldest_open();
         if let Some(master) = self.master {
             log::info!("route_server link {master} is the master");
             let _ = net.send_msg(master, 0, &IMRoleSet { master: 1 });

@@ -74,6 +74,8 @@ impl ImConn<MsgState> for RouteServConn {
         }
         let info = online_user_info(cx.state);
         cx.send_msg(0, &info);
+        // What waited for a master goes now, after our users.
+        cx.state.route.tick(cx.net);
     }
 
     /// `OnClose`: another link becomes master if this one was.

@@ -10,10 +10,13 @@
 //! - [`state`] is `RouteConn.cpp`'s globals: the links, the user table
 //!   and broadcasting to the links;
 //! - [`user_info`] is `UserInfo.cpp`: one user's clients per link;
+//! - [`start_replay`]: what was relayed just after start, for the
+//!   msg_servers that link a little later (not in the C++);
 //! - [`metrics`]: `GET /metrics` (not in the C++).
 
 mod metrics;
 mod route_conn;
+mod start_replay;
 mod state;
 mod user_info;
 
@@ -82,6 +85,7 @@ fn serve(config: ConfigFileReader) -> Result<(), ServeError> {
     });
 
     let mut state = RouteState::default();
+    state.start_replay = start_replay::StartReplay::new(monotonic_ms());
     log::info!("route_server entering the event loop");
     net.run(&mut state, LOOP_WAIT_MS)?;
     Ok(())

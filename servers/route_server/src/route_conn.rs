@@ -8,7 +8,9 @@
 //! relays the PDUs that must reach users on other msg_servers (by
 //! broadcast, like the C++), except `CID_OTHER_SERVER_KICK_USER`.
 //!
-//! Differences from the C++: a duplicate-login kick goes only to the
+//! Differences from the C++: what is relayed in the first seconds after
+//! start also goes to the msg_servers that link a little later
+//! ([`crate::start_replay`]); a duplicate-login kick goes only to the
 //! msg_servers that hold the user or are logging it in (the C++ sends it to
 //! every other msg_server, so each login costs every msg_server a PDU); a
 //! kick whose body does not decode closes the link (the C++ relays it
@@ -250,6 +252,19 @@ impl ImConn<RouteState> for RouteConn {
             cx.id,
             cx.state.link_count()
         );
+        // Just after our start: what the msg_servers that linked first
+        // relayed before this one could get it.
+        let missed = cx.state.start_replay.opened(monotonic_ms(), cx.id);
+        if !missed.is_empty() {
+            log::info!(
+                "sending {} PDUs relayed since start to {}",
+                missed.len(),
+                cx.id
+            );
+        }
+        for pdu in missed {
+            let _ = cx.send_pdu(&pdu);
+        }
     }
 
     /// `HandlePdu`. Relayed PDUs are forwarded byte for byte without
@@ -265,6 +280,8 @@ impl ImConn<RouteState> for RouteConn {
             cid::BUDDY_LIST_USERS_STATUS_REQUEST => self.handle_users_status_request(cx, &pdu),
             c if is_relayed_to_others(c) => {
                 cx.state.broadcast(cx.net, &pdu, Some(cx.id));
+                let reached = cx.state.links().collect();
+                cx.state.start_replay.relayed(monotonic_ms(), &pdu, reached);
                 Ok(())
             }
             cid::BUDDY_LIST_SIGN_INFO_CHANGED_NOTIFY => {
@@ -296,6 +313,7 @@ impl ImConn<RouteState> for RouteConn {
     /// had reported each of its PC clients offline.
     fn on_close(&mut self, cx: &mut Ctx<'_, RouteState>) {
         let had_pc = cx.state.remove_link(cx.id, monotonic_ms());
+        cx.state.start_replay.closed(cx.id);
         for &user_id in &had_pc {
             notify_presence(cx.net, cx.state, user_id, STATUS_OFFLINE, true);
         }

@@ -61,6 +61,9 @@ pub struct RouteState {
     /// Until when (monotonic ms) kicks are broadcast because
     /// `pending_logins` was full and a mark could not be kept.
     broadcast_kicks_until: u64,
+    /// What was relayed just after start, for the msg_servers that link a
+    /// little later (not in the C++).
+    pub start_replay: crate::start_replay::StartReplay,
 }
 
 impl RouteState {
