@@ -10,7 +10,10 @@
 //! (see `work_queue`; the C++ queues them all); after SIGTERM's 4 s the
 //! queued and held requests are finished, with the loop still running
 //! (heartbeats, timeouts), before the process exits (the C++ `exit`s at
-//! 4 s whatever is queued).
+//! 4 s whatever is queued); and that drain starts as soon as no request
+//! has come for [`QUIET_MS`] (the msg_servers have stopped sending), not
+//! always 4 s after the signal, so a restart is not held up by 4 s of
+//! waiting in which the msg_servers can only hold their requests.
 
 use crate::state::{ProxyState, Request};
 use crate::work_queue::Admit;
@@ -20,8 +23,21 @@ use std::sync::atomic::Ordering;
 use tt_proto::cid;
 use tt_proto::IM::Server::IMStopReceivePacket;
 
-/// How long after SIGTERM the process exits (`exit_callback` after 4 s).
+/// How long after SIGTERM the process exits at the latest
+/// (`exit_callback` after 4 s).
 pub const EXIT_DELAY_MS: u64 = 4_000;
+/// After SIGTERM, the drain starts once no request has come for this long
+/// (ms), and at least this long after the signal: every msg_server has
+/// had `STOP_RECV_PACKET` and what it sent before is in.
+pub const QUIET_MS: u64 = 250;
+/// How often, after SIGTERM, the quiet is checked (ms).
+const QUIET_CHECK_MS: u64 = 50;
+
+/// After SIGTERM: is it time to finish the queued work and exit, `since_signal`
+/// ms after the signal and `since_request` ms after the last request?
+pub fn drain_due(since_signal: u64, since_request: u64) -> bool {
+    since_signal >= EXIT_DELAY_MS || (since_signal >= QUIET_MS && since_request >= QUIET_MS)
+}
 
 /// One msg_server link.
 pub struct ProxyConn;
@@ -60,6 +76,7 @@ impl ImConn<ProxyState> for ProxyConn {
             log::warn!("shutting down: command {:#06x} dropped", pdu.command_id());
             return;
         }
+        cx.state.last_request_at = cx.net.now_ms();
         let bytes = pdu.len();
         match cx.state.work.offer(cx.id, Request { handler, pdu }, bytes) {
             Admit::Run(req) => cx.state.run_request(cx.id, req),
@@ -96,8 +113,9 @@ impl ImConn<ProxyState> for ProxyConn {
 }
 
 /// `sig_handler(SIGTERM)`: tell every msg_server to stop sending, ask the
-/// sync thread to stop, and after [`EXIT_DELAY_MS`] finish the queued
-/// work and exit ([`ProxyState::finish_when_drained`]).
+/// sync thread to stop, and once they are quiet ([`drain_due`]: at most
+/// [`EXIT_DELAY_MS`]) finish the queued work and exit
+/// ([`ProxyState::finish_when_drained`]).
 pub fn on_sigterm(net: &mut Reactor<ProxyState>, state: &mut ProxyState) {
     log::info!(
         "SIGTERM: telling {} msg_servers to stop sending",
@@ -114,9 +132,15 @@ pub fn on_sigterm(net: &mut Reactor<ProxyState>, state: &mut ProxyState) {
     if let Some(sync) = state.sync_thread.as_ref() {
         sync.request_stop();
     }
-    net.register_timer(EXIT_DELAY_MS, |_, state: &mut ProxyState| {
+    let signal_at = net.now_ms();
+    net.register_timer(QUIET_CHECK_MS, move |net, state: &mut ProxyState| {
         if state.draining {
             return; // the timer repeats; the drain is under way
+        }
+        let now = net.now_ms();
+        let since_request = now.saturating_sub(state.last_request_at);
+        if !drain_due(now.saturating_sub(signal_at), since_request) {
+            return;
         }
         log::info!(
             "exiting: finishing {} queued and {} held requests",
@@ -126,4 +150,18 @@ pub fn on_sigterm(net: &mut Reactor<ProxyState>, state: &mut ProxyState) {
         state.draining = true;
         state.finish_when_drained();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_drain_starts_once_the_msg_servers_are_quiet_or_at_the_cxx_delay() {
+        assert!(!drain_due(0, 10_000), "not at the signal itself");
+        assert!(!drain_due(QUIET_MS, QUIET_MS - 1), "a request just came");
+        assert!(drain_due(QUIET_MS, QUIET_MS));
+        assert!(!drain_due(EXIT_DELAY_MS - 1, 0), "still sending");
+        assert!(drain_due(EXIT_DELAY_MS, 0), "at most the C++ delay");
+    }
 }

@@ -92,6 +92,9 @@ pub struct ProxyState {
     /// The exit delay after SIGTERM has passed: new requests are dropped,
     /// queued and held ones finish, then the loop stops.
     pub draining: bool,
+    /// When (reactor ms) a msg_server last sent a request: after SIGTERM
+    /// the drain starts once they have all gone quiet.
+    pub last_request_at: u64,
 }
 
 impl ProxyState {
@@ -116,6 +119,7 @@ impl ProxyState {
             work: WorkQueue::new(limits),
             metrics,
             draining: false,
+            last_request_at: 0,
         }
     }
 
