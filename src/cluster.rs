@@ -193,8 +193,22 @@ impl Cluster {
         Cluster::start_with(users, msg_servers, true)
     }
 
+    /// [`start`](Self::start) with the database on the MariaDB at `url`
+    /// (a [`crate::MariaDbServer`] the test stops and restarts).
+    pub fn start_on(url: &str, users: &[(u32, &str, &str)], msg_servers: usize) -> Cluster {
+        Cluster::start_with_db(TestDb::with_schema_on(url), users, msg_servers, false)
+    }
+
     fn start_with(users: &[(u32, &str, &str)], msg_servers: usize, redundant: bool) -> Cluster {
-        let db = TestDb::with_schema();
+        Cluster::start_with_db(TestDb::with_schema(), users, msg_servers, redundant)
+    }
+
+    fn start_with_db(
+        db: TestDb,
+        users: &[(u32, &str, &str)],
+        msg_servers: usize,
+        redundant: bool,
+    ) -> Cluster {
         add_users(&db, users, 100);
         let redis = RedisServer::start();
         let (db_proxy_port, route_port) = (free_port(), free_port());

@@ -52,6 +52,13 @@ fn current_user() -> String {
 }
 
 impl MariaDbServer {
+    /// `mariadb-install-db` and `mariadbd` are installed: a test that
+    /// needs a private server skips cleanly where they are not.
+    pub fn available() -> bool {
+        find_binary(&["mariadb-install-db", "mysql_install_db"]).is_some()
+            && find_binary(&["mariadbd", "mysqld"]).is_some()
+    }
+
     /// Creates a data directory and starts the server; waits until it
     /// answers. Panics naming `scripts/deps.sh` when MariaDB is not
     /// installed.

@@ -31,6 +31,7 @@ use tt_proto::IM::BaseDefine::{ClientType, MsgType, SessionType, UserStatType};
 use tt_proto::IM::Login::{IMLoginReq, IMLoginRes};
 use tt_proto::IM::Message::{IMMsgData, IMMsgDataAck};
 use tt_rs::cluster::Cluster;
+use tt_rs::MariaDbServer;
 use tt_rs::AES_KEY;
 
 /// The users: senders `s1..sN` (ids 1..N), receivers `r1..rN` (ids
@@ -59,6 +60,22 @@ pub fn cluster_with(pairs: u32, redundant: bool) -> Cluster {
     } else {
         Cluster::start(&refs, 2)
     };
+    linked(cluster, redundant)
+}
+
+/// [`cluster`] with its database on the MariaDB at `url` (a private one
+/// the test takes away).
+pub fn cluster_on(pairs: u32, url: &str) -> Cluster {
+    let users = users(pairs);
+    let refs: Vec<(u32, &str, &str)> = users
+        .iter()
+        .map(|(i, n, p)| (*i, n.as_str(), p.as_str()))
+        .collect();
+    linked(Cluster::start_on(url, &refs, 2), false)
+}
+
+/// `cluster` once every msg_server has all its links.
+fn linked(cluster: Cluster, redundant: bool) -> Cluster {
     for (p, _) in &cluster.msg_servers {
         p.wait_log("is the master");
         // Two db_proxy entries, two links each.
@@ -508,6 +525,26 @@ pub fn kill_one_of_two_db_proxies(down: Duration) -> impl FnOnce(&mut Cluster) {
         c.stop_second_db_proxy();
         std::thread::sleep(down);
         c.restart_second_db_proxy();
+    }
+}
+
+/// The private MariaDB killed (kill -9), back after `down` (with its crash
+/// recovery: the peer is back when it takes a login).
+pub fn kill_mariadb(server: &mut MariaDbServer, down: Duration) -> impl FnOnce(&mut Cluster) + '_ {
+    move |_: &mut Cluster| {
+        server.kill();
+        std::thread::sleep(down);
+        server.restart();
+    }
+}
+
+/// The private MariaDB stopped cleanly (SIGTERM, as `service mariadb
+/// stop`), started again after `down`.
+pub fn stop_mariadb(server: &mut MariaDbServer, down: Duration) -> impl FnOnce(&mut Cluster) + '_ {
+    move |_: &mut Cluster| {
+        server.stop();
+        std::thread::sleep(down);
+        server.restart();
     }
 }
 
