@@ -115,6 +115,44 @@ fn the_mariadb_killed_or_restarted_costs_latency_not_messages() {
     traffic.stop();
 }
 
+/// A msg_server of the senders stopped with SIGTERM, then the one they
+/// moved to killed with kill -9: each time they log in again through
+/// login_server and land on another. What the stopped or killed one acked
+/// is in history under its acked id (or was delivered live), nothing is
+/// delivered twice, only what was in flight at the kill goes unanswered.
+/// (Receivers stay on theirs: while a receiver is away its messages go
+/// only to history, as the protocol has it.)
+#[test]
+fn a_msg_server_stopped_or_killed_costs_its_clients_a_login_not_messages() {
+    // Senders on 0, receivers on 1, 2 spare: where the senders land first.
+    let mut cluster = fault::cluster_of(PAIRS, 3);
+    let mut traffic = Traffic::start(&cluster, PAIRS, RATE_PER_PAIR);
+    eprintln!("{TABLE_HEAD}");
+    let ports: Vec<u16> = cluster.msg_servers.iter().map(|m| m.1).collect();
+    for (name, idx, inject) in [
+        (
+            "SIGTERM the senders' msg_server",
+            0,
+            Box::new(fault::term_msg_server(0)) as fault::Inject,
+        ),
+        (
+            "kill -9 the senders' msg_server",
+            2,
+            Box::new(fault::kill_msg_server(2)),
+        ),
+    ] {
+        let mut r = traffic.phase(&mut cluster, name, BEFORE, AFTER, inject);
+        // The one stopped or killed (and the one before) are meant to be gone.
+        r.exited.retain(|n| {
+            ports[..=idx]
+                .iter()
+                .all(|p| n != &format!("msg_server:{p}"))
+        });
+        check(&r);
+    }
+    traffic.stop();
+}
+
 /// With two of each, the other one carries on: only what was in flight on
 /// the dead one can go unanswered (db_proxy) or only to history (route).
 const MAX_UNANSWERED_REDUNDANT: usize = 20;

@@ -18,7 +18,7 @@
 
 use base::aes::Aes;
 use base::ImPdu;
-use crossbeam_channel::{unbounded, Receiver};
+use crossbeam_channel::{unbounded, Receiver, TryRecvError};
 use std::collections::{HashMap, HashSet};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,6 +63,18 @@ pub fn cluster_with(pairs: u32, redundant: bool) -> Cluster {
     linked(cluster, redundant)
 }
 
+/// [`cluster`] with `msg_servers` msg_servers (senders on the first,
+/// receivers on the second, the others spare: where senders land when
+/// theirs goes).
+pub fn cluster_of(pairs: u32, msg_servers: usize) -> Cluster {
+    let users = users(pairs);
+    let refs: Vec<(u32, &str, &str)> = users
+        .iter()
+        .map(|(i, n, p)| (*i, n.as_str(), p.as_str()))
+        .collect();
+    linked(Cluster::start(&refs, msg_servers), false)
+}
+
 /// [`cluster`] with its database on the MariaDB at `url` (a private one
 /// the test takes away).
 pub fn cluster_on(pairs: u32, url: &str) -> Cluster {
@@ -101,9 +113,15 @@ struct RawClient {
 
 impl RawClient {
     fn login(port: u16, name: &str, password: &str) -> RawClient {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect msg_server");
-        stream.set_nodelay(true).expect("nodelay");
-        let mut reader = stream.try_clone().expect("clone");
+        RawClient::try_login(port, name, password).expect("sender login")
+    }
+
+    /// Logs in at msg_server `port`; an error for a connection refused or
+    /// closed, or a login refused (a msg_server that is stopping).
+    fn try_login(port: u16, name: &str, password: &str) -> Result<RawClient, String> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let mut reader = stream.try_clone().map_err(|e| e.to_string())?;
         let (tx, inbox) = unbounded();
         std::thread::spawn(move || {
             while let Ok(pdu) = read_pdu(&mut reader) {
@@ -129,11 +147,39 @@ impl RawClient {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let pdu = c.inbox.recv_timeout(left).expect("login answer");
+            let pdu = c
+                .inbox
+                .recv_timeout(left)
+                .map_err(|e| format!("login answer: {e}"))?;
             if pdu.command_id() == cid::LOGIN_RES_USERLOGIN {
-                let res: IMLoginRes = pdu.msg().expect("login res");
-                c.user_id = res.user_info.expect("user info").user_id;
-                return c;
+                let res: IMLoginRes = pdu.msg().map_err(|e| e.to_string())?;
+                let info = res
+                    .user_info
+                    .ok_or_else(|| format!("login refused: {:?}", res.result_code))?;
+                c.user_id = info.user_id;
+                return Ok(c);
+            }
+        }
+    }
+
+    /// Logs in again through login_server (`login_http`: its HTTP
+    /// address), as a real client whose msg_server went away: asks for a
+    /// msg_server and logs in there, trying again until one takes it.
+    fn relogin(login_http: &str, name: &str, password: &str) -> RawClient {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let tried = tt_client::discovery::via_http(login_http)
+                .map_err(|e| e.to_string())
+                .and_then(|m| RawClient::try_login(m.port, name, password));
+            match tried {
+                Ok(c) => return c,
+                Err(e) if Instant::now() < deadline => {
+                    if std::env::var_os("TT_FAULT_DEBUG").is_some() {
+                        eprintln!("{name}: login again: {e}");
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("{name} could not log in again: {e}"),
             }
         }
     }
@@ -175,6 +221,9 @@ pub struct Traffic {
     receivers: Vec<std::thread::JoinHandle<()>>,
     /// Messages per second per pair.
     pub rate_per_pair: u32,
+    /// login_server's HTTP address, where a sender whose msg_server went
+    /// away asks for another.
+    login_http: String,
 }
 
 impl Traffic {
@@ -224,6 +273,7 @@ impl Traffic {
             stop_receivers: stop,
             receivers,
             rate_per_pair,
+            login_http: cluster.login_http(),
         }
     }
 
@@ -248,25 +298,40 @@ impl Traffic {
             let to = pair.receiver_id;
             let (index, first_seq) = (pair.index, pair.next_seq);
             let st = stop.clone();
+            let login_http = self.login_http.clone();
             handles.push(std::thread::spawn(move || {
+                let (name, password) = (format!("s{index}"), format!("pw{index}"));
                 let mut log = Sent::default();
                 let mut seq = first_seq;
                 // Senders spread over the interval, as independent users
                 // are (not all on one grid that a fault could hit at once).
                 let mut next = Instant::now() + interval * (index - 1) / pairs;
                 std::thread::sleep(next.saturating_duration_since(Instant::now()));
-                let collect = |client: &RawClient, log: &mut Sent| {
-                    while let Ok(pdu) = client.inbox.try_recv() {
-                        if pdu.command_id() == cid::MSG_DATA_ACK {
-                            if let Ok(ack) = pdu.msg::<IMMsgDataAck>() {
-                                log.acked
-                                    .entry(pdu.seq_num())
-                                    .or_insert((ack.msg_id, Instant::now()));
+                // Takes the acks off the inbox; false once the connection
+                // is gone and everything it brought was taken.
+                let collect = |client: &RawClient, log: &mut Sent| -> bool {
+                    loop {
+                        match client.inbox.try_recv() {
+                            Ok(pdu) => {
+                                if pdu.command_id() == cid::MSG_DATA_ACK {
+                                    if let Ok(ack) = pdu.msg::<IMMsgDataAck>() {
+                                        log.acked
+                                            .entry(pdu.seq_num())
+                                            .or_insert((ack.msg_id, Instant::now()));
+                                    }
+                                }
                             }
+                            Err(TryRecvError::Empty) => return true,
+                            Err(TryRecvError::Disconnected) => return false,
                         }
                     }
                 };
                 while !st.load(Ordering::SeqCst) {
+                    if !collect(&client, &mut log) {
+                        // Our msg_server went away: log in again elsewhere
+                        // and go on (what is due meanwhile goes out late).
+                        client = RawClient::relogin(&login_http, &name, &password);
+                    }
                     let text = format!("p{index}-{seq}");
                     let msg = IMMsgData {
                         from_user_id: client.user_id,
@@ -285,7 +350,6 @@ impl Traffic {
                     client.send(&pdu);
                     log.sent.insert(seq, (text, Instant::now()));
                     seq = seq.wrapping_add(1).max(10);
-                    collect(&client, &mut log);
                     next += interval;
                     std::thread::sleep(next.saturating_duration_since(Instant::now()));
                 }
@@ -293,7 +357,9 @@ impl Traffic {
                 // hold's 8 s bound.
                 let deadline = Instant::now() + Duration::from_secs(10);
                 while log.acked.len() < log.sent.len() && Instant::now() < deadline {
-                    collect(&client, &mut log);
+                    if !collect(&client, &mut log) {
+                        break;
+                    }
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 collect(&client, &mut log);
@@ -525,6 +591,24 @@ pub fn kill_one_of_two_db_proxies(down: Duration) -> impl FnOnce(&mut Cluster) {
         c.stop_second_db_proxy();
         std::thread::sleep(down);
         c.restart_second_db_proxy();
+    }
+}
+
+/// kill -9 of msg_server `idx` (its clients log in again through
+/// login_server); returns at once: what is measured is how soon its
+/// clients' messages flow again through another.
+pub fn kill_msg_server(idx: usize) -> impl FnOnce(&mut Cluster) {
+    move |c: &mut Cluster| c.msg_servers[idx].0.stop()
+}
+
+/// SIGTERM of msg_server `idx`: it finishes what is in flight, closes its
+/// clients (they log in again through login_server) and exits with 0;
+/// returns once it has exited.
+pub fn term_msg_server(idx: usize) -> impl FnOnce(&mut Cluster) {
+    move |c: &mut Cluster| {
+        let p = &mut c.msg_servers[idx].0;
+        p.terminate();
+        assert_eq!(p.wait_exit(), Some(0), "msg_server's exit after SIGTERM");
     }
 }
 
