@@ -11,8 +11,12 @@
 
 mod fault;
 
-use fault::{Report, Traffic, TABLE_HEAD};
+use base::ImPdu;
+use fault::{RawClient, Report, Traffic, TABLE_HEAD};
 use std::time::Duration;
+use tt_proto::cid;
+use tt_proto::IM::Message::{IMUnreadMsgCntReq, IMUnreadMsgCntRsp};
+use tt_rs::WAIT;
 
 /// Pairs of users and messages per second per pair (100 msgs/s in all).
 const PAIRS: u32 = 10;
@@ -180,4 +184,63 @@ fn one_of_two_db_proxies_or_route_servers_killed_costs_next_to_nothing() {
         assert!(r.acked_not_live <= MAX_NOT_LIVE_REDUNDANT, "{r:?}");
     }
     traffic.stop();
+}
+
+/// Two clients ask for their unread counts under the same seq while
+/// db_proxy is stopped (SIGSTOP), so both requests are in flight on its
+/// links when it is killed; once it is back each client gets one answer,
+/// its own, under its own seq (msg_server sent them under tags of its
+/// own and gives the seq back).
+#[test]
+fn two_clients_asking_under_one_seq_on_a_dying_link_each_get_their_own_answer_once() {
+    let mut cluster = fault::cluster(1);
+    let port = cluster.msg_servers[0].1;
+    let mut s = RawClient::login(port, "s1", "pw1");
+    let mut r = RawClient::login(port, "r1", "pw101");
+    // s1 has one unread message from r1, r1 two from s1.
+    s.send_text(2, r.user_id, "one");
+    s.send_text(3, r.user_id, "two");
+    r.send_text(2, s.user_id, "three");
+    for (c, acks) in [(&s, 2), (&r, 1)] {
+        for _ in 0..acks {
+            c.next_of(cid::MSG_DATA_ACK, WAIT).expect("acked");
+        }
+    }
+    let pid = cluster.db_proxy().pid().to_string();
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let ask = ImPdu::for_msg(
+        7,
+        &IMUnreadMsgCntReq {
+            user_id: 0,
+            attach_data: None,
+        },
+    )
+    .unwrap();
+    s.send(&ask);
+    r.send(&ask);
+    std::thread::sleep(Duration::from_millis(300));
+    cluster.stop_db_proxy();
+    cluster.msg_servers[0]
+        .0
+        .wait_log("read-only requests in flight: sending them again");
+    cluster.restart_db_proxy();
+    for (c, unread) in [(&s, 1), (&r, 2)] {
+        let pdu = c
+            .next_of(cid::MSG_UNREAD_CNT_RESPONSE, WAIT)
+            .expect("answered after the restart");
+        assert_eq!(pdu.seq_num(), 7, "under the client's seq");
+        let rsp: IMUnreadMsgCntRsp = pdu.msg().unwrap();
+        assert_eq!((rsp.user_id, rsp.total_cnt), (c.user_id, unread));
+    }
+    for c in [&s, &r] {
+        assert!(
+            c.next_of(cid::MSG_UNREAD_CNT_RESPONSE, Duration::from_millis(500))
+                .is_none(),
+            "answered once"
+        );
+    }
 }

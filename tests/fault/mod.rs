@@ -104,15 +104,17 @@ pub fn cluster(pairs: u32) -> Cluster {
 
 /// A sender's raw connection: its writer, and what its reader thread took
 /// off the socket.
-struct RawClient {
+pub struct RawClient {
     stream: TcpStream,
     inbox: Receiver<ImPdu>,
-    user_id: u32,
+    /// The logged-in user.
+    pub user_id: u32,
     aes: Aes,
 }
 
 impl RawClient {
-    fn login(port: u16, name: &str, password: &str) -> RawClient {
+    /// Logs in at msg_server `port` (panics if it cannot).
+    pub fn login(port: u16, name: &str, password: &str) -> RawClient {
         RawClient::try_login(port, name, password).expect("sender login")
     }
 
@@ -184,9 +186,41 @@ impl RawClient {
         }
     }
 
-    fn send(&mut self, pdu: &ImPdu) {
+    /// Writes `pdu` (a write to a closed connection shows as unanswered).
+    pub fn send(&mut self, pdu: &ImPdu) {
         // A write to a closed connection shows as unanswered sends.
         let _ = write_pdu(&mut self.stream, pdu);
+    }
+
+    /// A text message `text` to user `to` under `seq`.
+    pub fn send_text(&mut self, seq: u16, to: u32, text: &str) {
+        let msg = IMMsgData {
+            from_user_id: self.user_id,
+            to_session_id: to,
+            msg_id: 0,
+            create_time: 0,
+            msg_type: MsgType::MSG_TYPE_SINGLE_TEXT,
+            msg_data: self
+                .aes
+                .encrypt(text.as_bytes())
+                .expect("encrypt")
+                .into_bytes(),
+            attach_data: None,
+        };
+        self.send(&ImPdu::for_msg(seq, &msg).expect("msg pdu"));
+    }
+
+    /// The next PDU of `command` that arrives within `wait` (others are
+    /// passed over).
+    pub fn next_of(&self, command: u16, wait: Duration) -> Option<ImPdu> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let pdu = self.inbox.recv_timeout(left).ok()?;
+            if pdu.command_id() == command {
+                return Some(pdu);
+            }
+        }
     }
 }
 

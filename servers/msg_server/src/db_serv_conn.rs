@@ -76,8 +76,8 @@ impl ImConn<MsgState> for DbServConn {
 
     /// `HandlePdu`: a reply that does not decode is logged and dropped, as
     /// the C++ does; the link and the other replies on it carry on.
-    fn on_pdu(&mut self, cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) {
-        cx.state.db.answered(cx.id, pdu.command_id(), pdu.seq_num());
+    fn on_pdu(&mut self, cx: &mut Ctx<'_, MsgState>, mut pdu: ImPdu) {
+        cx.state.db.answered(cx.id, &mut pdu);
         if let Err(e) = handle_reply(cx.net, cx.state, cx.id, pdu) {
             log::warn!("db_proxy link {}: reply dropped: {e}", cx.id);
         }

@@ -16,7 +16,7 @@
 
 use base::ImPdu;
 use netlib::ConnId;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use tt_proto::cid;
 
 /// Most PDUs held per peer kind.
@@ -154,63 +154,108 @@ pub fn is_read_only(command_id: u16) -> bool {
     )
 }
 
-/// The read-only requests in flight on each db_proxy link, matched to
-/// replies by the request's command (the reply's minus one, as for every
-/// request here) and seq.
+/// The read-only requests in flight on each db_proxy link.
+///
+/// Each goes out under a seq of msg_server's own, a tag unique among what
+/// is in flight on its link, instead of the client's: two clients (or one
+/// client twice) may use the same seq for the same command on one link,
+/// and the reply (db_proxy echoes the seq) must clear the request it
+/// answers and no other, or the wrong one is sent again when the link
+/// dies. The reply gets the client's seq back ([`InFlight::answered`])
+/// before it is handled. Every request of a read-only command is tagged,
+/// those that are not sent again too (so no reply of such a command on the
+/// link can be mistaken for another's); past [`IN_FLIGHT_MAX`] a request
+/// goes untagged, with its own seq, and is not remembered.
 #[derive(Debug, Default)]
 pub struct InFlight {
-    links: HashMap<ConnId, VecDeque<(u64, DbRequest)>>,
+    links: HashMap<ConnId, LinkInFlight>,
     count: usize,
 }
 
-impl InFlight {
-    /// `req` was sent on `link` at `now`; not remembered past the bound.
-    pub fn sent(&mut self, link: ConnId, now: u64, req: DbRequest) {
-        if self.count >= IN_FLIGHT_MAX {
-            return;
+/// One link's requests in flight, oldest first, and its next tag.
+#[derive(Debug, Default)]
+struct LinkInFlight {
+    next_tag: u16,
+    /// (when sent, tag, the request with the client's seq).
+    sent: VecDeque<(u64, u16, DbRequest)>,
+    /// The tags in `sent`.
+    tags: HashSet<u16>,
+}
+
+impl LinkInFlight {
+    /// A tag no request in flight here has (there are fewer than 65,536).
+    fn new_tag(&mut self) -> u16 {
+        loop {
+            let tag = self.next_tag;
+            self.next_tag = self.next_tag.wrapping_add(1);
+            if self.tags.insert(tag) {
+                return tag;
+            }
         }
-        self.links.entry(link).or_default().push_back((now, req));
+    }
+}
+
+impl InFlight {
+    /// `req` (a read-only command) goes on `link` at `now`: the seq it
+    /// goes under, or `None` past the bound (it goes as it is and is not
+    /// remembered).
+    pub fn sent(&mut self, link: ConnId, now: u64, req: DbRequest) -> Option<u16> {
+        if self.count >= IN_FLIGHT_MAX {
+            return None;
+        }
+        let l = self.links.entry(link).or_default();
+        let tag = l.new_tag();
+        l.sent.push_back((now, tag, req));
         self.count += 1;
+        Some(tag)
     }
 
-    /// A reply `reply_command` with `seq` came on `link`: the first
-    /// request it answers is forgotten.
-    pub fn answered(&mut self, link: ConnId, reply_command: u16, seq: u16) {
-        let Some(q) = self.links.get_mut(&link) else {
-            return;
-        };
+    /// A reply `reply_command` under seq `tag` came on `link`: the request
+    /// it answers (the command before it, under that tag) is forgotten,
+    /// and the client's seq for the reply returned; `None` when it answers
+    /// nothing remembered (its seq is the request's own).
+    pub fn answered(&mut self, link: ConnId, reply_command: u16, tag: u16) -> Option<u16> {
+        let l = self.links.get_mut(&link)?;
         let request = reply_command.wrapping_sub(1);
-        if let Some(i) = q
+        let i = l
+            .sent
             .iter()
-            .position(|(_, r)| r.pdu.command_id() == request && r.pdu.seq_num() == seq)
-        {
-            q.remove(i);
-            self.count -= 1;
-        }
-        if q.is_empty() {
+            .position(|(_, t, r)| *t == tag && r.pdu.command_id() == request)?;
+        let (_, _, req) = l.sent.remove(i)?;
+        l.tags.remove(&tag);
+        self.count -= 1;
+        if l.sent.is_empty() {
             self.links.remove(&link);
         }
+        Some(req.pdu.seq_num())
     }
 
-    /// `link` died: what was in flight on it, oldest first.
+    /// `link` died: what was in flight on it to be sent again, oldest
+    /// first, each with the client's seq.
     pub fn lost(&mut self, link: ConnId) -> Vec<DbRequest> {
-        let q = self.links.remove(&link).unwrap_or_default();
-        self.count -= q.len();
-        q.into_iter().map(|(_, r)| r).collect()
+        let l = self.links.remove(&link).unwrap_or_default();
+        self.count -= l.sent.len();
+        l.sent
+            .into_iter()
+            .map(|(_, _, r)| r)
+            .filter(|r| r.resend)
+            .collect()
     }
 
     /// Forgets requests older than the age bound at `now`.
     pub fn expire(&mut self, now: u64) {
         let mut dropped = 0;
-        self.links.retain(|_, q| {
-            while let Some((at, _)) = q.front() {
+        self.links.retain(|_, l| {
+            while let Some((at, _, _)) = l.sent.front() {
                 if now.saturating_sub(*at) <= IN_FLIGHT_MAX_AGE_MS {
                     break;
                 }
-                q.pop_front();
+                if let Some((_, tag, _)) = l.sent.pop_front() {
+                    l.tags.remove(&tag);
+                }
                 dropped += 1;
             }
-            !q.is_empty()
+            !l.sent.is_empty()
         });
         self.count -= dropped;
     }
@@ -256,15 +301,26 @@ mod tests {
         ConnId::from_u64((1 << 32) | n)
     }
 
+    fn answer(f: &mut InFlight, link: ConnId, request: u16, tag: u16) -> Option<u16> {
+        f.answered(link, request + 1, tag)
+    }
+
     #[test]
     fn replies_clear_what_they_answer_and_a_lost_link_gives_back_the_rest() {
         let mut f = InFlight::default();
-        f.sent(link(1), 0, req(cid::MSG_LIST_REQUEST, 7));
-        f.sent(link(1), 0, req(cid::MSG_UNREAD_CNT_REQUEST, 7));
-        f.sent(link(1), 0, req(cid::MSG_LIST_REQUEST, 8));
-        f.sent(link(2), 0, req(cid::MSG_LIST_REQUEST, 7));
-        f.answered(link(1), cid::MSG_LIST_RESPONSE, 7);
-        f.answered(link(1), cid::MSG_LIST_RESPONSE, 99);
+        let t1 = f.sent(link(1), 0, req(cid::MSG_LIST_REQUEST, 7)).unwrap();
+        let t2 = f
+            .sent(link(1), 0, req(cid::MSG_UNREAD_CNT_REQUEST, 7))
+            .unwrap();
+        let t3 = f.sent(link(1), 0, req(cid::MSG_LIST_REQUEST, 8)).unwrap();
+        let t4 = f.sent(link(2), 0, req(cid::MSG_LIST_REQUEST, 7)).unwrap();
+        assert!(t1 != t2 && t2 != t3 && t1 != t3, "unique on a link");
+        assert_eq!(answer(&mut f, link(1), cid::MSG_LIST_REQUEST, t1), Some(7));
+        assert_eq!(
+            answer(&mut f, link(1), cid::MSG_LIST_REQUEST, t2),
+            None,
+            "t2 is another command's"
+        );
         assert_eq!(f.len(), 3);
         let lost: Vec<(u16, u16)> = f
             .lost(link(1))
@@ -276,9 +332,75 @@ mod tests {
             vec![(cid::MSG_UNREAD_CNT_REQUEST, 7), (cid::MSG_LIST_REQUEST, 8)]
         );
         assert_eq!(f.len(), 1, "link 2's stays");
+        let _ = (t3, t4);
         f.expire(IN_FLIGHT_MAX_AGE_MS + 1);
         assert_eq!(f.len(), 0);
         assert!(f.lost(link(2)).is_empty());
+    }
+
+    #[test]
+    fn two_clients_with_one_seq_on_one_link_are_told_apart() {
+        // Client A and client B both ask for a message list under seq 7 on
+        // one link; B's reply comes first. The link then dies: A's request
+        // (unanswered) is sent again, B's (answered) is not.
+        let mut f = InFlight::default();
+        let mut a = req(cid::MSG_LIST_REQUEST, 7);
+        a.pdu
+            .set_msg(&tt_proto::IM::Message::IMGetMsgListReq {
+                user_id: 1,
+                ..Default::default()
+            })
+            .unwrap();
+        let mut b = req(cid::MSG_LIST_REQUEST, 7);
+        b.pdu
+            .set_msg(&tt_proto::IM::Message::IMGetMsgListReq {
+                user_id: 2,
+                ..Default::default()
+            })
+            .unwrap();
+        let ta = f.sent(link(1), 0, a).unwrap();
+        let tb = f.sent(link(1), 0, b).unwrap();
+        assert_ne!(ta, tb);
+        assert_eq!(
+            answer(&mut f, link(1), cid::MSG_LIST_REQUEST, tb),
+            Some(7),
+            "B's reply gets B's seq back"
+        );
+        let again = f.lost(link(1));
+        assert_eq!(again.len(), 1);
+        let msg: tt_proto::IM::Message::IMGetMsgListReq = again[0].pdu.msg().unwrap();
+        assert_eq!(msg.user_id, 1, "A's request is the one sent again");
+        assert_eq!(again[0].pdu.seq_num(), 7, "under A's own seq");
+    }
+
+    #[test]
+    fn tags_skip_those_in_flight_and_past_the_bound_nothing_is_tagged() {
+        let mut f = InFlight::default();
+        let first = f.sent(link(1), 0, req(cid::MSG_LIST_REQUEST, 1)).unwrap();
+        // Wrap the counter all the way round: the tag in flight is skipped.
+        for _ in 0..u16::MAX {
+            let t = f.sent(link(1), 0, req(cid::GROUP_INFO_REQUEST, 1)).unwrap();
+            assert_ne!(t, first);
+            answer(&mut f, link(1), cid::GROUP_INFO_REQUEST, t).unwrap();
+        }
+        assert_eq!(f.len(), 1);
+        for i in 1..IN_FLIGHT_MAX {
+            assert!(f
+                .sent(link(2), 0, req(cid::MSG_LIST_REQUEST, i as u16))
+                .is_some());
+        }
+        assert_eq!(f.sent(link(3), 0, req(cid::MSG_LIST_REQUEST, 1)), None);
+    }
+
+    #[test]
+    fn requests_not_to_be_sent_again_are_tagged_but_not_given_back() {
+        let mut f = InFlight::default();
+        let mut r = req(cid::GROUP_INFO_REQUEST, 0);
+        r.resend = false;
+        let t = f.sent(link(1), 0, r).unwrap();
+        assert_eq!(f.len(), 1);
+        assert!(f.lost(link(1)).is_empty());
+        assert_eq!(answer(&mut f, link(1), cid::GROUP_INFO_REQUEST, t), None);
     }
 
     #[test]

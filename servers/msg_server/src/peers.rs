@@ -165,13 +165,20 @@ impl DbServers {
     }
 
     fn send_on<S: 'static>(&mut self, net: &mut Reactor<S>, link: ConnId, req: DbRequest) {
-        let _ = net.send_pdu(link, &req.pdu);
-        if req.pdu.command_id() == tt_proto::cid::MSG_DATA {
+        let command = req.pdu.command_id();
+        if command == tt_proto::cid::MSG_DATA {
             *self.stores.entry(link).or_default() += 1;
         }
-        if req.resend {
-            self.in_flight.sent(link, net.now_ms(), req);
+        if !is_read_only(command) {
+            let _ = net.send_pdu(link, &req.pdu);
+            return;
         }
+        // Under a tag of ours, so its reply clears it and no other.
+        let mut wire = req.pdu.clone();
+        if let Some(tag) = self.in_flight.sent(link, net.now_ms(), req) {
+            wire.set_seq_num(tag);
+        }
+        let _ = net.send_pdu(link, &wire);
     }
 
     /// A link is usable again (confirmed): what was held goes out, in
@@ -214,15 +221,20 @@ impl DbServers {
             .sum()
     }
 
-    /// A reply `command` with `seq` came on `link`.
-    pub fn answered(&mut self, link: ConnId, command: u16, seq: u16) {
+    /// A reply `pdu` came on `link`: what it answers is forgotten, and a
+    /// reply to a read-only request gets the seq of the client's request
+    /// back (it went under a tag of ours).
+    pub fn answered(&mut self, link: ConnId, pdu: &mut ImPdu) {
+        let command = pdu.command_id();
         if command == tt_proto::cid::MSG_DATA {
             if let Some(n) = self.stores.get_mut(&link) {
                 *n = n.saturating_sub(1);
             }
             return;
         }
-        self.in_flight.answered(link, command, seq);
+        if let Some(seq) = self.in_flight.answered(link, command, pdu.seq_num()) {
+            pdu.set_seq_num(seq);
+        }
     }
 
     /// Message stores sent and not answered yet.
