@@ -1,8 +1,11 @@
 //! Failover figures (issue 17): the fault harness of `tests/fault/` at the
 //! issue's load (300 msgs/s between users on two msg_servers: 20 pairs at
-//! 15 msgs/s, under msg_server's 20 msgs/s per user), each
-//! fault with one peer of each kind, the peer back after 1 s. Not a
-//! criterion bench: it prints the README's table.
+//! 15 msgs/s, under msg_server's 20 msgs/s per user), each fault with one
+//! peer of each kind, the peer back after 1 s; then a private MariaDB
+//! killed and stopped (where mariadbd is installed), and the senders'
+//! msg_server stopped with SIGTERM, then the one they moved to killed
+//! (a third msg_server is spare for them). Not a criterion bench: it
+//! prints the README's table.
 //!
 //! `cargo bench --bench failover`; `TT_SERVER_BIN_DIR=DIR` runs the
 //! servers found in DIR instead (the "before" column: binaries of an
@@ -16,6 +19,7 @@ mod fault;
 
 use fault::{Traffic, TABLE_HEAD};
 use std::time::Duration;
+use tt_rs::MariaDbServer;
 
 fn main() {
     if std::env::var_os("RUST_LOG").is_none() {
@@ -33,7 +37,12 @@ fn main() {
     let rate = env("TT_FAULT_RATE", 15).min(20);
     let down = Duration::from_secs(1);
     let (before, after) = (Duration::from_secs(2), Duration::from_secs(4));
-    let mut cluster = fault::cluster(pairs);
+    // Senders on msg_server 0, receivers on 1, 2 spare.
+    let mut mariadb = MariaDbServer::available().then(MariaDbServer::start);
+    let mut cluster = match &mariadb {
+        Some(m) => fault::cluster_on(pairs, &m.url(), 3),
+        None => fault::cluster_of(pairs, 3),
+    };
     let mut traffic = Traffic::start(&cluster, pairs, rate);
     println!(
         "== {pairs} pairs, {} msgs/s, servers from {}",
@@ -63,5 +72,43 @@ fn main() {
         let r = traffic.phase(&mut cluster, name, before, after, inject);
         println!("{}", r.line());
     }
+    if let Some(m) = mariadb.as_mut() {
+        let r = traffic.phase(
+            &mut cluster,
+            "kill -9 the private MariaDB, back after 1 s",
+            before,
+            after,
+            fault::kill_mariadb(m, down),
+        );
+        println!("{}", r.line());
+        let r = traffic.phase(
+            &mut cluster,
+            "the private MariaDB stopped, started 1 s later",
+            before,
+            after,
+            fault::stop_mariadb(m, down),
+        );
+        println!("{}", r.line());
+    }
+    let idx = traffic.senders_msg_server(&cluster);
+    let r = traffic.phase(
+        &mut cluster,
+        "SIGTERM the senders' msg_server (they log in again elsewhere)",
+        before,
+        after,
+        fault::term_msg_server(idx),
+    );
+    println!("{}", r.line());
+    let idx = traffic.senders_msg_server(&cluster);
+    let r = traffic.phase(
+        &mut cluster,
+        "kill -9 the msg_server they moved to",
+        before,
+        after,
+        fault::kill_msg_server(idx),
+    );
+    println!("{}", r.line());
     traffic.stop();
+    drop(cluster);
+    drop(mariadb);
 }

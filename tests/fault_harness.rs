@@ -97,7 +97,7 @@ fn the_mariadb_killed_or_restarted_costs_latency_not_messages() {
         return;
     }
     let mut server = tt_rs::MariaDbServer::start();
-    let mut cluster = fault::cluster_on(PAIRS, &server.url());
+    let mut cluster = fault::cluster_on(PAIRS, &server.url(), 2);
     let mut traffic = Traffic::start(&cluster, PAIRS, RATE_PER_PAIR);
     eprintln!("{TABLE_HEAD}");
     let r = traffic.phase(
@@ -133,25 +133,22 @@ fn a_msg_server_stopped_or_killed_costs_its_clients_a_login_not_messages() {
     let mut traffic = Traffic::start(&cluster, PAIRS, RATE_PER_PAIR);
     eprintln!("{TABLE_HEAD}");
     let ports: Vec<u16> = cluster.msg_servers.iter().map(|m| m.1).collect();
-    for (name, idx, inject) in [
-        (
-            "SIGTERM the senders' msg_server",
-            0,
-            Box::new(fault::term_msg_server(0)) as fault::Inject,
-        ),
-        (
-            "kill -9 the senders' msg_server",
-            2,
-            Box::new(fault::kill_msg_server(2)),
-        ),
+    let mut gone = Vec::new();
+    for (name, kill) in [
+        ("SIGTERM the senders' msg_server", false),
+        ("kill -9 the senders' msg_server", true),
     ] {
+        let idx = traffic.senders_msg_server(&cluster);
+        assert_ne!(idx, 1, "senders apart from their receivers");
+        gone.push(format!("msg_server:{}", ports[idx]));
+        let inject: fault::Inject = if kill {
+            Box::new(fault::kill_msg_server(idx))
+        } else {
+            Box::new(fault::term_msg_server(idx))
+        };
         let mut r = traffic.phase(&mut cluster, name, BEFORE, AFTER, inject);
-        // The one stopped or killed (and the one before) are meant to be gone.
-        r.exited.retain(|n| {
-            ports[..=idx]
-                .iter()
-                .all(|p| n != &format!("msg_server:{p}"))
-        });
+        // The ones stopped or killed are meant to be gone.
+        r.exited.retain(|n| !gone.contains(n));
         check(&r);
     }
     traffic.stop();

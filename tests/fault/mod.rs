@@ -75,15 +75,15 @@ pub fn cluster_of(pairs: u32, msg_servers: usize) -> Cluster {
     linked(Cluster::start(&refs, msg_servers), false)
 }
 
-/// [`cluster`] with its database on the MariaDB at `url` (a private one
-/// the test takes away).
-pub fn cluster_on(pairs: u32, url: &str) -> Cluster {
+/// [`cluster_of`] with its database on the MariaDB at `url` (a private
+/// one the test takes away).
+pub fn cluster_on(pairs: u32, url: &str, msg_servers: usize) -> Cluster {
     let users = users(pairs);
     let refs: Vec<(u32, &str, &str)> = users
         .iter()
         .map(|(i, n, p)| (*i, n.as_str(), p.as_str()))
         .collect();
-    linked(Cluster::start_on(url, &refs, 2), false)
+    linked(Cluster::start_on(url, &refs, msg_servers), false)
 }
 
 /// `cluster` once every msg_server has all its links.
@@ -110,6 +110,8 @@ pub struct RawClient {
     /// The logged-in user.
     pub user_id: u32,
     aes: Aes,
+    /// The msg_server's port.
+    port: u16,
 }
 
 impl RawClient {
@@ -137,6 +139,7 @@ impl RawClient {
             inbox,
             user_id: 0,
             aes: Aes::new(AES_KEY.as_bytes()).expect("aes"),
+            port,
         };
         let req = IMLoginReq {
             user_name: name.into(),
@@ -437,6 +440,17 @@ impl Traffic {
         }
         report.exited = cluster.exited();
         report
+    }
+
+    /// The index in `cluster.msg_servers` of the msg_server the first
+    /// sender is logged in at (between phases).
+    pub fn senders_msg_server(&self, cluster: &Cluster) -> usize {
+        let port = self.pairs[0].sender.as_ref().map_or(0, |c| c.port);
+        cluster
+            .msg_servers
+            .iter()
+            .position(|m| m.1 == port)
+            .expect("the senders' msg_server")
     }
 
     /// Stops the receivers.
