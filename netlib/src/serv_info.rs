@@ -9,7 +9,7 @@
 //!
 //! Differences from the C++:
 //! - A link that was up and is lost is retried at once, then after about
-//!   100 ms, 250 ms and every 300-400 ms (each delay shortened by a random
+//!   100 ms, 250 ms and every 190-250 ms (each delay shortened by a random
 //!   share of up to a quarter, so a thousand links to one dead peer do not
 //!   knock in step) for [`FAST_RETRY_WINDOW_MS`]; only then does the C++
 //!   back-off take over. So every link to a peer that listens again within
@@ -43,8 +43,10 @@ pub const RECONNECT_CHECK_MS: u64 = 50;
 /// at once) and after each failed try; then [`FAST_RETRY_PERIOD_MS`].
 pub const FAST_RETRY_MS: [u64; 3] = [0, 100, 250];
 /// The delay between fast retries after the first ones (before jitter:
-/// 300-400 ms), so a peer that listens again is reached within 0.5 s.
-pub const FAST_RETRY_PERIOD_MS: u64 = 400;
+/// 190-250 ms), so a peer that listens again is reached within a quarter
+/// of a second (a restarted peer's messages flow again within 0.5 s of
+/// it listening, what was held sent first).
+pub const FAST_RETRY_PERIOD_MS: u64 = 250;
 /// How long after a loss the fast retries go on before the C++ back-off
 /// takes over.
 pub const FAST_RETRY_WINDOW_MS: u64 = 10_000;
@@ -374,10 +376,10 @@ mod tests {
     #[test]
     fn fast_delays_grow_then_hold_and_jitter_only_shortens() {
         let plain: Vec<u64> = (0..6).map(|t| fast_retry_delay(t, 0)).collect();
-        assert_eq!(plain, vec![0, 100, 250, 400, 400, 400]);
+        assert_eq!(plain, vec![0, 100, 250, 250, 250, 250]);
         assert_eq!(fast_retry_delay(1, 999), 76);
-        assert_eq!(fast_retry_delay(3, 500), 350);
-        assert_eq!(fast_retry_delay(3, 5_000), 301, "jitter capped at 999");
+        assert_eq!(fast_retry_delay(3, 500), 219);
+        assert_eq!(fast_retry_delay(3, 5_000), 188, "jitter capped at 999");
         let spread: std::collections::HashSet<u64> = (0..100)
             .map(|i| jitter_permille(8000, i, 3, 12_345))
             .collect();

@@ -2,7 +2,7 @@
 //! that link a little later (not in the C++, which has no such thing).
 //!
 //! After a route_server restart every msg_server links again on its own
-//! fast-retry schedule (`netlib::serv_info`: within about 0.4 s of the
+//! fast-retry schedule (`netlib::serv_info`: within about 0.25 s of the
 //! restart). What the first one to link relays in the meantime (held
 //! messages, new ones) is broadcast to the links open at that moment, as
 //! the C++ does, so the msg_servers that link a few hundred ms later would
@@ -25,7 +25,7 @@ use netlib::ConnId;
 use std::collections::VecDeque;
 
 /// How long after route_server starts relayed PDUs are kept for links that
-/// open later (ms): several of msg_server's fast-retry periods (300-400
+/// open later (ms): several of msg_server's fast-retry periods (190-250
 /// ms), with room for a loaded machine.
 pub const REPLAY_WINDOW_MS: u64 = 2_000;
 /// Most PDUs kept; past it, new ones are relayed only to the open links,
