@@ -142,6 +142,19 @@ impl RouteConn {
                 notify_presence(cx.net, cx.state, user_id, STATUS_ONLINE, true);
             }
         }
+        // Just after our start: what the msg_servers that linked first
+        // relayed before this one could get it.
+        let missed = cx.state.start_replay.listed_users(monotonic_ms(), cx.id);
+        if !missed.is_empty() {
+            log::info!(
+                "sending {} PDUs relayed since start to {}",
+                missed.len(),
+                cx.id
+            );
+        }
+        for pdu in missed {
+            let _ = cx.send_pdu(&pdu);
+        }
         Ok(())
     }
 
@@ -252,19 +265,6 @@ impl ImConn<RouteState> for RouteConn {
             cx.id,
             cx.state.link_count()
         );
-        // Just after our start: what the msg_servers that linked first
-        // relayed before this one could get it.
-        let missed = cx.state.start_replay.opened(monotonic_ms(), cx.id);
-        if !missed.is_empty() {
-            log::info!(
-                "sending {} PDUs relayed since start to {}",
-                missed.len(),
-                cx.id
-            );
-        }
-        for pdu in missed {
-            let _ = cx.send_pdu(&pdu);
-        }
     }
 
     /// `HandlePdu`. Relayed PDUs are forwarded byte for byte without

@@ -8,21 +8,25 @@
 //! the C++ does, so the msg_servers that link a few hundred ms later would
 //! never see it live (only in history). So, for [`REPLAY_WINDOW_MS`] after
 //! route_server starts, every relayed PDU is also kept here (at most
-//! [`REPLAY_MAX`]), and a link that opens within the window is sent what
-//! was kept, in order. msg_server then sends to route_server as soon as
-//! its link is up, instead of waiting for the others to link first.
+//! [`REPLAY_MAX`]), and a msg_server that lists its users
+//! (`CID_OTHER_ONLINE_USER_INFO`, the first thing every msg_server sends
+//! on a new link) within the window is sent what was kept and did not
+//! reach its link yet, in order. msg_server then sends to route_server as
+//! soon as its link is up, instead of waiting for the others to link
+//! first.
 //!
 //! Never twice: a kept PDU names the links it reached (its sender among
-//! them); when one of them closes, the PDU is forgotten, since that
-//! msg_server may link again as a new link and must not get it a second
-//! time. A link that opens is a msg_server none of the open links is.
-//! After the window nothing is kept.
+//! them); when a msg_server's link among them closes, the PDU is
+//! forgotten, since that msg_server may link again as a new link and must
+//! not get it a second time. A connection that never lists users (a port
+//! probe, a health check) is not a msg_server: it gets nothing from here,
+//! and its close forgets nothing. After the window nothing is kept.
 //!
 //! Pure: the time is passed in; [`crate::route_conn`] sends.
 
 use base::ImPdu;
 use netlib::ConnId;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 /// How long after route_server starts relayed PDUs are kept for links that
 /// open later (ms): several of msg_server's fast-retry periods (190-250
@@ -39,6 +43,8 @@ pub struct StartReplay {
     started_at: u64,
     /// Each kept PDU with the links it reached.
     kept: VecDeque<(ImPdu, Vec<ConnId>)>,
+    /// The open links that listed their users: msg_servers.
+    msg_servers: HashSet<ConnId>,
 }
 
 impl StartReplay {
@@ -47,6 +53,7 @@ impl StartReplay {
         StartReplay {
             started_at: now,
             kept: VecDeque::new(),
+            msg_servers: HashSet::new(),
         }
     }
 
@@ -65,15 +72,19 @@ impl StartReplay {
         }
     }
 
-    /// `link` opened at `now`: what it is to be sent, in order (nothing
+    /// `link` listed its users at `now` (it is a msg_server): what it is
+    /// to be sent, in order (what was kept and did not reach it; nothing
     /// after the window).
-    pub fn opened(&mut self, now: u64, link: ConnId) -> Vec<ImPdu> {
+    pub fn listed_users(&mut self, now: u64, link: ConnId) -> Vec<ImPdu> {
         if !self.in_window(now) {
             self.kept.clear();
+            self.msg_servers.clear();
             return Vec::new();
         }
+        self.msg_servers.insert(link);
         self.kept
             .iter_mut()
+            .filter(|(_, reached)| !reached.contains(&link))
             .map(|(pdu, reached)| {
                 reached.push(link);
                 pdu.clone()
@@ -81,9 +92,12 @@ impl StartReplay {
             .collect()
     }
 
-    /// `link` closed: what reached it is forgotten.
+    /// `link` closed: if it was a msg_server's, what reached it is
+    /// forgotten.
     pub fn closed(&mut self, link: ConnId) {
-        self.kept.retain(|(_, reached)| !reached.contains(&link));
+        if self.msg_servers.remove(&link) {
+            self.kept.retain(|(_, reached)| !reached.contains(&link));
+        }
     }
 
     /// How many PDUs are kept.
@@ -116,9 +130,9 @@ mod tests {
         let mut r = StartReplay::new(1_000);
         r.relayed(1_100, &pdu(1), vec![link(1)]);
         r.relayed(1_200, &pdu(2), vec![link(1)]);
-        assert_eq!(seqs(&r.opened(1_300, link(2))), vec![1, 2]);
+        assert_eq!(seqs(&r.listed_users(1_300, link(2))), vec![1, 2]);
         r.relayed(1_400, &pdu(3), vec![link(1), link(2)]);
-        assert_eq!(seqs(&r.opened(1_500, link(3))), vec![1, 2, 3]);
+        assert_eq!(seqs(&r.listed_users(1_500, link(3))), vec![1, 2, 3]);
         assert_eq!(r.len(), 3);
     }
 
@@ -126,7 +140,7 @@ mod tests {
     fn nothing_is_kept_or_replayed_after_the_window() {
         let mut r = StartReplay::new(0);
         r.relayed(10, &pdu(1), vec![link(1)]);
-        assert!(r.opened(REPLAY_WINDOW_MS, link(2)).is_empty());
+        assert!(r.listed_users(REPLAY_WINDOW_MS, link(2)).is_empty());
         assert_eq!(r.len(), 0);
         r.relayed(REPLAY_WINDOW_MS + 1, &pdu(2), vec![link(1)]);
         assert_eq!(r.len(), 0);
@@ -138,15 +152,38 @@ mod tests {
         r.relayed(10, &pdu(1), vec![link(1)]);
         r.relayed(20, &pdu(2), vec![link(2), link(1)]);
         r.relayed(30, &pdu(3), vec![link(2)]);
+        for l in [1, 2] {
+            r.listed_users(5, link(l));
+        }
         // Link 3 got 1, 2, 3; then it goes and its msg_server links again.
-        assert_eq!(seqs(&r.opened(40, link(3))), vec![1, 2, 3]);
+        assert_eq!(seqs(&r.listed_users(40, link(3))), vec![1, 2, 3]);
         r.closed(link(3));
-        assert!(r.opened(50, link(4)).is_empty());
+        assert!(r.listed_users(50, link(4)).is_empty());
         // The sender of 1 going forgets 1 only.
         r.relayed(60, &pdu(4), vec![link(2)]);
         r.relayed(70, &pdu(5), vec![link(1)]);
         r.closed(link(1));
-        assert_eq!(seqs(&r.opened(80, link(5))), vec![4]);
+        assert_eq!(seqs(&r.listed_users(80, link(5))), vec![4]);
+    }
+
+    #[test]
+    fn a_probe_gets_nothing_and_its_close_forgets_nothing() {
+        let mut r = StartReplay::new(0);
+        r.listed_users(1, link(1));
+        r.relayed(10, &pdu(1), vec![link(1)]);
+        // A health check connects (open while 2 is relayed) and goes.
+        r.relayed(20, &pdu(2), vec![link(1), link(9)]);
+        r.closed(link(9));
+        assert_eq!(seqs(&r.listed_users(30, link(2))), vec![1, 2]);
+    }
+
+    #[test]
+    fn what_reached_a_link_before_it_listed_its_users_is_not_sent_again() {
+        let mut r = StartReplay::new(0);
+        r.relayed(10, &pdu(1), vec![link(1)]);
+        // Link 2 is open (not listed yet) when 2 is relayed.
+        r.relayed(20, &pdu(2), vec![link(1), link(2)]);
+        assert_eq!(seqs(&r.listed_users(30, link(2))), vec![1]);
     }
 
     #[test]

@@ -665,3 +665,40 @@ fn missing_listen_msg_port_exits_naming_it() {
     assert_ne!(code, Some(0), "{out}");
     assert!(out.contains("ListenMsgPort"), "{out}");
 }
+
+/// Just after route_server starts (a restart), what the first msg_server
+/// to link relays reaches the ones that link a little later, once each,
+/// even when a port probe came and went in between (not in the C++).
+#[test]
+fn what_is_relayed_just_after_start_reaches_the_msg_servers_that_link_later() {
+    let (_server, port) = start();
+    let mut a = MsgServer::connect(port);
+    a.online_user_info(&[(200, WINDOWS)]);
+    let msg = IMMsgData {
+        from_user_id: 200,
+        to_session_id: 100,
+        msg_id: 8,
+        create_time: 1_700_000_000,
+        msg_type: MsgType::MSG_TYPE_SINGLE_TEXT,
+        msg_data: b"early".to_vec(),
+        attach_data: None,
+    };
+    let sent = ImPdu::with_msg(ServiceID::SID_MSG as u16, CID_MSG_DATA, 9, &msg).unwrap();
+    a.link.send(&sent);
+    a.sync();
+    // A health check connects and goes: it is no msg_server.
+    drop(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let mut b = MsgServer::connect(port);
+    b.online_user_info(&[(100, WINDOWS)]);
+    let got = recv_cid(&mut b.link, CID_MSG_DATA);
+    assert_eq!(got.as_bytes(), sent.as_bytes(), "sent on, byte for byte");
+    let before = b.sync();
+    assert!(
+        before.iter().all(|p| p.command_id() != CID_MSG_DATA),
+        "once: {:?}",
+        seen(&before)
+    );
+    // Nothing comes back to its sender.
+    let before = a.sync();
+    assert!(before.iter().all(|p| p.command_id() != CID_MSG_DATA));
+}
