@@ -90,24 +90,26 @@ fn main() {
         );
         println!("{}", r.line());
     }
-    let idx = traffic.senders_msg_server(&cluster);
-    let r = traffic.phase(
-        &mut cluster,
-        "SIGTERM the senders' msg_server (they log in again elsewhere)",
-        before,
-        after,
-        fault::term_msg_server(idx),
-    );
-    println!("{}", r.line());
-    let idx = traffic.senders_msg_server(&cluster);
-    let r = traffic.phase(
-        &mut cluster,
-        "kill -9 the msg_server they moved to",
-        before,
-        after,
-        fault::kill_msg_server(idx),
-    );
-    println!("{}", r.line());
+    // The msg_servers stopped or killed are meant to be gone.
+    let mut gone = Vec::new();
+    for (name, kill) in [
+        (
+            "SIGTERM the senders' msg_server (they log in again elsewhere)",
+            false,
+        ),
+        ("kill -9 the msg_server they moved to", true),
+    ] {
+        let idx = traffic.senders_msg_server(&cluster);
+        gone.push(format!("msg_server:{}", cluster.msg_servers[idx].1));
+        let inject: fault::Inject = if kill {
+            Box::new(fault::kill_msg_server(idx))
+        } else {
+            Box::new(fault::term_msg_server(idx))
+        };
+        let mut r = traffic.phase(&mut cluster, name, before, after, inject);
+        r.exited.retain(|n| !gone.contains(n));
+        println!("{}", r.line());
+    }
     traffic.stop();
     drop(cluster);
     drop(mariadb);
