@@ -190,7 +190,8 @@ fn sigterm_during_a_stall_keeps_heartbeating_then_finishes_the_work_and_exits_ze
     assert!(status.success());
     let (_, stop) = c.recv_cmd::<IMStopReceivePacket>(cid::OTHER_STOP_RECV_PACKET);
     assert_eq!(stop.result, 0);
-    // Past the 4 s exit delay the drain waits for the locked insert...
+    // Once the links are quiet (250 ms) the drain waits for the locked
+    // insert...
     p.server.wait_log("exiting: finishing 1 queued");
     heartbeat(&mut c);
     // ... and db_proxy's next heartbeat (5 s after its STOP_RECV_PACKET,

@@ -564,7 +564,8 @@ fn sigterm_sends_stop_recv_packet_and_exits_zero() {
             l.recv_cmd::<IMStopReceivePacket>(OtherCmdID::CID_OTHER_STOP_RECV_PACKET as u16);
         assert_eq!(stop.result, 0);
     }
-    // Still answering during the 4 s grace period.
+    // Still answering after it (the drain starts once no request has come
+    // for 250 ms, at most 4 s after the signal).
     assert_eq!(validate(&mut links[0], 9, "nobody", "x").result_code, 1);
     assert_eq!(p.server.wait_exit(), Some(0));
 }
