@@ -508,6 +508,9 @@ pub struct Report {
     pub sent: usize,
     /// Never acked.
     pub unanswered: usize,
+    /// Never acked, yet stored (in the receiver's history): a client that
+    /// sends it again makes a duplicate. A graceful stop must leave none.
+    pub unanswered_stored: usize,
     /// Acked, and delivered live.
     pub live: usize,
     /// Acked, not delivered live, but in the receiver's history under its id.
@@ -545,9 +548,13 @@ impl Report {
             *seen.entry(g.1).or_default() += 1;
         }
         self.duplicates += seen.values().filter(|&&n| n > 1).count();
+        let stored: std::collections::HashSet<&String> = history.values().collect();
         for (seq, (text, sent_at)) in &log.sent {
             let Some((id, acked_at)) = log.acked.get(seq) else {
                 self.unanswered += 1;
+                if stored.contains(text) {
+                    self.unanswered_stored += 1;
+                }
                 if std::env::var_os("TT_FAULT_DEBUG").is_some() {
                     eprintln!(
                         "unanswered seq {seq}: sent {:?} after the fault began",
