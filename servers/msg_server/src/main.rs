@@ -185,6 +185,9 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
     let aes = Aes::new(cfg.aes_key.as_bytes())
         .map_err(|e| invalid("aesKey", "<hidden>", &e.to_string()))?;
     let mut net = Reactor::<MsgState>::new()?;
+    // Signals first: one that comes as soon as the port is open (a test,
+    // an operator's script) is ours, not the default action's.
+    init_msg_conn(&mut net)?;
     for addr in net.listen(&cfg.listen_ip, cfg.listen_port, |_state, _id| {
         Box::new(MsgConn) as Box<dyn ImConn<MsgState>>
     })? {
@@ -240,7 +243,6 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
     }
 
     tt_http::metrics::listen_metrics(&mut net, &conf, metrics::render)?;
-    init_msg_conn(&mut net)?;
     state
         .file
         .peers
