@@ -28,6 +28,7 @@ mod cache_pool;
 mod config;
 mod db_pool;
 mod handler_map;
+mod message_lanes;
 mod metrics;
 mod proxy_conn;
 mod services;

@@ -306,11 +306,11 @@ impl PairCache {
 }
 
 /// Relation id, then each session's id and update time.
-type PairRows = (u32, u32, Option<u32>, u32, Option<u32>);
+pub(super) type PairRows = (u32, u32, Option<u32>, u32, Option<u32>);
 
 /// The pair's relation and sessions (ids and update times) from the
 /// database, each created under the pair lock when absent.
-fn lookup_pair(
+pub(super) fn lookup_pair(
     services: &Services,
     conn: &mut crate::db_pool::DbConn<'_>,
     from_id: u32,
