@@ -398,15 +398,21 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// Creates an empty database.
+    /// Creates an empty database on the shared server ([`mysql_url`]).
     pub fn empty() -> TestDb {
+        TestDb::empty_on(&mysql_url())
+    }
+
+    /// Creates an empty database on the server at `url` (a
+    /// [`MariaDbServer`] of the test's own).
+    pub fn empty_on(url: &str) -> TestDb {
         use mysql::prelude::Queryable;
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::SeqCst);
         let name = format!("teamtalk_test_{}_{n}", std::process::id());
-        let opts = mysql::Opts::from_url(&mysql_url()).expect("TT_MYSQL_URL");
+        let opts = mysql::Opts::from_url(url).expect("MariaDB url");
         let mut conn = mysql::Conn::new(opts.clone())
-            .unwrap_or_else(|e| panic!("MariaDB at {}: {e} (run scripts/test.sh)", mysql_url()));
+            .unwrap_or_else(|e| panic!("MariaDB at {url}: {e} (run scripts/test.sh)"));
         conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
             .expect("drop");
         conn.query_drop(format!(
@@ -418,7 +424,12 @@ impl TestDb {
 
     /// Creates a database with our schema (`sql/schema.sql`).
     pub fn with_schema() -> TestDb {
-        let db = TestDb::empty();
+        TestDb::with_schema_on(&mysql_url())
+    }
+
+    /// [`TestDb::with_schema`] on the server at `url`.
+    pub fn with_schema_on(url: &str) -> TestDb {
+        let db = TestDb::empty_on(url);
         db.load_file(&repo_root().join("sql/schema.sql"));
         db
     }
@@ -775,4 +786,6 @@ pub fn add_group(
 
 pub mod cluster;
 pub mod http;
+mod mariadb;
+pub use mariadb::MariaDbServer;
 pub mod metrics;
