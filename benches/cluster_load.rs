@@ -63,7 +63,7 @@ fn main() {
         if let Some(pid) = redis_pid(cluster.redis.port()) {
             watched.push(("redis-server".into(), pid));
         }
-        if let Some(pid) = pid_of("mariadbd").or_else(|| pid_of("mysqld")) {
+        if let Some(pid) = system_mariadbd() {
             watched.push(("mariadbd (shared)".into(), pid));
         }
         let before: Vec<Option<u64>> = watched.iter().map(|(_, pid)| cpu_ticks(*pid)).collect();
@@ -186,8 +186,25 @@ fn redis_pid(port: u16) -> Option<u32> {
     })
 }
 
-/// The oldest process named `name` (`pidof -s`).
-fn pid_of(name: &str) -> Option<u32> {
-    let out = Command::new("pidof").args(["-s", name]).output().ok()?;
-    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+/// The machine's mariadbd (the one `TestDb` uses): its pid file, else
+/// `pidof` when only one runs (tests may start private ones).
+fn system_mariadbd() -> Option<u32> {
+    for file in ["/run/mysqld/mysqld.pid", "/var/run/mysqld/mysqld.pid"] {
+        if let Some(pid) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return Some(pid);
+        }
+    }
+    let out = Command::new("pidof").arg("mariadbd").output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let pids: Vec<u32> = text
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    match pids.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    }
 }
