@@ -177,11 +177,11 @@ fn redis_pid(port: u16) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
         let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        let is_redis = args.first().is_some_and(|a| a.ends_with(b"redis-server"));
-        let on_port = args
-            .windows(2)
-            .any(|w| w[0] == b"--port" && w[1] == port.as_bytes());
+        // redis-server rewrites its title to `redis-server 127.0.0.1:<port>`.
+        let title = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let is_redis = title.contains("redis-server");
+        let on_port =
+            title.contains(&format!(":{port} ")) || title.trim_end().ends_with(&format!(":{port}"));
         (is_redis && on_port).then_some(pid)
     })
 }

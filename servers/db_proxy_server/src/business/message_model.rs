@@ -336,30 +336,58 @@ pub(super) fn lookup_pair(
         conn,
         &relation_model::pair_lock_name(from_id, to_id),
         |conn| {
-            let again: Option<PairIds> =
-                conn.run(|c| c.exec_first(PAIR_LOOKUP, lookup_params.clone()))?;
-            let (r, s, su, p, pu) = again.unwrap_or_default();
-            let r = match r {
-                Some(r) => r,
-                None => relation_model::add_relation(conn, &services.cache, from_id, to_id, now)?,
-            };
-            let (s, su) = match s {
-                Some(s) => (s, su),
-                None => (
-                    session_model::add_session_on(conn, from_id, to_id, single, now)?,
-                    Some(now),
-                ),
-            };
-            let (p, pu) = match p {
-                Some(p) => (p, pu),
-                None => (
-                    session_model::add_session_on(conn, to_id, from_id, single, now)?,
-                    Some(now),
-                ),
-            };
-            Ok((r, s, su, p, pu))
+            // The relation and both sessions in one transaction: one log
+            // flush for a new pair instead of one per row.
+            conn.run(|c| c.query_drop("START TRANSACTION"))?;
+            let made = create_pair(services, conn, from_id, to_id, now, &lookup_params);
+            match made {
+                Ok(rows) => {
+                    conn.run(|c| c.query_drop("COMMIT"))?;
+                    Ok(rows)
+                }
+                Err(e) => {
+                    if let Err(r) = conn.run(|c| c.query_drop("ROLLBACK")) {
+                        log::warn!("rollback after a failed pair creation: {r}");
+                    }
+                    Err(e)
+                }
+            }
         },
     )
+}
+
+/// Under the pair lock, inside a transaction: the pair's relation and
+/// sessions, each created when still absent.
+fn create_pair(
+    services: &Services,
+    conn: &mut crate::db_pool::DbConn<'_>,
+    from_id: u32,
+    to_id: u32,
+    now: u32,
+    lookup_params: &mysql::Params,
+) -> Result<PairRows, HandlerError> {
+    let single = SessionType::SESSION_TYPE_SINGLE as u32;
+    let again: Option<PairIds> = conn.run(|c| c.exec_first(PAIR_LOOKUP, lookup_params.clone()))?;
+    let (r, s, su, p, pu) = again.unwrap_or_default();
+    let r = match r {
+        Some(r) => r,
+        None => relation_model::add_relation(conn, &services.cache, from_id, to_id, now)?,
+    };
+    let (s, su) = match s {
+        Some(s) => (s, su),
+        None => (
+            session_model::add_session_on(conn, from_id, to_id, single, now)?,
+            Some(now),
+        ),
+    };
+    let (p, pu) = match p {
+        Some(p) => (p, pu),
+        None => (
+            session_model::add_session_on(conn, to_id, from_id, single, now)?,
+            Some(now),
+        ),
+    };
+    Ok((r, s, su, p, pu))
 }
 
 /// `sendMessage` / `sendAudioMessage` with the session and relation steps
