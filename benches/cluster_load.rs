@@ -8,7 +8,9 @@
 //! sends 10 msgs/s, half msg_server's per-user limit of 20/s, so the
 //! number of users grows with the rate (100 users at 1,000 msgs/s);
 //! TT_LOAD_USERS=N sets the number of users instead (memory per connection);
-//! TT_LOAD_SECS=S sends S seconds worth instead of 10.
+//! TT_LOAD_SECS=S sends S seconds worth instead of 10; TT_LOAD_WARM=1 has
+//! every user send one message first, not measured, so that the measured
+//! run finds every pair's relation and sessions made (steady state).
 //!
 //! After each run it prints the CPU time (utime + stime from
 //! `/proc/<pid>/stat`, before and after the run) of every server process,
@@ -44,9 +46,11 @@ fn main() {
         .ok()
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(10);
+    let warm = std::env::var_os("TT_LOAD_WARM").is_some_and(|v| v == "1");
     for rate in rates {
         let n = users.unwrap_or(rate / 10).max(2);
-        // A fresh cluster per run: empty tables, cold caches.
+        // A fresh cluster per run: empty tables, cold caches (unless
+        // TT_LOAD_WARM=1: see below).
         let cluster = Cluster::start_numbered(n, 2);
         let csv = dir.path().join(format!("users-{n}.csv"));
         std::fs::write(&csv, cluster.users_csv()).expect("write csv");
@@ -55,6 +59,22 @@ fn main() {
             "== {n} users (a ring of 1:1 pairs), {rate} msgs/s offered, {per_user} messages each"
         );
         let json = dir.path().join(format!("rate-{rate}.json"));
+        if warm {
+            // One message per user first, not measured: every pair's
+            // relation and sessions exist before the measured run.
+            let status = Command::new(&tt_load)
+                .args(["--login", &cluster.login_http(), "--csv"])
+                .arg(&csv)
+                .args(["--messages", "1", "--rate", &rate.to_string()])
+                .args(["--time-limit", "60", "--json"])
+                .arg(dir.path().join("warm-up.json"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("run tt-load");
+            assert!(status.success(), "tt-load (warm-up) failed");
+            println!("(warm: one message per user sent first, not measured)");
+        }
         let mut watched: Vec<(String, u32)> = cluster
             .servers()
             .into_iter()
