@@ -172,6 +172,19 @@ fn concurrent_senders_on_many_pairs_get_unique_gap_free_ordered_ids() {
             "pair {small}-{big}: each row is what was acked"
         );
     }
+    // The pairs were made together in the first batches: once each.
+    let counts: Vec<(u64, u64)> = db
+        .conn()
+        .query(
+            "SELECT (SELECT COUNT(*) FROM IMRelationShip), (SELECT COUNT(*) FROM IMRecentSession)",
+        )
+        .unwrap();
+    let pairs = u64::from(LINKS / 2 * PAIRS_PER_LINK);
+    assert_eq!(
+        counts,
+        vec![(pairs, 2 * pairs)],
+        "one relation and two sessions a pair"
+    );
     for ((from, to), n) in sent_by_direction {
         assert_eq!(unread_count(&redis, to, from), n, "unread_{to}[{from}]");
     }

@@ -214,46 +214,61 @@ fn store_texts(services: &Services, msgs: &[&IMMsgData], now: u32) -> Vec<u32> {
     ids
 }
 
-/// Each message's pair, from the cache or looked up (created when new,
-/// as for a single message); `None` for one whose lookup failed.
+/// Each message's pair, from the cache or looked up; the pairs still
+/// missing are made together (one transaction, see
+/// `message_model::create_pairs`). `None` for a message whose pair could
+/// not be had.
 fn resolve_pairs<'a>(
     services: &Services,
     conn: &mut DbConn<'_>,
     msgs: &[&'a IMMsgData],
     now: u32,
 ) -> Vec<Option<Item<'a>>> {
-    let mut looked_up: HashMap<(u32, u32), Pair> = HashMap::new();
+    let mut known: HashMap<(u32, u32), Pair> = HashMap::new();
+    // Pairs neither cached nor found, each with the direction it is made in.
+    let mut missing: Vec<(u32, u32)> = Vec::new();
+    for msg in msgs {
+        let (from, to) = (msg.from_user_id, msg.to_session_id);
+        let key = relation_model::ordered(from, to);
+        if known.contains_key(&key)
+            || missing
+                .iter()
+                .any(|&(a, b)| relation_model::ordered(a, b) == key)
+        {
+            continue;
+        }
+        if let Some(p) = services.pairs.get(key.0, key.1) {
+            known.insert(key, p);
+            continue;
+        }
+        match message_model::find_pair(conn, from, to) {
+            Ok(Some(rows)) => {
+                known.insert(key, pair_of(from, to, rows, now));
+            }
+            Ok(None) => missing.push((from, to)),
+            Err(e) => log::error!("message {from} -> {to}: pair lookup failed: {e}"),
+        }
+    }
+    if !missing.is_empty() {
+        match message_model::create_pairs(services, conn, &missing, now) {
+            Ok(rows) => {
+                for (&(from, to), rows) in missing.iter().zip(rows) {
+                    known.insert(
+                        relation_model::ordered(from, to),
+                        pair_of(from, to, rows, now),
+                    );
+                }
+            }
+            Err(e) => log::error!("{} new pairs not made: {e}", missing.len()),
+        }
+    }
     msgs.iter()
         .map(|&msg| {
             let (from, to) = (msg.from_user_id, msg.to_session_id);
-            let (small, big) = relation_model::ordered(from, to);
-            let pair = match looked_up.get(&(small, big)).copied() {
-                Some(p) => p,
-                None => match services.pairs.get(small, big) {
-                    Some(p) => p,
-                    None => match message_model::lookup_pair(services, conn, from, to, now) {
-                        Ok((r, s, su, p, pu)) => {
-                            let sessions = if from == small { [s, p] } else { [p, s] };
-                            // Both touched this second already, or not.
-                            let touched = if su == Some(now) && pu == Some(now) {
-                                now
-                            } else {
-                                0
-                            };
-                            let pair = Pair {
-                                relate_id: r,
-                                sessions,
-                                touched,
-                            };
-                            looked_up.insert((small, big), pair);
-                            pair
-                        }
-                        Err(e) => {
-                            log::error!("message {from} -> {to} not stored: {e}");
-                            return None;
-                        }
-                    },
-                },
+            let (small, _) = relation_model::ordered(from, to);
+            let Some(&pair) = known.get(&relation_model::ordered(from, to)) else {
+                log::error!("message {from} -> {to} not stored: its pair is not there");
+                return None;
             };
             let sessions = if from == small {
                 (pair.sessions[0], pair.sessions[1])
@@ -269,6 +284,24 @@ fn resolve_pairs<'a>(
             })
         })
         .collect()
+}
+
+/// A pair from its rows as looked up for `from` → `to`: touched now only
+/// when both sessions were updated this second already.
+fn pair_of(from: u32, to: u32, rows: message_model::PairRows, now: u32) -> Pair {
+    let (r, s, su, p, pu) = rows;
+    let (small, _) = relation_model::ordered(from, to);
+    let sessions = if from == small { [s, p] } else { [p, s] };
+    let touched = if su == Some(now) && pu == Some(now) {
+        now
+    } else {
+        0
+    };
+    Pair {
+        relate_id: r,
+        sessions,
+        touched,
+    }
 }
 
 /// Gives every resolved message its id (and raises its unread count): one
