@@ -12,6 +12,7 @@ pub mod group_message_model;
 pub mod group_model;
 pub mod login;
 pub mod message_batch;
+mod message_batch_rows;
 pub mod message_content;
 pub mod message_counter;
 pub mod message_model;
