@@ -34,6 +34,8 @@ use thiserror::Error;
 const MIN_DB_CONN_CNT: usize = 2;
 /// How long a caller waits for a free connection before giving up.
 pub const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Prepared statements kept per connection (the driver's default is 32).
+const STMT_CACHE_SIZE: usize = 256;
 /// A connection idle longer than this is pinged before it is handed out.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
 
@@ -102,6 +104,9 @@ impl DbPool {
             .pass(Some(cfg.password.clone()))
             .db_name(Some(cfg.dbname.clone()))
             .tcp_connect_timeout(Some(Duration::from_secs(5)))
+            // Room for every prepared statement a connection reuses: the
+            // handlers' and the batch inserts' (a few sizes per table).
+            .stmt_cache_size(Some(STMT_CACHE_SIZE))
             .init(vec!["SET NAMES utf8mb4"]);
         let pool = DbPool {
             name: cfg.name.clone(),
@@ -313,6 +318,12 @@ impl DbConn<'_> {
                 Err(e)
             }
         }
+    }
+
+    /// True once a statement failed at the socket or protocol level: the
+    /// connection is closed when given back, and should not be used again.
+    pub fn is_broken(&self) -> bool {
+        self.broken
     }
 
     /// Rows affected by the last statement (`mysql_affected_rows`).

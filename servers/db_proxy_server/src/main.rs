@@ -7,6 +7,8 @@
 //! Layout (C++ file in brackets):
 //! - `main.rs`: conf, then run (`db_proxy_server.cpp`).
 //! - [`state`]: the loop thread's state, one [`state::ProxyState`].
+//! - [`message_lanes`]: one-to-one messages gathered per user pair and
+//!   stored in batches by the lane's worker (not in the C++).
 //! - [`proxy_conn`]: a msg_server's link, SIGTERM (`ProxyConn.cpp`).
 //! - [`handler_map`]: command id → handler (`HandlerMap.cpp`).
 //! - [`services`]: what the workers share: pools, sync times, login
@@ -28,6 +30,7 @@ mod cache_pool;
 mod config;
 mod db_pool;
 mod handler_map;
+mod message_lanes;
 mod metrics;
 mod proxy_conn;
 mod services;

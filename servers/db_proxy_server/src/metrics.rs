@@ -134,6 +134,18 @@ pub fn render(net: &Reactor<ProxyState>, state: &ProxyState, w: &mut Exposition)
         Kind::Counter,
         m.links_closed_over_hold.load(Ordering::Relaxed) as f64,
     );
+    w.single(
+        "tt_db_message_batches_total",
+        "Batches of one-to-one messages stored (one message alone counts as a batch).",
+        Kind::Counter,
+        m.batches.load(Ordering::Relaxed) as f64,
+    );
+    w.single(
+        "tt_db_message_batched_total",
+        "One-to-one messages stored through the batches.",
+        Kind::Counter,
+        m.batched_messages.load(Ordering::Relaxed) as f64,
+    );
     w.family(
         "tt_db_request_duration_seconds",
         "Time a worker spent on a request, by command.",

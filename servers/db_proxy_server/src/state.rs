@@ -12,6 +12,7 @@
 //! 4 s, queued work or not).
 
 use crate::handler_map::Handler;
+use crate::message_lanes::{lane_of, MessageLanes, Pending, MAX_LANES};
 use crate::metrics::{Busy, RequestLatency};
 use crate::services::Services;
 use crate::sync_center::SyncThread;
@@ -47,6 +48,10 @@ pub struct WorkMetrics {
     pub workers: usize,
     /// Time spent per request, by command.
     pub latency: RequestLatency,
+    /// Batches of one-to-one messages stored (see `message_lanes`).
+    pub batches: AtomicU64,
+    /// Messages in those batches.
+    pub batched_messages: AtomicU64,
 }
 
 impl WorkMetrics {
@@ -58,6 +63,8 @@ impl WorkMetrics {
             busy_workers: AtomicGauge::default(),
             workers,
             latency: RequestLatency::new(commands),
+            batches: AtomicU64::new(0),
+            batched_messages: AtomicU64::new(0),
         }
     }
 
@@ -89,6 +96,8 @@ pub struct ProxyState {
     pub work: WorkQueue<Request>,
     /// How often backpressure engaged.
     pub metrics: Arc<WorkMetrics>,
+    /// One-to-one messages waiting to be stored in batches, by user pair.
+    pub lanes: Arc<MessageLanes>,
     /// The exit delay after SIGTERM has passed: new requests are dropped,
     /// queued and held ones finish, then the loop stops.
     pub draining: bool,
@@ -108,6 +117,7 @@ impl ProxyState {
     ) -> ProxyState {
         let handlers = crate::handler_map::HandlerMap::new();
         let metrics = Arc::new(WorkMetrics::new(workers.size(), handlers.commands()));
+        let lanes = Arc::new(MessageLanes::new(workers.size().min(MAX_LANES)));
         ProxyState {
             services,
             handlers,
@@ -118,6 +128,7 @@ impl ProxyState {
             sync_thread: Some(sync_thread),
             work: WorkQueue::new(limits),
             metrics,
+            lanes,
             draining: false,
             last_request_at: 0,
         }
@@ -129,7 +140,7 @@ impl ProxyState {
     pub fn run_request(&self, link: ConnId, req: Request) {
         let completion = Completion {
             link,
-            remote: self.remote.clone(),
+            remote: Some(self.remote.clone()),
             reply: None,
         };
         let Some(workers) = self.workers.as_ref() else {
@@ -142,6 +153,19 @@ impl ProxyState {
         };
         let services = self.services.clone();
         let metrics = self.metrics.clone();
+        if let Some((lane, msg)) = lane_of(&req.pdu, self.lanes.len()) {
+            self.lanes.push(
+                lane,
+                Pending {
+                    pdu: req.pdu,
+                    msg,
+                    completion,
+                },
+            );
+            let lanes = self.lanes.clone();
+            workers.add_task_to(lane, move || lanes.drain(lane, &services, &metrics));
+            return;
+        }
         workers.add_task(move || {
             let mut completion = completion;
             let started = std::time::Instant::now();
@@ -224,7 +248,8 @@ impl ProxyState {
 /// in the work queue.
 pub struct Completion {
     link: ConnId,
-    remote: Remote<ProxyState>,
+    /// `None` once a [`CompletionBatch`] took the hand-over on itself.
+    remote: Option<Remote<ProxyState>>,
     reply: Option<Vec<u8>>,
 }
 
@@ -236,10 +261,13 @@ pub const REPLY_WAIT: Duration = Duration::from_millis(netlib::imconn::SERVER_TI
 
 impl Drop for Completion {
     fn drop(&mut self) {
+        let Some(remote) = self.remote.take() else {
+            return;
+        };
         let link = self.link;
         let reply = self.reply.take();
         let had_reply = reply.is_some();
-        let done = self.remote.run_timeout(
+        let done = remote.run_timeout(
             move |net, state| state.request_done(net, link, reply),
             REPLY_WAIT,
         );
@@ -247,7 +275,60 @@ impl Drop for Completion {
             log::error!(
                 "request of link {link} lost on the way back (reply: {had_reply}): the event \
                  loop is gone or its inbox stayed full for {REPLY_WAIT:?} ({:?})",
-                self.remote.inbox_stats()
+                remote.inbox_stats()
+            );
+        }
+    }
+}
+
+/// The completions of a batch: dropped (normally or by a panic), it hands
+/// every reply back to the loop in one go, in the batch's order, so a
+/// batch costs the loop one wake-up instead of one per message.
+pub struct CompletionBatch {
+    items: Vec<Completion>,
+}
+
+impl CompletionBatch {
+    /// Takes over `items`.
+    pub fn new(items: Vec<Completion>) -> CompletionBatch {
+        CompletionBatch { items }
+    }
+
+    /// The reply of the `i`-th request.
+    pub fn set_reply(&mut self, i: usize, bytes: Vec<u8>) {
+        if let Some(c) = self.items.get_mut(i) {
+            c.reply = Some(bytes);
+        }
+    }
+}
+
+impl Drop for CompletionBatch {
+    fn drop(&mut self) {
+        let Some(remote) = self.items.first().and_then(|c| c.remote.clone()) else {
+            return;
+        };
+        let done: Vec<(ConnId, Option<Vec<u8>>)> = self
+            .items
+            .iter_mut()
+            .map(|c| {
+                c.remote = None;
+                (c.link, c.reply.take())
+            })
+            .collect();
+        let n = done.len();
+        let handed = remote.run_timeout(
+            move |net, state| {
+                for (link, reply) in done {
+                    state.request_done(net, link, reply);
+                }
+            },
+            REPLY_WAIT,
+        );
+        if !handed {
+            log::error!(
+                "{n} requests lost on the way back: the event loop is gone or its inbox \
+                 stayed full for {REPLY_WAIT:?} ({:?})",
+                remote.inbox_stats()
             );
         }
     }

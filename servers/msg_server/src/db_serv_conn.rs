@@ -9,7 +9,9 @@
 //!
 //! Differences from the C++: a link that confirms sends what was held
 //! while no link was usable, and one that closes sends its read-only
-//! requests in flight again on another (see [`crate::peer_hold`]).
+//! requests in flight again on another (see [`crate::peer_hold`]); a
+//! stored one-to-one message asks for the receiver's push tokens only while
+//! a push_server is linked (the C++ always asks, and drops the push).
 
 use crate::attach_data::AttachData;
 use crate::file_handler;
@@ -253,11 +255,17 @@ fn handle_msg_data(
         + state.deliver_msg(net, to, &pdu, msg_id, None, from);
     let label = crate::metrics::msg_type_label(msg.msg_type);
     state.metrics.msgs_out.add(label, n);
-    let req = IMGetDeviceTokenReq {
-        user_id: vec![to],
-        attach_data: Some(pdu.body().to_vec()),
-    };
-    let _ = net.send_msg(link, 0, &req);
+    // The receiver's push tokens, for a push: asked only while a
+    // push_server is linked (the C++ always asks; without a link the push
+    // would be dropped anyway, and the ask is a db_proxy request and a
+    // Redis round trip per message).
+    if state.push.master.is_some() {
+        let req = IMGetDeviceTokenReq {
+            user_id: vec![to],
+            attach_data: Some(pdu.body().to_vec()),
+        };
+        let _ = net.send_msg(link, 0, &req);
+    }
     Ok(())
 }
 

@@ -246,24 +246,49 @@ pub fn get_last_msg(services: &Services, group_id: u32) -> Result<Option<LastMsg
     )
 }
 
-/// The group's count and what the user has read, as the C++ reads them.
-fn counts(services: &Services, user_id: u32, group_id: u32) -> Result<Option<u32>, HandlerError> {
-    let (group_cnt, user_cnt): (Option<String>, Option<String>) =
-        services.cache.get(pools::UNREAD)?.run(|c| {
-            redis::pipe()
-                .cmd("HGET")
-                .arg(cache_keys::group_msg_count(group_id))
-                .arg(cache_keys::GROUP_COUNTER_FIELD)
-                .cmd("HGET")
-                .arg(cache_keys::user_group_read_count(user_id, group_id))
-                .arg(cache_keys::GROUP_COUNTER_FIELD)
-                .query(c)
+/// Each group's unread count for the user (the group's count less what the
+/// user has read, as the C++ reads them; `None` for a group without a
+/// count): both `HGET`s of every group in one pipeline per
+/// [`super::IN_CHUNK`] groups (the C++ asks twice per group).
+fn unread_counts(
+    services: &Services,
+    user_id: u32,
+    group_ids: &[u32],
+) -> Result<Vec<Option<u32>>, HandlerError> {
+    let mut out = Vec::with_capacity(group_ids.len());
+    if group_ids.is_empty() {
+        return Ok(out);
+    }
+    let mut conn = services.cache.get(pools::UNREAD)?;
+    for chunk in group_ids.chunks(super::IN_CHUNK) {
+        let values: Vec<Option<String>> = conn.run(|c| {
+            let mut pipe = redis::pipe();
+            for &group_id in chunk {
+                pipe.cmd("HGET")
+                    .arg(cache_keys::group_msg_count(group_id))
+                    .arg(cache_keys::GROUP_COUNTER_FIELD)
+                    .cmd("HGET")
+                    .arg(cache_keys::user_group_read_count(user_id, group_id))
+                    .arg(cache_keys::GROUP_COUNTER_FIELD);
+            }
+            pipe.query(c)
         })?;
-    let Some(group_cnt) = group_cnt.and_then(|v| v.parse::<u32>().ok()) else {
-        return Ok(None);
-    };
-    let user_cnt = user_cnt.and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
-    Ok(Some(group_cnt.saturating_sub(user_cnt)))
+        for pair in values.chunks(2) {
+            let group_cnt = pair
+                .first()
+                .cloned()
+                .flatten()
+                .and_then(|v| v.parse::<u32>().ok());
+            let user_cnt = pair
+                .get(1)
+                .cloned()
+                .flatten()
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0);
+            out.push(group_cnt.map(|g| g.saturating_sub(user_cnt)));
+        }
+    }
+    Ok(out)
 }
 
 /// `getUnreadMsgCount`: the user's groups with unread messages, each with
@@ -274,8 +299,10 @@ pub fn get_unread_msg_count(
     total: &mut u32,
     list: &mut Vec<UnreadInfo>,
 ) -> Result<(), HandlerError> {
-    for group_id in group_model::get_user_group_ids(&services.db, user_id, 0)? {
-        let Some(unread) = counts(services, user_id, group_id)? else {
+    let groups = group_model::get_user_group_ids(&services.db, user_id, 0)?;
+    let counts = unread_counts(services, user_id, &groups)?;
+    for (group_id, unread) in groups.into_iter().zip(counts) {
+        let Some(unread) = unread else {
             continue;
         };
         if unread == 0 {
@@ -293,13 +320,11 @@ pub fn get_unread_msg_count(
 
 /// `getUnReadCntAll`: unread group messages over all the user's groups.
 pub fn get_unread_cnt_all(services: &Services, user_id: u32) -> Result<u32, HandlerError> {
-    let mut total = 0u32;
-    for group_id in group_model::get_user_group_ids(&services.db, user_id, 0)? {
-        if let Some(unread) = counts(services, user_id, group_id)? {
-            total = total.saturating_add(unread);
-        }
-    }
-    Ok(total)
+    let groups = group_model::get_user_group_ids(&services.db, user_id, 0)?;
+    Ok(unread_counts(services, user_id, &groups)?
+        .into_iter()
+        .flatten()
+        .fold(0u32, u32::saturating_add))
 }
 
 /// `getMsgByMsgId`: the listed group messages a member may see (sent since

@@ -63,7 +63,7 @@ pub fn get_message(services: &Services, req: &ImPdu) -> HandlerResult {
 }
 
 /// Why a text is refused before anything is written.
-fn text_refused(data: &[u8]) -> Option<&'static str> {
+pub(super) fn text_refused(data: &[u8]) -> Option<&'static str> {
     match std::str::from_utf8(data) {
         Err(_) => Some("not UTF-8"),
         Ok(s) if s.chars().count() > message_model::MAX_CONTENT_CHARS => {

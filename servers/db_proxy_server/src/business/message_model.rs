@@ -7,8 +7,8 @@
 
 use super::{
     audio_model, col_bytes, col_u32, lower_counter, msg_type_of, next_msg_id, relation_model,
-    session_model, shard_table, store_message, upload_audio, with_in_list, with_named_lock,
-    HandlerError, LastMsg, IN_CHUNK,
+    session_model, shard_table, store_message, upload_audio, with_in_list, HandlerError, LastMsg,
+    IN_CHUNK,
 };
 use crate::cache_keys;
 use crate::cache_pool::{pools, CacheError, CacheManager};
@@ -306,20 +306,13 @@ impl PairCache {
 }
 
 /// Relation id, then each session's id and update time.
-type PairRows = (u32, u32, Option<u32>, u32, Option<u32>);
+pub(super) type PairRows = (u32, u32, Option<u32>, u32, Option<u32>);
 
-/// The pair's relation and sessions (ids and update times) from the
-/// database, each created under the pair lock when absent.
-fn lookup_pair(
-    services: &Services,
-    conn: &mut crate::db_pool::DbConn<'_>,
-    from_id: u32,
-    to_id: u32,
-    now: u32,
-) -> Result<PairRows, HandlerError> {
+/// The bound values of [`PAIR_LOOKUP`] for `from_id` → `to_id`.
+fn pair_params(from_id: u32, to_id: u32) -> mysql::Params {
     let single = SessionType::SESSION_TYPE_SINGLE as u32;
     let (small, big) = relation_model::ordered(from_id, to_id);
-    let lookup_params = mysql::Params::Positional(
+    mysql::Params::Positional(
         [
             small, big, from_id, to_id, single, from_id, to_id, single, to_id, from_id, single,
             to_id, from_id, single,
@@ -327,39 +320,149 @@ fn lookup_pair(
         .iter()
         .map(|&v| mysql::Value::from(v))
         .collect(),
-    );
-    let found: Option<PairIds> = conn.run(|c| c.exec_first(PAIR_LOOKUP, lookup_params.clone()))?;
-    if let Some((Some(r), Some(s), su, Some(p), pu)) = found {
-        return Ok((r, s, su, p, pu));
-    }
-    with_named_lock(
-        conn,
-        &relation_model::pair_lock_name(from_id, to_id),
-        |conn| {
-            let again: Option<PairIds> =
-                conn.run(|c| c.exec_first(PAIR_LOOKUP, lookup_params.clone()))?;
-            let (r, s, su, p, pu) = again.unwrap_or_default();
-            let r = match r {
-                Some(r) => r,
-                None => relation_model::add_relation(conn, &services.cache, from_id, to_id, now)?,
-            };
-            let (s, su) = match s {
-                Some(s) => (s, su),
-                None => (
-                    session_model::add_session_on(conn, from_id, to_id, single, now)?,
-                    Some(now),
-                ),
-            };
-            let (p, pu) = match p {
-                Some(p) => (p, pu),
-                None => (
-                    session_model::add_session_on(conn, to_id, from_id, single, now)?,
-                    Some(now),
-                ),
-            };
-            Ok((r, s, su, p, pu))
-        },
     )
+}
+
+/// The pair's relation and sessions (ids and update times) when all three
+/// exist, in one statement.
+pub(super) fn find_pair(
+    conn: &mut crate::db_pool::DbConn<'_>,
+    from_id: u32,
+    to_id: u32,
+) -> Result<Option<PairRows>, HandlerError> {
+    let found: Option<PairIds> =
+        conn.run(|c| c.exec_first(PAIR_LOOKUP, pair_params(from_id, to_id)))?;
+    Ok(match found {
+        Some((Some(r), Some(s), su, Some(p), pu)) => Some((r, s, su, p, pu)),
+        _ => None,
+    })
+}
+
+/// The pair's relation and sessions (ids and update times) from the
+/// database, each created under the pair lock when absent.
+pub(super) fn lookup_pair(
+    services: &Services,
+    conn: &mut crate::db_pool::DbConn<'_>,
+    from_id: u32,
+    to_id: u32,
+    now: u32,
+) -> Result<PairRows, HandlerError> {
+    if let Some(rows) = find_pair(conn, from_id, to_id)? {
+        return Ok(rows);
+    }
+    Ok(create_pairs(services, conn, &[(from_id, to_id)], now)?
+        .pop()
+        .unwrap_or_default())
+}
+
+/// Makes the relations and sessions still missing of `pairs` (each
+/// `(from, to)`; no pair twice), answering their rows in the same order:
+/// under each pair's named lock (taken in the order of the lock names, so
+/// two db_proxies never wait on each other), all in one transaction (one
+/// log flush for all of them instead of one per row).
+pub(super) fn create_pairs(
+    services: &Services,
+    conn: &mut crate::db_pool::DbConn<'_>,
+    pairs: &[(u32, u32)],
+    now: u32,
+) -> Result<Vec<PairRows>, HandlerError> {
+    let mut names: Vec<String> = pairs
+        .iter()
+        .map(|&(a, b)| relation_model::pair_lock_name(a, b))
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut held = 0;
+    let mut made = Ok(Vec::new());
+    for name in &names {
+        match take_lock(conn, name) {
+            Ok(()) => held += 1,
+            Err(e) => {
+                made = Err(e);
+                break;
+            }
+        }
+    }
+    if made.is_ok() {
+        made = create_in_transaction(services, conn, pairs, now);
+    }
+    for name in &names[..held] {
+        if let Err(e) = conn.run(|c| c.exec_drop("DO RELEASE_LOCK(?)", (name,))) {
+            log::warn!("releasing named lock {name}: {e}");
+        }
+    }
+    made
+}
+
+/// `GET_LOCK(name)`, or an error when not granted in time.
+fn take_lock(conn: &mut crate::db_pool::DbConn<'_>, name: &str) -> Result<(), HandlerError> {
+    let got: Option<Option<i64>> =
+        conn.run(|c| c.exec_first("SELECT GET_LOCK(?, ?)", (name, super::LOCK_TIMEOUT_SECS)))?;
+    if got.flatten() == Some(1) {
+        Ok(())
+    } else {
+        Err(HandlerError::Lock(name.to_string()))
+    }
+}
+
+/// [`create_pair`] for each of `pairs`, in one transaction.
+fn create_in_transaction(
+    services: &Services,
+    conn: &mut crate::db_pool::DbConn<'_>,
+    pairs: &[(u32, u32)],
+    now: u32,
+) -> Result<Vec<PairRows>, HandlerError> {
+    conn.run(|c| c.query_drop("START TRANSACTION"))?;
+    let made: Result<Vec<PairRows>, HandlerError> = pairs
+        .iter()
+        .map(|&(a, b)| create_pair(services, conn, a, b, now, &pair_params(a, b)))
+        .collect();
+    match made {
+        Ok(rows) => {
+            conn.run(|c| c.query_drop("COMMIT"))?;
+            Ok(rows)
+        }
+        Err(e) => {
+            if let Err(r) = conn.run(|c| c.query_drop("ROLLBACK")) {
+                log::warn!("rollback after a failed pair creation: {r}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Under the pair lock, inside a transaction: the pair's relation and
+/// sessions, each created when still absent.
+fn create_pair(
+    services: &Services,
+    conn: &mut crate::db_pool::DbConn<'_>,
+    from_id: u32,
+    to_id: u32,
+    now: u32,
+    lookup_params: &mysql::Params,
+) -> Result<PairRows, HandlerError> {
+    let single = SessionType::SESSION_TYPE_SINGLE as u32;
+    let again: Option<PairIds> = conn.run(|c| c.exec_first(PAIR_LOOKUP, lookup_params.clone()))?;
+    let (r, s, su, p, pu) = again.unwrap_or_default();
+    let r = match r {
+        Some(r) => r,
+        None => relation_model::add_relation(conn, &services.cache, from_id, to_id, now)?,
+    };
+    let (s, su) = match s {
+        Some(s) => (s, su),
+        None => (
+            session_model::add_session_on(conn, from_id, to_id, single, now)?,
+            Some(now),
+        ),
+    };
+    let (p, pu) = match p {
+        Some(p) => (p, pu),
+        None => (
+            session_model::add_session_on(conn, to_id, from_id, single, now)?,
+            Some(now),
+        ),
+    };
+    Ok((r, s, su, p, pu))
 }
 
 /// `sendMessage` / `sendAudioMessage` with the session and relation steps

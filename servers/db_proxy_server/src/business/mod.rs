@@ -11,6 +11,8 @@ pub mod group_action;
 pub mod group_message_model;
 pub mod group_model;
 pub mod login;
+pub mod message_batch;
+mod message_batch_rows;
 pub mod message_content;
 pub mod message_counter;
 pub mod message_model;
@@ -137,7 +139,7 @@ pub fn shard_table(prefix: &str, id: u32) -> String {
 }
 
 /// How long a worker waits for a named lock.
-const LOCK_TIMEOUT_SECS: u32 = 10;
+pub(super) const LOCK_TIMEOUT_SECS: u32 = 10;
 
 /// Runs `f` holding the MySQL named lock `name` (`GET_LOCK`), so that rows
 /// the schema has no unique key for (relations, sessions) are created once
