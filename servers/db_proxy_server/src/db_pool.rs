@@ -27,6 +27,7 @@ use mysql::{Conn, OptsBuilder};
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -36,8 +37,10 @@ const MIN_DB_CONN_CNT: usize = 2;
 pub const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Prepared statements kept per connection (the driver's default is 32).
 const STMT_CACHE_SIZE: usize = 256;
-/// A connection idle longer than this is pinged before it is handed out.
-const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
+/// A connection idle longer than this is pinged before it is handed out
+/// (a MariaDB restarted meanwhile left it dead; at load no connection
+/// sits this long, so no ping is paid).
+const PING_AFTER_IDLE: Duration = Duration::from_secs(2);
 
 /// Why a database operation failed.
 #[derive(Debug, Error)]
@@ -89,14 +92,27 @@ pub struct DbPool {
     /// In use, waiting, errors: for `GET /metrics`.
     pub metrics: PoolMetrics,
     /// Bumped when a connection breaks at the socket level: idle
-    /// connections of an older generation are pinged before use.
-    generation: AtomicU64,
+    /// connections of an older generation are pinged before use. Shared
+    /// by the pools on one server (`teamtalk_master` and `teamtalk_slave`
+    /// are often the same MariaDB): one restart makes all of them suspect.
+    generation: Arc<AtomicU64>,
 }
 
 impl DbPool {
     /// Opens the first connections (`CDBPool::Init`); fails if MySQL is not
-    /// reachable, as the C++ refuses to start then.
+    /// reachable, as the C++ refuses to start then. (A pool alone, for the
+    /// tests; [`DbManager::new`] opens them sharing a generation.)
+    #[cfg(test)]
     pub fn new(cfg: &DbInstanceConfig) -> Result<DbPool, DbError> {
+        DbPool::with_generation(cfg, Arc::default())
+    }
+
+    /// [`DbPool::new`] sharing `generation` with the other pools on the
+    /// same server.
+    fn with_generation(
+        cfg: &DbInstanceConfig,
+        generation: Arc<AtomicU64>,
+    ) -> Result<DbPool, DbError> {
         let opts = OptsBuilder::new()
             .ip_or_hostname(Some(cfg.host.clone()))
             .tcp_port(cfg.port)
@@ -118,7 +134,7 @@ impl DbPool {
             }),
             freed: Condvar::new(),
             metrics: PoolMetrics::default(),
-            generation: AtomicU64::new(0),
+            generation,
         };
         let first = MIN_DB_CONN_CNT.min(cfg.max_conn_cnt);
         for _ in 0..first {
@@ -128,7 +144,7 @@ impl DbPool {
             st.free.push(Idle {
                 conn,
                 since: Instant::now(),
-                generation: 0,
+                generation: pool.generation.load(Ordering::SeqCst),
             });
         }
         log::info!("db pool {:?} ready with {first} connections", cfg);
@@ -380,8 +396,13 @@ impl DbManager {
     /// Opens every configured pool.
     pub fn new(instances: &[DbInstanceConfig]) -> Result<DbManager, DbError> {
         let mut pools = HashMap::new();
+        let mut generations: HashMap<(String, u16), Arc<AtomicU64>> = HashMap::new();
         for cfg in instances {
-            pools.insert(cfg.name.clone(), DbPool::new(cfg)?);
+            let generation = generations
+                .entry((cfg.host.clone(), cfg.port))
+                .or_default()
+                .clone();
+            pools.insert(cfg.name.clone(), DbPool::with_generation(cfg, generation)?);
         }
         Ok(DbManager { pools })
     }
