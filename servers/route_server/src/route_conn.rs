@@ -309,9 +309,10 @@ impl ImConn<RouteState> for RouteConn {
         );
     }
 
-    /// `OnTimer`: heartbeat after 5 s of quiet, close after 30 s of silence.
+    /// `OnTimer`: heartbeat after 5 s of quiet, close after 30 s of
+    /// silence; called only when one of those is due.
     fn on_timer(&mut self, cx: &mut Ctx<'_, RouteState>, now: u64) {
-        cx.keep_alive(Heartbeat::SERVER, now);
+        cx.keep_alive_until_due(Heartbeat::SERVER, now);
     }
 }
 
