@@ -132,22 +132,61 @@ fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
 }
 
+/// Loads `n` users `idle1000000..` (passwords `pw<id>`) into the cluster's
+/// database with one `LOAD DATA` (as `scripts/load-users.sh`: a million in
+/// seconds, where row inserts take minutes); returns their CSV.
+fn bulk_load_users(cluster: &Cluster, n: u32, dir: &Path, tt_idle: &Path) -> std::path::PathBuf {
+    let (csv, tsv) = (dir.join(format!("users-{n}.csv")), dir.join(format!("users-{n}.tsv")));
+    let ok = Command::new(tt_idle)
+        .args(["users", "--count", &n.to_string(), "--csv"])
+        .arg(&csv)
+        .arg("--tsv")
+        .arg(&tsv)
+        .status()
+        .expect("tt-idle users");
+    assert!(ok.success(), "tt-idle users failed");
+    let columns = Command::new(tt_idle)
+        .args(["users", "--columns"])
+        .output()
+        .expect("tt-idle users --columns");
+    let columns = String::from_utf8_lossy(&columns.stdout).trim().to_string();
+    let url = tt_rs::mysql_url();
+    let rest = url.trim_start_matches("mysql://");
+    let (creds, hostport) = rest.rsplit_once('@').expect("user@host in TT_MYSQL_URL");
+    let hostport = hostport.split('/').next().unwrap_or(hostport);
+    let (user, pass) = creds.split_once(':').unwrap_or((creds, ""));
+    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "3306"));
+    // The password goes through a private file, never the command line.
+    let defaults = dir.join("my.cnf");
+    std::fs::write(
+        &defaults,
+        format!("[client]\nuser={user}\npassword={pass}\nhost={host}\nport={port}\n"),
+    )
+    .expect("write my.cnf");
+    let started = Instant::now();
+    let ok = Command::new("mariadb")
+        .arg(format!("--defaults-extra-file={}", defaults.display()))
+        .args(["--local-infile=1", cluster.db.name(), "-e"])
+        .arg(format!(
+            "LOAD DATA LOCAL INFILE '{}' REPLACE INTO TABLE IMUser FIELDS TERMINATED BY '\\t' ({columns})",
+            tsv.display()
+        ))
+        .status()
+        .expect("mariadb");
+    let _ = std::fs::remove_file(&defaults);
+    assert!(ok.success(), "LOAD DATA failed");
+    println!("  {n} users loaded in {:.1} s", started.elapsed().as_secs_f64());
+    csv
+}
+
 fn run(clients: u32, msg_servers: usize, rate: u64, hold: u64, dir: &Path, tt_idle: &Path) {
     let started = Instant::now();
     let pairs = env_num("TT_IDLE_PAIRS", 100) as u32;
-    let cluster = Cluster::start_numbered(clients + 2 * pairs, msg_servers);
-    let csv = dir.join(format!("users-{clients}.csv"));
-    let lines = cluster.users_csv();
-    let mut lines = lines.lines();
-    let idle: String = lines
-        .by_ref()
-        .take(clients as usize)
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let talkers: String = lines.map(|l| format!("{l}\n")).collect();
-    std::fs::write(&csv, idle).expect("write csv");
+    // The talkers (ids 1..) through the harness; the idle users in bulk.
+    let cluster = Cluster::start_numbered(2 * pairs, msg_servers);
     let load_csv = dir.join(format!("talkers-{clients}.csv"));
-    std::fs::write(&load_csv, talkers).expect("write csv");
+    std::fs::write(&load_csv, cluster.users_csv()).expect("write csv");
+    let csv = bulk_load_users(&cluster, clients, dir, tt_idle);
     let base: BTreeMap<String, u64> = cluster
         .servers()
         .into_iter()
