@@ -154,6 +154,32 @@ impl RouteState {
         Some(targets)
     }
 
+    /// Where a relayed one-to-one message between `users` goes: every link
+    /// but `from` that holds a client of one of them or is logging one in
+    /// (the receiver's clients, and the sender's other ones, which a
+    /// msg_server delivers to). Not in the C++, which relays every message
+    /// to every other msg_server: with K of them each message cost K-1
+    /// sends and K-1 msg_servers a PDU to drop.
+    pub fn message_targets(&self, from: ConnId, users: &[u32]) -> Vec<ConnId> {
+        let mut targets: Vec<ConnId> = Vec::new();
+        for user_id in users {
+            let held = self.users.get(user_id).into_iter().flat_map(|u| u.links());
+            let logging_in = self
+                .pending_logins
+                .get(user_id)
+                .into_iter()
+                .flatten()
+                .map(|&(link, _)| link)
+                .filter(|link| self.links.contains(link));
+            for link in held.chain(logging_in) {
+                if link != from && !targets.contains(&link) {
+                    targets.push(link);
+                }
+            }
+        }
+        targets
+    }
+
     /// Marks `link` as logging `user_id` in at `now`; false when the table
     /// is full.
     fn mark_pending_login(&mut self, user_id: u32, link: ConnId, now: u64) -> bool {
@@ -357,6 +383,20 @@ mod tests {
         );
         s.forget_pending_logins(2 + PENDING_LOGIN_MS);
         assert_eq!(s.pending_login_count(), 0);
+    }
+
+    #[test]
+    fn a_message_goes_to_the_links_of_either_user() {
+        let mut s = state_with_links(4);
+        s.update_user_status(link(2), 7, STATUS_ONLINE, ANDROID);
+        s.update_user_status(link(1), 8, STATUS_ONLINE, ANDROID);
+        s.update_user_status(link(3), 8, STATUS_ONLINE, WINDOWS);
+        // From link 1 (user 8's phone) to user 7: 7's link and 8's PC.
+        assert_eq!(s.message_targets(link(1), &[8, 7]), vec![link(3), link(2)]);
+        assert_eq!(s.message_targets(link(2), &[7, 9]), Vec::<ConnId>::new());
+        // Link 4 is logging user 9 in: it gets 9's messages too.
+        s.kick_targets(link(4), 9, 0);
+        assert_eq!(s.message_targets(link(1), &[8, 9]), vec![link(3), link(4)]);
     }
 
     #[test]
