@@ -215,6 +215,9 @@ fn run(clients: u32, msg_servers: usize, rate: u64, hold: u64, dir: &Path, tt_id
     for k in 0..procs {
         let skip = per * k;
         let take = per.min(clients - skip);
+        // A run of the same count before left its files here.
+        let _ = std::fs::remove_file(dir.join(format!("idle-{clients}-{k}.ready")));
+        let _ = std::fs::remove_file(dir.join(format!("idle-{clients}-{k}.json")));
         let child = Command::new("nice")
             .args(["-n", &nice.to_string()])
             .arg(tt_idle)
