@@ -58,6 +58,18 @@ impl Heartbeat {
         send_after_ms: None,
         timeout_ms: MOBILE_CLIENT_TIMEOUT,
     };
+
+    /// The first ms at which [`Ctx::keep_alive`] with this rule has
+    /// something to do for a link that last sent at `last_send` and last
+    /// received at `last_recv`: a heartbeat, or closing it. Sending or
+    /// receiving since only moves that later.
+    pub fn next_due(self, last_send: u64, last_recv: u64) -> u64 {
+        let close = last_recv.saturating_add(self.timeout_ms).saturating_add(1);
+        match self.send_after_ms {
+            Some(after) => close.min(last_send.saturating_add(after).saturating_add(1)),
+            None => close,
+        }
+    }
 }
 
 /// What a handler reaches during a callback: the reactor, the server state
@@ -132,6 +144,30 @@ impl<S: 'static> Ctx<'_, S> {
     }
 }
 
+impl<S: 'static> Ctx<'_, S> {
+    /// [`Reactor::timer_at`] for this connection: its next `on_timer` at
+    /// the first tick at or after `when_ms`.
+    pub fn timer_at(&mut self, when_ms: u64) {
+        self.net.timer_at(self.id, when_ms);
+    }
+
+    /// [`keep_alive`](Self::keep_alive), then asks for the next `on_timer`
+    /// only when the rule next has something to do
+    /// ([`Heartbeat::next_due`]) instead of every tick: a handler whose
+    /// `on_timer` does nothing else costs a tick nothing until then. One
+    /// with more to do asks for that too ([`timer_at`](Self::timer_at):
+    /// the earliest ask wins).
+    pub fn keep_alive_until_due(&mut self, rule: Heartbeat, now: u64) -> bool {
+        if !self.keep_alive(rule, now) {
+            return false;
+        }
+        if let Some((last_send, last_recv)) = self.net.conn_ticks(self.id) {
+            self.timer_at(rule.next_due(last_send, last_recv));
+        }
+        true
+    }
+}
+
 /// A connection handler (`CImConn`'s virtual methods).
 ///
 /// Differences from the C++, on purpose: `on_close` is called exactly once
@@ -180,6 +216,8 @@ pub trait ImConn<S> {
     /// Called for every connection once per connection tick (1 s, as the
     /// C++ conn timers), with the reactor's time in ms
     /// ([`Reactor::now_ms`], monotonic unless a test drives it): heartbeats and
-    /// timeouts go here (`OnTimer`), usually via [`Ctx::keep_alive`].
+    /// timeouts go here (`OnTimer`), usually via [`Ctx::keep_alive`]. A
+    /// handler that asks for its next call ([`Ctx::timer_at`],
+    /// [`Ctx::keep_alive_until_due`]) is called only when it asked.
     fn on_timer(&mut self, _cx: &mut Ctx<'_, S>, _now: u64) {}
 }

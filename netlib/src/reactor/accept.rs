@@ -189,11 +189,15 @@ impl<S: 'static> Reactor<S> {
             closed: false,
             last_send: now,
             last_recv: now,
+            timer_bucket: 0,
+            timer_asked: u64::MAX,
         });
-        Ok(ConnId {
+        let id = ConnId {
             key: key as u32,
             serial,
-        })
+        };
+        self.schedule_next_tick(id);
+        Ok(id)
     }
 
     /// Remembers that listener `lkey` has connections queued beyond its

@@ -14,6 +14,8 @@
 //!   `netlib_connect`, `CBaseSocket::Listen`/`Connect`/`_AcceptNewSocket`);
 //! - `stats`: what it counts for metrics (connections by kind, bytes and
 //!   PDUs in and out, out-buffers), rendered by `write_metrics`;
+//! - `wheel`: when each connection's `on_timer` is next due (no C++
+//!   counterpart: the C++ walks every connection every second);
 //! - `turn`: one turn of the loop (`StartDispatch`, `netlib_eventloop`):
 //!   poll, events, the cross-thread inbox, timers, reaping closed connections.
 //!
@@ -37,6 +39,7 @@ mod stats;
 mod tests;
 mod timers;
 mod turn;
+mod wheel;
 
 pub use accept::{bind_source, LISTEN_BACKLOG, MAX_ACCEPTS_PER_TURN};
 pub use ids::{ConnId, TimerId};
@@ -133,6 +136,11 @@ struct Conn<S> {
     closed: bool,
     last_send: u64,
     last_recv: u64,
+    /// The wheel bucket of its next `on_timer` (0: none, while it runs).
+    timer_bucket: u64,
+    /// Earliest `Reactor::timer_at` asked while its `on_timer` ran
+    /// (`u64::MAX`: none, the next tick).
+    timer_asked: u64,
 }
 
 /// A listening socket of one `listen` call.
@@ -173,6 +181,10 @@ pub struct Reactor<S> {
     next_serial: u32,
     next_conn_tick: u64,
     conn_tick_ms: u64,
+    /// When each connection's `on_timer` is next due.
+    wheel: wheel::Wheel,
+    /// The due entries of one tick (kept for its capacity).
+    due_scratch: Vec<(u64, ConnId)>,
     out_buf_cap: usize,
     read_buf: Vec<u8>,
     /// The waker and the inbox's bound and counters, shared with every `Remote`.
@@ -215,6 +227,8 @@ impl<S: 'static> Reactor<S> {
             next_serial: 1,
             next_conn_tick: clock.now_ms() + CONN_TICK_MS,
             conn_tick_ms: CONN_TICK_MS,
+            wheel: wheel::Wheel::new(CONN_TICK_MS, clock.now_ms()),
+            due_scratch: Vec::new(),
             out_buf_cap: DEFAULT_OUT_BUF_CAP,
             read_buf: vec![0; read::READ_CHUNK],
             inbox_shared: Arc::new(InboxShared::new(waker)),

@@ -9,11 +9,17 @@
 //!   a stale id) never deletes another that took its slot; a timer
 //!   registered during a pass waits its interval even when it takes the
 //!   slot of one that was due in that pass.
-//! - One connection tick calls every connection's
-//!   [`ImConn::on_timer`](crate::ImConn::on_timer) (the C++ registers one
-//!   timer per connection kind), and retries accepting on every listener.
+//! - One connection tick (the C++ registers one timer per connection
+//!   kind) retries accepting on every listener and calls
+//!   [`ImConn::on_timer`](crate::ImConn::on_timer) of the connections due
+//!   on it, from the timer [`wheel`](super::wheel): by default every
+//!   connection, every tick, as the C++; a handler that says when it next
+//!   has something to do ([`Reactor::timer_at`], e.g. through
+//!   [`Ctx::keep_alive_until_due`](crate::Ctx::keep_alive_until_due)) is
+//!   called only then, so a tick costs O(connections due), not O(all).
 
-use super::{Reactor, Timer, TimerId};
+use super::wheel::Wheel;
+use super::{ConnId, Reactor, Timer, TimerId};
 use crate::clock::Clock;
 
 /// Interval of the connection tick that calls `ImConn::on_timer`.
@@ -41,6 +47,72 @@ impl<S: 'static> Reactor<S> {
             c.last_send = now;
             c.last_recv = now;
         }
+        self.restart_wheel();
+    }
+
+    /// A new wheel on the current clock and tick, every connection due on
+    /// the next tick.
+    fn restart_wheel(&mut self) {
+        self.wheel = Wheel::new(self.conn_tick_ms, self.now_ms());
+        let ids: Vec<ConnId> = self
+            .conns
+            .iter_mut()
+            .map(|(k, c)| {
+                c.timer_bucket = 0;
+                ConnId {
+                    key: k as u32,
+                    serial: c.serial,
+                }
+            })
+            .collect();
+        for id in ids {
+            self.schedule_next_tick(id);
+        }
+    }
+
+    /// Files `id` (not filed now) for the next connection tick.
+    pub(super) fn schedule_next_tick(&mut self, id: ConnId) {
+        let bucket = self.wheel.next_bucket();
+        if let Some(c) = self.conns.get_mut(id.slot()) {
+            c.timer_bucket = bucket;
+            self.wheel.insert(bucket, id);
+        }
+    }
+
+    /// Asks for `id`'s next [`ImConn::on_timer`](crate::ImConn::on_timer)
+    /// on the first connection tick at or after `when_ms` (the reactor's
+    /// ms, [`Reactor::now_ms`]), or earlier if something else asked for an
+    /// earlier one. Asked from within its `on_timer`, it replaces the
+    /// default of the next tick: a handler that asks every time it runs is
+    /// called only when it asked (plus the first tick after it opened, and
+    /// after [`set_clock`](Self::set_clock) or
+    /// [`set_conn_tick_ms`](Self::set_conn_tick_ms)). Asked at another time
+    /// it only ever moves the next call earlier. A closed or unknown `id`
+    /// is ignored.
+    pub fn timer_at(&mut self, id: ConnId, when_ms: u64) {
+        let Some(c) = self
+            .conns
+            .get_mut(id.slot())
+            .filter(|c| c.serial == id.serial && !c.closed)
+        else {
+            return;
+        };
+        if c.timer_bucket == 0 {
+            // Its on_timer is running: the call after it.
+            c.timer_asked = c.timer_asked.min(when_ms);
+            return;
+        }
+        let bucket = self.wheel.bucket_for(when_ms);
+        if bucket < c.timer_bucket {
+            c.timer_bucket = bucket;
+            self.wheel.insert(bucket, id);
+        }
+    }
+
+    /// Entries in the connection timer wheel (one per connection, plus
+    /// those left behind by a deadline moved earlier until their tick).
+    pub fn timer_wheel_len(&self) -> usize {
+        self.wheel.len()
     }
 
     /// Sets the interval of the connection tick that calls
@@ -48,6 +120,7 @@ impl<S: 'static> Reactor<S> {
     pub fn set_conn_tick_ms(&mut self, ms: u64) {
         self.conn_tick_ms = ms.max(1);
         self.next_conn_tick = self.now_ms() + self.conn_tick_ms;
+        self.restart_wheel();
     }
 
     /// `netlib_register_timer`: calls `callback` every `interval_ms`.
@@ -133,12 +206,44 @@ impl<S: 'static> Reactor<S> {
             for lkey in listeners {
                 self.on_acceptable(state, lkey);
             }
-            let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-            for key in keys {
-                self.with_handler(state, key, |h, cx| h.on_timer(cx, now));
-            }
+            self.run_conn_timers(state, now);
             self.reap(state);
         }
+    }
+
+    /// The `on_timer` of every connection due at `now`, each filed again
+    /// for when it asked ([`Reactor::timer_at`]) or else the next tick.
+    fn run_conn_timers(&mut self, state: &mut S, now: u64) {
+        let mut due = std::mem::take(&mut self.due_scratch);
+        self.wheel.take_due(now, &mut due);
+        for &(bucket, id) in &due {
+            // A stale entry (moved earlier, or its connection gone) is dropped.
+            let Some(c) = self
+                .conns
+                .get_mut(id.slot())
+                .filter(|c| c.serial == id.serial && !c.closed && c.timer_bucket == bucket)
+            else {
+                continue;
+            };
+            c.timer_bucket = 0;
+            c.timer_asked = u64::MAX;
+            self.with_handler(state, id.slot(), |h, cx| h.on_timer(cx, now));
+            let Some(c) = self
+                .conns
+                .get_mut(id.slot())
+                .filter(|c| c.serial == id.serial && !c.closed && c.timer_bucket == 0)
+            else {
+                continue;
+            };
+            let bucket = match c.timer_asked {
+                u64::MAX => self.wheel.next_bucket(),
+                asked => self.wheel.bucket_for(asked),
+            };
+            c.timer_bucket = bucket;
+            self.wheel.insert(bucket, id);
+        }
+        due.clear();
+        self.due_scratch = due;
     }
 
     /// `_CheckLoop`: the loop callbacks, once per turn.

@@ -14,7 +14,7 @@ use crate::attach_data::{AttachData, Attached};
 use crate::group_cache::GroupCache;
 use crate::im_user::ImUserManager;
 use crate::metrics::MsgMetrics;
-use crate::msg_conn::conn::ClientConn;
+use crate::msg_conn::conn::{ClientConn, TIMEOUT_WAITING_MSG_DATA_ACK};
 use crate::peers::{DbServers, FileServers, LoginServers, PushServers, RouteServers};
 use base::aes::Aes;
 use base::pdu::PduError;
@@ -165,6 +165,8 @@ impl MsgState {
             let _ = net.send_pdu(t, pdu);
             if let Some(c) = self.conns.get_mut(&t) {
                 c.add_to_send_list(msg_id, from_id, now);
+                // Its on_timer expires the entry (it may be asleep till its timeout).
+                net.timer_at(t, now + TIMEOUT_WAITING_MSG_DATA_ACK);
             }
             self.stats.down_total += 1;
         }

@@ -24,8 +24,9 @@ use base::ImPdu;
 use netlib::{Ctx, Heartbeat, ImConn, Reactor};
 use std::net::SocketAddr;
 use tt_proto::cid;
-use tt_proto::IM::BaseDefine::{UserStat, UserStatType};
+use tt_proto::IM::BaseDefine::{MsgType, UserStat, UserStatType};
 use tt_proto::IM::Buddy::{IMUserStatNotify, IMUsersStatReq, IMUsersStatRsp};
+use tt_proto::IM::Message::IMMsgData;
 use tt_proto::IM::Server::{
     IMOnlineUserInfo, IMRoleSet, IMServerKickUser, IMServerPCLoginStatusNotify, IMUserStatusUpdate,
 };
@@ -82,7 +83,16 @@ fn notify_presence(
     }
 }
 
-/// Is `command_id` one of the PDUs relayed to every other msg_server?
+/// `CHECK_MSG_TYPE_SINGLE`: a one-to-one message.
+fn is_single_msg(t: MsgType) -> bool {
+    matches!(
+        t,
+        MsgType::MSG_TYPE_SINGLE_TEXT | MsgType::MSG_TYPE_SINGLE_AUDIO
+    )
+}
+
+/// Is `command_id` one of the PDUs relayed to every other msg_server
+/// (`MSG_DATA`'s one-to-one messages go only where their users are)?
 fn is_relayed_to_others(command_id: u16) -> bool {
     matches!(
         command_id,
@@ -206,6 +216,33 @@ impl RouteConn {
         Ok(())
     }
 
+    /// A message relayed from one msg_server: a one-to-one message goes
+    /// only to the links that hold (or are logging in) its sender or its
+    /// receiver ([`RouteState::message_targets`]); a group message, or a
+    /// body that does not decode, to every other link as in the C++.
+    fn relay_msg_data(&mut self, cx: &mut Ctx<'_, RouteState>, pdu: &ImPdu) {
+        let single = pdu
+            .msg::<IMMsgData>()
+            .ok()
+            .filter(|m| is_single_msg(m.msg_type));
+        let Some(msg) = single else {
+            cx.state.broadcast(cx.net, pdu, Some(cx.id));
+            return;
+        };
+        let mut targets = cx
+            .state
+            .message_targets(cx.id, &[msg.from_user_id, msg.to_session_id]);
+        for &link in &targets {
+            // A failure means that link is closing.
+            let _ = cx.net.send_pdu(link, pdu);
+        }
+        // Kept for a msg_server that links within the start window.
+        targets.push(cx.id);
+        cx.state
+            .start_replay
+            .relayed_targeted(monotonic_ms(), pdu, targets);
+    }
+
     /// `_HandleRoleSet`: the msg_server says whether we are its master.
     fn handle_role_set(
         &mut self,
@@ -278,6 +315,10 @@ impl ImConn<RouteState> for RouteConn {
             cid::OTHER_ROLE_SET => self.handle_role_set(cx, &pdu),
             cid::OTHER_SERVER_KICK_USER => self.handle_server_kick_user(cx, &pdu),
             cid::BUDDY_LIST_USERS_STATUS_REQUEST => self.handle_users_status_request(cx, &pdu),
+            cid::MSG_DATA => {
+                self.relay_msg_data(cx, &pdu);
+                Ok(())
+            }
             c if is_relayed_to_others(c) => {
                 cx.state.broadcast(cx.net, &pdu, Some(cx.id));
                 let reached = cx.state.links().collect();
@@ -327,9 +368,10 @@ impl ImConn<RouteState> for RouteConn {
         );
     }
 
-    /// `OnTimer`: heartbeat after 5 s of quiet, close after 30 s of silence.
+    /// `OnTimer`: heartbeat after 5 s of quiet, close after 30 s of
+    /// silence; called only when one of those is due.
     fn on_timer(&mut self, cx: &mut Ctx<'_, RouteState>, now: u64) {
-        cx.keep_alive(Heartbeat::SERVER, now);
+        cx.keep_alive_until_due(Heartbeat::SERVER, now);
     }
 }
 

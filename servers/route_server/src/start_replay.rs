@@ -72,6 +72,24 @@ impl StartReplay {
         }
     }
 
+    /// A one-to-one message relayed at `now` only to `targets` (its sender
+    /// included), the links holding its users: the msg_servers that
+    /// listed their users and are not among them hold neither user, so
+    /// they count as reached; a link that has not listed its users yet
+    /// (linking after a restart) is sent it when it does.
+    pub fn relayed_targeted(&mut self, now: u64, pdu: &ImPdu, mut targets: Vec<ConnId>) {
+        if !self.in_window(now) {
+            self.kept.clear();
+            return;
+        }
+        for link in &self.msg_servers {
+            if !targets.contains(link) {
+                targets.push(*link);
+            }
+        }
+        self.relayed(now, pdu, targets);
+    }
+
     /// `link` listed its users at `now` (it is a msg_server): what it is
     /// to be sent, in order (what was kept and did not reach it; nothing
     /// after the window).
@@ -184,6 +202,21 @@ mod tests {
         // Link 2 is open (not listed yet) when 2 is relayed.
         r.relayed(20, &pdu(2), vec![link(1), link(2)]);
         assert_eq!(seqs(&r.listed_users(30, link(2))), vec![1]);
+    }
+
+    #[test]
+    fn a_targeted_message_reaches_later_linked_msg_servers_only() {
+        let mut r = StartReplay::new(0);
+        // 1 and 2 listed their users; 3 is open but has not yet.
+        r.listed_users(1, link(1));
+        r.listed_users(2, link(2));
+        // Sent by 1 to 2 only (the receiver is there): 3 is not reached.
+        r.relayed_targeted(10, &pdu(1), vec![link(2), link(1)]);
+        assert_eq!(seqs(&r.listed_users(20, link(3))), vec![1]);
+        // A listed msg_server holding neither user counts as reached.
+        assert!(r.listed_users(30, link(2)).is_empty());
+        r.relayed_targeted(REPLAY_WINDOW_MS, &pdu(2), vec![link(1)]);
+        assert_eq!(r.len(), 0, "nothing kept after the window");
     }
 
     #[test]

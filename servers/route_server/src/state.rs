@@ -3,18 +3,17 @@
 //! `_UpdateUserStatus`, `_BroadcastMsg`), owned by the event loop as the
 //! reactor's state.
 //!
-//! Differences from the C++, on purpose: each link keeps the users it
-//! reported (the C++ scans every user when a link closes), so a lost link
-//! takes exactly its clients with it; users left without a PC client that
+//! Differences from the C++, on purpose: a lost link takes exactly the
+//! clients it reported with it (each user's tally is per link); users left without a PC client that
 //! way are remembered for [`REANNOUNCE_WINDOW_MS`] so that a msg_server
 //! reconnecting with them announces them online again. A duplicate-login
 //! kick goes only to the links that hold the user or are logging it in
 //! (see [`RouteState::kick_targets`]); the C++ sends it to every link.
 
-use crate::user_info::{is_pc_client, UserInfo};
+use crate::user_info::UserInfo;
 use base::ImPdu;
 use netlib::{ConnId, Reactor};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use tt_proto::Command;
 use tt_proto::IM::BaseDefine::UserStatType;
 
@@ -42,11 +41,12 @@ pub const MAX_PENDING_LOGINS: usize = 65_536;
 /// The server state (`S` of the reactor): the C++ globals of `RouteConn.cpp`.
 #[derive(Debug, Default)]
 pub struct RouteState {
-    /// Every open msg_server link (`g_route_conn_map`), with the users it
-    /// reports. The C++ has no such index and scans every user when a link
-    /// closes.
-    links: BTreeMap<ConnId, HashSet<u32>>,
-    /// `g_user_map`: every user some link reports a client of.
+    /// Every open msg_server link (`g_route_conn_map`).
+    links: BTreeSet<ConnId>,
+    /// `g_user_map`: every user some link reports a client of, each a
+    /// flat [`UserInfo`] (no heap of its own for one client on one link).
+    /// Which users a link reports is found by scanning it when the link
+    /// closes, as the C++ does (a per-link index cost ~10 bytes a user).
     users: HashMap<u32, UserInfo>,
     /// Users announced offline because their link was lost, with when
     /// (monotonic ms); see [`REANNOUNCE_WINDOW_MS`]. The C++ announces
@@ -84,12 +84,12 @@ impl RouteState {
 
     /// Every open link, in a stable order (`g_route_conn_map`).
     pub fn links(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.links.keys().copied()
+        self.links.iter().copied()
     }
 
     /// `OnConnect`: a msg_server link is open.
     pub fn add_link(&mut self, link: ConnId) {
-        self.links.entry(link).or_default();
+        self.links.insert(link);
     }
 
     /// `_UpdateUserStatus`: one client of `user_id` of `client_type` went
@@ -103,7 +103,7 @@ impl RouteState {
         status: u32,
         client_type: u32,
     ) {
-        let Some(link_users) = self.links.get_mut(&link) else {
+        if !self.links.contains(&link) {
             // Only an open link reports users; anything else would leak.
             log::warn!("status of user {user_id} from unknown link {link} ignored");
             return;
@@ -113,9 +113,6 @@ impl RouteState {
                 return;
             };
             user.remove_client(link, client_type);
-            if !user.has_link(link) {
-                link_users.remove(&user_id);
-            }
             if user.is_empty() {
                 self.users.remove(&user_id);
             }
@@ -124,7 +121,6 @@ impl RouteState {
                 .entry(user_id)
                 .or_default()
                 .add_client(link, client_type);
-            link_users.insert(user_id);
             self.clear_pending_login(user_id, link);
         }
     }
@@ -147,19 +143,44 @@ impl RouteState {
             return None;
         }
         let mut targets: Vec<ConnId> = self
-            .links
-            .iter()
-            .filter(|(link, users)| **link != from && users.contains(&user_id))
-            .map(|(link, _)| *link)
-            .collect();
+            .users
+            .get(&user_id)
+            .map(|u| u.links().filter(|l| *l != from).collect())
+            .unwrap_or_default();
         if let Some(pending) = self.pending_logins.get(&user_id) {
             for &(link, _) in pending {
-                if link != from && self.links.contains_key(&link) && !targets.contains(&link) {
+                if link != from && self.links.contains(&link) && !targets.contains(&link) {
                     targets.push(link);
                 }
             }
         }
         Some(targets)
+    }
+
+    /// Where a relayed one-to-one message between `users` goes: every link
+    /// but `from` that holds a client of one of them or is logging one in
+    /// (the receiver's clients, and the sender's other ones, which a
+    /// msg_server delivers to). Not in the C++, which relays every message
+    /// to every other msg_server: with K of them each message cost K-1
+    /// sends and K-1 msg_servers a PDU to drop.
+    pub fn message_targets(&self, from: ConnId, users: &[u32]) -> Vec<ConnId> {
+        let mut targets: Vec<ConnId> = Vec::new();
+        for user_id in users {
+            let held = self.users.get(user_id).into_iter().flat_map(|u| u.links());
+            let logging_in = self
+                .pending_logins
+                .get(user_id)
+                .into_iter()
+                .flatten()
+                .map(|&(link, _)| link)
+                .filter(|link| self.links.contains(link));
+            for link in held.chain(logging_in) {
+                if link != from && !targets.contains(&link) {
+                    targets.push(link);
+                }
+            }
+        }
+        targets
     }
 
     /// Marks `link` as logging `user_id` in at `now`; false when the table
@@ -194,7 +215,7 @@ impl RouteState {
         let links = &self.links;
         self.pending_logins.retain(|_, marks| {
             marks.retain(|(link, at)| {
-                links.contains_key(link) && now.saturating_sub(*at) < PENDING_LOGIN_MS
+                links.contains(link) && now.saturating_sub(*at) < PENDING_LOGIN_MS
             });
             !marks.is_empty()
         });
@@ -205,28 +226,23 @@ impl RouteState {
     /// may have changed. Those left with no PC client are remembered as
     /// dropped at `now`.
     pub fn remove_link(&mut self, link: ConnId, now: u64) -> Vec<u32> {
-        let Some(link_users) = self.links.remove(&link) else {
+        if !self.links.remove(&link) {
             return Vec::new();
-        };
+        }
         let mut had_pc = Vec::new();
-        for user_id in link_users {
-            let Some(user) = self.users.get_mut(&user_id) else {
-                continue;
+        let dropped = &mut self.dropped;
+        self.users.retain(|&user_id, user| {
+            let Some(lost_pc) = user.remove_link(link) else {
+                return true;
             };
-            let lost_pc = user
-                .remove_link(link)
-                .is_some_and(|tally| tally.keys().any(|&t| is_pc_client(t)));
-            let pc_left = user.is_pc_client_login();
-            if user.is_empty() {
-                self.users.remove(&user_id);
-            }
             if lost_pc {
                 had_pc.push(user_id);
-                if !pc_left {
-                    self.dropped.insert(user_id, now);
+                if !user.is_pc_client_login() {
+                    dropped.insert(user_id, now);
                 }
             }
-        }
+            !user.is_empty()
+        });
         had_pc.sort_unstable();
         had_pc
     }
@@ -319,10 +335,7 @@ mod tests {
         );
         s.update_user_status(link(1), 7, STATUS_OFFLINE, WINDOWS);
         assert_eq!(s.user_count(), 0);
-        assert!(
-            s.links[&link(1)].is_empty(),
-            "the link index forgets the user"
-        );
+        assert!(s.links.contains(&link(1)), "the link stays");
     }
 
     #[test]
@@ -373,6 +386,20 @@ mod tests {
         );
         s.forget_pending_logins(2 + PENDING_LOGIN_MS);
         assert_eq!(s.pending_login_count(), 0);
+    }
+
+    #[test]
+    fn a_message_goes_to_the_links_of_either_user() {
+        let mut s = state_with_links(4);
+        s.update_user_status(link(2), 7, STATUS_ONLINE, ANDROID);
+        s.update_user_status(link(1), 8, STATUS_ONLINE, ANDROID);
+        s.update_user_status(link(3), 8, STATUS_ONLINE, WINDOWS);
+        // From link 1 (user 8's phone) to user 7: 7's link and 8's PC.
+        assert_eq!(s.message_targets(link(1), &[8, 7]), vec![link(3), link(2)]);
+        assert_eq!(s.message_targets(link(2), &[7, 9]), Vec::<ConnId>::new());
+        // Link 4 is logging user 9 in: it gets 9's messages too.
+        s.kick_targets(link(4), 9, 0);
+        assert_eq!(s.message_targets(link(1), &[8, 9]), vec![link(3), link(4)]);
     }
 
     #[test]

@@ -189,6 +189,8 @@ fn recv_cid(c: &mut PduClient, cid: u16) -> ImPdu {
 
 #[test]
 fn msg_data_goes_to_the_other_msg_servers_unchanged() {
+    // A one-to-one message goes only where its users are (the C++: to
+    // every other link); a group message to every other link.
     let (_server, port) = start();
     let mut a = MsgServer::connect(port);
     let mut b = MsgServer::connect(port);
@@ -196,7 +198,7 @@ fn msg_data_goes_to_the_other_msg_servers_unchanged() {
     a.status_update(100, ONLINE, WINDOWS);
     a.sync();
 
-    let msg = IMMsgData {
+    let mut msg = IMMsgData {
         from_user_id: 200,
         to_session_id: 100,
         msg_id: 7,
@@ -210,8 +212,6 @@ fn msg_data_goes_to_the_other_msg_servers_unchanged() {
 
     let got = recv_cid(&mut a.link, CID_MSG_DATA);
     assert_eq!(got.as_bytes(), sent.as_bytes(), "relayed byte for byte");
-    let got = recv_cid(&mut c.link, CID_MSG_DATA);
-    assert_eq!(got.as_bytes(), sent.as_bytes(), "every other link gets it");
     // B's barrier proves its own message was handled without coming back.
     let before = b.sync();
     assert!(
@@ -219,6 +219,25 @@ fn msg_data_goes_to_the_other_msg_servers_unchanged() {
         "the sender got its own message back: {:?}",
         seen(&before)
     );
+    let at_c = c.sync();
+    assert!(
+        at_c.iter().all(|p| p.command_id() != CID_MSG_DATA),
+        "a link holding neither user got it: {:?}",
+        seen(&at_c)
+    );
+
+    msg.msg_type = MsgType::MSG_TYPE_GROUP_TEXT;
+    msg.to_session_id = 9;
+    let group = ImPdu::with_msg(ServiceID::SID_MSG as u16, CID_MSG_DATA, 4243, &msg).unwrap();
+    b.link.send(&group);
+    let got = recv_cid(&mut c.link, CID_MSG_DATA);
+    assert_eq!(
+        got.as_bytes(),
+        group.as_bytes(),
+        "a group message reaches every link"
+    );
+    let got = recv_cid(&mut a.link, CID_MSG_DATA);
+    assert_eq!(got.as_bytes(), group.as_bytes());
 }
 
 #[test]

@@ -27,7 +27,7 @@ use base::pdu::PduError;
 use base::tick::{monotonic_ms, unix_time};
 use base::ImPdu;
 use checks::{check_before_login, BeforeLogin};
-use conn::TIMEOUT_WAIT_LOGIN_RESPONSE;
+use conn::{TIMEOUT_WAITING_MSG_DATA_ACK, TIMEOUT_WAIT_LOGIN_RESPONSE};
 use netlib::{Ctx, Heartbeat, ImConn};
 use tt_proto::cid;
 use tt_proto::IM::BaseDefine::UserStatType;
@@ -39,6 +39,19 @@ use tt_proto::IM::Login::{IMPushShieldReq, IMQueryPushShieldReq};
 use tt_proto::IM::Message::{
     IMClientTimeRsp, IMGetLatestMsgIdReq, IMGetMsgByIdReq, IMGetMsgListReq, IMUnreadMsgCntReq,
 };
+
+/// When `on_timer` next has something to do for `conn` besides its
+/// timeout: the end of the login wait, the first unacknowledged message's
+/// expiry, or the next tick while this second's message budget is in use.
+fn next_due(conn: &ClientConn) -> Option<u64> {
+    let login = (!conn.open).then(|| conn.login_time + TIMEOUT_WAIT_LOGIN_RESPONSE + 1);
+    let ack = conn
+        .send_list
+        .front()
+        .map(|m| m.timestamp + TIMEOUT_WAITING_MSG_DATA_ACK);
+    let budget = (conn.msg_cnt_per_sec > 0).then_some(0);
+    [login, ack, budget].into_iter().flatten().min()
+}
 
 /// `CMsgConn`: the handler of one client connection.
 #[derive(Debug, Default)]
@@ -91,11 +104,26 @@ impl ImConn<MsgState> for MsgConn {
         if let Err(e) = dispatch(cx, pdu) {
             log::warn!("client {} sent a bad PDU, closing it: {e}", cx.id);
             cx.close();
+            return;
+        }
+        // This second's message budget is reset by the next tick.
+        if cx
+            .state
+            .conns
+            .get(&cx.id)
+            .is_some_and(|c| c.msg_cnt_per_sec > 0)
+        {
+            let now = cx.now_ms();
+            cx.timer_at(now);
         }
     }
 
     /// `OnTimer`: the per-second message budget, client timeouts, the
-    /// 15 s login wait and the unacknowledged-message expiry.
+    /// 15 s login wait and the unacknowledged-message expiry. Unlike the
+    /// C++ (every connection every second), it asks for its next call only
+    /// when one of those is due: an idle client costs the tick nothing
+    /// until its timeout (a message it sends, or one delivered to it,
+    /// asks for the next tick again: see `on_pdu` and `deliver_msg`).
     fn on_timer(&mut self, cx: &mut Ctx<'_, MsgState>, now: u64) {
         let Some(conn) = cx.state.conns.get_mut(&cx.id) else {
             return;
@@ -107,7 +135,7 @@ impl ImConn<MsgState> for MsgConn {
         } else {
             Heartbeat::CLIENT
         };
-        if !cx.keep_alive(rule, now) {
+        if !cx.keep_alive_until_due(rule, now) {
             return;
         }
         if !open && now > login_time + TIMEOUT_WAIT_LOGIN_RESPONSE {
@@ -125,6 +153,9 @@ impl ImConn<MsgState> for MsgConn {
                 m.from_id
             );
             cx.state.stats.down_miss += 1;
+        }
+        if let Some(due) = next_due(conn) {
+            cx.timer_at(due);
         }
     }
 
@@ -219,5 +250,23 @@ fn dispatch(cx: &mut Ctx<'_, MsgState>, pdu: ImPdu) -> Handled {
             log::warn!("wrong msg, cmd id={other:#06x}, user id={user_id}");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_due_names_the_earliest_thing_on_timer_has_to_do() {
+        let mut c = ClientConn::new(1_000);
+        assert_eq!(next_due(&c), Some(1_000 + TIMEOUT_WAIT_LOGIN_RESPONSE + 1));
+        c.open = true;
+        assert_eq!(next_due(&c), None, "an idle client: only its timeout");
+        c.add_to_send_list(1, 2, 5_000);
+        c.add_to_send_list(3, 2, 6_000);
+        assert_eq!(next_due(&c), Some(5_000 + TIMEOUT_WAITING_MSG_DATA_ACK));
+        c.msg_cnt_per_sec = 1;
+        assert_eq!(next_due(&c), Some(0), "the next tick resets the budget");
     }
 }
