@@ -28,7 +28,6 @@ use crate::cache_pool::pools;
 use crate::db_pool::{DbConn, MASTER};
 use crate::services::Services;
 use base::pdu::ImPdu;
-use mysql::prelude::Queryable;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use tt_proto::IM::BaseDefine::MsgType;
@@ -348,19 +347,7 @@ fn give_ids(
         ]
         .concat();
         let got = with_named_lock(conn, &relation_model::pair_lock_name(from, to), |conn| {
-            // MAX() of no row is NULL.
-            let max: Option<Option<u32>> = conn.run(|c| c.exec_first(&max_sql, (g.relate_id,)))?;
-            let max = max.flatten().unwrap_or(0);
-            redis.run(|c| {
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(max)
-                    .arg("NX")
-                    .query::<Option<String>>(c)
-            })?;
-            if max > 0 {
-                log::warn!("{key} was absent: continued from the stored id {max}");
-            }
+            super::seed_msg_id(conn, &mut redis, &key, &max_sql, g.relate_id)?;
             Ok(redis.run(|c| allocate(c, &[g]))?)
         });
         match got {

@@ -350,6 +350,33 @@ return t",
     }
 }
 
+/// An absent message id counter `key` is set (if still absent) to the
+/// highest stored id (`max_sql`, one `?` bound to `owner`); the caller holds
+/// the session's named lock. So new messages never repeat stored ids after
+/// a flushed cache (the C++ starts again at 1).
+pub fn seed_msg_id(
+    conn: &mut DbConn<'_>,
+    redis: &mut CacheConn<'_>,
+    key: &str,
+    max_sql: &str,
+    owner: u32,
+) -> Result<(), HandlerError> {
+    // MAX() of no row is NULL.
+    let max: Option<Option<u32>> = conn.run(|c| c.exec_first(max_sql, (owner,)))?;
+    let max = max.flatten().unwrap_or(0);
+    redis.run(|c| {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(max)
+            .arg("NX")
+            .query::<Option<String>>(c)
+    })?;
+    if max > 0 {
+        log::warn!("{key} was absent: continued from the stored id {max}");
+    }
+    Ok(())
+}
+
 /// The next message id of a session, with its unread counters raised in
 /// the same step. `attempt` runs a script that, only when the id counter
 /// `key` exists, does `INCR key` (the C++ `getMsgId`) and raises the
@@ -371,19 +398,7 @@ pub fn next_msg_id(
         return Ok(id);
     }
     with_named_lock(conn, lock, |conn| {
-        // MAX() of no row is NULL.
-        let max: Option<Option<u32>> = conn.run(|c| c.exec_first(max_sql, (owner,)))?;
-        let max = max.flatten().unwrap_or(0);
-        redis.run(|c| {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(max)
-                .arg("NX")
-                .query::<Option<String>>(c)
-        })?;
-        if max > 0 {
-            log::warn!("{key} was absent: continued from the stored id {max}");
-        }
+        seed_msg_id(conn, redis, key, max_sql, owner)?;
         redis
             .run(&attempt)?
             .ok_or_else(|| HandlerError::Counter(key.to_string()))
