@@ -68,15 +68,16 @@ fn serve(config: base::config::ConfigFileReader) -> Result<(), StartError> {
         l.link_queue_size,
         l.link_hold_size
     );
+    // Signals before the port opens: a SIGTERM that comes at once is ours.
+    net.handle_signals(&[signal_hook::consts::SIGTERM], |net, state, _| {
+        proxy_conn::on_sigterm(net, state)
+    })?;
     for addr in net.listen(&cfg.listen_ip, cfg.listen_port, |_, _| {
         Box::new(ProxyConn) as Box<dyn ImConn<ProxyState>>
     })? {
         log::info!("db_proxy_server listening for msg_servers on {addr}");
     }
     tt_http::metrics::listen_metrics(&mut net, &config, metrics::render)?;
-    net.handle_signals(&[signal_hook::consts::SIGTERM], |net, state, _| {
-        proxy_conn::on_sigterm(net, state)
-    })?;
     net.run(&mut state, 1000)?;
     // Flush the replies the last workers handed back.
     for _ in 0..10 {

@@ -90,11 +90,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
         config.post_threads
     );
     let mut net = Reactor::<MsfsState>::new()?;
-    let bound = net.listen(&config.listen_ip, config.listen_port, |_state, _id| {
-        Box::new(MsfsHttp::conn())
-    })?;
-    log::info!("msfs: listening for HTTP on {bound:?}");
-    tt_http::metrics::listen_metrics(&mut net, &conf, |net, _state, out| net.write_metrics(out))?;
+    // Signals before the port opens: one that comes at once is ours.
     net.handle_signals(
         &[libc::SIGINT, libc::SIGTERM, libc::SIGQUIT],
         |net, state: &mut MsfsState, sig| {
@@ -112,6 +108,11 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
             net.stop();
         },
     )?;
+    let bound = net.listen(&config.listen_ip, config.listen_port, |_state, _id| {
+        Box::new(MsfsHttp::conn())
+    })?;
+    log::info!("msfs: listening for HTTP on {bound:?}");
+    tt_http::metrics::listen_metrics(&mut net, &conf, |net, _state, out| net.write_metrics(out))?;
     let mut state = MsfsState {
         base_dir: Arc::new(base_dir),
         file_cnt: config.file_cnt,
