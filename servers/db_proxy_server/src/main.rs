@@ -8,7 +8,9 @@
 //! - `main.rs`: conf, then run (`db_proxy_server.cpp`).
 //! - [`state`]: the loop thread's state, one [`state::ProxyState`].
 //! - [`message_lanes`]: one-to-one messages gathered per user pair and
-//!   stored in batches by the lane's worker (not in the C++).
+//!   stored in batches by the lane's worker (not in the C++);
+//!   [`new_pairs`]: a new pair's messages parked while a worker without a
+//!   lane makes the pair (not in the C++).
 //! - [`proxy_conn`]: a msg_server's link, SIGTERM (`ProxyConn.cpp`).
 //! - [`handler_map`]: command id → handler (`HandlerMap.cpp`).
 //! - [`services`]: what the workers share: pools, sync times, login
@@ -32,6 +34,7 @@ mod db_pool;
 mod handler_map;
 mod message_lanes;
 mod metrics;
+mod new_pairs;
 mod proxy_conn;
 mod services;
 mod state;

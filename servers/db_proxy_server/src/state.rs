@@ -11,9 +11,11 @@
 //! so the loop goes on answering while it drains (the C++ `exit`s after
 //! 4 s, queued work or not).
 
+use crate::business::{message_batch, relation_model};
 use crate::handler_map::Handler;
 use crate::message_lanes::{lane_of, MessageLanes, Pending, MAX_LANES};
 use crate::metrics::{Busy, RequestLatency};
+use crate::new_pairs::{self, PairMaker, ParkedPairs};
 use crate::services::Services;
 use crate::sync_center::SyncThread;
 use crate::work_queue::{Limits, WorkQueue};
@@ -98,6 +100,12 @@ pub struct ProxyState {
     pub metrics: Arc<WorkMetrics>,
     /// One-to-one messages waiting to be stored in batches, by user pair.
     pub lanes: Arc<MessageLanes>,
+    /// Messages waiting for their new pair to be made (`new_pairs`).
+    pub parked: ParkedPairs,
+    /// The new pairs to make, shared with the workers.
+    pub pair_maker: Arc<PairMaker>,
+    /// Round robin of the pair tasks over the workers without a lane.
+    pub next_maker: usize,
     /// The exit delay after SIGTERM has passed: new requests are dropped,
     /// queued and held ones finish, then the loop stops.
     pub draining: bool,
@@ -129,6 +137,9 @@ impl ProxyState {
             work: WorkQueue::new(limits),
             metrics,
             lanes,
+            parked: ParkedPairs::default(),
+            pair_maker: Arc::new(PairMaker::default()),
+            next_maker: 0,
             draining: false,
             last_request_at: 0,
         }
@@ -137,7 +148,7 @@ impl ProxyState {
     /// Hands `req` of `link` to a worker (`CThreadPool::AddTask`); the
     /// worker's [`Completion`] brings the reply back and frees its place in
     /// [`Self::work`], even when the handler panics.
-    pub fn run_request(&self, link: ConnId, req: Request) {
+    pub fn run_request(&mut self, link: ConnId, req: Request) {
         let completion = Completion {
             link,
             remote: Some(self.remote.clone()),
@@ -151,21 +162,42 @@ impl ProxyState {
             );
             return;
         };
-        let services = self.services.clone();
-        let metrics = self.metrics.clone();
         if let Some((lane, msg)) = lane_of(&req.pdu, self.lanes.len()) {
-            self.lanes.push(
-                lane,
-                Pending {
-                    pdu: req.pdu,
-                    msg,
-                    completion,
-                },
-            );
-            let lanes = self.lanes.clone();
-            workers.add_task_to(lane, move || lanes.drain(lane, &services, &metrics));
+            let (from, to) = (msg.from_user_id, msg.to_session_id);
+            let key = relation_model::ordered(from, to);
+            let pending = Pending {
+                pdu: req.pdu,
+                msg,
+                completion,
+            };
+            // A pair being made, or new to this process: its messages wait
+            // (in order) while a worker without a lane makes it.
+            let new_pair = || {
+                message_batch::batchable(&pending.msg)
+                    && self.services.pairs.get(key.0, key.1).is_none()
+            };
+            if self.parked.is_parked(key) || new_pair() {
+                if self.parked.park(key, lane, pending) {
+                    self.pair_maker.push(from, to);
+                    let (maker, services, remote) = (
+                        self.pair_maker.clone(),
+                        self.services.clone(),
+                        self.remote.clone(),
+                    );
+                    let worker = new_pairs::maker_worker(
+                        &mut self.next_maker,
+                        workers.size(),
+                        self.lanes.len(),
+                    );
+                    workers.add_task_to(worker, move || maker.make(&services, &remote));
+                }
+                return;
+            }
+            self.to_lane(lane, pending);
             return;
         }
+        let services = self.services.clone();
+        let metrics = self.metrics.clone();
         workers.add_task(move || {
             let mut completion = completion;
             let started = std::time::Instant::now();
@@ -181,6 +213,40 @@ impl ProxyState {
                 Err(e) => log::warn!("command {:#06x}: {e}", req.pdu.command_id()),
             }
         });
+    }
+
+    /// Queues `p` in `lane` and a drain task on the lane's worker.
+    fn to_lane(&self, lane: usize, p: Pending) {
+        let Some(workers) = self.workers.as_ref() else {
+            return; // only after the drain, when nothing is left
+        };
+        self.lanes.push(lane, p);
+        let (lanes, services, metrics) = (
+            self.lanes.clone(),
+            self.services.clone(),
+            self.metrics.clone(),
+        );
+        workers.add_task_to(lane, move || lanes.drain(lane, &services, &metrics));
+    }
+
+    /// A worker made (or failed to make) the pairs `done`: their parked
+    /// messages go into their lanes, in order, or are answered as not
+    /// stored.
+    pub fn pairs_made(&mut self, done: Vec<((u32, u32), bool)>) {
+        for (key, made) in done {
+            let Some((lane, batch)) = self.parked.release(key) else {
+                continue;
+            };
+            if made {
+                for p in batch {
+                    self.to_lane(lane, p);
+                }
+            } else if let Some(workers) = self.workers.as_ref() {
+                let worker =
+                    new_pairs::maker_worker(&mut self.next_maker, workers.size(), self.lanes.len());
+                workers.add_task_to(worker, move || new_pairs::answer_not_stored(batch));
+            }
+        }
     }
 
     /// A worker finished a request of `link`: sends its reply, hands the

@@ -22,6 +22,7 @@
 
 use super::message_batch_rows::{write_each, write_rows};
 use super::message_model::{self, Pair};
+use super::pair_model::{self, pair_of};
 use super::{message_content, relation_model, reply, with_named_lock, HandlerError, HandlerResult};
 use crate::cache_keys;
 use crate::cache_pool::pools;
@@ -51,8 +52,56 @@ pub fn send_messages(services: &Services, requests: Vec<(ImPdu, IMMsgData)>) -> 
     out.into_iter().map(|r| r.unwrap_or(Ok(None))).collect()
 }
 
-/// A text the single path would store (not refused, not to oneself).
-fn batchable(msg: &IMMsgData) -> bool {
+/// The answers of `requests` not stored (id 0, as a single message that
+/// fails): for messages whose pair could not be made.
+pub fn not_stored(requests: Vec<(ImPdu, IMMsgData)>) -> Vec<HandlerResult> {
+    requests
+        .into_iter()
+        .map(|(pdu, mut msg)| {
+            log::error!(
+                "message {} -> {} not stored: its pair could not be made",
+                msg.from_user_id,
+                msg.to_session_id
+            );
+            msg.msg_id = 0;
+            reply(&pdu, &msg)
+        })
+        .collect()
+}
+
+/// Makes the pairs `(from, to)` not in the cache yet (their relation and
+/// sessions, found or created: `pair_model::create_pairs`) and caches
+/// them; for each, whether it is in the cache now.
+pub fn make_pairs(services: &Services, pairs: &[(u32, u32)], now: u32) -> Vec<bool> {
+    let cached = |&(a, b): &(u32, u32)| {
+        let (small, big) = relation_model::ordered(a, b);
+        services.pairs.get(small, big).is_some()
+    };
+    let todo: Vec<(u32, u32)> = pairs.iter().copied().filter(|p| !cached(p)).collect();
+    if !todo.is_empty() {
+        let made = services
+            .db
+            .get(MASTER)
+            .map_err(HandlerError::from)
+            .and_then(|mut conn| pair_model::create_pairs(services, &mut conn, &todo, now));
+        match made {
+            Ok(rows) => {
+                for (&(from, to), rows) in todo.iter().zip(rows) {
+                    if let Some(rows) = rows {
+                        let (small, big) = relation_model::ordered(from, to);
+                        services.pairs.put(small, big, pair_of(from, to, rows, now));
+                    }
+                }
+            }
+            Err(e) => log::error!("{} new pairs not made: {e}", todo.len()),
+        }
+    }
+    pairs.iter().map(cached).collect()
+}
+
+/// A text the single path would store (not refused, not to oneself):
+/// also what makes the loop have a new pair made before it goes on.
+pub fn batchable(msg: &IMMsgData) -> bool {
     msg.msg_type == MsgType::MSG_TYPE_SINGLE_TEXT
         && !msg.msg_data.is_empty()
         && msg.from_user_id != 0
@@ -209,7 +258,7 @@ fn store_texts(services: &Services, msgs: &[&IMMsgData], now: u32) -> Vec<u32> {
 
 /// Each message's pair, from the cache or looked up; the pairs still
 /// missing are made together (one transaction, see
-/// `message_model::create_pairs`). `None` for a message whose pair could
+/// `pair_model::create_pairs`). `None` for a message whose pair could
 /// not be had.
 fn resolve_pairs<'a>(
     services: &Services,
@@ -234,7 +283,7 @@ fn resolve_pairs<'a>(
             known.insert(key, p);
             continue;
         }
-        match message_model::find_pair(conn, from, to) {
+        match pair_model::find_pair(conn, from, to) {
             Ok(Some(rows)) => {
                 known.insert(key, pair_of(from, to, rows, now));
             }
@@ -243,13 +292,15 @@ fn resolve_pairs<'a>(
         }
     }
     if !missing.is_empty() {
-        match message_model::create_pairs(services, conn, &missing, now) {
+        match pair_model::create_pairs(services, conn, &missing, now) {
             Ok(rows) => {
                 for (&(from, to), rows) in missing.iter().zip(rows) {
-                    known.insert(
-                        relation_model::ordered(from, to),
-                        pair_of(from, to, rows, now),
-                    );
+                    if let Some(rows) = rows {
+                        known.insert(
+                            relation_model::ordered(from, to),
+                            pair_of(from, to, rows, now),
+                        );
+                    }
                 }
             }
             Err(e) => log::error!("{} new pairs not made: {e}", missing.len()),
@@ -277,24 +328,6 @@ fn resolve_pairs<'a>(
             })
         })
         .collect()
-}
-
-/// A pair from its rows as looked up for `from` → `to`: touched now only
-/// when both sessions were updated this second already.
-fn pair_of(from: u32, to: u32, rows: message_model::PairRows, now: u32) -> Pair {
-    let (r, s, su, p, pu) = rows;
-    let (small, _) = relation_model::ordered(from, to);
-    let sessions = if from == small { [s, p] } else { [p, s] };
-    let touched = if su == Some(now) && pu == Some(now) {
-        now
-    } else {
-        0
-    };
-    Pair {
-        relate_id: r,
-        sessions,
-        touched,
-    }
 }
 
 /// Gives every resolved message its id (and raises its unread count): one

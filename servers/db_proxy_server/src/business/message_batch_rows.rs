@@ -20,7 +20,7 @@ const MAX_ROWS_PER_STATEMENT: usize = 32;
 
 /// `n` split into statement sizes: powers of two, largest first, none
 /// above [`MAX_ROWS_PER_STATEMENT`].
-fn chunk_sizes(mut n: usize) -> Vec<usize> {
+pub(super) fn chunk_sizes(mut n: usize) -> Vec<usize> {
     let mut sizes = Vec::new();
     while n > 0 {
         let mut s = MAX_ROWS_PER_STATEMENT;

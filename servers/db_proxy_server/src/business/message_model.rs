@@ -5,10 +5,11 @@
 //! message id from `INCR msg_id_<relation>` (pool `unread`); the receiver's
 //! unread count per sender in the hash `unread_<receiver>`.
 
+use super::pair_model::lookup_pair;
+pub use super::pair_model::{Pair, PairCache};
 use super::{
     audio_model, col_bytes, col_u32, lower_counter, msg_type_of, next_msg_id, relation_model,
-    session_model, shard_table, store_message, upload_audio, with_in_list, HandlerError, LastMsg,
-    IN_CHUNK,
+    shard_table, store_message, upload_audio, with_in_list, HandlerError, LastMsg, IN_CHUNK,
 };
 use crate::cache_keys;
 use crate::cache_pool::{pools, CacheError, CacheManager};
@@ -224,28 +225,6 @@ pub fn get_unread_cnt_all(cache: &CacheManager, user_id: u32) -> Result<u32, Cac
         .fold(0u32, u32::saturating_add))
 }
 
-/// The pair's relation and both users' active sessions with their update
-/// times, in one statement.
-const PAIR_LOOKUP: &str = "SELECT \
-    (SELECT id FROM IMRelationShip WHERE smallId = ? AND bigId = ? AND status = 0 \
-     ORDER BY id DESC LIMIT 1), \
-    (SELECT id FROM IMRecentSession WHERE userId = ? AND peerId = ? AND type = ? AND status = 0 \
-     ORDER BY id DESC LIMIT 1), \
-    (SELECT updated FROM IMRecentSession WHERE userId = ? AND peerId = ? AND type = ? \
-     AND status = 0 ORDER BY id DESC LIMIT 1), \
-    (SELECT id FROM IMRecentSession WHERE userId = ? AND peerId = ? AND type = ? AND status = 0 \
-     ORDER BY id DESC LIMIT 1), \
-    (SELECT updated FROM IMRecentSession WHERE userId = ? AND peerId = ? AND type = ? \
-     AND status = 0 ORDER BY id DESC LIMIT 1)";
-
-type PairIds = (
-    Option<u32>,
-    Option<u32>,
-    Option<u32>,
-    Option<u32>,
-    Option<u32>,
-);
-
 /// Raises the pair's id counter and the receiver's unread count in one
 /// step, when the id counter exists (`getMsgId` + `incMsgCount`).
 static COUNT_MESSAGE: LazyLock<redis::Script> = LazyLock::new(|| {
@@ -257,213 +236,6 @@ redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 return id",
     )
 });
-
-/// What the message path knows of a pair: its relation, both sessions
-/// (`[small → big, big → small]`) and the second they were last set active
-/// and touched by this process.
-#[derive(Debug, Clone, Copy)]
-pub struct Pair {
-    /// `IMRelationShip.id`.
-    pub relate_id: u32,
-    /// `IMRecentSession.id` of each side.
-    pub sessions: [u32; 2],
-    /// When both sessions were last updated (status 0, `updated`).
-    pub touched: u32,
-}
-
-/// Most pairs remembered before the cache starts over.
-const PAIR_CACHE_MAX: usize = 100_000;
-
-/// The pairs messages went between lately, so that the usual message costs
-/// no lookup: a relation is never removed once made, and a session's id
-/// stays its own (the C++ revives a removed session instead of adding
-/// one); each second's first message of a pair sets both sessions active
-/// again, which also revives one removed meanwhile.
-#[derive(Default)]
-pub struct PairCache {
-    map: parking_lot::Mutex<HashMap<(u32, u32), Pair>>,
-}
-
-impl PairCache {
-    /// The pair `(small, big)`, if seen.
-    pub fn get(&self, small: u32, big: u32) -> Option<Pair> {
-        self.map.lock().get(&(small, big)).copied()
-    }
-
-    /// Remembers a pair.
-    pub fn put(&self, small: u32, big: u32, pair: Pair) {
-        let mut map = self.map.lock();
-        if map.len() >= PAIR_CACHE_MAX {
-            map.clear();
-        }
-        map.insert((small, big), pair);
-    }
-
-    /// Forgets a pair (one of its sessions was removed here).
-    pub fn forget(&self, a: u32, b: u32) {
-        self.map.lock().remove(&relation_model::ordered(a, b));
-    }
-}
-
-/// Relation id, then each session's id and update time.
-pub(super) type PairRows = (u32, u32, Option<u32>, u32, Option<u32>);
-
-/// The bound values of [`PAIR_LOOKUP`] for `from_id` → `to_id`.
-fn pair_params(from_id: u32, to_id: u32) -> mysql::Params {
-    let single = SessionType::SESSION_TYPE_SINGLE as u32;
-    let (small, big) = relation_model::ordered(from_id, to_id);
-    mysql::Params::Positional(
-        [
-            small, big, from_id, to_id, single, from_id, to_id, single, to_id, from_id, single,
-            to_id, from_id, single,
-        ]
-        .iter()
-        .map(|&v| mysql::Value::from(v))
-        .collect(),
-    )
-}
-
-/// The pair's relation and sessions (ids and update times) when all three
-/// exist, in one statement.
-pub(super) fn find_pair(
-    conn: &mut crate::db_pool::DbConn<'_>,
-    from_id: u32,
-    to_id: u32,
-) -> Result<Option<PairRows>, HandlerError> {
-    let found: Option<PairIds> =
-        conn.run(|c| c.exec_first(PAIR_LOOKUP, pair_params(from_id, to_id)))?;
-    Ok(match found {
-        Some((Some(r), Some(s), su, Some(p), pu)) => Some((r, s, su, p, pu)),
-        _ => None,
-    })
-}
-
-/// The pair's relation and sessions (ids and update times) from the
-/// database, each created under the pair lock when absent.
-pub(super) fn lookup_pair(
-    services: &Services,
-    conn: &mut crate::db_pool::DbConn<'_>,
-    from_id: u32,
-    to_id: u32,
-    now: u32,
-) -> Result<PairRows, HandlerError> {
-    if let Some(rows) = find_pair(conn, from_id, to_id)? {
-        return Ok(rows);
-    }
-    Ok(create_pairs(services, conn, &[(from_id, to_id)], now)?
-        .pop()
-        .unwrap_or_default())
-}
-
-/// Makes the relations and sessions still missing of `pairs` (each
-/// `(from, to)`; no pair twice), answering their rows in the same order:
-/// under each pair's named lock (taken in the order of the lock names, so
-/// two db_proxies never wait on each other), all in one transaction (one
-/// log flush for all of them instead of one per row).
-pub(super) fn create_pairs(
-    services: &Services,
-    conn: &mut crate::db_pool::DbConn<'_>,
-    pairs: &[(u32, u32)],
-    now: u32,
-) -> Result<Vec<PairRows>, HandlerError> {
-    let mut names: Vec<String> = pairs
-        .iter()
-        .map(|&(a, b)| relation_model::pair_lock_name(a, b))
-        .collect();
-    names.sort();
-    names.dedup();
-    let mut held = 0;
-    let mut made = Ok(Vec::new());
-    for name in &names {
-        match take_lock(conn, name) {
-            Ok(()) => held += 1,
-            Err(e) => {
-                made = Err(e);
-                break;
-            }
-        }
-    }
-    if made.is_ok() {
-        made = create_in_transaction(services, conn, pairs, now);
-    }
-    for name in &names[..held] {
-        if let Err(e) = conn.run(|c| c.exec_drop("DO RELEASE_LOCK(?)", (name,))) {
-            log::warn!("releasing named lock {name}: {e}");
-        }
-    }
-    made
-}
-
-/// `GET_LOCK(name)`, or an error when not granted in time.
-fn take_lock(conn: &mut crate::db_pool::DbConn<'_>, name: &str) -> Result<(), HandlerError> {
-    let got: Option<Option<i64>> =
-        conn.run(|c| c.exec_first("SELECT GET_LOCK(?, ?)", (name, super::LOCK_TIMEOUT_SECS)))?;
-    if got.flatten() == Some(1) {
-        Ok(())
-    } else {
-        Err(HandlerError::Lock(name.to_string()))
-    }
-}
-
-/// [`create_pair`] for each of `pairs`, in one transaction.
-fn create_in_transaction(
-    services: &Services,
-    conn: &mut crate::db_pool::DbConn<'_>,
-    pairs: &[(u32, u32)],
-    now: u32,
-) -> Result<Vec<PairRows>, HandlerError> {
-    conn.run(|c| c.query_drop("START TRANSACTION"))?;
-    let made: Result<Vec<PairRows>, HandlerError> = pairs
-        .iter()
-        .map(|&(a, b)| create_pair(services, conn, a, b, now, &pair_params(a, b)))
-        .collect();
-    match made {
-        Ok(rows) => {
-            conn.run(|c| c.query_drop("COMMIT"))?;
-            Ok(rows)
-        }
-        Err(e) => {
-            if let Err(r) = conn.run(|c| c.query_drop("ROLLBACK")) {
-                log::warn!("rollback after a failed pair creation: {r}");
-            }
-            Err(e)
-        }
-    }
-}
-
-/// Under the pair lock, inside a transaction: the pair's relation and
-/// sessions, each created when still absent.
-fn create_pair(
-    services: &Services,
-    conn: &mut crate::db_pool::DbConn<'_>,
-    from_id: u32,
-    to_id: u32,
-    now: u32,
-    lookup_params: &mysql::Params,
-) -> Result<PairRows, HandlerError> {
-    let single = SessionType::SESSION_TYPE_SINGLE as u32;
-    let again: Option<PairIds> = conn.run(|c| c.exec_first(PAIR_LOOKUP, lookup_params.clone()))?;
-    let (r, s, su, p, pu) = again.unwrap_or_default();
-    let r = match r {
-        Some(r) => r,
-        None => relation_model::add_relation(conn, &services.cache, from_id, to_id, now)?,
-    };
-    let (s, su) = match s {
-        Some(s) => (s, su),
-        None => (
-            session_model::add_session_on(conn, from_id, to_id, single, now)?,
-            Some(now),
-        ),
-    };
-    let (p, pu) = match p {
-        Some(p) => (p, pu),
-        None => (
-            session_model::add_session_on(conn, to_id, from_id, single, now)?,
-            Some(now),
-        ),
-    };
-    Ok((r, s, su, p, pu))
-}
 
 /// `sendMessage` / `sendAudioMessage` with the session and relation steps
 /// of the C++ `DB_PROXY::sendMessage`: stores one message and returns the

@@ -16,6 +16,7 @@ mod message_batch_rows;
 pub mod message_content;
 pub mod message_counter;
 pub mod message_model;
+pub mod pair_model;
 pub mod recent_session;
 pub mod relation_model;
 pub mod session_model;

@@ -4,8 +4,6 @@
 //! counter (`msg_id_<id>`).
 
 use super::HandlerError;
-use crate::cache_keys;
-use crate::cache_pool::{pools, CacheManager};
 use crate::db_pool::{DbConn, DbError, DbManager, SLAVE};
 use mysql::prelude::Queryable;
 
@@ -42,34 +40,34 @@ pub fn pair_lock_name(a: u32, b: u32) -> String {
     format!("teamtalk.pair.{small}.{big}")
 }
 
-/// `addRelation`: revive the pair's relation (any status) or create it;
-/// a new relation's message counter starts at 0 (`resetMsgId`). Call it
-/// holding [`pair_lock_name`] so two racing first messages make one row.
-pub fn add_relation(
+/// `addRelation`'s revival: the pair's relation `id` (removed) is active
+/// again. Call it holding [`pair_lock_name`].
+pub fn revive_relation(
     conn: &mut DbConn<'_>,
-    cache: &CacheManager,
-    a: u32,
-    b: u32,
+    id: u32,
+    small: u32,
+    big: u32,
     now: u32,
 ) -> Result<u32, HandlerError> {
-    let (small, big) = ordered(a, b);
-    let existing: Option<u32> = conn.run(|c| {
-        c.exec_first(
-            "SELECT id FROM IMRelationShip WHERE smallId = ? AND bigId = ? \
-             ORDER BY id DESC LIMIT 1",
-            (small, big),
+    conn.run(|c| {
+        c.exec_drop(
+            "UPDATE IMRelationShip SET status = 0, updated = ? WHERE id = ?",
+            (now, id),
         )
     })?;
-    if let Some(id) = existing {
-        conn.run(|c| {
-            c.exec_drop(
-                "UPDATE IMRelationShip SET status = 0, updated = ? WHERE id = ?",
-                (now, id),
-            )
-        })?;
-        log::info!("relation {id} ({small}, {big}) revived");
-        return Ok(id);
-    }
+    log::info!("relation {id} ({small}, {big}) revived");
+    Ok(id)
+}
+
+/// `addRelation`'s insert: a new relation of `(small, big)`, its id. Call
+/// it holding [`pair_lock_name`] so two racing first messages make one row;
+/// its message counter is the caller's to start at 0 (`resetMsgId`).
+pub fn insert_relation(
+    conn: &mut DbConn<'_>,
+    small: u32,
+    big: u32,
+    now: u32,
+) -> Result<u32, HandlerError> {
     conn.run(|c| {
         c.exec_drop(
             "INSERT INTO IMRelationShip (smallId, bigId, status, created, updated) \
@@ -79,13 +77,6 @@ pub fn add_relation(
     })?;
     let id = u32::try_from(conn.last_insert_id())
         .map_err(|_| HandlerError::IdRange(conn.last_insert_id()))?;
-    let mut redis = cache.get(pools::UNREAD)?;
-    redis.run(|c| {
-        redis::cmd("SET")
-            .arg(cache_keys::pair_msg_id(id))
-            .arg(0)
-            .query::<()>(c)
-    })?;
     log::info!("relation {id} ({small}, {big}) created");
     Ok(id)
 }

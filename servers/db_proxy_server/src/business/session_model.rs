@@ -101,9 +101,26 @@ pub fn add_session_on(
         )
     })?;
     if let Some(id) = existing {
-        conn.run(|c| c.exec_drop(REVIVE_SESSION, (now, id)))?;
+        revive_session(conn, id, now)?;
         return Ok(id);
     }
+    insert_session(conn, user_id, peer_id, session_type, now)
+}
+
+/// `addSession`'s revival: session `id` active again, updated `now`.
+pub fn revive_session(conn: &mut DbConn<'_>, id: u32, now: u32) -> Result<(), HandlerError> {
+    Ok(conn.run(|c| c.exec_drop(REVIVE_SESSION, (now, id)))?)
+}
+
+/// `addSession`'s insert: a new active session, its id (the caller holds
+/// the lock that keeps it single).
+pub fn insert_session(
+    conn: &mut DbConn<'_>,
+    user_id: u32,
+    peer_id: u32,
+    session_type: u32,
+    now: u32,
+) -> Result<u32, HandlerError> {
     conn.run(|c| c.exec_drop(INSERT_SESSION, (user_id, peer_id, session_type, now, now)))?;
     u32::try_from(conn.last_insert_id()).map_err(|_| HandlerError::IdRange(conn.last_insert_id()))
 }

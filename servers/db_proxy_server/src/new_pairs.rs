@@ -1,0 +1,159 @@
+//! New user pairs made off the message lanes (not in the C++, whose
+//! worker makes a pair's relation and sessions inline before storing the
+//! pair's first message; see `MessageContent.cpp`).
+//!
+//! A lane stores its messages one batch after another (`message_lanes`),
+//! so a pair made inside the lane (a named lock and several round trips)
+//! would hold up every other pair's messages in it. Instead the loop parks
+//! the messages of a pair it has not in its pair cache ([`ParkedPairs`]),
+//! in arrival order, and has the pair made by a worker that carries no
+//! lane ([`PairMaker`]); once made and cached, the loop puts the pair's
+//! parked messages into their lane, behind whatever of the pair was
+//! already there, so the pair's order holds. A pair that could not be
+//! made has its parked messages answered as not stored (id 0), as one
+//! message would be.
+//!
+//! Bounded: every parked message keeps its place in the work queue
+//! (`work_queue`), and at most one pair to make is queued per parked pair.
+
+use crate::business::message_batch;
+use crate::message_lanes::Pending;
+use crate::services::Services;
+use crate::state::{CompletionBatch, ProxyState, REPLY_WAIT};
+use netlib::Remote;
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+
+/// Most pairs one worker makes together (one lock statement, one
+/// transaction); it takes a power of two of them, so each connection
+/// prepares few lock statements.
+pub const MAX_PAIRS_AT_ONCE: usize = 16;
+
+/// The loop's messages waiting for their pair, by `(small, big)`.
+#[derive(Default)]
+pub struct ParkedPairs {
+    parked: HashMap<(u32, u32), (usize, Vec<Pending>)>,
+}
+
+impl ParkedPairs {
+    /// True while the pair `key` is being made.
+    pub fn is_parked(&self, key: (u32, u32)) -> bool {
+        self.parked.contains_key(&key)
+    }
+
+    /// Parks `p` (of `lane`) behind the pair's earlier ones; true when it is
+    /// the first, so the pair is to be made.
+    pub fn park(&mut self, key: (u32, u32), lane: usize, p: Pending) -> bool {
+        let entry = self.parked.entry(key);
+        let first = matches!(entry, std::collections::hash_map::Entry::Vacant(_));
+        entry.or_insert_with(|| (lane, Vec::new())).1.push(p);
+        first
+    }
+
+    /// The pair's parked messages (in order) and their lane, no longer parked.
+    pub fn release(&mut self, key: (u32, u32)) -> Option<(usize, Vec<Pending>)> {
+        self.parked.remove(&key)
+    }
+}
+
+/// The pairs to make, shared by the loop (which queues them) and the
+/// workers (which make them).
+#[derive(Default)]
+pub struct PairMaker {
+    queue: Mutex<VecDeque<(u32, u32)>>,
+}
+
+/// How many of `queued` pairs one worker takes: the largest power of two
+/// not above it nor [`MAX_PAIRS_AT_ONCE`].
+pub fn take_count(queued: usize) -> usize {
+    let mut n = MAX_PAIRS_AT_ONCE;
+    while n > queued {
+        n /= 2;
+    }
+    n
+}
+
+impl PairMaker {
+    /// Queues the pair `(from, to)` (its first message's direction); the
+    /// loop then queues a [`Self::make`] task on a worker.
+    pub fn push(&self, from: u32, to: u32) {
+        self.queue.lock().push_back((from, to));
+    }
+
+    /// On a worker: makes what is queued now ([`take_count`] of them) and
+    /// tells the loop which pairs are ready. Nothing to do when earlier
+    /// tasks took them all.
+    pub fn make(&self, services: &Services, remote: &Remote<ProxyState>) {
+        let pairs: Vec<(u32, u32)> = {
+            let mut q = self.queue.lock();
+            let n = take_count(q.len());
+            q.drain(..n).collect()
+        };
+        if pairs.is_empty() {
+            return;
+        }
+        let made = message_batch::make_pairs(services, &pairs, base::tick::unix_time());
+        let done: Vec<((u32, u32), bool)> = pairs
+            .iter()
+            .map(|&(a, b)| crate::business::relation_model::ordered(a, b))
+            .zip(made)
+            .collect();
+        let n = done.len();
+        let handed = remote.run_timeout(move |_, state| state.pairs_made(done), REPLY_WAIT);
+        if !handed {
+            log::error!("{n} new pairs made but the event loop is gone or its inbox stayed full");
+        }
+    }
+}
+
+/// On a worker: answers `batch` as not stored (their pair could not be made).
+pub fn answer_not_stored(batch: Vec<Pending>) {
+    let (requests, completions): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .map(|p| ((p.pdu, p.msg), p.completion))
+        .unzip();
+    let mut completions = CompletionBatch::new(completions);
+    for (i, reply) in message_batch::not_stored(requests).into_iter().enumerate() {
+        if let Ok(Some(pdu)) = reply {
+            completions.set_reply(i, pdu.into_bytes());
+        }
+    }
+}
+
+/// The worker for the next pair task: round robin over the workers that
+/// carry no lane (all of them when every worker carries one).
+pub fn maker_worker(next: &mut usize, workers: usize, lanes: usize) -> usize {
+    *next = next.wrapping_add(1);
+    if workers > lanes {
+        lanes + *next % (workers - lanes)
+    } else {
+        *next % workers.max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_takes_a_power_of_two_of_the_queued_pairs() {
+        assert_eq!(take_count(0), 0);
+        assert_eq!(take_count(1), 1);
+        assert_eq!(take_count(3), 2);
+        assert_eq!(take_count(13), 8);
+        assert_eq!(take_count(16), 16);
+        assert_eq!(take_count(500), MAX_PAIRS_AT_ONCE);
+    }
+
+    #[test]
+    fn pair_tasks_go_to_workers_without_a_lane() {
+        let mut next = 0;
+        let picked: Vec<usize> = (0..12).map(|_| maker_worker(&mut next, 8, 2)).collect();
+        assert!(picked.iter().all(|&w| (2..8).contains(&w)), "{picked:?}");
+        for w in 2..8 {
+            assert!(picked.contains(&w), "{picked:?}");
+        }
+        let mut next = 0;
+        assert!((0..5).all(|_| maker_worker(&mut next, 2, 2) < 2));
+    }
+}
