@@ -80,28 +80,34 @@ impl PairMaker {
         self.queue.lock().push_back((from, to));
     }
 
-    /// On a worker: makes what is queued now ([`take_count`] of them) and
-    /// tells the loop which pairs are ready. Nothing to do when earlier
-    /// tasks took them all.
+    /// On a worker: makes what is queued, [`take_count`] pairs at a time,
+    /// until nothing is, and after each batch tells the loop which pairs
+    /// are ready. So a worker held up (a lock another process holds) keeps
+    /// only its own batch: the next task on any other worker takes the
+    /// rest. Nothing to do when earlier tasks took them all.
     pub fn make(&self, services: &Services, remote: &Remote<ProxyState>) {
-        let pairs: Vec<(u32, u32)> = {
-            let mut q = self.queue.lock();
-            let n = take_count(q.len());
-            q.drain(..n).collect()
-        };
-        if pairs.is_empty() {
-            return;
-        }
-        let made = message_batch::make_pairs(services, &pairs, base::tick::unix_time());
-        let done: Vec<((u32, u32), bool)> = pairs
-            .iter()
-            .map(|&(a, b)| crate::business::relation_model::ordered(a, b))
-            .zip(made)
-            .collect();
-        let n = done.len();
-        let handed = remote.run_timeout(move |_, state| state.pairs_made(done), REPLY_WAIT);
-        if !handed {
-            log::error!("{n} new pairs made but the event loop is gone or its inbox stayed full");
+        loop {
+            let pairs: Vec<(u32, u32)> = {
+                let mut q = self.queue.lock();
+                let n = take_count(q.len());
+                q.drain(..n).collect()
+            };
+            if pairs.is_empty() {
+                return;
+            }
+            let made = message_batch::make_pairs(services, &pairs, base::tick::unix_time());
+            let done: Vec<((u32, u32), bool)> = pairs
+                .iter()
+                .map(|&(a, b)| crate::business::relation_model::ordered(a, b))
+                .zip(made)
+                .collect();
+            let n = done.len();
+            let handed = remote.run_timeout(move |_, state| state.pairs_made(done), REPLY_WAIT);
+            if !handed {
+                log::error!(
+                    "{n} new pairs made but the event loop is gone or its inbox stayed full"
+                );
+            }
         }
     }
 }
@@ -120,14 +126,27 @@ pub fn answer_not_stored(batch: Vec<Pending>) {
     }
 }
 
-/// The worker for the next pair task: round robin over the workers that
-/// carry no lane (all of them when every worker carries one).
+/// The worker for the next task: round robin over the workers that carry
+/// no lane (all of them when every worker carries one).
 pub fn maker_worker(next: &mut usize, workers: usize, lanes: usize) -> usize {
     *next = next.wrapping_add(1);
     if workers > lanes {
         lanes + *next % (workers - lanes)
     } else {
         *next % workers.max(1)
+    }
+}
+
+/// The workers a new pair's task goes to: the next two of
+/// [`maker_worker`] (one when there is only one): a task makes whatever
+/// is queued, so the pair waits only if both are held up.
+pub fn maker_workers(next: &mut usize, workers: usize, lanes: usize) -> Vec<usize> {
+    let first = maker_worker(next, workers, lanes);
+    let second = maker_worker(next, workers, lanes);
+    if second == first {
+        vec![first]
+    } else {
+        vec![first, second]
     }
 }
 
@@ -155,5 +174,8 @@ mod tests {
         }
         let mut next = 0;
         assert!((0..5).all(|_| maker_worker(&mut next, 2, 2) < 2));
+        let mut next = 0;
+        assert_eq!(maker_workers(&mut next, 4, 2).len(), 2);
+        assert_eq!(maker_workers(&mut next, 3, 2), vec![2]);
     }
 }

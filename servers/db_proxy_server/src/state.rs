@@ -179,17 +179,19 @@ impl ProxyState {
             if self.parked.is_parked(key) || new_pair() {
                 if self.parked.park(key, lane, pending) {
                     self.pair_maker.push(from, to);
-                    let (maker, services, remote) = (
-                        self.pair_maker.clone(),
-                        self.services.clone(),
-                        self.remote.clone(),
-                    );
-                    let worker = new_pairs::maker_worker(
-                        &mut self.next_maker,
-                        workers.size(),
-                        self.lanes.len(),
-                    );
-                    workers.add_task_to(worker, move || maker.make(&services, &remote));
+                    // On two workers, so that one held up by a lock
+                    // another process holds does not keep the pair waiting.
+                    let lanes = self.lanes.len();
+                    for worker in
+                        new_pairs::maker_workers(&mut self.next_maker, workers.size(), lanes)
+                    {
+                        let (maker, services, remote) = (
+                            self.pair_maker.clone(),
+                            self.services.clone(),
+                            self.remote.clone(),
+                        );
+                        workers.add_task_to(worker, move || maker.make(&services, &remote));
+                    }
                 }
                 return;
             }

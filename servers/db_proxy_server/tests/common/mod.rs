@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use mysql::prelude::Queryable;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -411,4 +411,62 @@ impl FakeMsfs {
     pub fn site(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
     }
+}
+
+/// Every stored row of the pair `relate_id`: msgId → (fromId, content).
+pub fn rows_of(db: &TestDb, relate_id: u32) -> BTreeMap<u32, (u32, String)> {
+    let sql = format!(
+        "SELECT msgId, fromId, content FROM IMMessage_{} WHERE relateId = ?",
+        relate_id % 8
+    );
+    let rows: Vec<(u32, u32, String)> = db.conn().exec(sql, (relate_id,)).unwrap();
+    let mut out = BTreeMap::new();
+    for (id, from, content) in rows {
+        assert!(
+            out.insert(id, (from, content)).is_none(),
+            "msgId {id} stored twice in relation {relate_id}"
+        );
+    }
+    out
+}
+
+pub fn relation_id(db: &TestDb, a: u32, b: u32) -> u32 {
+    let (small, big) = if a < b { (a, b) } else { (b, a) };
+    db.conn()
+        .exec_first(
+            "SELECT id FROM IMRelationShip WHERE smallId = ? AND bigId = ?",
+            (small, big),
+        )
+        .unwrap()
+        .expect("the pair's relation")
+}
+
+/// Sends `msgs` on `c` with seqs `first_seq..`, up to `window` in flight,
+/// and returns the answers by seq.
+pub fn pump(
+    c: &mut PduClient,
+    first_seq: u16,
+    msgs: &[IMMsgData],
+    window: usize,
+) -> HashMap<u16, IMMsgData> {
+    let mut answers = HashMap::new();
+    let mut sent = 0;
+    while answers.len() < msgs.len() {
+        while sent < msgs.len() && sent - answers.len() < window {
+            c.send_msg(
+                SID_MSG,
+                MessageCmdID::CID_MSG_DATA as u16,
+                first_seq + sent as u16,
+                &msgs[sent],
+            );
+            sent += 1;
+        }
+        let (pdu, rsp) = c.recv_cmd::<IMMsgData>(MessageCmdID::CID_MSG_DATA as u16);
+        assert!(
+            answers.insert(pdu.seq_num(), rsp).is_none(),
+            "seq {} answered twice",
+            pdu.seq_num()
+        );
+    }
+    answers
 }
