@@ -19,6 +19,9 @@ use tt_rs::{PduClient, RedisServer, TestDb};
 
 const CID_MSG_DATA: u16 = MessageCmdID::CID_MSG_DATA as u16;
 
+/// A message as acked: its id, its sender and its text.
+type AckedRow = (u32, u32, String);
+
 /// Two proxies on one database and Redis, two links each; 48 pairs none of
 /// which exists, every pair's messages sent through both proxies (both
 /// directions), so both race to make every pair. Every message is acked
@@ -53,7 +56,7 @@ fn new_pairs_raced_by_two_proxies_are_made_once_with_gap_free_ordered_ids() {
             })
         })
         .collect();
-    let mut acked: HashMap<(u32, u32), Vec<(u32, u32, String)>> = HashMap::new();
+    let mut acked: HashMap<(u32, u32), Vec<AckedRow>> = HashMap::new();
     for t in threads {
         let (k, msgs, answers) = t.join().unwrap();
         let mut last: HashMap<u32, u32> = HashMap::new();
