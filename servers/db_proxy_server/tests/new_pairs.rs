@@ -19,7 +19,7 @@ use tt_rs::{PduClient, RedisServer, TestDb};
 
 const CID_MSG_DATA: u16 = MessageCmdID::CID_MSG_DATA as u16;
 
-/// A message as acked: its id, its sender and its text.
+/// One acked message as the test compares it with its stored row.
 type AckedRow = (u32, u32, String);
 
 /// Two proxies on one database and Redis, two links each; 48 pairs none of
