@@ -12,7 +12,10 @@
 //!   moves its tail down on every read of it).
 //! - Once drained, the buffer keeps at most [`KEPT_CAPACITY`] (64 KiB) of
 //!   capacity: every send passes through it, so thousands of idle
-//!   connections must not each hold the biggest reply they were ever sent.
+//!   connections must not each hold the biggest reply they were ever sent;
+//!   one of at most [`SMALL_CAPACITY`] (4 KiB) is freed, so an idle client
+//!   holds no buffer at all between replies (a few hundred bytes each,
+//!   times a million clients), and a busy link keeps its buffer.
 //!
 //! It knows nothing of sockets: [`OutBuf::write_to`] takes any
 //! [`Write`], so the rules above are unit-tested on a fake writer.
@@ -27,6 +30,9 @@ pub const DEFAULT_OUT_BUF_CAP: usize = 64 * 1024 * 1024;
 /// What a drained buffer keeps of its capacity, and how much written prefix
 /// it tolerates before compacting (64 KiB).
 pub const KEPT_CAPACITY: usize = 64 * 1024;
+/// A drained buffer of at most this capacity is freed (4 KiB): cheap to
+/// allocate again, and what every idle connection would otherwise hold.
+pub const SMALL_CAPACITY: usize = 4 * 1024;
 
 /// A push would take the backlog past the cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +99,7 @@ impl OutBuf {
     /// Writes the backlog to `w` as far as it takes it (until `WouldBlock`),
     /// at most [`NETLIB_MAX_SOCKET_BUF_SIZE`] per call. `Ok(true)` when all
     /// of it is written: the buffer is then empty and keeps at most
-    /// [`KEPT_CAPACITY`] of capacity.
+    /// [`KEPT_CAPACITY`] of capacity, none if it had [`SMALL_CAPACITY`] or less.
     pub fn write_to<W: Write>(&mut self, w: &mut W) -> io::Result<bool> {
         if self.backlog() > 0 {
             self.pos += write_chunks(w, &self.buf[self.pos..])?;
@@ -110,7 +116,8 @@ impl OutBuf {
         }
         self.buf.clear();
         self.pos = 0;
-        if self.buf.capacity() > KEPT_CAPACITY {
+        let capacity = self.buf.capacity();
+        if capacity > KEPT_CAPACITY || capacity <= SMALL_CAPACITY {
             self.buf = Vec::new();
         }
         Ok(true)
@@ -257,14 +264,39 @@ mod tests {
         out.push(&bytes(4 << 20, 0)).unwrap();
         assert!(out.write_to(&mut peer).unwrap());
         assert!(out.capacity() <= KEPT_CAPACITY, "{}", out.capacity());
-        // A small reply's capacity is kept for the next one.
-        out.push(&bytes(1000, 1)).unwrap();
+        // A busy link's capacity is kept for the next reply.
+        out.push(&bytes(10_000, 1)).unwrap();
         assert!(out.write_to(&mut peer).unwrap());
         let kept = out.capacity();
-        assert!((1000..=KEPT_CAPACITY).contains(&kept), "{kept}");
-        out.push(&bytes(1000, 2)).unwrap();
+        assert!((10_000..=KEPT_CAPACITY).contains(&kept), "{kept}");
+        out.push(&bytes(10_000, 2)).unwrap();
         assert_eq!(out.capacity(), kept, "no new allocation for the next reply");
-        assert_eq!(peer.got.len(), (4 << 20) + 1000);
+        assert_eq!(peer.got.len(), (4 << 20) + 10_000);
+    }
+
+    /// An idle client holds no buffer between its (small) replies.
+    #[test]
+    fn a_drained_small_buffer_is_freed() {
+        let mut out = OutBuf::new(DEFAULT_OUT_BUF_CAP);
+        let mut peer = Peer {
+            room: usize::MAX,
+            ..Peer::default()
+        };
+        out.push(&bytes(16, 0)).unwrap();
+        out.push(&bytes(300, 1)).unwrap();
+        assert!(out.capacity() >= 316);
+        assert!(out.write_to(&mut peer).unwrap());
+        assert_eq!(out.capacity(), 0, "a drained small buffer is freed");
+        assert_eq!(peer.got.len(), 316);
+        // Half written: the backlog keeps its buffer until it is out.
+        out.push(&bytes(100, 2)).unwrap();
+        peer.room = 40;
+        assert!(!out.write_to(&mut peer).unwrap());
+        assert!(out.capacity() >= 100);
+        peer.room = usize::MAX;
+        assert!(out.write_to(&mut peer).unwrap());
+        assert_eq!(out.capacity(), 0);
+        assert_eq!(peer.got.len(), 416);
     }
 
     #[test]

@@ -27,6 +27,19 @@ pub(super) const READ_CHUNK: usize = 64 * 1024;
 /// theirs (the rest is read on the next loop iteration).
 pub const MAX_READ_PER_EVENT: usize = 1024 * 1024;
 
+/// An empty in-buffer of up to this many bytes is freed: an idle client
+/// holds no buffer between its PDUs (a few hundred bytes each, times a
+/// million clients), and so small a buffer is cheap to allocate again.
+pub(super) const SMALL_BUF: usize = 4 * 1024;
+
+/// Whether an empty in-buffer of `capacity` bytes is kept for the next
+/// read: a busy link's (between [`SMALL_BUF`] and 1 MiB) is, so it does not
+/// grow again on every read; a small one is freed (idle clients), and so
+/// is one that a single big PDU grew past 1 MiB.
+pub(super) fn keeps_in_buf(capacity: usize) -> bool {
+    capacity > SMALL_BUF && capacity <= 1 << 20
+}
+
 /// At most this many PDUs of one connection are handled per loop turn; the
 /// rest wait in its in-buffer for the next turn. Bytes alone do not bound a
 /// turn: one status notify from route_server fans out to every PC client,
@@ -208,8 +221,15 @@ impl<S: 'static> Reactor<S> {
                 }
                 Ok(Some(len)) => {
                     *budget -= 1;
-                    let frame = in_buf[pos..pos + len].to_vec();
-                    pos += len;
+                    let frame = if pos == 0 && len == in_buf.len() {
+                        // The one whole PDU read (a client's usual turn):
+                        // the buffer becomes the frame, with no copy, and
+                        // the idle connection keeps no buffer.
+                        std::mem::take(&mut in_buf)
+                    } else {
+                        pos += len;
+                        in_buf[pos - len..pos].to_vec()
+                    };
                     let pdu = match ImPdu::from_frame(frame) {
                         Ok(p) => {
                             self.stats.pdus_in.count(p.service_id(), p.command_id());
@@ -239,9 +259,12 @@ impl<S: 'static> Reactor<S> {
             }
         }
         if open {
-            in_buf.drain(..pos);
-            // One big PDU must not pin its buffer for the connection's life.
-            if in_buf.is_empty() && in_buf.capacity() > 1 << 20 {
+            if pos >= in_buf.len() {
+                in_buf.clear();
+            } else {
+                in_buf.drain(..pos);
+            }
+            if in_buf.is_empty() && !keeps_in_buf(in_buf.capacity()) {
                 in_buf = Vec::new();
             }
             if let Some(c) = self.conns.get_mut(key) {

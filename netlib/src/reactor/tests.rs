@@ -73,6 +73,75 @@ mod internals {
         );
     }
 
+    /// Counts PDUs and echoes each, as msg_server does a heartbeat.
+    struct Echo;
+    impl ImConn<Vec<ConnId>> for Echo {
+        fn on_pdu(&mut self, cx: &mut Ctx<'_, Vec<ConnId>>, pdu: ImPdu) {
+            let _ = cx.net.send_pdu(cx.id, &pdu);
+        }
+    }
+
+    /// An idle client holds no in- or out-buffer between its PDUs (issue
+    /// 20: a few hundred bytes a connection, times a million clients); a
+    /// PDU split across reads is still put together, in order.
+    #[test]
+    fn an_idle_connection_holds_no_buffers() {
+        use std::io::Write;
+        let mut net = Reactor::<Vec<ConnId>>::new().unwrap();
+        let addr = net
+            .listen("127.0.0.1", 0, |s: &mut Vec<ConnId>, id| {
+                s.push(id);
+                Box::new(Echo) as Box<dyn ImConn<Vec<ConnId>>>
+            })
+            .unwrap()[0];
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let mut state = Vec::new();
+        while state.is_empty() {
+            net.run_once(&mut state, 10).unwrap();
+        }
+        let id = state[0];
+        let pdu = |seq: u16, body: &[u8]| {
+            let mut p = ImPdu::new(1, 2);
+            p.set_seq_num(seq);
+            p.set_body(body).unwrap();
+            p.as_bytes().to_vec()
+        };
+        let (a, b, c) = (pdu(1, &[1; 300]), pdu(2, &[2; 50]), pdu(3, b""));
+        let mut sent = a.clone();
+        sent.extend_from_slice(&b);
+        sent.extend_from_slice(&c);
+        // One whole PDU, then one and a half, then the rest.
+        let cuts = [0, a.len(), a.len() + b.len() + 5, sent.len()];
+        let mut echoed = Vec::new();
+        for w in cuts.windows(2) {
+            client.write_all(&sent[w[0]..w[1]]).unwrap();
+            let want = echoed.len()
+                + if w[1] == cuts[2] {
+                    b.len()
+                } else {
+                    w[1] - w[0]
+                };
+            let mut buf = [0u8; 1024];
+            while echoed.len() < want {
+                net.run_once(&mut state, 10).unwrap();
+                if let Ok(n) = client.read(&mut buf) {
+                    echoed.extend_from_slice(&buf[..n]);
+                }
+            }
+            let conn = net.conn(id).expect("still open");
+            if w[1] == cuts[2] {
+                assert_eq!(conn.in_buf.len(), 5, "half a PDU waits for the rest");
+            } else {
+                assert_eq!(conn.in_buf.capacity(), 0, "no in-buffer kept");
+            }
+            assert_eq!(conn.out.capacity(), 0, "no out-buffer kept");
+        }
+        assert_eq!(echoed, sent, "every PDU echoed whole, in order");
+    }
+
     #[derive(Default)]
     struct St {
         ids: Vec<ConnId>,
