@@ -264,6 +264,13 @@ pub struct DbConn<'a> {
 }
 
 impl DbConn<'_> {
+    /// Closes the connection instead of reusing it: for a state a failed
+    /// statement may have left on it (named locks still held, a
+    /// transaction still open).
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+
     /// Runs `f` on the connection. An error at the socket or protocol level
     /// marks the connection broken: it is closed instead of being reused.
     pub fn run<T>(&mut self, f: impl FnOnce(&mut Conn) -> mysql::Result<T>) -> Result<T, DbError> {

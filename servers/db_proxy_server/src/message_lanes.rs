@@ -41,6 +41,14 @@ pub const MAX_BATCH: usize = 64;
 /// batches (measured on 2 cores: see the README's figures).
 pub const MAX_LANES: usize = 2;
 
+/// Lanes for `workers` workers: up to [`MAX_LANES`], leaving at least one
+/// worker without a lane (when there are two or more) to make new pairs,
+/// whose named locks may wait seconds: a lane's worker held up by one
+/// would hold up every message of the lane.
+pub fn lane_count(workers: usize) -> usize {
+    workers.saturating_sub(1).clamp(1, MAX_LANES)
+}
+
 /// A message waiting in its lane.
 pub struct Pending {
     /// The request, for its seq number and for the handler's path.
@@ -140,6 +148,15 @@ impl MessageLanes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_is_left_without_a_lane_to_make_pairs() {
+        assert_eq!(lane_count(0), 1);
+        assert_eq!(lane_count(1), 1);
+        assert_eq!(lane_count(2), 1);
+        assert_eq!(lane_count(3), 2);
+        assert_eq!(lane_count(8), MAX_LANES);
+    }
 
     fn msg_pdu(from: u32, to: u32, msg_type: MsgType) -> ImPdu {
         let m = IMMsgData {

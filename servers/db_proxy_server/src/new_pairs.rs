@@ -16,7 +16,9 @@
 //! Bounded: every parked message keeps its place in the work queue
 //! (`work_queue`), and at most one pair to make is queued per parked pair.
 
-use crate::business::message_batch;
+use crate::business::message_batch::{self, PairMade};
+use crate::business::relation_model::ordered;
+use crate::business::LOCK_TIMEOUT_SECS;
 use crate::message_lanes::Pending;
 use crate::services::Services;
 use crate::state::{CompletionBatch, ProxyState, REPLY_WAIT};
@@ -82,9 +84,12 @@ impl PairMaker {
 
     /// On a worker: makes what is queued, [`take_count`] pairs at a time,
     /// until nothing is, and after each batch tells the loop which pairs
-    /// are ready. So a worker held up (a lock another process holds) keeps
-    /// only its own batch: the next task on any other worker takes the
-    /// rest. Nothing to do when earlier tasks took them all.
+    /// are ready. A batch's named locks are asked without waiting; a pair
+    /// whose lock another process holds is then made alone, waiting for
+    /// its lock as the single path does, after the rest of its batch is
+    /// answered and while the worker holds no other lock. So a pair held
+    /// up keeps only itself waiting: the next task on any other worker
+    /// takes what is queued. Nothing to do when earlier tasks took them all.
     pub fn make(&self, services: &Services, remote: &Remote<ProxyState>) {
         loop {
             let pairs: Vec<(u32, u32)> = {
@@ -95,19 +100,70 @@ impl PairMaker {
             if pairs.is_empty() {
                 return;
             }
-            let made = message_batch::make_pairs(services, &pairs, base::tick::unix_time());
-            let done: Vec<((u32, u32), bool)> = pairs
-                .iter()
-                .map(|&(a, b)| crate::business::relation_model::ordered(a, b))
-                .zip(made)
-                .collect();
-            let n = done.len();
-            let handed = remote.run_timeout(move |_, state| state.pairs_made(done), REPLY_WAIT);
-            if !handed {
-                log::error!(
-                    "{n} new pairs made but the event loop is gone or its inbox stayed full"
-                );
+            // From here every pair taken is answered to the loop, even if
+            // this task panics: a pair never answered would keep its
+            // messages parked for ever.
+            let mut answer = PairsAnswer {
+                remote,
+                unanswered: pairs.iter().map(|&(a, b)| ordered(a, b)).collect(),
+            };
+            let made = message_batch::make_pairs(services, &pairs, base::tick::unix_time(), 0);
+            let mut busy = Vec::new();
+            let mut done = Vec::new();
+            for (&pair, made) in pairs.iter().zip(made) {
+                match made {
+                    PairMade::LockBusy => busy.push(pair),
+                    made => done.push((ordered(pair.0, pair.1), made == PairMade::Made)),
+                }
             }
+            answer.send(done);
+            for pair in busy {
+                let now = base::tick::unix_time();
+                let made = message_batch::make_pairs(services, &[pair], now, LOCK_TIMEOUT_SECS);
+                let made = made.first() == Some(&PairMade::Made);
+                answer.send(vec![(ordered(pair.0, pair.1), made)]);
+            }
+        }
+    }
+}
+
+/// Tells the loop which of the pairs a worker took are ready
+/// (`ProxyState::pairs_made`); those still unanswered when it is dropped
+/// (the task panicked) are answered as not made.
+struct PairsAnswer<'a> {
+    remote: &'a Remote<ProxyState>,
+    unanswered: Vec<(u32, u32)>,
+}
+
+impl PairsAnswer<'_> {
+    fn send(&mut self, done: Vec<((u32, u32), bool)>) {
+        if done.is_empty() {
+            return;
+        }
+        self.unanswered
+            .retain(|k| !done.iter().any(|(d, _)| d == k));
+        let n = done.len();
+        let handed = self
+            .remote
+            .run_timeout(move |_, state| state.pairs_made(done), REPLY_WAIT);
+        if !handed {
+            log::error!("{n} new pairs made but the event loop is gone or its inbox stayed full");
+        }
+    }
+}
+
+impl Drop for PairsAnswer<'_> {
+    fn drop(&mut self) {
+        if !self.unanswered.is_empty() {
+            log::error!(
+                "{} new pairs not made: their task stopped",
+                self.unanswered.len()
+            );
+            let done = std::mem::take(&mut self.unanswered)
+                .into_iter()
+                .map(|k| (k, false))
+                .collect();
+            self.send(done);
         }
     }
 }

@@ -13,7 +13,7 @@
 
 use crate::business::{message_batch, relation_model};
 use crate::handler_map::Handler;
-use crate::message_lanes::{lane_of, MessageLanes, Pending, MAX_LANES};
+use crate::message_lanes::{lane_count, lane_of, MessageLanes, Pending};
 use crate::metrics::{Busy, RequestLatency};
 use crate::new_pairs::{self, PairMaker, ParkedPairs};
 use crate::services::Services;
@@ -125,7 +125,7 @@ impl ProxyState {
     ) -> ProxyState {
         let handlers = crate::handler_map::HandlerMap::new();
         let metrics = Arc::new(WorkMetrics::new(workers.size(), handlers.commands()));
-        let lanes = Arc::new(MessageLanes::new(workers.size().min(MAX_LANES)));
+        let lanes = Arc::new(MessageLanes::new(lane_count(workers.size())));
         ProxyState {
             services,
             handlers,

@@ -196,3 +196,43 @@ fn a_pair_that_cannot_be_made_fails_alone_and_holds_up_no_other_pair() {
     let rows = rows_of(&db, relation_id(&db, 1, 2));
     assert_eq!(rows.len(), 1);
 }
+
+/// A legacy pair whose relation and sessions have a NULL `status` (the
+/// schema lets it: `DEFAULT '0'` without `NOT NULL`): such a row is not an
+/// active one, so the pair's first message revives all three rows and is
+/// stored with id 1. (Read as a number it made the pair's task panic, and
+/// the pair's messages went unanswered.)
+#[test]
+fn a_pair_whose_rows_have_a_null_status_is_revived() {
+    let (db, _redis, _p, mut c) = fresh(4, 8);
+    let mut conn = db.conn();
+    conn.query_drop(
+        "INSERT INTO IMRelationShip (smallId, bigId, status, created, updated) \
+         VALUES (300, 301, NULL, 1, 1)",
+    )
+    .unwrap();
+    conn.query_drop(
+        "INSERT INTO IMRecentSession (userId, peerId, type, status, created, updated) \
+         VALUES (300, 301, 1, NULL, 1, 1), (301, 300, 1, NULL, 1, 1)",
+    )
+    .unwrap();
+    let first = send(
+        &mut c,
+        1,
+        &text_msg(300, 301, b"hello again", 1_700_000_000),
+    );
+    assert_eq!(first.msg_id, 1, "stored, with the pair's first id");
+    let second = send(&mut c, 2, &text_msg(301, 300, b"back", 1_700_000_000));
+    assert_eq!(second.msg_id, 2);
+    let relations: Vec<(u32, u32)> = db
+        .conn()
+        .query("SELECT COUNT(*), SUM(status = 0) FROM IMRelationShip WHERE smallId = 300")
+        .unwrap();
+    assert_eq!(relations, vec![(1, 1)], "the one relation, active again");
+    let sessions: Vec<(u32, u32)> = db
+        .conn()
+        .query("SELECT COUNT(*), SUM(status = 0) FROM IMRecentSession WHERE userId IN (300, 301)")
+        .unwrap();
+    assert_eq!(sessions, vec![(2, 2)], "both sessions, active again");
+    assert_eq!(rows_of(&db, relation_id(&db, 300, 301)).len(), 2);
+}

@@ -23,7 +23,10 @@
 use super::message_batch_rows::{write_each, write_rows};
 use super::message_model::{self, Pair};
 use super::pair_model::{self, pair_of};
-use super::{message_content, relation_model, reply, with_named_lock, HandlerError, HandlerResult};
+use super::{
+    message_content, relation_model, reply, with_named_lock, HandlerError, HandlerResult,
+    LOCK_TIMEOUT_SECS,
+};
 use crate::cache_keys;
 use crate::cache_pool::pools;
 use crate::db_pool::{DbConn, MASTER};
@@ -69,34 +72,68 @@ pub fn not_stored(requests: Vec<(ImPdu, IMMsgData)>) -> Vec<HandlerResult> {
         .collect()
 }
 
+/// What [`make_pairs`] did with one pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairMade {
+    /// Its relation and sessions are there, and cached.
+    Made,
+    /// Not made (a database or Redis error).
+    Failed,
+    /// Its named lock was held elsewhere beyond the wait asked.
+    LockBusy,
+}
+
 /// Makes the pairs `(from, to)` not in the cache yet (their relation and
-/// sessions, found or created: `pair_model::create_pairs`) and caches
-/// them; for each, whether it is in the cache now.
-pub fn make_pairs(services: &Services, pairs: &[(u32, u32)], now: u32) -> Vec<bool> {
-    let cached = |&(a, b): &(u32, u32)| {
-        let (small, big) = relation_model::ordered(a, b);
-        services.pairs.get(small, big).is_some()
-    };
-    let todo: Vec<(u32, u32)> = pairs.iter().copied().filter(|p| !cached(p)).collect();
-    if !todo.is_empty() {
-        let made = services
-            .db
-            .get(MASTER)
-            .map_err(HandlerError::from)
-            .and_then(|mut conn| pair_model::create_pairs(services, &mut conn, &todo, now));
-        match made {
-            Ok(rows) => {
-                for (&(from, to), rows) in todo.iter().zip(rows) {
-                    if let Some(rows) = rows {
+/// sessions, found or created: `pair_model::create_pairs`, waiting at most
+/// `lock_wait` seconds for each pair's named lock) and caches them. What
+/// became of each is answered from what was made, not from the cache
+/// afterwards: the cache may have dropped a pair just put (it is bounded),
+/// and the lane looks such a pair up again.
+pub fn make_pairs(
+    services: &Services,
+    pairs: &[(u32, u32)],
+    now: u32,
+    lock_wait: u32,
+) -> Vec<PairMade> {
+    let mut made: Vec<PairMade> = pairs
+        .iter()
+        .map(|&(a, b)| {
+            let (small, big) = relation_model::ordered(a, b);
+            match services.pairs.get(small, big) {
+                Some(_) => PairMade::Made,
+                None => PairMade::Failed,
+            }
+        })
+        .collect();
+    let todo: Vec<usize> = (0..pairs.len())
+        .filter(|&i| made[i] != PairMade::Made)
+        .collect();
+    if todo.is_empty() {
+        return made;
+    }
+    let asked: Vec<(u32, u32)> = todo.iter().map(|&i| pairs[i]).collect();
+    let rows = services
+        .db
+        .get(MASTER)
+        .map_err(HandlerError::from)
+        .and_then(|mut conn| pair_model::create_pairs(services, &mut conn, &asked, now, lock_wait));
+    match rows {
+        Ok(rows) => {
+            for (&i, rows) in todo.iter().zip(rows) {
+                let (from, to) = pairs[i];
+                made[i] = match rows {
+                    Some(rows) => {
                         let (small, big) = relation_model::ordered(from, to);
                         services.pairs.put(small, big, pair_of(from, to, rows, now));
+                        PairMade::Made
                     }
-                }
+                    None => PairMade::LockBusy,
+                };
             }
-            Err(e) => log::error!("{} new pairs not made: {e}", todo.len()),
         }
+        Err(e) => log::error!("{} new pairs not made: {e}", asked.len()),
     }
-    pairs.iter().map(cached).collect()
+    made
 }
 
 /// A text the single path would store (not refused, not to oneself):
@@ -292,7 +329,7 @@ fn resolve_pairs<'a>(
         }
     }
     if !missing.is_empty() {
-        match pair_model::create_pairs(services, conn, &missing, now) {
+        match pair_model::create_pairs(services, conn, &missing, now, LOCK_TIMEOUT_SECS) {
             Ok(rows) => {
                 for (&(from, to), rows) in missing.iter().zip(rows) {
                     if let Some(rows) = rows {

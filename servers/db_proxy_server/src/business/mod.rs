@@ -140,7 +140,7 @@ pub fn shard_table(prefix: &str, id: u32) -> String {
 }
 
 /// How long a worker waits for a named lock.
-pub(super) const LOCK_TIMEOUT_SECS: u32 = 10;
+pub const LOCK_TIMEOUT_SECS: u32 = 10;
 
 /// Runs `f` holding the MySQL named lock `name` (`GET_LOCK`), so that rows
 /// the schema has no unique key for (relations, sessions) are created once

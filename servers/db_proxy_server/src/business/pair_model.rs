@@ -52,13 +52,13 @@ type PairIds = (
 /// the newest active one, else the newest (to revive, as `addRelation` and
 /// `addSession` do). Binds small, big, from, to, type, to, from, type.
 const PAIR_ROWS: &str = "\
-    (SELECT 0 AS kind, id, status, updated FROM IMRelationShip \
+    (SELECT 0 AS kind, id, COALESCE(status, 1), updated FROM IMRelationShip \
      WHERE smallId = ? AND bigId = ? ORDER BY status = 0 DESC, id DESC LIMIT 1) \
     UNION ALL \
-    (SELECT 1, id, status, updated FROM IMRecentSession \
+    (SELECT 1, id, COALESCE(status, 1), updated FROM IMRecentSession \
      WHERE userId = ? AND peerId = ? AND type = ? ORDER BY status = 0 DESC, id DESC LIMIT 1) \
     UNION ALL \
-    (SELECT 2, id, status, updated FROM IMRecentSession \
+    (SELECT 2, id, COALESCE(status, 1), updated FROM IMRecentSession \
      WHERE userId = ? AND peerId = ? AND type = ? ORDER BY status = 0 DESC, id DESC LIMIT 1)";
 
 /// What the message path knows of a pair: its relation, both sessions
@@ -153,7 +153,7 @@ pub fn lookup_pair(
     if let Some(rows) = find_pair(conn, from_id, to_id)? {
         return Ok(rows);
     }
-    create_pairs(services, conn, &[(from_id, to_id)], now)?
+    create_pairs(services, conn, &[(from_id, to_id)], now, LOCK_TIMEOUT_SECS)?
         .pop()
         .flatten()
         .ok_or_else(|| HandlerError::Lock(relation_model::pair_lock_name(from_id, to_id)))
@@ -179,15 +179,17 @@ pub fn pair_of(from: u32, to: u32, rows: PairRows, now: u32) -> Pair {
 
 /// Makes the relations and sessions still missing of `pairs` (each
 /// `(from, to)`; no pair twice), answering their rows in the same order,
-/// `None` for a pair whose named lock was not granted in time (the others
-/// are made). The locks are taken in the order of their names, so two
-/// db_proxies never wait on each other, a few to a statement; the rows go
-/// in one transaction (one log flush for all of them).
+/// `None` for a pair whose named lock was not granted within `lock_wait`
+/// seconds (the others are made). The locks are taken in the order of
+/// their names, so two db_proxies never wait on each other, a few to a
+/// statement; the rows go in one transaction (one log flush for all of
+/// them).
 pub fn create_pairs(
     services: &Services,
     conn: &mut DbConn<'_>,
     pairs: &[(u32, u32)],
     now: u32,
+    lock_wait: u32,
 ) -> Result<Vec<Option<PairRows>>, HandlerError> {
     let mut names: Vec<String> = pairs
         .iter()
@@ -195,7 +197,7 @@ pub fn create_pairs(
         .collect();
     names.sort();
     names.dedup();
-    let granted = take_locks(conn, &names)?;
+    let granted = take_locks(conn, &names, lock_wait)?;
     let todo: Vec<(u32, u32)> = pairs
         .iter()
         .copied()
@@ -212,9 +214,16 @@ pub fn create_pairs(
     Ok(pairs.iter().map(|p| by_pair.remove(p)).collect())
 }
 
-/// `GET_LOCK` of each of `names` (sorted), a few to a statement; the names
-/// granted. On an error the locks taken so far are released first.
-fn take_locks(conn: &mut DbConn<'_>, names: &[String]) -> Result<Vec<String>, HandlerError> {
+/// `GET_LOCK` of each of `names` (sorted), waiting at most `wait` seconds
+/// for each, a few to a statement; the names granted. On an error every
+/// lock asked so far is released (a statement cut off may have taken some
+/// of its own: releasing one not held does nothing) before the error is
+/// answered.
+fn take_locks(
+    conn: &mut DbConn<'_>,
+    names: &[String],
+    wait: u32,
+) -> Result<Vec<String>, HandlerError> {
     let mut granted = Vec::with_capacity(names.len());
     let mut rest = names;
     for size in chunk_sizes(names.len()) {
@@ -223,13 +232,14 @@ fn take_locks(conn: &mut DbConn<'_>, names: &[String]) -> Result<Vec<String>, Ha
         let sql = ["SELECT ", &vec!["GET_LOCK(?, ?)"; size].join(", ")].concat();
         let params: Vec<mysql::Value> = chunk
             .iter()
-            .flat_map(|n| [mysql::Value::from(n.as_str()), LOCK_TIMEOUT_SECS.into()])
+            .flat_map(|n| [mysql::Value::from(n.as_str()), wait.into()])
             .collect();
         let row: Result<Option<Row>, _> = conn.run(|c| c.exec_first(&sql, params));
         let row = match row {
             Ok(row) => row,
             Err(e) => {
-                release_locks(conn, &granted);
+                let asked = names.len() - rest.len();
+                release_locks(conn, &names[..asked]);
                 return Err(e.into());
             }
         };
@@ -237,16 +247,19 @@ fn take_locks(conn: &mut DbConn<'_>, names: &[String]) -> Result<Vec<String>, Ha
             let got: Option<i64> = row.as_ref().and_then(|r| r.get_opt(i)?.ok()).flatten();
             if got == Some(1) {
                 granted.push(name.clone());
+            } else if wait > 0 {
+                log::error!("named lock {name} not granted in {wait} s");
             } else {
-                log::error!("named lock {name} not granted in {LOCK_TIMEOUT_SECS} s");
+                log::debug!("named lock {name} busy");
             }
         }
     }
     Ok(granted)
 }
 
-/// `RELEASE_LOCK` of each of `names`, a few to a statement (a failure is
-/// logged: the locks go with the connection if it is broken).
+/// `RELEASE_LOCK` of each of `names`, a few to a statement. On a failure
+/// the connection is closed instead of going back to the pool, and its
+/// locks with it.
 fn release_locks(conn: &mut DbConn<'_>, names: &[String]) {
     let mut rest = names;
     for size in chunk_sizes(names.len()) {
@@ -255,7 +268,8 @@ fn release_locks(conn: &mut DbConn<'_>, names: &[String]) {
         let sql = ["DO ", &vec!["RELEASE_LOCK(?)"; size].join(", ")].concat();
         let params: Vec<mysql::Value> = chunk.iter().map(|n| n.as_str().into()).collect();
         if let Err(e) = conn.run(|c| c.exec_drop(&sql, params)) {
-            log::warn!("releasing named locks {chunk:?}: {e}");
+            log::warn!("releasing named locks {chunk:?}: {e}; closing the connection");
+            conn.mark_broken();
         }
     }
 }
@@ -298,7 +312,9 @@ fn create_in_transaction(
         }
         Err(e) => {
             if let Err(r) = conn.run(|c| c.query_drop("ROLLBACK")) {
-                log::warn!("rollback after a failed pair creation: {r}");
+                // Not back to the pool with a transaction open.
+                log::warn!("rollback after a failed pair creation: {r}; closing the connection");
+                conn.mark_broken();
             }
             Err(e)
         }
