@@ -86,6 +86,7 @@ fn main() {
         if let Some(pid) = system_mariadbd() {
             watched.push(("mariadbd (shared)".into(), pid));
         }
+        let batches_before = db_batches(&cluster);
         let before: Vec<Option<u64>> = watched.iter().map(|(_, pid)| cpu_ticks(*pid)).collect();
         let mut child = Command::new(&tt_load)
             .args(["--login", &cluster.login_http(), "--csv"])
@@ -147,6 +148,12 @@ fn main() {
             us(load_ticks) / 1000.0,
             us(load_ticks) / delivered as f64
         );
+        let (batches, batched) = db_batches(&cluster);
+        let (batches, batched) = (batches - batches_before.0, batched - batches_before.1);
+        println!(
+            "db_proxy stored {batched:.0} messages in {batches:.0} batches ({:.1} a batch)",
+            batched / batches.max(1.0)
+        );
         println!("resident memory after the run (peak):");
         for (name, p) in cluster.servers() {
             match p.memory_kib() {
@@ -177,6 +184,24 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// db_proxy's batch counters (`tt_db_message_batches_total`,
+/// `tt_db_message_batched_total`): how many messages a batch stored, on
+/// average, over the measured run.
+fn db_batches(cluster: &Cluster) -> (f64, f64) {
+    let servers = cluster.servers();
+    let Some((_, db)) = servers.iter().find(|(n, _)| n == "db_proxy_server") else {
+        return (0.0, 0.0);
+    };
+    let Some(port) = tt_rs::metrics::configured_metrics_port(db) else {
+        return (0.0, 0.0);
+    };
+    let m = tt_rs::metrics::scrape_port(port);
+    (
+        m.value("tt_db_message_batches_total", &[]),
+        m.value("tt_db_message_batched_total", &[]),
+    )
 }
 
 /// `sysconf(_SC_CLK_TCK)`: 100 on Linux unless configured otherwise.

@@ -70,7 +70,22 @@ pub fn metrics_port(p: &ServerProcess) -> u16 {
 /// the exposition content type, and its text must pass [`check_format`]
 /// and, where installed, `promtool check metrics`.
 pub fn scrape(p: &ServerProcess) -> Scrape {
-    let port = metrics_port(p);
+    scrape_port(metrics_port(p))
+}
+
+/// The `MetricsPort=` of the conf file `p` was started with (for a bench
+/// whose servers log at `warn`, so the port is not in their log).
+pub fn configured_metrics_port(p: &ServerProcess) -> Option<u16> {
+    std::fs::read_dir(p.dir()).ok()?.flatten().find_map(|e| {
+        let text = std::fs::read_to_string(e.path()).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("MetricsPort="))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// [`scrape`] of the metrics port `port` on 127.0.0.1.
+pub fn scrape_port(port: u16) -> Scrape {
     let addr = format!("127.0.0.1:{port}");
     let deadline = Instant::now() + WAIT;
     while std::net::TcpStream::connect(&addr).is_err() {
