@@ -7,7 +7,8 @@
 //! would hold up every other pair's messages in it. Instead the loop parks
 //! the messages of a pair it has not in its pair cache ([`ParkedPairs`]),
 //! in arrival order, and has the pair made by a worker that carries no
-//! lane ([`PairMaker`]); once made and cached, the loop puts the pair's
+//! lane ([`PairMaker`]: pairs that exist, as after a restart, are found in
+//! one lookup for the batch, with no lock); once made and cached, the loop puts the pair's
 //! parked messages into their lane, behind whatever of the pair was
 //! already there, so the pair's order holds. A pair that could not be
 //! made has its parked messages answered as not stored (id 0), as one

@@ -236,3 +236,37 @@ fn a_pair_whose_rows_have_a_null_status_is_revived() {
     assert_eq!(sessions, vec![(2, 2)], "both sessions, active again");
     assert_eq!(rows_of(&db, relation_id(&db, 300, 301)).len(), 2);
 }
+
+/// After a restart db_proxy's pair cache is empty, but a pair that exists
+/// is only looked up, with no named lock: with the pair's lock held by
+/// another process all along, the restarted proxy still stores the pair's
+/// next message at once, with the next id. (Had it made the pair again,
+/// it would have waited for the lock and answered id 0.)
+#[test]
+fn an_existing_pair_after_a_restart_needs_no_lock() {
+    let db = TestDb::with_schema();
+    let redis = RedisServer::start();
+    {
+        let p = start(&db, &redis, 4, 8);
+        let mut c = PduClient::connect(p.port);
+        let first = send(&mut c, 1, &text_msg(400, 401, b"before", 1_700_000_000));
+        assert_eq!(first.msg_id, 1);
+    }
+    let mut holder = db.conn();
+    let got: Option<i64> = holder
+        .query_first("SELECT GET_LOCK('teamtalk.pair.400.401', 0)")
+        .unwrap();
+    assert_eq!(got, Some(1));
+    let p = start(&db, &redis, 4, 8);
+    let mut c = PduClient::connect(p.port);
+    let next = send(&mut c, 2, &text_msg(401, 400, b"after", 1_700_000_001));
+    assert_eq!(
+        next.msg_id, 2,
+        "stored with the pair's next id, no lock needed"
+    );
+    let rows = rows_of(&db, relation_id(&db, 400, 401));
+    assert_eq!(rows.len(), 2);
+    holder
+        .query_drop("DO RELEASE_LOCK('teamtalk.pair.400.401')")
+        .unwrap();
+}

@@ -83,9 +83,11 @@ pub enum PairMade {
     LockBusy,
 }
 
-/// Makes the pairs `(from, to)` not in the cache yet (their relation and
-/// sessions, found or created: `pair_model::create_pairs`, waiting at most
-/// `lock_wait` seconds for each pair's named lock) and caches them. What
+/// Makes the pairs `(from, to)` not in the cache yet and caches them:
+/// those whose relation and sessions all exist are found in one lookup
+/// (`pair_model::find_pairs`, no lock); the rest are created
+/// (`pair_model::create_pairs`, waiting at most `lock_wait` seconds for
+/// each pair's named lock). What
 /// became of each is answered from what was made, not from the cache
 /// afterwards: the cache may have dropped a pair just put (it is bounded),
 /// and the lane looks such a pair up again.
@@ -111,12 +113,40 @@ pub fn make_pairs(
     if todo.is_empty() {
         return made;
     }
+    let mut conn = match services.db.get(MASTER) {
+        Ok(conn) => conn,
+        Err(e) => {
+            log::error!("{} new pairs not made: {e}", todo.len());
+            return made;
+        }
+    };
     let asked: Vec<(u32, u32)> = todo.iter().map(|&i| pairs[i]).collect();
-    let rows = services
-        .db
-        .get(MASTER)
-        .map_err(HandlerError::from)
-        .and_then(|mut conn| pair_model::create_pairs(services, &mut conn, &asked, now, lock_wait));
+    let todo: Vec<usize> = match pair_model::find_pairs(&mut conn, &asked) {
+        Ok(found) => {
+            let mut missing = Vec::new();
+            for (&i, rows) in todo.iter().zip(found) {
+                match rows {
+                    Some(rows) => {
+                        let (from, to) = pairs[i];
+                        let (small, big) = relation_model::ordered(from, to);
+                        services.pairs.put(small, big, pair_of(from, to, rows, now));
+                        made[i] = PairMade::Made;
+                    }
+                    None => missing.push(i),
+                }
+            }
+            missing
+        }
+        Err(e) => {
+            log::warn!("looking up {} pairs: {e}; making them", todo.len());
+            todo
+        }
+    };
+    if todo.is_empty() {
+        return made;
+    }
+    let asked: Vec<(u32, u32)> = todo.iter().map(|&i| pairs[i]).collect();
+    let rows = pair_model::create_pairs(services, &mut conn, &asked, now, lock_wait);
     match rows {
         Ok(rows) => {
             for (&i, rows) in todo.iter().zip(rows) {

@@ -126,6 +126,48 @@ fn pair_params(from_id: u32, to_id: u32) -> mysql::Params {
     )
 }
 
+/// [`find_pair`] of each of `pairs` (`(from, to)`), answered in the same
+/// order, a few pairs to a statement (each row tagged with its pair's
+/// place, as `UNION ALL` keeps no order): the pairs the loop did not find
+/// in its cache mostly exist (after a restart, or once the cache started
+/// over), and are then found in one round trip, with no named lock.
+pub fn find_pairs(
+    conn: &mut DbConn<'_>,
+    pairs: &[(u32, u32)],
+) -> Result<Vec<Option<PairRows>>, HandlerError> {
+    let one = PAIR_LOOKUP
+        .strip_prefix("SELECT ")
+        .map(|rest| ["SELECT ? AS k, ", rest].concat())
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(pairs.len());
+    let mut rest = pairs;
+    for size in chunk_sizes(pairs.len()) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let sql = vec![one.as_str(); size].join(" UNION ALL ");
+        let mut values = Vec::with_capacity(size * 15);
+        for (k, &(from, to)) in chunk.iter().enumerate() {
+            values.push(mysql::Value::from(k as u32));
+            if let mysql::Params::Positional(v) = pair_params(from, to) {
+                values.extend(v);
+            }
+        }
+        let rows: Vec<Row> = conn.run(|c| c.exec(&sql, mysql::Params::Positional(values)))?;
+        let mut found: Vec<Option<PairRows>> = vec![None; size];
+        for row in rows {
+            let col = |i: usize| -> Option<u32> { row.get_opt(i)?.ok().flatten() };
+            let Some(k) = col(0).map(|k| k as usize).filter(|&k| k < size) else {
+                continue;
+            };
+            if let (Some(r), Some(s), Some(p)) = (col(1), col(2), col(4)) {
+                found[k] = Some((r, s, col(3), p, col(5)));
+            }
+        }
+        out.extend(found);
+    }
+    Ok(out)
+}
+
 /// The pair's relation and sessions (ids and update times) when all three
 /// exist, in one statement.
 pub fn find_pair(
