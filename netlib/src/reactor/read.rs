@@ -40,6 +40,15 @@ pub(super) fn keeps_in_buf(capacity: usize) -> bool {
     capacity > SMALL_BUF && capacity <= 1 << 20
 }
 
+/// Whether an in-buffer holding exactly one PDU may become that PDU's
+/// frame as it is: only when it is about the PDU's size (at most a quarter
+/// more), as when it was allocated for the one read. A busy link's big
+/// buffer is copied from instead: a handler may keep a PDU a while (queued
+/// for a worker), and a small PDU must not pin 64 KiB.
+fn fits_frame(len: usize, capacity: usize) -> bool {
+    capacity <= len + len / 4
+}
+
 /// At most this many PDUs of one connection are handled per loop turn; the
 /// rest wait in its in-buffer for the next turn. Bytes alone do not bound a
 /// turn: one status notify from route_server fans out to every PC client,
@@ -221,15 +230,16 @@ impl<S: 'static> Reactor<S> {
                 }
                 Ok(Some(len)) => {
                     *budget -= 1;
-                    let frame = if pos == 0 && len == in_buf.len() {
-                        // The one whole PDU read (a client's usual turn):
-                        // the buffer becomes the frame, with no copy, and
-                        // the idle connection keeps no buffer.
-                        std::mem::take(&mut in_buf)
-                    } else {
-                        pos += len;
-                        in_buf[pos - len..pos].to_vec()
-                    };
+                    let frame =
+                        if pos == 0 && len == in_buf.len() && fits_frame(len, in_buf.capacity()) {
+                            // The one whole PDU read (a client's usual turn):
+                            // the buffer becomes the frame, with no copy, and
+                            // the idle connection keeps no buffer.
+                            std::mem::take(&mut in_buf)
+                        } else {
+                            pos += len;
+                            in_buf[pos - len..pos].to_vec()
+                        };
                     let pdu = match ImPdu::from_frame(frame) {
                         Ok(p) => {
                             self.stats.pdus_in.count(p.service_id(), p.command_id());

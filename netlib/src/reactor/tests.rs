@@ -142,6 +142,62 @@ mod internals {
         assert_eq!(echoed, sent, "every PDU echoed whole, in order");
     }
 
+    /// Keeps the capacity of every frame it is handed.
+    struct Frames;
+    impl ImConn<Vec<usize>> for Frames {
+        fn on_pdu(&mut self, cx: &mut Ctx<'_, Vec<usize>>, pdu: ImPdu) {
+            cx.state.push(pdu.into_bytes().capacity());
+        }
+    }
+
+    /// A small PDU read into a busy link's big in-buffer is copied out to a
+    /// frame of its own size: a handler may keep a PDU a while, and it must
+    /// not pin the link's buffer; a PDU read on its own is its buffer.
+    #[test]
+    fn a_frame_never_pins_a_big_buffer() {
+        use std::io::Write;
+        let mut net = Reactor::<Vec<usize>>::new().unwrap();
+        let addr = net
+            .listen("127.0.0.1", 0, |_: &mut Vec<usize>, _| {
+                Box::new(Frames) as Box<dyn ImConn<Vec<usize>>>
+            })
+            .unwrap()[0];
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        let pdu = |body: &[u8]| {
+            let mut p = ImPdu::new(1, 2);
+            p.set_body(body).unwrap();
+            p.as_bytes().to_vec()
+        };
+        let mut frames = Vec::new();
+        let mut pump = |frames: &mut Vec<usize>, n: usize| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while frames.len() < n {
+                assert!(std::time::Instant::now() < deadline, "only {frames:?}");
+                net.run_once(frames, 10).unwrap();
+            }
+        };
+        // One PDU alone: its buffer, exactly its size.
+        let small = pdu(&[1; 100]);
+        client.write_all(&small).unwrap();
+        pump(&mut frames, 1);
+        assert_eq!(frames[0], small.len());
+        // A big PDU and half a small one grow the in-buffer past 4 KiB, and
+        // it is kept for the rest; the small PDU then fills it exactly.
+        let mut burst = pdu(&[2; 20_000]);
+        burst.extend_from_slice(&small[..50]);
+        client.write_all(&burst).unwrap();
+        pump(&mut frames, 2);
+        std::thread::sleep(Duration::from_millis(20));
+        client.write_all(&small[50..]).unwrap();
+        pump(&mut frames, 3);
+        assert!(
+            frames[2] <= small.len() + small.len() / 4,
+            "a {}-byte PDU in a frame of {} bytes",
+            small.len(),
+            frames[2]
+        );
+    }
+
     #[derive(Default)]
     struct St {
         ids: Vec<ConnId>,
