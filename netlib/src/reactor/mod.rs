@@ -17,7 +17,9 @@
 //! - `wheel`: when each connection's `on_timer` is next due (no C++
 //!   counterpart: the C++ walks every connection every second);
 //! - `turn`: one turn of the loop (`StartDispatch`, `netlib_eventloop`):
-//!   poll, events, the cross-thread inbox, timers, reaping closed connections.
+//!   poll, events, the cross-thread inbox, timers, reaping closed connections;
+//! - `connect_log`: how loudly a failed outgoing connect is logged (the
+//!   first of a run of failures to a peer at `warn`, the rest at `debug`).
 //!
 //! What holds throughout:
 //! - mio is edge-triggered, as the C++ epoll set-up (`EPOLLET`), so what a
@@ -31,6 +33,7 @@
 
 mod accept;
 mod conn;
+mod connect_log;
 mod ids;
 mod out_buf;
 mod read;
@@ -197,6 +200,9 @@ pub struct Reactor<S> {
     clock: Box<dyn Clock>,
     /// What the loop counts for metrics.
     stats: NetMetrics,
+    /// Which peers' connects are failing, so each run of failures is
+    /// logged loudly once.
+    connect_log: connect_log::ConnectLog,
 }
 
 impl<S: 'static> Reactor<S> {
@@ -238,6 +244,7 @@ impl<S: 'static> Reactor<S> {
             running: false,
             clock: Box::new(clock),
             stats: NetMetrics::default(),
+            connect_log: connect_log::ConnectLog::default(),
         })
     }
 

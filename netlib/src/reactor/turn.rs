@@ -196,14 +196,24 @@ impl<S: 'static> Reactor<S> {
             match failed {
                 Some(e) if e.kind() == ErrorKind::NotConnected && !hup => return,
                 Some(e) => {
-                    log::warn!("connect to {:?} failed: {e}", conn.peer);
+                    if self.connect_log.failed(conn.peer) {
+                        log::warn!(
+                            "connect to {:?} failed: {e} (further failures to it are logged at debug)",
+                            conn.peer
+                        );
+                    } else {
+                        log::debug!("connect to {:?} failed again: {e}", conn.peer);
+                    }
                     self.close(id);
                     return;
                 }
                 None => {
                     conn.connecting = false;
                     let _ = conn.stream.set_nodelay(true);
-                    log::info!("connected to {:?}", conn.peer);
+                    match self.connect_log.connected(conn.peer) {
+                        0 => log::info!("connected to {:?}", conn.peer),
+                        n => log::info!("connected to {:?} after {n} failed tries", conn.peer),
+                    }
                     self.with_handler(state, key, |h, cx| h.on_confirm(cx));
                 }
             }
