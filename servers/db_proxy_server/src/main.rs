@@ -24,13 +24,15 @@
 //!   [`store_wait`]: how a request waits for a restarted store (not in
 //!   the C++); [`config`]: the conf keys; [`work_queue`]: the bound on work
 //!   handed to the workers, with backpressure per link (`ThreadPool.cpp`);
-//!   [`metrics`]: `GET /metrics` (not in the C++).
+//!   [`metrics`]: `GET /metrics` (not in the C++); [`db_rows`]: rows
+//!   read without the `mysql` crate's panic on a value that does not fit.
 
 mod business;
 mod cache_keys;
 mod cache_pool;
 mod config;
 mod db_pool;
+mod db_rows;
 mod handler_map;
 mod message_lanes;
 mod metrics;

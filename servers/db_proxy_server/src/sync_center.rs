@@ -18,7 +18,6 @@ use crate::cache_pool::{pools, CacheManager};
 use crate::db_pool::{MASTER, SLAVE};
 use crate::services::Services;
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
-use mysql::prelude::Queryable;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -129,7 +128,8 @@ pub fn sync_group_chat(services: &Services) {
     let since = services.sync.last_update_group();
     let changed: Result<Vec<(u32, u32)>, _> = services.db.get(SLAVE).and_then(|mut c| {
         c.run(|c| {
-            c.exec(
+            crate::db_rows::exec(
+                c,
                 "SELECT id, lastChated FROM IMGroup WHERE status = 0 AND lastChated >= ?",
                 (since,),
             )

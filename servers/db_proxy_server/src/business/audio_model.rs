@@ -135,7 +135,8 @@ pub fn read_audios(db: &DbManager, list: &mut Vec<MsgInfo>) -> Result<(), DbErro
             continue;
         };
         let row: Option<Row> = conn.run(|c| {
-            c.exec_first(
+            crate::db_rows::exec_first(
+                c,
                 "SELECT duration, size, path FROM IMAudio WHERE id = ?",
                 (audio_id,),
             )

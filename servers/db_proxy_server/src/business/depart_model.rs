@@ -2,7 +2,6 @@
 
 use super::{col_str, col_u32, with_in_list, IN_CHUNK};
 use crate::db_pool::{DbError, DbManager, SLAVE};
-use mysql::prelude::Queryable;
 use mysql::{Row, Value};
 use tt_proto::IM::BaseDefine::{DepartInfo, DepartmentStatusType};
 
@@ -11,7 +10,8 @@ use tt_proto::IM::BaseDefine::{DepartInfo, DepartmentStatusType};
 pub fn get_changed_dept_ids(db: &DbManager, last_time: u32) -> Result<(Vec<u32>, u32), DbError> {
     let mut conn = db.get(SLAVE)?;
     let rows: Vec<(u32, u32)> = conn.run(|c| {
-        c.exec(
+        crate::db_rows::exec(
+            c,
             "SELECT id, updated FROM IMDepart WHERE updated > ?",
             (last_time,),
         )
@@ -35,7 +35,7 @@ pub fn get_depts(db: &DbManager, ids: &[u32]) -> Result<Vec<DepartInfo>, DbError
             ")",
         );
         let params: Vec<Value> = chunk.iter().map(|&id| Value::from(id)).collect();
-        let rows: Vec<Row> = conn.run(|c| c.exec(&sql, params))?;
+        let rows: Vec<Row> = conn.run(|c| crate::db_rows::exec(c, &sql, params))?;
         for row in &rows {
             let dept_status = match col_u32(row, "status") {
                 0 => DepartmentStatusType::DEPT_STATUS_OK,

@@ -30,7 +30,8 @@ pub fn is_missing_table(e: &DbError) -> bool {
 /// `getOfflineFile`: files waiting for `user_id`, oldest first.
 pub fn get_offline_file(db: &DbManager, user_id: u32) -> Result<Vec<OfflineFileInfo>, DbError> {
     let rows: Vec<Row> = db.get(SLAVE)?.run(|c| {
-        c.exec(
+        crate::db_rows::exec(
+            c,
             "SELECT fromId, taskId, fileName, size FROM IMTransmitFile \
              WHERE toId = ? AND status = 0 ORDER BY created",
             (user_id,),

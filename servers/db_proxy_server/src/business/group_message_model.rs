@@ -104,7 +104,7 @@ pub fn send_message(
         group_id,
     );
     let found: Option<(Option<u32>, Option<u32>, Option<u32>)> =
-        conn.run(|c| c.exec_first(GROUP_LOOKUP, params))?;
+        conn.run(|c| crate::db_rows::exec_first(c, GROUP_LOOKUP, params))?;
     let (found_session, session_updated, last_chated) = found.unwrap_or_default();
     let (session_id, session_updated) = match found_session {
         Some(id) => (id, session_updated),
@@ -213,7 +213,7 @@ pub fn get_message(
              ORDER BY msgId DESC, id DESC LIMIT ?",
         ]
         .concat();
-        conn.run(|c| c.exec(&sql, (group_id, joined, count)))?
+        conn.run(|c| crate::db_rows::exec(c, &sql, (group_id, joined, count)))?
     } else {
         let sql = [
             "SELECT msgId, userId, created, type, content FROM ",
@@ -222,7 +222,7 @@ pub fn get_message(
              ORDER BY msgId DESC, id DESC LIMIT ?",
         ]
         .concat();
-        conn.run(|c| c.exec(&sql, (group_id, msg_id, joined, count)))?
+        conn.run(|c| crate::db_rows::exec(c, &sql, (group_id, msg_id, joined, count)))?
     };
     drop(conn);
     rows_to_msgs(services, &rows, "userId")

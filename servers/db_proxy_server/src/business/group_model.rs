@@ -113,7 +113,7 @@ pub fn load_members_many(
         let rows: Vec<(u32, u32, u32)> = services
             .db
             .get(MASTER)?
-            .run(|c| c.exec(&sql, chunk.to_vec()))?;
+            .run(|c| crate::db_rows::exec(c, &sql, chunk.to_vec()))?;
         let mut members: BTreeMap<u32, Vec<(u32, u32)>> = BTreeMap::new();
         for (group_id, user_id, joined) in rows {
             members.entry(group_id).or_default().push((user_id, joined));
@@ -128,7 +128,8 @@ pub fn load_members_many(
 
 fn fill_members(services: &Services, group_id: u32) -> Result<bool, HandlerError> {
     let rows: Vec<Row> = services.db.get(MASTER)?.run(|c| {
-        c.exec(
+        crate::db_rows::exec(
+            c,
             "SELECT userId, updated FROM IMGroupMember WHERE groupId = ? AND status = 0",
             (group_id,),
         )
@@ -248,7 +249,8 @@ pub fn get_user_group_ids(db: &DbManager, user_id: u32, limit: u32) -> Result<Ve
     let mut conn = db.get(SLAVE)?;
     if limit == 0 {
         conn.run(|c| {
-            c.exec(
+            crate::db_rows::exec(
+                c,
                 "SELECT groupId FROM IMGroupMember WHERE userId = ? AND status = 0 \
                  ORDER BY updated DESC, id DESC",
                 (user_id,),
@@ -256,7 +258,8 @@ pub fn get_user_group_ids(db: &DbManager, user_id: u32, limit: u32) -> Result<Ve
         })
     } else {
         conn.run(|c| {
-            c.exec(
+            crate::db_rows::exec(
+                c,
                 "SELECT groupId FROM IMGroupMember WHERE userId = ? AND status = 0 \
                  ORDER BY updated DESC, id DESC LIMIT ?",
                 (user_id, limit),
@@ -283,7 +286,7 @@ pub fn get_user_group(
         );
         let mut params: Vec<mysql::Value> = chunk.iter().map(|&id| id.into()).collect();
         params.push((group_type as u32).into());
-        let rows: Vec<Row> = conn.run(|c| c.exec(&sql, params))?;
+        let rows: Vec<Row> = conn.run(|c| crate::db_rows::exec(c, &sql, params))?;
         list.extend(rows.iter().map(|r| GroupVersionInfo {
             group_id: col_u32(r, "id"),
             version: col_u32(r, "version"),
@@ -307,7 +310,10 @@ pub fn get_group_info(
             ") ORDER BY updated DESC",
         );
         let params: Vec<mysql::Value> = chunk.iter().map(|&id| id.into()).collect();
-        let rows: Vec<Row> = services.db.get(SLAVE)?.run(|c| c.exec(&sql, params))?;
+        let rows: Vec<Row> = services
+            .db
+            .get(SLAVE)?
+            .run(|c| crate::db_rows::exec(c, &sql, params))?;
         for row in &rows {
             let group_id = col_u32(row, "id");
             let version = col_u32(row, "version");
@@ -437,7 +443,8 @@ pub fn create_group(
         // with a plain (non-locking) read first: a DELETE that finds no
         // row still gap-locks the end of the index, and concurrent
         // creations then deadlock on each other's member inserts.
-        let left: Option<u32> = tx.exec_first(
+        let left: Option<u32> = crate::db_rows::exec_first(
+            tx,
             "SELECT id FROM IMGroupMember WHERE groupId = ? LIMIT 1",
             (group_id,),
         )?;
@@ -477,7 +484,8 @@ fn has_modify_permission(
         return Ok(true);
     }
     let row: Option<Row> = db.get(SLAVE)?.run(|c| {
-        c.exec_first(
+        crate::db_rows::exec_first(
+            c,
             "SELECT creator, type FROM IMGroup WHERE id = ?",
             (group_id,),
         )

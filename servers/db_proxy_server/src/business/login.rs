@@ -17,7 +17,6 @@ use crate::services::Services;
 use base::md5::md5_hex;
 use base::pdu::ImPdu;
 use lru::LruCache;
-use mysql::prelude::Queryable;
 use mysql::Row;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -121,7 +120,7 @@ fn check_password(
     let mut sql = String::from("SELECT ");
     sql.push_str(USER_COLUMNS);
     sql.push_str(", password, salt FROM IMUser WHERE name = ? AND status = 0");
-    let row: Option<Row> = conn.run(|c| c.exec_first(&sql, (name,)))?;
+    let row: Option<Row> = conn.run(|c| crate::db_rows::exec_first(c, &sql, (name,)))?;
     drop(conn);
     let Some(row) = row else {
         return Ok(None);

@@ -85,7 +85,10 @@ pub fn get_by_ids(
         .chain(std::iter::once(BY_ID_LIMIT))
         .map(mysql::Value::from)
         .collect();
-    let rows: Vec<Row> = services.db.get(SLAVE)?.run(|c| c.exec(&sql, params))?;
+    let rows: Vec<Row> = services
+        .db
+        .get(SLAVE)?
+        .run(|c| crate::db_rows::exec(c, &sql, params))?;
     rows_to_msgs(services, &rows, from_column)
 }
 
@@ -111,7 +114,7 @@ pub fn get_message(
             " WHERE relateId = ? AND status = 0 ORDER BY msgId DESC, id DESC LIMIT ?",
         ]
         .concat();
-        conn.run(|c| c.exec(&sql, (relate_id, count)))?
+        conn.run(|c| crate::db_rows::exec(c, &sql, (relate_id, count)))?
     } else {
         let sql = [
             "SELECT msgId, fromId, created, type, content FROM ",
@@ -120,7 +123,7 @@ pub fn get_message(
              ORDER BY msgId DESC, id DESC LIMIT ?",
         ]
         .concat();
-        conn.run(|c| c.exec(&sql, (relate_id, msg_id, count)))?
+        conn.run(|c| crate::db_rows::exec(c, &sql, (relate_id, msg_id, count)))?
     };
     drop(conn);
     rows_to_msgs(services, &rows, "fromId")

@@ -150,8 +150,9 @@ pub fn with_named_lock<T>(
     name: &str,
     f: impl FnOnce(&mut DbConn<'_>) -> Result<T, HandlerError>,
 ) -> Result<T, HandlerError> {
-    let got: Option<Option<i64>> =
-        conn.run(|c| c.exec_first("SELECT GET_LOCK(?, ?)", (name, LOCK_TIMEOUT_SECS)))?;
+    let got: Option<Option<i64>> = conn.run(|c| {
+        crate::db_rows::exec_first(c, "SELECT GET_LOCK(?, ?)", (name, LOCK_TIMEOUT_SECS))
+    })?;
     if got.flatten() != Some(1) {
         return Err(HandlerError::Lock(name.to_string()));
     }
@@ -209,7 +210,7 @@ impl LastMsg {
         let row: Option<Row> = services
             .db
             .get(SLAVE)?
-            .run(|c| c.exec_first(sql, (owner,)))?;
+            .run(|c| crate::db_rows::exec_first(c, sql, (owner,)))?;
         Ok(row.and_then(|row| {
             let msg_type = msg_type_of(col_u32(&row, "type"))?;
             let data = if msg_type == audio_type {
@@ -363,7 +364,8 @@ pub fn seed_msg_id(
     owner: u32,
 ) -> Result<(), HandlerError> {
     // MAX() of no row is NULL.
-    let max: Option<Option<u32>> = conn.run(|c| c.exec_first(max_sql, (owner,)))?;
+    let max: Option<Option<u32>> =
+        conn.run(|c| crate::db_rows::exec_first(c, max_sql, (owner,)))?;
     let max = max.flatten().unwrap_or(0);
     redis.run(|c| {
         redis::cmd("SET")

@@ -152,7 +152,8 @@ pub fn find_pairs(
                 values.extend(v);
             }
         }
-        let rows: Vec<Row> = conn.run(|c| c.exec(&sql, mysql::Params::Positional(values)))?;
+        let rows: Vec<Row> =
+            conn.run(|c| crate::db_rows::exec(c, &sql, mysql::Params::Positional(values)))?;
         let mut found: Vec<Option<PairRows>> = vec![None; size];
         for row in rows {
             let col = |i: usize| -> Option<u32> { row.get_opt(i)?.ok().flatten() };
@@ -176,7 +177,7 @@ pub fn find_pair(
     to_id: u32,
 ) -> Result<Option<PairRows>, HandlerError> {
     let found: Option<PairIds> =
-        conn.run(|c| c.exec_first(PAIR_LOOKUP, pair_params(from_id, to_id)))?;
+        conn.run(|c| crate::db_rows::exec_first(c, PAIR_LOOKUP, pair_params(from_id, to_id)))?;
     Ok(match found {
         Some((Some(r), Some(s), su, Some(p), pu)) => Some((r, s, su, p, pu)),
         _ => None,
@@ -276,7 +277,7 @@ fn take_locks(
             .iter()
             .flat_map(|n| [mysql::Value::from(n.as_str()), wait.into()])
             .collect();
-        let row: Result<Option<Row>, _> = conn.run(|c| c.exec_first(&sql, params));
+        let row: Result<Option<Row>, _> = conn.run(|c| crate::db_rows::exec_first(c, &sql, params));
         let row = match row {
             Ok(row) => row,
             Err(e) => {
@@ -379,7 +380,8 @@ fn create_pair(
     let single = SessionType::SESSION_TYPE_SINGLE as u32;
     let (small, big) = relation_model::ordered(from_id, to_id);
     let rows: Vec<(u32, u32, u32, u32)> = conn.run(|c| {
-        c.exec(
+        crate::db_rows::exec(
+            c,
             PAIR_ROWS,
             (small, big, from_id, to_id, single, to_id, from_id, single),
         )

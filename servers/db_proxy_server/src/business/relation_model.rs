@@ -26,7 +26,8 @@ pub fn get_relation_id(db: &DbManager, a: u32, b: u32) -> Result<Option<u32>, Db
     let (small, big) = ordered(a, b);
     let mut conn = db.get(SLAVE)?;
     conn.run(|c| {
-        c.exec_first(
+        crate::db_rows::exec_first(
+            c,
             "SELECT id FROM IMRelationShip WHERE smallId = ? AND bigId = ? AND status = 0 \
              ORDER BY id DESC LIMIT 1",
             (small, big),

@@ -23,14 +23,16 @@ pub fn get_session_id(
     let mut conn = db.get(SLAVE)?;
     let ids: Vec<u32> = if include_removed {
         conn.run(|c| {
-            c.exec(
+            crate::db_rows::exec(
+                c,
                 "SELECT id FROM IMRecentSession WHERE userId = ? AND peerId = ? AND type = ?",
                 (user_id, peer_id, session_type),
             )
         })?
     } else {
         conn.run(|c| {
-            c.exec(
+            crate::db_rows::exec(
+                c,
                 "SELECT id FROM IMRecentSession WHERE userId = ? AND peerId = ? AND type = ? \
                  AND status = 0",
                 (user_id, peer_id, session_type),
@@ -71,7 +73,8 @@ pub fn add_session_locked(
     let lock = format!("teamtalk.session.{user_id}.{peer_id}.{session_type}");
     with_named_lock(conn, &lock, |conn| {
         let again: Option<u32> = conn.run(|c| {
-            c.exec_first(
+            crate::db_rows::exec_first(
+                c,
                 "SELECT id FROM IMRecentSession WHERE userId = ? AND peerId = ? \
                  AND type = ? AND status = 0 ORDER BY id DESC LIMIT 1",
                 (user_id, peer_id, session_type),
@@ -94,7 +97,8 @@ pub fn add_session_on(
     now: u32,
 ) -> Result<u32, HandlerError> {
     let existing: Option<u32> = conn.run(|c| {
-        c.exec_first(
+        crate::db_rows::exec_first(
+            c,
             "SELECT id FROM IMRecentSession WHERE userId = ? AND peerId = ? AND type = ? \
              ORDER BY id DESC LIMIT 1",
             (user_id, peer_id, session_type),
@@ -143,7 +147,8 @@ pub fn get_recent_session(
     last_time: u32,
 ) -> Result<Vec<ContactSessionInfo>, HandlerError> {
     let rows: Vec<Row> = services.db.get(SLAVE)?.run(|c| {
-        c.exec(
+        crate::db_rows::exec(
+            c,
             "SELECT peerId, type, status, updated FROM IMRecentSession \
              WHERE userId = ? AND status = 0 AND updated > ? ORDER BY updated DESC LIMIT ?",
             (user_id, last_time, RECENT_LIMIT),

@@ -4,7 +4,6 @@
 use super::{col_str, col_u32, with_in_list, IN_CHUNK};
 use crate::cache_keys;
 use crate::db_pool::{DbError, DbManager, SLAVE};
-use mysql::prelude::Queryable;
 use mysql::{Row, Value};
 use tt_proto::IM::BaseDefine::UserInfo;
 
@@ -43,7 +42,7 @@ pub fn get_users(db: &DbManager, ids: &[u32]) -> Result<Vec<UserInfo>, DbError> 
         let head = ["SELECT ", USER_COLUMNS, " FROM IMUser WHERE id IN ("].concat();
         let sql = with_in_list(&head, chunk.len(), ")");
         let params: Vec<Value> = chunk.iter().map(|&id| Value::from(id)).collect();
-        let rows: Vec<Row> = conn.run(|c| c.exec(&sql, params))?;
+        let rows: Vec<Row> = conn.run(|c| crate::db_rows::exec(c, &sql, params))?;
         users.extend(rows.iter().map(user_from_row));
     }
     Ok(users)
@@ -54,10 +53,11 @@ pub fn get_users(db: &DbManager, ids: &[u32]) -> Result<Vec<UserInfo>, DbError> 
 pub fn get_changed_ids(db: &DbManager, last_time: u32) -> Result<(Vec<u32>, u32), DbError> {
     let mut conn = db.get(SLAVE)?;
     let rows: Vec<(u32, u32)> = if last_time == 0 {
-        conn.run(|c| c.query("SELECT id, updated FROM IMUser WHERE status != 3"))?
+        conn.run(|c| crate::db_rows::query(c, "SELECT id, updated FROM IMUser WHERE status != 3"))?
     } else {
         conn.run(|c| {
-            c.exec(
+            crate::db_rows::exec(
+                c,
                 "SELECT id, updated FROM IMUser WHERE updated >= ?",
                 (last_time,),
             )
@@ -104,7 +104,8 @@ pub fn update_push_shield(
 pub fn get_push_shield(db: &DbManager, user_id: u32) -> Result<Option<u32>, DbError> {
     let mut conn = db.get(SLAVE)?;
     let v: Option<Option<u32>> = conn.run(|c| {
-        c.exec_first(
+        crate::db_rows::exec_first(
+            c,
             "SELECT push_shield_status FROM IMUser WHERE id = ?",
             (user_id,),
         )
