@@ -30,8 +30,7 @@ fn bad_row(row: &Row) -> mysql::Error {
 
 /// One row converted, or [`bad_row`].
 fn convert<T: FromRow>(row: Row) -> mysql::Result<T> {
-    let err = bad_row(&row);
-    T::from_row_opt(row).map_err(|_| err)
+    T::from_row_opt(row).map_err(|e| bad_row(&e.0))
 }
 
 /// `Queryable::exec` without its panic: every row of the statement.
