@@ -25,9 +25,12 @@ use mysql::Row;
 use std::collections::HashMap;
 use tt_proto::IM::BaseDefine::SessionType;
 
-/// The pair's relation and both users' active sessions with their update
-/// times, in one statement.
-const PAIR_LOOKUP: &str = "SELECT \
+/// The columns of [`PAIR_LOOKUP`]: the pair's relation and both users'
+/// active sessions with their update times (a literal, so that the
+/// single and the batched lookup are built from it at compile time).
+macro_rules! pair_lookup_columns {
+    () => {
+        "\
     (SELECT id FROM IMRelationShip WHERE smallId = ? AND bigId = ? AND status = 0 \
      ORDER BY id DESC LIMIT 1), \
     (SELECT id FROM IMRecentSession WHERE userId = ? AND peerId = ? AND type = ? AND status = 0 \
@@ -37,7 +40,17 @@ const PAIR_LOOKUP: &str = "SELECT \
     (SELECT id FROM IMRecentSession WHERE userId = ? AND peerId = ? AND type = ? AND status = 0 \
      ORDER BY id DESC LIMIT 1), \
     (SELECT updated FROM IMRecentSession WHERE userId = ? AND peerId = ? AND type = ? \
-     AND status = 0 ORDER BY id DESC LIMIT 1)";
+     AND status = 0 ORDER BY id DESC LIMIT 1)"
+    };
+}
+
+/// The pair's relation and both users' active sessions with their update
+/// times, in one statement.
+const PAIR_LOOKUP: &str = concat!("SELECT ", pair_lookup_columns!());
+
+/// One pair's row of the batched lookup ([`find_pairs`]): [`PAIR_LOOKUP`]
+/// tagged with the pair's place in its batch.
+const PAIR_LOOKUP_TAGGED: &str = concat!("SELECT ? AS k, ", pair_lookup_columns!());
 
 type PairIds = (
     Option<u32>,
@@ -112,18 +125,15 @@ impl PairCache {
 pub type PairRows = (u32, u32, Option<u32>, u32, Option<u32>);
 
 /// The bound values of [`PAIR_LOOKUP`] for `from_id` → `to_id`.
-fn pair_params(from_id: u32, to_id: u32) -> mysql::Params {
+fn pair_values(from_id: u32, to_id: u32) -> impl Iterator<Item = mysql::Value> {
     let single = SessionType::SESSION_TYPE_SINGLE as u32;
     let (small, big) = relation_model::ordered(from_id, to_id);
-    mysql::Params::Positional(
-        [
-            small, big, from_id, to_id, single, from_id, to_id, single, to_id, from_id, single,
-            to_id, from_id, single,
-        ]
-        .iter()
-        .map(|&v| mysql::Value::from(v))
-        .collect(),
-    )
+    [
+        small, big, from_id, to_id, single, from_id, to_id, single, to_id, from_id, single, to_id,
+        from_id, single,
+    ]
+    .into_iter()
+    .map(mysql::Value::from)
 }
 
 /// [`find_pair`] of each of `pairs` (`(from, to)`), answered in the same
@@ -135,22 +145,16 @@ pub fn find_pairs(
     conn: &mut DbConn<'_>,
     pairs: &[(u32, u32)],
 ) -> Result<Vec<Option<PairRows>>, HandlerError> {
-    let one = PAIR_LOOKUP
-        .strip_prefix("SELECT ")
-        .map(|rest| ["SELECT ? AS k, ", rest].concat())
-        .unwrap_or_default();
     let mut out = Vec::with_capacity(pairs.len());
     let mut rest = pairs;
     for size in chunk_sizes(pairs.len()) {
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
-        let sql = vec![one.as_str(); size].join(" UNION ALL ");
+        let sql = vec![PAIR_LOOKUP_TAGGED; size].join(" UNION ALL ");
         let mut values = Vec::with_capacity(size * 15);
         for (k, &(from, to)) in chunk.iter().enumerate() {
             values.push(mysql::Value::from(k as u32));
-            if let mysql::Params::Positional(v) = pair_params(from, to) {
-                values.extend(v);
-            }
+            values.extend(pair_values(from, to));
         }
         let rows: Vec<Row> =
             conn.run(|c| crate::db_rows::exec(c, &sql, mysql::Params::Positional(values)))?;
@@ -176,8 +180,13 @@ pub fn find_pair(
     from_id: u32,
     to_id: u32,
 ) -> Result<Option<PairRows>, HandlerError> {
-    let found: Option<PairIds> =
-        conn.run(|c| crate::db_rows::exec_first(c, PAIR_LOOKUP, pair_params(from_id, to_id)))?;
+    let found: Option<PairIds> = conn.run(|c| {
+        crate::db_rows::exec_first(
+            c,
+            PAIR_LOOKUP,
+            mysql::Params::Positional(pair_values(from_id, to_id).collect()),
+        )
+    })?;
     Ok(match found {
         Some((Some(r), Some(s), su, Some(p), pu)) => Some((r, s, su, p, pu)),
         _ => None,
