@@ -4,29 +4,37 @@
 //! `business/MessageContent.cpp`).
 //!
 //! The loop hands every one-to-one `CID_MSG_DATA` to a lane chosen by the
-//! user pair ([`lane_of`]), so the messages of a pair always go through
-//! the same lane, in arrival order. A lane is a queue of pending messages
-//! and a fixed worker of the pool (`ThreadPool::add_task_to`): each
-//! message also queues a drain task on that worker, and the task takes
-//! whatever the lane holds (up to [`MAX_BATCH`]) and stores it as one
-//! batch (`message_batch`). It never waits for more: when the lane holds
-//! one message the batch is that one message, stored as before, so a
-//! lightly loaded server answers as fast as it did; while the worker is
+//! [`LaneRouter`]: a pair with messages in a lane sends its next ones to
+//! the same lane, so they stay in arrival order; a pair with none in
+//! flight goes to the first lane holding fewer than [`SPILL_AT`]
+//! messages. So a moderate load fills one lane (bigger batches: fewer
+//! round trips and commits per message), and only a load one lane cannot
+//! keep up with spills onto the next. A lane is a queue of pending
+//! messages and a fixed worker of the pool (`ThreadPool::add_task_to`):
+//! each message also queues a drain task on that worker, and the task
+//! takes whatever the lane holds (up to [`MAX_BATCH`]) and stores it as
+//! one batch (`message_batch`). It never waits for more: when the lane
+//! holds one message the batch is that one message, stored as before, so
+//! a lightly loaded server answers as fast as it did; while the worker is
 //! busy storing, the next messages gather in the lane and go together.
 //! A drain task that finds the lane empty (an earlier task took its
 //! message) ends at once.
 //!
 //! Each message keeps its own place in the work queue (its bounds and
-//! backpressure are untouched) and its own reply; the replies of a batch
-//! go back to the loop in one hand-over.
+//! backpressure are untouched, and they bound the router's table: it
+//! holds only pairs with a message in flight) and its own reply; the
+//! replies of a batch go back to the loop in one hand-over, and only then
+//! are its pairs free to change lanes, so a pair's replies also keep
+//! their order.
 
-use crate::business::message_batch;
+use crate::business::{message_batch, relation_model};
 use crate::metrics::Busy;
 use crate::services::Services;
 use crate::state::{Completion, CompletionBatch, WorkMetrics};
 use base::pdu::ImPdu;
 use parking_lot::Mutex;
-use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 use tt_proto::cid;
@@ -40,6 +48,13 @@ pub const MAX_BATCH: usize = 64;
 /// Most lanes: more lanes store more batches at once, fewer make bigger
 /// batches (measured on 2 cores: see the README's figures).
 pub const MAX_LANES: usize = 2;
+
+/// A lane takes pairs that have nothing in flight only while it holds
+/// fewer messages than this (queued or being stored); past it they go to
+/// the next lane. Half a full batch: a lane this far behind is
+/// committing one batch while the next gathers (measured on 2 cores: see
+/// the README's figures).
+pub const SPILL_AT: usize = MAX_BATCH / 2;
 
 /// Lanes for `workers` workers: up to [`MAX_LANES`], leaving at least one
 /// worker without a lane (when there are two or more) to make new pairs,
@@ -60,38 +75,123 @@ pub struct Pending {
 }
 
 /// The lanes of one db_proxy: a bounded number of queues, each bound by
-/// the work queue's limits (every pending message holds a place there).
+/// the work queue's limits (every pending message holds a place there),
+/// and which pair is on which.
 pub struct MessageLanes {
     lanes: Vec<Mutex<VecDeque<Pending>>>,
+    router: Mutex<LaneRouter>,
 }
 
-/// The lane of a `CID_MSG_DATA` body among `lanes`: one-to-one messages
-/// by their (unordered) user pair; `None` for anything else (group
-/// messages, a body that does not decode), which goes the usual way.
-pub fn lane_of(pdu: &ImPdu, lanes: usize) -> Option<(usize, IMMsgData)> {
-    if pdu.command_id() != cid::MSG_DATA || lanes == 0 {
+/// A `CID_MSG_DATA` body that goes through the lanes: one-to-one
+/// messages; `None` for anything else (group messages, a body that does
+/// not decode), which goes the usual way.
+pub fn lane_message(pdu: &ImPdu) -> Option<IMMsgData> {
+    if pdu.command_id() != cid::MSG_DATA {
         return None;
     }
     let msg: IMMsgData = pdu.msg().ok()?;
-    if !matches!(
+    matches!(
         msg.msg_type,
         MsgType::MSG_TYPE_SINGLE_TEXT | MsgType::MSG_TYPE_SINGLE_AUDIO
-    ) {
-        return None;
+    )
+    .then_some(msg)
+}
+
+/// The pair (`(small, big)`) of a one-to-one message.
+fn pair_key(msg: &IMMsgData) -> (u32, u32) {
+    relation_model::ordered(msg.from_user_id, msg.to_session_id)
+}
+
+/// Which lane each pair with messages in flight is on, and how many
+/// messages each lane holds: the lane choice as a pure table (no
+/// queues, no threads), so it can be tested alone.
+#[derive(Debug)]
+pub struct LaneRouter {
+    /// Messages assigned to each lane and not yet released.
+    held: Vec<usize>,
+    /// Pairs in flight: their lane and their messages there.
+    pairs: HashMap<(u32, u32), (usize, usize)>,
+}
+
+impl LaneRouter {
+    /// `lanes` empty lanes (at least one).
+    pub fn new(lanes: usize) -> LaneRouter {
+        LaneRouter {
+            held: vec![0; lanes.max(1)],
+            pairs: HashMap::new(),
+        }
     }
-    let (a, b) = (msg.from_user_id, msg.to_session_id);
-    let (small, big) = if a <= b { (a, b) } else { (b, a) };
-    // A cheap mix of both ids (a multiplicative hash), so that pairs
-    // sharing a user still spread over the lanes.
-    let h = (u64::from(small) << 32 | u64::from(big)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    Some(((h >> 32) as usize % lanes, msg))
+
+    /// The lane of one more message of `pair`: its pair's lane while it
+    /// has messages in flight; else the first lane holding fewer than
+    /// [`SPILL_AT`]; else the one holding fewest.
+    pub fn assign(&mut self, pair: (u32, u32)) -> usize {
+        let lane = match self.pairs.entry(pair) {
+            Entry::Occupied(mut e) => {
+                let (lane, n) = e.get_mut();
+                *n += 1;
+                *lane
+            }
+            Entry::Vacant(e) => {
+                let held = &self.held;
+                let lane = held
+                    .iter()
+                    .position(|&h| h < SPILL_AT)
+                    .unwrap_or_else(|| (0..held.len()).min_by_key(|&l| held[l]).unwrap_or(0));
+                e.insert((lane, 1));
+                lane
+            }
+        };
+        self.held[lane] += 1;
+        lane
+    }
+
+    /// One message of `pair` is stored and answered.
+    pub fn release(&mut self, pair: (u32, u32)) {
+        if let Entry::Occupied(mut e) = self.pairs.entry(pair) {
+            let (lane, n) = e.get_mut();
+            self.held[*lane] = self.held[*lane].saturating_sub(1);
+            *n -= 1;
+            if *n == 0 {
+                e.remove();
+            }
+        }
+    }
+
+    /// Messages held by `lane`.
+    pub fn held(&self, lane: usize) -> usize {
+        self.held.get(lane).copied().unwrap_or(0)
+    }
+
+    /// Pairs with messages in flight.
+    pub fn pairs_in_flight(&self) -> usize {
+        self.pairs.len()
+    }
+}
+
+/// Releases a drained batch's pairs when dropped: after its replies were
+/// handed back, and also if storing it panicked.
+struct InFlight<'a> {
+    router: &'a Mutex<LaneRouter>,
+    pairs: Vec<(u32, u32)>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut router = self.router.lock();
+        for &pair in &self.pairs {
+            router.release(pair);
+        }
+    }
 }
 
 impl MessageLanes {
     /// `n` empty lanes (at least one).
     pub fn new(n: usize) -> MessageLanes {
+        let n = n.max(1);
         MessageLanes {
-            lanes: (0..n.max(1)).map(|_| Mutex::new(VecDeque::new())).collect(),
+            lanes: (0..n).map(|_| Mutex::new(VecDeque::new())).collect(),
+            router: Mutex::new(LaneRouter::new(n)),
         }
     }
 
@@ -100,10 +200,21 @@ impl MessageLanes {
         self.lanes.len()
     }
 
-    /// Queues a message in `lane` (the loop then queues a drain task on
-    /// the lane's worker).
-    pub fn push(&self, lane: usize, p: Pending) {
-        self.lanes[lane % self.lanes.len()].lock().push_back(p);
+    /// Messages each lane holds now (queued or being stored), and the
+    /// pairs in flight: for `GET /metrics`.
+    pub fn load(&self) -> (Vec<usize>, usize) {
+        let r = self.router.lock();
+        let held = (0..self.lanes.len()).map(|l| r.held(l)).collect();
+        (held, r.pairs_in_flight())
+    }
+
+    /// Queues a message in the lane the router gives its pair, and
+    /// returns that lane (the loop then queues a drain task on the lane's
+    /// worker).
+    pub fn push(&self, p: Pending) -> usize {
+        let lane = self.router.lock().assign(pair_key(&p.msg)) % self.lanes.len();
+        self.lanes[lane].lock().push_back(p);
+        lane
     }
 
     /// On the lane's worker: stores what `lane` holds now, at most
@@ -118,9 +229,17 @@ impl MessageLanes {
         if batch.is_empty() {
             return;
         }
+        // Declared before the replies, so dropped after them.
+        let in_flight = InFlight {
+            router: &self.router,
+            pairs: batch.iter().map(|p| pair_key(&p.msg)).collect(),
+        };
         let started = Instant::now();
         let busy = Busy::new(&metrics.busy_workers);
         metrics.batches.fetch_add(1, Ordering::Relaxed);
+        if let Some(n) = metrics.lane_batches.get(lane) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
         metrics
             .batched_messages
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -142,6 +261,7 @@ impl MessageLanes {
             }
         }
         drop(completions);
+        drop(in_flight);
     }
 }
 
@@ -172,27 +292,73 @@ mod tests {
     }
 
     #[test]
-    fn both_directions_of_a_pair_share_a_lane_and_groups_go_the_usual_way() {
-        for lanes in 1..=4 {
-            for (a, b) in [(1, 2), (7, 300), (100_000, 3)] {
-                let (x, _) = lane_of(&msg_pdu(a, b, MsgType::MSG_TYPE_SINGLE_TEXT), lanes).unwrap();
-                let (y, _) =
-                    lane_of(&msg_pdu(b, a, MsgType::MSG_TYPE_SINGLE_AUDIO), lanes).unwrap();
-                assert_eq!(x, y);
-                assert!(x < lanes);
-            }
-        }
-        assert!(lane_of(&msg_pdu(1, 2, MsgType::MSG_TYPE_GROUP_TEXT), 2).is_none());
-        assert!(lane_of(&msg_pdu(1, 2, MsgType::MSG_TYPE_SINGLE_TEXT), 0).is_none());
+    fn one_to_one_messages_take_the_lanes_and_groups_go_the_usual_way() {
+        let text = lane_message(&msg_pdu(7, 3, MsgType::MSG_TYPE_SINGLE_TEXT)).unwrap();
+        assert_eq!(pair_key(&text), (3, 7), "both directions, one pair");
+        assert!(lane_message(&msg_pdu(1, 2, MsgType::MSG_TYPE_SINGLE_AUDIO)).is_some());
+        assert!(lane_message(&msg_pdu(1, 2, MsgType::MSG_TYPE_GROUP_TEXT)).is_none());
     }
 
     #[test]
-    fn pairs_spread_over_the_lanes() {
-        let mut seen = [0usize; 2];
-        for u in 1..=200u32 {
-            let (l, _) = lane_of(&msg_pdu(u, u + 1, MsgType::MSG_TYPE_SINGLE_TEXT), 2).unwrap();
-            seen[l] += 1;
+    fn a_moderate_load_fills_the_first_lane_only() {
+        let mut r = LaneRouter::new(2);
+        for p in 0..SPILL_AT as u32 {
+            assert_eq!(r.assign((p, p + 1)), 0, "pair {p}");
         }
-        assert!(seen[0] > 50 && seen[1] > 50, "{seen:?}");
+        assert_eq!((r.held(0), r.held(1)), (SPILL_AT, 0));
+        for p in 0..SPILL_AT as u32 {
+            r.release((p, p + 1));
+        }
+        assert_eq!((r.held(0), r.pairs_in_flight()), (0, 0), "all released");
+        assert_eq!(r.assign((1, 2)), 0);
+    }
+
+    #[test]
+    fn a_full_lane_spills_new_pairs_but_keeps_its_own() {
+        let mut r = LaneRouter::new(2);
+        for p in 0..SPILL_AT as u32 {
+            r.assign((p, 1000));
+        }
+        assert_eq!(r.assign((5000, 5001)), 1, "a new pair spills");
+        assert_eq!(r.assign((0, 1000)), 0, "a pair in flight stays");
+        assert_eq!(r.assign((5000, 5001)), 1, "and so does the spilled one");
+        // The second lane fills up too; then the one holding fewest.
+        for p in 0..SPILL_AT as u32 - 2 {
+            assert_eq!(r.assign((p, 2000)), 1);
+        }
+        assert_eq!((r.held(0), r.held(1)), (SPILL_AT + 1, SPILL_AT));
+        assert_eq!(r.assign((9000, 9001)), 1);
+        assert_eq!(r.assign((9100, 9101)), 0, "a tie goes to the first");
+        // Once the first lane's messages are released, new pairs go there
+        // again, while the spilled pair is still in flight on the second.
+        for p in 0..SPILL_AT as u32 {
+            r.release((p, 1000));
+        }
+        r.release((0, 1000));
+        r.release((9100, 9101));
+        assert_eq!(r.held(0), 0);
+        assert_eq!(r.assign((5000, 5001)), 1);
+        assert_eq!(r.assign((7000, 7001)), 0);
+    }
+
+    #[test]
+    fn a_pair_changes_lanes_only_when_nothing_of_it_is_in_flight() {
+        let mut r = LaneRouter::new(2);
+        for p in 0..SPILL_AT as u32 {
+            r.assign((p, 1000));
+        }
+        assert_eq!(r.assign((1, 2)), 1);
+        assert_eq!(r.assign((1, 2)), 1);
+        for p in 0..SPILL_AT as u32 {
+            r.release((p, 1000));
+        }
+        r.release((1, 2));
+        assert_eq!(r.assign((1, 2)), 1, "one message still in flight there");
+        r.release((1, 2));
+        r.release((1, 2));
+        assert_eq!(r.pairs_in_flight(), 0);
+        assert_eq!(r.assign((1, 2)), 0, "free again: the first lane");
+        r.release((7, 8)); // never assigned: nothing happens
+        assert_eq!(r.held(0), 1);
     }
 }

@@ -147,6 +147,32 @@ pub fn render(net: &Reactor<ProxyState>, state: &ProxyState, w: &mut Exposition)
         m.batched_messages.load(Ordering::Relaxed) as f64,
     );
     w.family(
+        "tt_db_lane_batches_total",
+        "Batches of one-to-one messages stored, by lane (a load spills past lane 0 only when it falls behind).",
+        Kind::Counter,
+    );
+    for (lane, n) in m.lane_batches.iter().enumerate() {
+        w.sample(
+            &[("lane", &lane.to_string())],
+            n.load(Ordering::Relaxed) as f64,
+        );
+    }
+    let (held, pairs) = state.lanes.load();
+    w.family(
+        "tt_db_lane_messages",
+        "One-to-one messages a lane holds now, queued or being stored.",
+        Kind::Gauge,
+    );
+    for (lane, n) in held.iter().enumerate() {
+        w.sample(&[("lane", &lane.to_string())], *n as f64);
+    }
+    w.single(
+        "tt_db_lane_pairs_in_flight",
+        "User pairs with a one-to-one message in a lane (each stays on its lane until none is left).",
+        Kind::Gauge,
+        pairs as f64,
+    );
+    w.family(
         "tt_db_request_duration_seconds",
         "Time a worker spent on a request, by command.",
         Kind::Histogram,

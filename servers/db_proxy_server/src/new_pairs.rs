@@ -35,7 +35,7 @@ pub const MAX_PAIRS_AT_ONCE: usize = 16;
 /// The loop's messages waiting for their pair, by `(small, big)`.
 #[derive(Default)]
 pub struct ParkedPairs {
-    parked: HashMap<(u32, u32), (usize, Vec<Pending>)>,
+    parked: HashMap<(u32, u32), Vec<Pending>>,
 }
 
 impl ParkedPairs {
@@ -44,17 +44,17 @@ impl ParkedPairs {
         self.parked.contains_key(&key)
     }
 
-    /// Parks `p` (of `lane`) behind the pair's earlier ones; true when it is
-    /// the first, so the pair is to be made.
-    pub fn park(&mut self, key: (u32, u32), lane: usize, p: Pending) -> bool {
+    /// Parks `p` behind the pair's earlier ones; true when it is the
+    /// first, so the pair is to be made.
+    pub fn park(&mut self, key: (u32, u32), p: Pending) -> bool {
         let entry = self.parked.entry(key);
         let first = matches!(entry, std::collections::hash_map::Entry::Vacant(_));
-        entry.or_insert_with(|| (lane, Vec::new())).1.push(p);
+        entry.or_default().push(p);
         first
     }
 
-    /// The pair's parked messages (in order) and their lane, no longer parked.
-    pub fn release(&mut self, key: (u32, u32)) -> Option<(usize, Vec<Pending>)> {
+    /// The pair's parked messages (in order), no longer parked.
+    pub fn release(&mut self, key: (u32, u32)) -> Option<Vec<Pending>> {
         self.parked.remove(&key)
     }
 }

@@ -13,7 +13,7 @@
 
 use crate::business::{message_batch, relation_model};
 use crate::handler_map::Handler;
-use crate::message_lanes::{lane_count, lane_of, MessageLanes, Pending};
+use crate::message_lanes::{lane_count, lane_message, MessageLanes, Pending};
 use crate::metrics::{Busy, RequestLatency};
 use crate::new_pairs::{self, PairMaker, ParkedPairs};
 use crate::services::Services;
@@ -54,6 +54,8 @@ pub struct WorkMetrics {
     pub batches: AtomicU64,
     /// Messages in those batches.
     pub batched_messages: AtomicU64,
+    /// Batches per lane (how far a load spilled past the first).
+    pub lane_batches: Vec<AtomicU64>,
 }
 
 impl WorkMetrics {
@@ -67,6 +69,9 @@ impl WorkMetrics {
             latency: RequestLatency::new(commands),
             batches: AtomicU64::new(0),
             batched_messages: AtomicU64::new(0),
+            lane_batches: (0..lane_count(workers))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         }
     }
 
@@ -162,7 +167,7 @@ impl ProxyState {
             );
             return;
         };
-        if let Some((lane, msg)) = lane_of(&req.pdu, self.lanes.len()) {
+        if let Some(msg) = lane_message(&req.pdu) {
             let (from, to) = (msg.from_user_id, msg.to_session_id);
             let key = relation_model::ordered(from, to);
             let pending = Pending {
@@ -177,7 +182,7 @@ impl ProxyState {
                     && self.services.pairs.get(key.0, key.1).is_none()
             };
             if self.parked.is_parked(key) || new_pair() {
-                if self.parked.park(key, lane, pending) {
+                if self.parked.park(key, pending) {
                     self.pair_maker.push(from, to);
                     // On two workers, so that one held up by a lock
                     // another process holds does not keep the pair waiting.
@@ -195,7 +200,7 @@ impl ProxyState {
                 }
                 return;
             }
-            self.to_lane(lane, pending);
+            self.to_lane(pending);
             return;
         }
         let services = self.services.clone();
@@ -217,12 +222,12 @@ impl ProxyState {
         });
     }
 
-    /// Queues `p` in `lane` and a drain task on the lane's worker.
-    fn to_lane(&self, lane: usize, p: Pending) {
+    /// Queues `p` in its pair's lane and a drain task on the lane's worker.
+    fn to_lane(&self, p: Pending) {
         let Some(workers) = self.workers.as_ref() else {
             return; // only after the drain, when nothing is left
         };
-        self.lanes.push(lane, p);
+        let lane = self.lanes.push(p);
         let (lanes, services, metrics) = (
             self.lanes.clone(),
             self.services.clone(),
@@ -236,12 +241,12 @@ impl ProxyState {
     /// stored.
     pub fn pairs_made(&mut self, done: Vec<((u32, u32), bool)>) {
         for (key, made) in done {
-            let Some((lane, batch)) = self.parked.release(key) else {
+            let Some(batch) = self.parked.release(key) else {
                 continue;
             };
             if made {
                 for p in batch {
-                    self.to_lane(lane, p);
+                    self.to_lane(p);
                 }
             } else if let Some(workers) = self.workers.as_ref() {
                 let worker =

@@ -140,6 +140,15 @@ fn concurrent_senders_on_many_pairs_get_unique_gap_free_ordered_ids() {
     assert_eq!(s.value("tt_db_message_batched_total", &[]), total);
     let batches = s.value("tt_db_message_batches_total", &[]);
     assert!(batches >= 1.0 && batches <= total);
+    // 384 messages in flight are more than one lane takes: the load
+    // spilled onto the second lane, and the pairs' ids above kept their
+    // order all the same; nothing is left in flight.
+    let lane = |l: &str| s.value("tt_db_lane_batches_total", &[("lane", l)]);
+    assert!(lane("1") >= 1.0, "no batch on the second lane");
+    assert_eq!(lane("0") + lane("1"), batches);
+    assert_eq!(s.value("tt_db_lane_pairs_in_flight", &[]), 0.0);
+    assert!(s.has("tt_db_lane_messages"));
+    assert_eq!(s.value("tt_db_lane_messages", &[("lane", "0")]), 0.0);
     eprintln!(
         "{total} messages in {batches} batches ({:.1} a batch)",
         total / batches
