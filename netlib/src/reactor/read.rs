@@ -2,8 +2,9 @@
 //! `CBaseSocket::OnRead`/`Recv` (`BaseSocket.cpp`), with per-turn budgets.
 //!
 //! Differences from the C++:
-//! - On every readable event we read until `WouldBlock` (edge-triggered,
-//!   as the C++ `EPOLLET`), but one connection gets at most
+//! - On every readable event we read until `WouldBlock` or a short read
+//!   (edge-triggered, as the C++ `EPOLLET`, which always reads until
+//!   `EAGAIN`: one more system call per event), but one connection gets at most
 //!   [`MAX_READ_PER_EVENT`] (1 MiB) read and [`MAX_PDUS_PER_EVENT`] (64)
 //!   PDUs handled per turn, the rest in the next turns (the C++ has no
 //!   bound, so one peer's burst holds every timer and heartbeat).
@@ -115,7 +116,15 @@ impl<S: 'static> Reactor<S> {
     /// `CImConn::OnRead`: reads until `WouldBlock`, handing every whole PDU
     /// to the handler as it arrives (so the in-buffer never holds more than
     /// one partial PDU plus one read).
-    pub(super) fn on_readable(&mut self, state: &mut S, id: ConnId) {
+    ///
+    /// With `short_read_drains` (a readable event that reported no hang-up)
+    /// a read that returns less than it asked for ends the turn: the
+    /// socket's queue was empty then, and whatever arrives after it, data
+    /// or the peer's FIN, raises a new edge. That saves the `read` that
+    /// would only return `WouldBlock`, one system call per event (nginx
+    /// does the same). A FIN that came before the event was reported is in
+    /// its flags (`EPOLLRDHUP`), and then we read on to the end of stream.
+    pub(super) fn on_readable(&mut self, state: &mut S, id: ConnId, short_read_drains: bool) {
         let key = id.slot();
         if self.is_paused(id) {
             // Taken up again by resume_reading.
@@ -186,6 +195,7 @@ impl<S: 'static> Reactor<S> {
                         self.dispatch_pdus(state, id, &mut budget)
                     };
                     match dispatched {
+                        Dispatch::Done if short_read_drains && n < READ_CHUNK => return,
                         Dispatch::Done => {}
                         Dispatch::BudgetSpent => {
                             // The edge will not fire for what is buffered.

@@ -142,6 +142,67 @@ mod internals {
         assert_eq!(echoed, sent, "every PDU echoed whole, in order");
     }
 
+    /// A read shorter than asked for ends the event's turn (no read that
+    /// would only say `WouldBlock`): what the peer sends after it, and its
+    /// FIN, sent alone or together with a last PDU, still arrive as new
+    /// events.
+    #[test]
+    fn after_a_short_read_later_data_and_the_peers_fin_still_arrive() {
+        use std::io::Write;
+        for fin_with_last_pdu in [false, true] {
+            let mut net = Reactor::<Vec<ConnId>>::new().unwrap();
+            let addr = net
+                .listen("127.0.0.1", 0, |s: &mut Vec<ConnId>, id| {
+                    s.push(id);
+                    Box::new(Echo) as Box<dyn ImConn<Vec<ConnId>>>
+                })
+                .unwrap()[0];
+            let mut client = std::net::TcpStream::connect(addr).unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_millis(20)))
+                .unwrap();
+            let mut state = Vec::new();
+            while state.is_empty() {
+                net.run_once(&mut state, 10).unwrap();
+            }
+            let id = state[0];
+            let mut sent = Vec::new();
+            let mut echoed = Vec::new();
+            let mut buf = [0u8; 1024];
+            for seq in 1..=3u16 {
+                let mut p = ImPdu::new(1, 2);
+                p.set_seq_num(seq);
+                p.set_body(&[seq as u8; 40]).unwrap();
+                client.write_all(p.as_bytes()).unwrap();
+                sent.extend_from_slice(p.as_bytes());
+                if seq == 3 && fin_with_last_pdu {
+                    client.shutdown(std::net::Shutdown::Write).unwrap();
+                }
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while echoed.len() < sent.len() {
+                    assert!(std::time::Instant::now() < deadline, "PDU {seq} not echoed");
+                    net.run_once(&mut state, 10).unwrap();
+                    if let Ok(n) = client.read(&mut buf) {
+                        echoed.extend_from_slice(&buf[..n]);
+                    }
+                }
+            }
+            assert_eq!(echoed, sent, "each PDU echoed, in order");
+            if !fin_with_last_pdu {
+                assert!(net.conn(id).is_some(), "open while the peer is");
+                client.shutdown(std::net::Shutdown::Write).unwrap();
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while net.conn(id).is_some() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the peer's FIN was never seen (with the last PDU: {fin_with_last_pdu})"
+                );
+                net.run_once(&mut state, 10).unwrap();
+            }
+        }
+    }
+
     /// Keeps the capacity of every frame it is handed.
     struct Frames;
     impl ImConn<Vec<usize>> for Frames {

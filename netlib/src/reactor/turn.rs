@@ -119,7 +119,8 @@ impl<S: 'static> Reactor<S> {
                 }
                 None => continue,
             }
-            self.on_readable(state, id);
+            // No event: nothing says the socket is drained.
+            self.on_readable(state, id, false);
             self.reap(state);
             self.flush(state);
         }
@@ -223,7 +224,7 @@ impl<S: 'static> Reactor<S> {
         }
         let queued = self.conn_mut(id).is_some_and(|c| c.readable_queued);
         if (readable || hup) && !queued {
-            self.on_readable(state, id);
+            self.on_readable(state, id, readable && !hup);
         }
     }
 
