@@ -81,12 +81,14 @@ mod internals {
         }
     }
 
-    /// An idle client holds no in- or out-buffer between its PDUs (issue
-    /// 20: a few hundred bytes a connection, times a million clients); a
-    /// PDU split across reads is still put together, in order.
-    #[test]
-    fn an_idle_connection_holds_no_buffers() {
-        use std::io::Write;
+    /// A reactor with one [`Echo`] connection accepted from `client`
+    /// (reads time out after 20 ms).
+    fn echo_link() -> (
+        Reactor<Vec<ConnId>>,
+        Vec<ConnId>,
+        ConnId,
+        std::net::TcpStream,
+    ) {
         let mut net = Reactor::<Vec<ConnId>>::new().unwrap();
         let addr = net
             .listen("127.0.0.1", 0, |s: &mut Vec<ConnId>, id| {
@@ -94,7 +96,7 @@ mod internals {
                 Box::new(Echo) as Box<dyn ImConn<Vec<ConnId>>>
             })
             .unwrap()[0];
-        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        let client = std::net::TcpStream::connect(addr).unwrap();
         client
             .set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();
@@ -103,6 +105,16 @@ mod internals {
             net.run_once(&mut state, 10).unwrap();
         }
         let id = state[0];
+        (net, state, id, client)
+    }
+
+    /// An idle client holds no in- or out-buffer between its PDUs (issue
+    /// 20: a few hundred bytes a connection, times a million clients); a
+    /// PDU split across reads is still put together, in order.
+    #[test]
+    fn an_idle_connection_holds_no_buffers() {
+        use std::io::Write;
+        let (mut net, mut state, id, mut client) = echo_link();
         let pdu = |seq: u16, body: &[u8]| {
             let mut p = ImPdu::new(1, 2);
             p.set_seq_num(seq);
@@ -150,22 +162,7 @@ mod internals {
     fn after_a_short_read_later_data_and_the_peers_fin_still_arrive() {
         use std::io::Write;
         for fin_with_last_pdu in [false, true] {
-            let mut net = Reactor::<Vec<ConnId>>::new().unwrap();
-            let addr = net
-                .listen("127.0.0.1", 0, |s: &mut Vec<ConnId>, id| {
-                    s.push(id);
-                    Box::new(Echo) as Box<dyn ImConn<Vec<ConnId>>>
-                })
-                .unwrap()[0];
-            let mut client = std::net::TcpStream::connect(addr).unwrap();
-            client
-                .set_read_timeout(Some(Duration::from_millis(20)))
-                .unwrap();
-            let mut state = Vec::new();
-            while state.is_empty() {
-                net.run_once(&mut state, 10).unwrap();
-            }
-            let id = state[0];
+            let (mut net, mut state, id, mut client) = echo_link();
             let mut sent = Vec::new();
             let mut echoed = Vec::new();
             let mut buf = [0u8; 1024];
