@@ -177,8 +177,11 @@ impl<S: 'static> Reactor<S> {
             let _ = conn.out.write_to(&mut conn.stream);
         }
         conn.closed = true;
+        // The FIN goes now. No `epoll_ctl(DEL)`: the socket is closed when
+        // `reap` drops it, before the next poll but for a close called
+        // between turns, and closing takes it out of epoll (it is never
+        // duplicated); an event for it meanwhile finds it closed.
         let _ = conn.stream.shutdown(std::net::Shutdown::Both);
-        let _ = self.poll.registry().deregister(&mut conn.stream);
         self.pending_close.push(id.slot());
     }
 
