@@ -113,9 +113,9 @@ impl<S: 'static> Reactor<S> {
         self.conn(id).is_some_and(|c| c.paused)
     }
 
-    /// `CImConn::OnRead`: reads until `WouldBlock`, handing every whole PDU
-    /// to the handler as it arrives (so the in-buffer never holds more than
-    /// one partial PDU plus one read).
+    /// `CImConn::OnRead`: reads until `WouldBlock` (or a short read, below),
+    /// handing every whole PDU to the handler as it arrives (so the
+    /// in-buffer never holds more than one partial PDU plus one read).
     ///
     /// With `short_read_drains` (a readable event that reported no hang-up)
     /// a read that returns less than it asked for ends the turn: the
@@ -124,6 +124,8 @@ impl<S: 'static> Reactor<S> {
     /// would only return `WouldBlock`, one system call per event (nginx
     /// does the same). A FIN that came before the event was reported is in
     /// its flags (`EPOLLRDHUP`), and then we read on to the end of stream.
+    /// (A read also stops short at TCP urgent data; no TeamTalk peer sends
+    /// any, and a peer that does stalls only its own connection.)
     pub(super) fn on_readable(&mut self, state: &mut S, id: ConnId, short_read_drains: bool) {
         let key = id.slot();
         if self.is_paused(id) {
