@@ -18,11 +18,23 @@ use mysql::Value;
 /// per table and reuses them.
 const MAX_ROWS_PER_STATEMENT: usize = 32;
 
-/// `n` split into statement sizes: powers of two, largest first, none
-/// above [`MAX_ROWS_PER_STATEMENT`].
+/// Up to this many rows go in one statement of exactly that size: below
+/// saturation a table gets 1 to 4 rows of a batch, and a power-of-two split
+/// of 3 rows cost two round trips. With the powers of two above it, a
+/// connection prepares at most 8 + 2 statements per table (the statement
+/// cache holds `db_pool::STMT_CACHE_SIZE`).
+const EXACT_ROWS_UP_TO: usize = 8;
+
+/// `n` split into statement sizes: a remainder of at most
+/// [`EXACT_ROWS_UP_TO`] in one statement, larger counts by powers of two,
+/// largest first, none above [`MAX_ROWS_PER_STATEMENT`].
 pub(super) fn chunk_sizes(mut n: usize) -> Vec<usize> {
     let mut sizes = Vec::new();
     while n > 0 {
+        if n <= EXACT_ROWS_UP_TO {
+            sizes.push(n);
+            break;
+        }
         let mut s = MAX_ROWS_PER_STATEMENT;
         while s > n {
             s /= 2;
@@ -216,15 +228,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statement_sizes_are_few_powers_of_two() {
+    fn statement_sizes_are_few_and_cover_the_rows() {
         assert_eq!(chunk_sizes(0), Vec::<usize>::new());
         assert_eq!(chunk_sizes(1), vec![1]);
-        assert_eq!(chunk_sizes(13), vec![8, 4, 1]);
+        assert_eq!(chunk_sizes(3), vec![3]);
+        assert_eq!(chunk_sizes(7), vec![7]);
+        assert_eq!(chunk_sizes(13), vec![8, 5]);
         assert_eq!(chunk_sizes(64), vec![32, 32]);
-        assert_eq!(chunk_sizes(45), vec![32, 8, 4, 1]);
+        assert_eq!(chunk_sizes(45), vec![32, 8, 5]);
+        let mut shapes = std::collections::BTreeSet::new();
         for n in 0..200 {
-            assert_eq!(chunk_sizes(n).iter().sum::<usize>(), n);
+            let sizes = chunk_sizes(n);
+            assert_eq!(sizes.iter().sum::<usize>(), n);
+            // One statement for any count a table gets below saturation.
+            if n <= EXACT_ROWS_UP_TO {
+                assert!(sizes.len() <= 1, "{n}: {sizes:?}");
+            }
+            shapes.extend(sizes);
         }
+        // So few shapes that every table's fit in the statement cache.
+        assert_eq!(shapes.len(), EXACT_ROWS_UP_TO + 2);
     }
 
     #[test]
