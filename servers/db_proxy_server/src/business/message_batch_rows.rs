@@ -13,9 +13,9 @@ use crate::services::Services;
 use mysql::prelude::Queryable;
 use mysql::Value;
 
-/// Most rows (and session pairs) in one statement: the statement sizes are
-/// powers of two up to this, so each connection prepares a few statements
-/// per table and reuses them.
+/// Most rows (and session pairs) in one statement: above
+/// [`EXACT_ROWS_UP_TO`] the statement sizes are powers of two up to this,
+/// so each connection prepares a few statements per table and reuses them.
 const MAX_ROWS_PER_STATEMENT: usize = 32;
 
 /// Up to this many rows go in one statement of exactly that size: below
