@@ -1,5 +1,5 @@
 //! Links to login_server: the C++ `LoginServConn.cpp` (`CLoginServConn`);
-//! `send_to_all_login_server` is [`crate::peers::LoginServers`].
+//! `send_to_all_login_server` is [`crate::login_servers::LoginServers`].
 //!
 //! On connect we tell each login_server where clients reach us and how
 //! many are logged in (`CID_OTHER_MSG_SERV_INFO`); then every login and
@@ -43,6 +43,9 @@ pub fn msg_serv_info(state: &MsgState) -> IMMsgServInfo {
 impl ImConn<MsgState> for LoginServConn {
     /// `OnConfirm`: registers this msg_server.
     fn on_confirm(&mut self, cx: &mut Ctx<'_, MsgState>) {
+        // Waiting count updates go to the links up before this one: this
+        // one's count below already holds them.
+        cx.state.login.flush_cnt(cx.net);
         let addr = cx.peer_addr();
         self.link.confirm(&mut cx.state.login.peers, cx.id, addr);
         let info = msg_serv_info(cx.state);

@@ -55,6 +55,7 @@ mod group_cache;
 mod group_chat;
 mod im_user;
 mod login_serv_conn;
+mod login_servers;
 mod metrics;
 mod msg_conn;
 mod peer_hold;
@@ -70,12 +71,11 @@ use base::tick::monotonic_ms;
 use db_serv_conn::DbServConn;
 use file_serv_conn::FileServConn;
 use login_serv_conn::LoginServConn;
+use login_servers::LoginServers;
 use msg_conn::MsgConn;
 use netlib::PeerList;
 use netlib::{ImConn, NetError, Reactor, ServList};
-use peers::{
-    DbServers, FileServers, LoginServers, PushServers, RouteServers, DEFAULT_CONCURRENT_DB_CONN_CNT,
-};
+use peers::{DbServers, FileServers, PushServers, RouteServers, DEFAULT_CONCURRENT_DB_CONN_CNT};
 use push_serv_conn::PushServConn;
 use route_serv_conn::RouteServConn;
 use state::{MsgState, MsgStats, ServerIdentity};
@@ -209,9 +209,7 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
             PeerList::new(ServList::new(cfg.db.links())),
             cfg.db.concurrent,
         ),
-        login: LoginServers {
-            peers: PeerList::new(ServList::new(cfg.login_servers.clone())),
-        },
+        login: LoginServers::new(PeerList::new(ServList::new(cfg.login_servers.clone()))),
         route: RouteServers::new(PeerList::new(ServList::new(cfg.route_servers.clone()))),
         push: PushServers {
             peers: PeerList::new(ServList::new(cfg.push_servers.clone())),

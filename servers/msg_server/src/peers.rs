@@ -1,10 +1,11 @@
 //! The links to the peer servers, one set per kind, and sending on them:
 //! the server lists and send helpers of the C++ `DBServConn.cpp`
 //! (`g_db_server_list`, `get_db_serv_conn_for_login`, `get_db_serv_conn`),
-//! `LoginServConn.cpp` (`send_to_all_login_server`), `RouteServConn.cpp`
-//! (`get_route_serv_conn`, `update_master_route_serv_conn`,
-//! `send_to_all_route_server`), `PushServConn.cpp` (`get_push_serv_conn`)
-//! and `FileServConn.cpp` (`get_random_file_serv_conn`).
+//! `RouteServConn.cpp` (`get_route_serv_conn`,
+//! `update_master_route_serv_conn`, `send_to_all_route_server`),
+//! `PushServConn.cpp` (`get_push_serv_conn`) and `FileServConn.cpp`
+//! (`get_random_file_serv_conn`); the login_server links are
+//! [`crate::login_servers`].
 //!
 //! Every module that sends to a peer calls a method here
 //! (`state.route.to_master(net, &pdu)`, `state.db.forward(...)`), so no
@@ -37,18 +38,12 @@ use netlib::{ConnId, PeerList, Reactor};
 use rand::Rng;
 use std::collections::HashMap;
 use tt_proto::IM::BaseDefine::{ClientType, IpAddr, KickReasonType, UserStatType};
-use tt_proto::IM::Server::{
-    IMPushToUserReq, IMRoleSet, IMServerKickUser, IMUserCntUpdate, IMUserStatusUpdate,
-};
+use tt_proto::IM::Server::{IMPushToUserReq, IMRoleSet, IMServerKickUser, IMUserStatusUpdate};
 use tt_proto::{Command, ProtoMessage};
 
 /// `DEFAULT_CONCURRENT_DB_CONN_CNT`: links per db_proxy when
 /// `ConcurrentDBConnCnt` is absent.
 pub const DEFAULT_CONCURRENT_DB_CONN_CNT: usize = 10;
-/// `USER_CNT_INC`.
-pub const USER_CNT_INC: u32 = 1;
-/// `USER_CNT_DEC`.
-pub const USER_CNT_DEC: u32 = 2;
 
 /// Sends `pdu` on each of `links`. A link whose send fails is being closed
 /// by the reactor; its `on_close` cleans up.
@@ -430,25 +425,6 @@ fn random_of(links: &[ConnId]) -> Option<ConnId> {
     match links.len() {
         0 => None,
         n => Some(links[rand::thread_rng().gen_range(0..n)]),
-    }
-}
-
-/// The login_server links.
-#[derive(Debug, Default)]
-pub struct LoginServers {
-    /// The links.
-    pub peers: PeerList,
-}
-
-impl LoginServers {
-    /// `send_to_all_login_server(CID_OTHER_USER_CNT_UPDATE)`: one user more
-    /// (`online`) or less on this msg_server.
-    pub fn user_cnt_update<S: 'static>(&self, net: &mut Reactor<S>, user_id: u32, online: bool) {
-        let msg = IMUserCntUpdate {
-            user_action: if online { USER_CNT_INC } else { USER_CNT_DEC },
-            user_id,
-        };
-        send_msg_each(net, &self.peers.open_links(), &msg);
     }
 }
 

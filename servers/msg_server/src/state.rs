@@ -13,9 +13,10 @@
 use crate::attach_data::{AttachData, Attached};
 use crate::group_cache::GroupCache;
 use crate::im_user::ImUserManager;
+use crate::login_servers::LoginServers;
 use crate::metrics::MsgMetrics;
 use crate::msg_conn::conn::{ClientConn, TIMEOUT_WAITING_MSG_DATA_ACK};
-use crate::peers::{DbServers, FileServers, LoginServers, PushServers, RouteServers};
+use crate::peers::{DbServers, FileServers, PushServers, RouteServers};
 use base::aes::Aes;
 use base::pdu::PduError;
 use base::tick::monotonic_ms;

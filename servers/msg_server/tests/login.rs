@@ -175,6 +175,34 @@ fn login_server_counts_our_users() {
     cluster.login.wait_log(&format!(":{}, cur_cnt=0,", ms.port));
 }
 
+/// A burst of logins and logouts within the coalescing interval: every
+/// update reaches login_server, once, in order.
+#[test]
+fn login_server_counts_a_burst_of_logins_exactly() {
+    let cluster = Cluster::start();
+    let ms = cluster.start_msg_server();
+    let mut clients = Vec::new();
+    for (_, name, pw) in USERS {
+        for class in [PC, IOS] {
+            clients.push(login(ms.port, name, pw, class).0);
+        }
+    }
+    let port = ms.port;
+    cluster.login.wait_log(&format!(":{port}, cur_cnt=8,"));
+    drop(clients);
+    cluster.login.wait_log(&format!(":{port}, cur_cnt=0,"));
+    let log = cluster.login.log();
+    for n in 1..=8 {
+        let times = if n == 8 { 1 } else { 2 };
+        assert_eq!(
+            log.matches(&format!(":{port}, cur_cnt={n},")).count(),
+            times,
+            "the count passes {n} once up and once down:\n{log}"
+        );
+    }
+    assert!(!log.contains(&format!(":{port}, cur_cnt=9,")), "{log}");
+}
+
 #[test]
 fn without_db_proxy_logins_are_refused_and_the_server_stays_up() {
     let cluster = Cluster::start_with(false);

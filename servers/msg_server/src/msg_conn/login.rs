@@ -255,13 +255,18 @@ pub fn kick_same_client_class(
 /// login_server and reported to every route_server.
 pub fn send_user_status_update(
     net: &mut Reactor<MsgState>,
-    state: &MsgState,
+    state: &mut MsgState,
     user_id: u32,
     client_type: u32,
     status: UserStatType,
 ) {
     let online = status == UserStatType::USER_STATUS_ONLINE;
-    state.login.user_cnt_update(net, user_id, online);
+    if let Some(ms) = state.login.user_cnt_update(net, user_id, online) {
+        let timer = net.register_timer(ms, |net, state: &mut MsgState| {
+            state.login.flush_cnt(net);
+        });
+        state.login.armed(timer);
+    }
     state
         .route
         .user_status_update(net, user_id, client_type, status);
