@@ -34,6 +34,7 @@ mod config;
 mod db_pool;
 mod db_rows;
 mod handler_map;
+mod login_lane;
 mod message_lanes;
 mod metrics;
 mod new_pairs;

@@ -251,15 +251,7 @@ impl MessageLanes {
         let mut completions = CompletionBatch::new(completions);
         let replies = message_batch::send_messages(services, requests);
         drop(busy);
-        let took = started.elapsed();
-        for (i, reply) in replies.into_iter().enumerate() {
-            metrics.latency.observe(cid::MSG_DATA, took);
-            match reply {
-                Ok(Some(pdu)) => completions.set_reply(i, pdu.into_bytes()),
-                Ok(None) => {}
-                Err(e) => log::warn!("command {:#06x}: {e}", cid::MSG_DATA),
-            }
-        }
+        completions.set_results(cid::MSG_DATA, replies, started.elapsed(), metrics);
         drop(completions);
         drop(in_flight);
     }

@@ -146,6 +146,24 @@ pub fn render(net: &Reactor<ProxyState>, state: &ProxyState, w: &mut Exposition)
         Kind::Counter,
         m.batched_messages.load(Ordering::Relaxed) as f64,
     );
+    w.single(
+        "tt_db_login_batches_total",
+        "Batches of validations looked up (one validation alone counts as a batch).",
+        Kind::Counter,
+        m.login_batches.load(Ordering::Relaxed) as f64,
+    );
+    w.single(
+        "tt_db_login_batched_total",
+        "Validations looked up through the batches.",
+        Kind::Counter,
+        m.batched_logins.load(Ordering::Relaxed) as f64,
+    );
+    w.single(
+        "tt_db_login_lane_waiting",
+        "Validations waiting for the next batch now.",
+        Kind::Gauge,
+        state.logins.len() as f64,
+    );
     w.family(
         "tt_db_lane_batches_total",
         "Batches of one-to-one messages stored, by lane (a load spills past lane 0 only when it falls behind).",

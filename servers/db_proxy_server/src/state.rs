@@ -11,8 +11,9 @@
 //! so the loop goes on answering while it drains (the C++ `exit`s after
 //! 4 s, queued work or not).
 
-use crate::business::{message_batch, relation_model};
+use crate::business::{message_batch, relation_model, HandlerResult};
 use crate::handler_map::Handler;
+use crate::login_lane::{LoginLane, PendingLogin};
 use crate::message_lanes::{lane_count, lane_message, MessageLanes, Pending};
 use crate::metrics::{Busy, RequestLatency};
 use crate::new_pairs::{self, PairMaker, ParkedPairs};
@@ -27,6 +28,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tt_proto::cid;
 
 /// A request on its way to a worker (`CProxyTask`).
 pub struct Request {
@@ -56,6 +58,10 @@ pub struct WorkMetrics {
     pub batched_messages: AtomicU64,
     /// Batches per lane (how far a load spilled past the first).
     pub lane_batches: Vec<AtomicU64>,
+    /// Batches of validations looked up (see `login_lane`).
+    pub login_batches: AtomicU64,
+    /// Validations in those batches.
+    pub batched_logins: AtomicU64,
 }
 
 impl WorkMetrics {
@@ -72,6 +78,8 @@ impl WorkMetrics {
             lane_batches: (0..lane_count(workers))
                 .map(|_| AtomicU64::new(0))
                 .collect(),
+            login_batches: AtomicU64::new(0),
+            batched_logins: AtomicU64::new(0),
         }
     }
 
@@ -105,6 +113,8 @@ pub struct ProxyState {
     pub metrics: Arc<WorkMetrics>,
     /// One-to-one messages waiting to be stored in batches, by user pair.
     pub lanes: Arc<MessageLanes>,
+    /// Validations waiting to be looked up in batches.
+    pub logins: Arc<LoginLane>,
     /// Messages waiting for their new pair to be made (`new_pairs`).
     pub parked: ParkedPairs,
     /// The new pairs to make, shared with the workers.
@@ -142,6 +152,7 @@ impl ProxyState {
             work: WorkQueue::new(limits),
             metrics,
             lanes,
+            logins: Arc::new(LoginLane::default()),
             parked: ParkedPairs::default(),
             pair_maker: Arc::new(PairMaker::default()),
             next_maker: 0,
@@ -203,6 +214,16 @@ impl ProxyState {
             self.to_lane(pending);
             return;
         }
+        if req.pdu.command_id() == cid::OTHER_VALIDATE_REQ {
+            let pending = PendingLogin {
+                pdu: req.pdu,
+                completion,
+            };
+            if self.logins.push(pending) {
+                self.drain_logins();
+            }
+            return;
+        }
         let services = self.services.clone();
         let metrics = self.metrics.clone();
         workers.add_task(move || {
@@ -220,6 +241,19 @@ impl ProxyState {
                 Err(e) => log::warn!("command {:#06x}: {e}", req.pdu.command_id()),
             }
         });
+    }
+
+    /// Hands a drain task of the login lane to the workers.
+    fn drain_logins(&self) {
+        let Some(workers) = self.workers.as_ref() else {
+            return; // only after the drain, when nothing is left
+        };
+        let (logins, services, metrics) = (
+            self.logins.clone(),
+            self.services.clone(),
+            self.metrics.clone(),
+        );
+        workers.add_task(move || logins.drain(&services, &metrics));
     }
 
     /// Queues `p` in its pair's lane and a drain task on the lane's worker.
@@ -274,6 +308,9 @@ impl ProxyState {
         }
         for (held_link, req) in self.work.done(link) {
             self.run_request(held_link, req);
+        }
+        if self.logins.wants_drain() {
+            self.drain_logins();
         }
         if !self.paused.is_empty() {
             let work = &self.work;
@@ -371,6 +408,26 @@ impl CompletionBatch {
     pub fn set_reply(&mut self, i: usize, bytes: Vec<u8>) {
         if let Some(c) = self.items.get_mut(i) {
             c.reply = Some(bytes);
+        }
+    }
+
+    /// The handlers' results of a batch of `command` requests, in order,
+    /// handled together in `took`: each is timed as that long, its reply
+    /// kept, its error logged.
+    pub fn set_results(
+        &mut self,
+        command: u16,
+        results: Vec<HandlerResult>,
+        took: Duration,
+        metrics: &WorkMetrics,
+    ) {
+        for (i, result) in results.into_iter().enumerate() {
+            metrics.latency.observe(command, took);
+            match result {
+                Ok(Some(pdu)) => self.set_reply(i, pdu.into_bytes()),
+                Ok(None) => {}
+                Err(e) => log::warn!("command {command:#06x}: {e}"),
+            }
         }
     }
 }

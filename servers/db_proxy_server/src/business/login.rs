@@ -8,7 +8,10 @@
 //! result 2 ("server internal error") instead of counting as a wrong
 //! password; and the failure table has a fixed size (the C++ map only
 //! grows): an LRU of [`FAILURE_TABLE_SIZE`] names, so a spray of distinct
-//! names costs O(1) per failure and bounded memory.
+//! names costs O(1) per failure and bounded memory. Validations that
+//! queue up are looked up together ([`validate_batch`], one `IN (...)`
+//! query per batch instead of one query each; see [`crate::login_lane`]),
+//! each still answered as it would be alone.
 
 use super::user_model::{user_from_row, USER_COLUMNS};
 use super::{col_str, reply, HandlerResult};
@@ -109,76 +112,187 @@ impl LoginLimiter {
     }
 }
 
-/// `CInterLoginStrategy::doLogin`: the active user `name` if `password`
-/// (the MD5 hex the client sends) salted matches the stored hash.
-fn check_password(
-    services: &Services,
-    name: &str,
-    password: &str,
-) -> Result<Option<UserInfo>, DbError> {
-    let mut conn = services.db.get(SLAVE)?;
-    let mut sql = String::from("SELECT ");
-    sql.push_str(USER_COLUMNS);
-    sql.push_str(", password, salt FROM IMUser WHERE name = ? AND status = 0");
-    let row: Option<Row> = conn.run(|c| crate::db_rows::exec_first(c, &sql, (name,)))?;
-    drop(conn);
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let salted = format!("{password}{}", col_str(&row, "salt"));
-    if md5_hex(salted.as_bytes()) != col_str(&row, "password") {
-        return Ok(None);
-    }
-    Ok(Some(user_from_row(&row)))
+/// Most names one lookup asks for; a longer batch is looked up in parts.
+pub const MAX_NAMES_PER_LOOKUP: usize = 64;
+
+/// The number of `?` of the lookup for `n` names: the next power of two
+/// (at most [`MAX_NAMES_PER_LOOKUP`]), the list padded
+/// with its last name, so a connection's statement cache holds a handful
+/// of statements whatever the batch sizes.
+pub fn lookup_size(n: usize) -> usize {
+    n.max(1).next_power_of_two().min(MAX_NAMES_PER_LOOKUP)
 }
 
-/// `DB_PROXY::doLogin`.
-pub fn do_login(services: &Services, req: &ImPdu) -> HandlerResult {
-    let mut rsp = IMValidateRsp::default();
-    match req.msg::<IMValidateReq>() {
-        Err(e) => {
-            log::warn!("validate request does not decode: {e}");
-            rsp.result_code = 2;
-            rsp.result_string = Some(INTERNAL_TEXT.into());
-        }
-        Ok(msg) => {
-            rsp.user_name = msg.user_name.clone();
-            rsp.attach_data = msg.attach_data;
-            let now = base::tick::unix_time();
+/// True when MariaDB's `utf8mb4_bin` (a PAD SPACE collation) takes the
+/// names as equal, as `name = ?` does: trailing spaces do not count.
+fn same_name(stored: &str, asked: &str) -> bool {
+    stored.trim_end_matches(' ') == asked.trim_end_matches(' ')
+}
+
+/// `CInterLoginStrategy::doLogin` for several names at once (not in the
+/// C++, which reads one user per query): the active users named `names`
+/// with their password hash and salt, in the table's order (the first row
+/// of a name is the one `name = ?` would give first).
+fn lookup_users(services: &Services, names: &[&str]) -> Result<Vec<Row>, DbError> {
+    let mut rows = Vec::new();
+    let mut conn = services.db.get(SLAVE)?;
+    for part in names.chunks(MAX_NAMES_PER_LOOKUP) {
+        let size = lookup_size(part.len());
+        let mut sql = String::from("SELECT ");
+        sql.push_str(USER_COLUMNS);
+        sql.push_str(", password, salt FROM IMUser WHERE name IN (?");
+        sql.push_str(&", ?".repeat(size - 1));
+        sql.push_str(") AND status = 0");
+        let last = part.last().copied().unwrap_or_default();
+        let params: Vec<mysql::Value> = (0..size)
+            .map(|i| part.get(i).copied().unwrap_or(last).into())
+            .collect();
+        let found: Vec<Row> = conn.run(|c| crate::db_rows::exec(c, &sql, params.clone()))?;
+        rows.extend(found);
+    }
+    Ok(rows)
+}
+
+/// The user of `row` if `password` (the MD5 hex the client sends) salted
+/// matches the stored hash.
+fn password_matches(row: &Row, password: &str) -> Option<UserInfo> {
+    let salted = format!("{password}{}", col_str(row, "salt"));
+    (md5_hex(salted.as_bytes()) == col_str(row, "password")).then(|| user_from_row(row))
+}
+
+/// What one request needs once its user is looked up.
+enum Asked {
+    /// Answered without a lookup (a body that does not decode, a locked name).
+    Answered(IMValidateRsp),
+    /// To check against the looked-up rows.
+    Check(IMValidateReq),
+}
+
+/// `DB_PROXY::doLogin` for a batch of validations (all `CID_OTHER_VALIDATE_REQ`):
+/// one lookup for every name not locked out, then each request answered
+/// as `doLogin` answers it alone, in the batch's order. A lookup that
+/// fails answers every request it was for with result 2.
+pub fn validate_batch(services: &Services, reqs: &[ImPdu]) -> Vec<HandlerResult> {
+    let now = base::tick::unix_time();
+    let asked: Vec<Asked> = reqs
+        .iter()
+        .map(|req| match req.msg::<IMValidateReq>() {
+            Err(e) => {
+                log::warn!("validate request does not decode: {e}");
+                Asked::Answered(IMValidateRsp {
+                    result_code: 2,
+                    result_string: Some(INTERNAL_TEXT.into()),
+                    ..IMValidateRsp::default()
+                })
+            }
+            Ok(msg) if services.login_limiter.is_locked(&msg.user_name, now) => {
+                log::info!("{:?}: too many failed logins", msg.user_name);
+                Asked::Answered(IMValidateRsp {
+                    user_name: msg.user_name,
+                    attach_data: msg.attach_data,
+                    result_code: 6,
+                    result_string: Some(TOO_MANY_TEXT.into()),
+                    ..IMValidateRsp::default()
+                })
+            }
+            Ok(msg) => {
+                log::info!("{:?} requests login", msg.user_name);
+                Asked::Check(msg)
+            }
+        })
+        .collect();
+    let mut names: Vec<&str> = asked
+        .iter()
+        .filter_map(|a| match a {
+            Asked::Check(m) => Some(m.user_name.as_str()),
+            Asked::Answered(_) => None,
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let rows = if names.is_empty() {
+        Ok(Vec::new())
+    } else {
+        lookup_users(services, &names)
+    };
+    reqs.iter()
+        .zip(asked)
+        .map(|(req, a)| {
+            let msg = match a {
+                Asked::Answered(rsp) => return reply(req, &rsp),
+                Asked::Check(msg) => msg,
+            };
+            let mut rsp = IMValidateRsp {
+                user_name: msg.user_name.clone(),
+                attach_data: msg.attach_data,
+                ..IMValidateRsp::default()
+            };
+            // Failures earlier in this batch count, as they would one
+            // request after the other.
             if services.login_limiter.is_locked(&msg.user_name, now) {
                 log::info!("{:?}: too many failed logins", msg.user_name);
                 rsp.result_code = 6;
                 rsp.result_string = Some(TOO_MANY_TEXT.into());
-            } else {
-                log::info!("{:?} requests login", msg.user_name);
-                match check_password(services, &msg.user_name, &msg.password) {
-                    Ok(Some(mut user)) => {
-                        user.status = 0;
-                        rsp.user_info = Some(user);
-                        rsp.result_code = 0;
-                        rsp.result_string = Some(OK_TEXT.into());
-                        services.login_limiter.clear(&msg.user_name);
-                    }
-                    Ok(None) => {
-                        services.login_limiter.record_failure(&msg.user_name, now);
-                        rsp.result_code = 1;
-                        rsp.result_string = Some(WRONG_TEXT.into());
-                    }
-                    Err(e) => {
-                        log::error!("login of {:?}: {e}", msg.user_name);
-                        rsp.result_code = 2;
-                        rsp.result_string = Some(INTERNAL_TEXT.into());
-                    }
+                return reply(req, &rsp);
+            }
+            let row = rows.as_ref().map(|rows| {
+                rows.iter()
+                    .find(|r| same_name(&col_str(r, "name"), &msg.user_name))
+            });
+            match row.map(|r| r.and_then(|r| password_matches(r, &msg.password))) {
+                Ok(Some(mut user)) => {
+                    user.status = 0;
+                    rsp.user_info = Some(user);
+                    rsp.result_code = 0;
+                    rsp.result_string = Some(OK_TEXT.into());
+                    services.login_limiter.clear(&msg.user_name);
+                }
+                Ok(None) => {
+                    services.login_limiter.record_failure(&msg.user_name, now);
+                    rsp.result_code = 1;
+                    rsp.result_string = Some(WRONG_TEXT.into());
+                }
+                Err(e) => {
+                    log::error!("login of {:?}: {e}", msg.user_name);
+                    rsp.result_code = 2;
+                    rsp.result_string = Some(INTERNAL_TEXT.into());
                 }
             }
-        }
-    }
-    reply(req, &rsp)
+            reply(req, &rsp)
+        })
+        .collect()
+}
+
+/// `DB_PROXY::doLogin`: one validation (the handler map's entry; the loop
+/// sends validations through [`crate::login_lane`] in batches).
+pub fn do_login(services: &Services, req: &ImPdu) -> HandlerResult {
+    validate_batch(services, std::slice::from_ref(req))
+        .pop()
+        .unwrap_or(Ok(None))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookups_come_in_a_few_sizes() {
+        let sizes: Vec<usize> = [0, 1, 2, 3, 4, 5, 8, 9, 33, 64, 65, 500]
+            .iter()
+            .map(|&n| lookup_size(n))
+            .collect();
+        assert_eq!(sizes, [1, 1, 2, 4, 4, 8, 8, 16, 64, 64, 64, 64]);
+    }
+
+    #[test]
+    fn names_compare_as_the_pad_space_collation_does() {
+        assert!(same_name("alice", "alice"));
+        assert!(same_name("alice", "alice  "));
+        assert!(same_name("alice ", "alice"));
+        assert!(!same_name("alice", " alice"));
+        assert!(!same_name("alice", "Alice"));
+        assert!(!same_name("alice", "alice\t"));
+    }
 
     #[test]
     fn limiter_follows_the_cpp_counts() {
