@@ -4,8 +4,10 @@
 //! The loop queues every validation here. At most one drain task is with
 //! the workers at a time: it takes whatever the queue holds (up to
 //! [`MAX_LOGIN_BATCH`]) and answers it with one lookup
-//! (`login::validate_batch`). It never waits for more: a validation that
-//! finds the queue idle goes to a worker at once, alone, as before; while
+//! (`login::validate_batch`), on a worker without a message lane (so a
+//! lookup never waits behind a batch's commit). It never waits for more:
+//! a validation that finds the queue idle goes to a worker at once, alone,
+//! as before; while
 //! a batch is being looked up, the next validations gather and go
 //! together once its replies are back with the loop, which then hands the
 //! next drain task out. So a login storm costs MariaDB and the workers one
@@ -52,13 +54,19 @@ pub struct LoginLane {
     queue: Mutex<Queue>,
 }
 
-/// Marks the lane idle when dropped (the batch answered, or its lookup
-/// panicked), before the batch's replies go back.
-struct Drained<'a>(&'a Mutex<Queue>);
+/// Held by a drain task from its start: when dropped (the batch
+/// answered, or a panic anywhere in the task) it marks the lane idle and
+/// then hands the batch's replies back, in that order, so the loop that
+/// gets them can hand the next drain task out.
+struct Drained<'a> {
+    queue: &'a Mutex<Queue>,
+    completions: Option<CompletionBatch>,
+}
 
 impl Drop for Drained<'_> {
     fn drop(&mut self) {
-        self.0.lock().draining = false;
+        self.queue.lock().draining = false;
+        drop(self.completions.take());
     }
 }
 
@@ -90,6 +98,10 @@ impl LoginLane {
     /// On a worker: answers what the lane holds now, at most
     /// [`MAX_LOGIN_BATCH`] validations, and hands their replies back.
     pub fn drain(&self, services: &Services, metrics: &WorkMetrics) {
+        let mut drained = Drained {
+            queue: &self.queue,
+            completions: None,
+        };
         let batch: Vec<PendingLogin> = {
             let mut q = self.queue.lock();
             let n = q.waiting.len().min(MAX_LOGIN_BATCH);
@@ -97,10 +109,9 @@ impl LoginLane {
         };
         let (reqs, completions): (Vec<ImPdu>, Vec<Completion>) =
             batch.into_iter().map(|p| (p.pdu, p.completion)).unzip();
-        // Dropped in reverse: the lane is idle again before the replies
-        // reach the loop, which then hands the next drain task out.
-        let mut completions = CompletionBatch::new(completions);
-        let _drained = Drained(&self.queue);
+        let completions = drained
+            .completions
+            .insert(CompletionBatch::new(completions));
         if reqs.is_empty() {
             return;
         }

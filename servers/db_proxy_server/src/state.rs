@@ -119,7 +119,8 @@ pub struct ProxyState {
     pub parked: ParkedPairs,
     /// The new pairs to make, shared with the workers.
     pub pair_maker: Arc<PairMaker>,
-    /// Round robin of the pair tasks over the workers without a lane.
+    /// Round robin of the pair tasks and login lookups over the workers
+    /// without a lane.
     pub next_maker: usize,
     /// The exit delay after SIGTERM has passed: new requests are dropped,
     /// queued and held ones finish, then the loop stops.
@@ -243,17 +244,20 @@ impl ProxyState {
         });
     }
 
-    /// Hands a drain task of the login lane to the workers.
-    fn drain_logins(&self) {
+    /// Hands a drain task of the login lane to a worker without a message
+    /// lane (in turn), so logins never wait behind a batch's commit.
+    fn drain_logins(&mut self) {
         let Some(workers) = self.workers.as_ref() else {
             return; // only after the drain, when nothing is left
         };
+        let worker =
+            new_pairs::maker_worker(&mut self.next_maker, workers.size(), self.lanes.len());
         let (logins, services, metrics) = (
             self.logins.clone(),
             self.services.clone(),
             self.metrics.clone(),
         );
-        workers.add_task(move || logins.drain(&services, &metrics));
+        workers.add_task_to(worker, move || logins.drain(&services, &metrics));
     }
 
     /// Queues `p` in its pair's lane and a drain task on the lane's worker.

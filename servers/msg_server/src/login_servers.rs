@@ -28,12 +28,13 @@ pub const USER_CNT_INC: u32 = 1;
 pub const USER_CNT_DEC: u32 = 2;
 
 /// Longest an update waits to be sent with the ones after it (not in the
-/// C++): ten writes a second per login_server at most, under any login
-/// rate, while login_server's count is never more than this behind.
+/// C++): under a steady stream of logins about ten writes a second per
+/// login_server, while login_server's count is never more than this
+/// behind.
 pub const CNT_FLUSH_MS: u64 = 100;
 
-/// Most updates waiting; one more sends them all at once (a bound on the
-/// queue and on the size of one write).
+/// When this many updates wait they all go at once (a bound on the queue
+/// and on the size of one write).
 pub const CNT_BATCH_MAX: usize = 4096;
 
 /// What to do with one more count update, decided by [`CntBatch::offer`].
@@ -78,10 +79,13 @@ impl CntBatch {
     }
 
     /// Takes the waiting updates to send at `now`; the timer, if armed,
-    /// is the caller's to delete.
+    /// is the caller's to delete. Taking none (a flush with nothing
+    /// waiting) leaves the interval as it was.
     pub fn take(&mut self, now: u64) -> Vec<IMUserCntUpdate> {
-        self.last_sent_ms = Some(now);
         self.armed = false;
+        if !self.waiting.is_empty() {
+            self.last_sent_ms = Some(now);
+        }
         std::mem::take(&mut self.waiting)
     }
 
@@ -199,8 +203,16 @@ mod tests {
     }
 
     #[test]
+    fn a_flush_with_nothing_waiting_does_not_hold_the_next_update() {
+        let mut b = CntBatch::default();
+        assert!(b.take(1_000).is_empty());
+        assert_eq!(b.offer(update(1), 1_010), CntStep::SendNow);
+    }
+
+    #[test]
     fn a_full_batch_goes_at_once_and_a_late_timer_never_strands_an_update() {
         let mut b = CntBatch::default();
+        assert_eq!(b.offer(update(0), 0), CntStep::SendNow);
         b.take(0);
         assert_eq!(b.offer(update(0), 10), CntStep::Arm(90));
         b.armed();

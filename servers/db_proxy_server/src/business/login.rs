@@ -8,7 +8,9 @@
 //! result 2 ("server internal error") instead of counting as a wrong
 //! password; and the failure table has a fixed size (the C++ map only
 //! grows): an LRU of [`FAILURE_TABLE_SIZE`] names, so a spray of distinct
-//! names costs O(1) per failure and bounded memory. Validations that
+//! names costs O(1) per failure and bounded memory; names that differ only
+//! in trailing spaces (which MariaDB's collation ignores, so they log in
+//! as the same user) share one limit. Validations that
 //! queue up are looked up together ([`validate_batch`], one `IN (...)`
 //! query per batch instead of one query each; see [`crate::login_lane`]),
 //! each still answered as it would be alone.
@@ -55,6 +57,12 @@ impl Default for LoginLimiter {
     }
 }
 
+/// The name a failure counts against: as the lookup matches it, trailing
+/// spaces ignored, so `"bob "` and `"bob"` share bob's limit.
+fn limit_key(name: &str) -> &str {
+    name.trim_end_matches(' ')
+}
+
 /// True when every failure of `list` (newest first) is out of the window.
 fn all_expired(list: &VecDeque<u32>, now: u32) -> bool {
     list.front()
@@ -74,6 +82,7 @@ impl LoginLimiter {
     /// than [`MAX_FAILURES`] left, the newest within the window. A name
     /// asked about counts as recently seen.
     fn is_locked(&self, name: &str, now: u32) -> bool {
+        let name = limit_key(name);
         let mut map = self.failures.lock();
         let Some(list) = map.get_mut(name) else {
             return false;
@@ -92,6 +101,7 @@ impl LoginLimiter {
     }
 
     fn record_failure(&self, name: &str, now: u32) {
+        let name = limit_key(name);
         let mut map = self.failures.lock();
         if !map.contains(name) && map.len() >= map.cap().get() {
             // Names tried once and never again go first: each leaves once,
@@ -108,7 +118,7 @@ impl LoginLimiter {
     }
 
     fn clear(&self, name: &str) {
-        self.failures.lock().pop(name);
+        self.failures.lock().pop(limit_key(name));
     }
 }
 
@@ -131,8 +141,9 @@ fn same_name(stored: &str, asked: &str) -> bool {
 
 /// `CInterLoginStrategy::doLogin` for several names at once (not in the
 /// C++, which reads one user per query): the active users named `names`
-/// with their password hash and salt, in the table's order (the first row
-/// of a name is the one `name = ?` would give first).
+/// with their password hash and salt. Where rows share a name (`idx_name`
+/// is not unique), the first returned is checked, as `name = ?` checked
+/// its first row.
 fn lookup_users(services: &Services, names: &[&str]) -> Result<Vec<Row>, DbError> {
     let mut rows = Vec::new();
     let mut conn = services.db.get(SLAVE)?;
@@ -282,6 +293,18 @@ mod tests {
             .map(|&n| lookup_size(n))
             .collect();
         assert_eq!(sizes, [1, 1, 2, 4, 4, 8, 8, 16, 64, 64, 64, 64]);
+    }
+
+    #[test]
+    fn trailing_spaces_do_not_buy_more_guesses() {
+        let l = LoginLimiter::default();
+        for i in 0..=MAX_FAILURES {
+            l.record_failure(&format!("bob{}", " ".repeat(i)), 1_000);
+        }
+        assert!(l.is_locked("bob", 1_000));
+        assert!(l.is_locked("bob   ", 1_000));
+        l.clear("bob ");
+        assert!(!l.is_locked("bob", 1_000));
     }
 
     #[test]
