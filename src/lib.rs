@@ -126,6 +126,14 @@ impl ServerProcess {
     }
 
     fn spawn(binary: &str, args: &[String], dir: &Path) -> Child {
+        // A C++ reference server (`TT_SERVER_BIN_DIR` naming its build, for
+        // a side-by-side bench) reads `log4cxx.properties` from its working
+        // directory and logs under `log/`; [`log`](Self::log) reads it there.
+        let props = Path::new(binary).with_file_name("log4cxx.properties");
+        if props.exists() {
+            let _ = std::fs::copy(&props, dir.join("log4cxx.properties"));
+            let _ = std::fs::create_dir_all(dir.join("log"));
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -160,9 +168,16 @@ impl ServerProcess {
         self.dir.path()
     }
 
-    /// Everything the server logged so far.
+    /// Everything the server logged so far (its output, then the files a
+    /// C++ reference server writes under `log/`).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        let mut text =
+            std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        let cpp_log = self.dir.path().join("log").join("default.log");
+        if let Ok(more) = std::fs::read(cpp_log) {
+            text.push_str(&String::from_utf8_lossy(&more));
+        }
+        text
     }
 
     /// The process id (to send signals).
