@@ -8,7 +8,7 @@
 use crate::state::ProxyState;
 use netlib::metrics::{AtomicCounter, AtomicGauge, Exposition, Histogram, Kind};
 use netlib::Reactor;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// One pool's figures, updated by the workers that use it.
@@ -122,42 +122,41 @@ pub fn render(net: &Reactor<ProxyState>, state: &ProxyState, w: &mut Exposition)
         Kind::Gauge,
         m.workers as f64,
     );
-    w.single(
-        "tt_db_backpressure_engaged_total",
-        "Times a link went over its bound and had its requests held.",
-        Kind::Counter,
-        m.backpressure_engaged.load(Ordering::Relaxed) as f64,
-    );
-    w.single(
-        "tt_db_links_closed_over_hold_total",
-        "Links closed because their held requests passed the hard cap.",
-        Kind::Counter,
-        m.links_closed_over_hold.load(Ordering::Relaxed) as f64,
-    );
-    w.single(
-        "tt_db_message_batches_total",
-        "Batches of one-to-one messages stored (one message alone counts as a batch).",
-        Kind::Counter,
-        m.batches.load(Ordering::Relaxed) as f64,
-    );
-    w.single(
-        "tt_db_message_batched_total",
-        "One-to-one messages stored through the batches.",
-        Kind::Counter,
-        m.batched_messages.load(Ordering::Relaxed) as f64,
-    );
-    w.single(
-        "tt_db_login_batches_total",
-        "Batches of validations looked up (one validation alone counts as a batch).",
-        Kind::Counter,
-        m.login_batches.load(Ordering::Relaxed) as f64,
-    );
-    w.single(
-        "tt_db_login_batched_total",
-        "Validations looked up through the batches.",
-        Kind::Counter,
-        m.batched_logins.load(Ordering::Relaxed) as f64,
-    );
+    let counters: [(&str, &str, &AtomicU64); 6] = [
+        (
+            "tt_db_backpressure_engaged_total",
+            "Times a link went over its bound and had its requests held.",
+            &m.backpressure_engaged,
+        ),
+        (
+            "tt_db_links_closed_over_hold_total",
+            "Links closed because their held requests passed the hard cap.",
+            &m.links_closed_over_hold,
+        ),
+        (
+            "tt_db_message_batches_total",
+            "Batches of one-to-one messages stored (one message alone counts as a batch).",
+            &m.batches,
+        ),
+        (
+            "tt_db_message_batched_total",
+            "One-to-one messages stored through the batches.",
+            &m.batched_messages,
+        ),
+        (
+            "tt_db_login_batches_total",
+            "Batches of validations looked up (one validation alone counts as a batch).",
+            &m.login_batches,
+        ),
+        (
+            "tt_db_login_batched_total",
+            "Validations looked up through the batches.",
+            &m.batched_logins,
+        ),
+    ];
+    for (name, help, n) in counters {
+        w.single(name, help, Kind::Counter, n.load(Ordering::Relaxed) as f64);
+    }
     w.single(
         "tt_db_login_lane_waiting",
         "Validations waiting for the next batch now.",
