@@ -226,6 +226,9 @@ pub fn validate_batch(services: &Services, reqs: &[ImPdu]) -> Vec<HandlerResult>
     } else {
         lookup_users(services, &names)
     };
+    // Each row's name, read once for the whole batch.
+    let rows: Result<Vec<(String, Row)>, DbError> =
+        rows.map(|rows| rows.into_iter().map(|r| (col_str(&r, "name"), r)).collect());
     reqs.iter()
         .zip(asked)
         .map(|(req, a)| {
@@ -248,7 +251,8 @@ pub fn validate_batch(services: &Services, reqs: &[ImPdu]) -> Vec<HandlerResult>
             }
             let row = rows.as_ref().map(|rows| {
                 rows.iter()
-                    .find(|r| same_name(&col_str(r, "name"), &msg.user_name))
+                    .find(|(name, _)| same_name(name, &msg.user_name))
+                    .map(|(_, r)| r)
             });
             match row.map(|r| r.and_then(|r| password_matches(r, &msg.password))) {
                 Ok(Some(mut user)) => {
