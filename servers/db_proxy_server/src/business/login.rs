@@ -136,7 +136,7 @@ pub fn lookup_size(n: usize) -> usize {
 /// True when MariaDB's `utf8mb4_bin` (a PAD SPACE collation) takes the
 /// names as equal, as `name = ?` does: trailing spaces do not count.
 fn same_name(stored: &str, asked: &str) -> bool {
-    stored.trim_end_matches(' ') == asked.trim_end_matches(' ')
+    limit_key(stored) == limit_key(asked)
 }
 
 /// `CInterLoginStrategy::doLogin` for several names at once (not in the
@@ -171,53 +171,18 @@ fn password_matches(row: &Row, password: &str) -> Option<UserInfo> {
     (md5_hex(salted.as_bytes()) == col_str(row, "password")).then(|| user_from_row(row))
 }
 
-/// What one request needs once its user is looked up.
-enum Asked {
-    /// Answered without a lookup (a body that does not decode, a locked name).
-    Answered(IMValidateRsp),
-    /// To check against the looked-up rows.
-    Check(IMValidateReq),
-}
-
 /// `DB_PROXY::doLogin` for a batch of validations (all `CID_OTHER_VALIDATE_REQ`):
-/// one lookup for every name not locked out, then each request answered
-/// as `doLogin` answers it alone, in the batch's order. A lookup that
-/// fails answers every request it was for with result 2.
+/// one lookup for every name, then each request answered as `doLogin`
+/// answers it alone, in the batch's order (a name locked out, also by
+/// failures earlier in the batch, is refused without looking at its row).
+/// A lookup that fails answers every request it was for with result 2.
 pub fn validate_batch(services: &Services, reqs: &[ImPdu]) -> Vec<HandlerResult> {
     let now = base::tick::unix_time();
-    let asked: Vec<Asked> = reqs
-        .iter()
-        .map(|req| match req.msg::<IMValidateReq>() {
-            Err(e) => {
-                log::warn!("validate request does not decode: {e}");
-                Asked::Answered(IMValidateRsp {
-                    result_code: 2,
-                    result_string: Some(INTERNAL_TEXT.into()),
-                    ..IMValidateRsp::default()
-                })
-            }
-            Ok(msg) if services.login_limiter.is_locked(&msg.user_name, now) => {
-                log::info!("{:?}: too many failed logins", msg.user_name);
-                Asked::Answered(IMValidateRsp {
-                    user_name: msg.user_name,
-                    attach_data: msg.attach_data,
-                    result_code: 6,
-                    result_string: Some(TOO_MANY_TEXT.into()),
-                    ..IMValidateRsp::default()
-                })
-            }
-            Ok(msg) => {
-                log::info!("{:?} requests login", msg.user_name);
-                Asked::Check(msg)
-            }
-        })
-        .collect();
+    let asked: Vec<Result<IMValidateReq, _>> =
+        reqs.iter().map(|req| req.msg::<IMValidateReq>()).collect();
     let mut names: Vec<&str> = asked
         .iter()
-        .filter_map(|a| match a {
-            Asked::Check(m) => Some(m.user_name.as_str()),
-            Asked::Answered(_) => None,
-        })
+        .filter_map(|a| a.as_ref().ok().map(|m| m.user_name.as_str()))
         .collect();
     names.sort_unstable();
     names.dedup();
@@ -233,8 +198,16 @@ pub fn validate_batch(services: &Services, reqs: &[ImPdu]) -> Vec<HandlerResult>
         .zip(asked)
         .map(|(req, a)| {
             let msg = match a {
-                Asked::Answered(rsp) => return reply(req, &rsp),
-                Asked::Check(msg) => msg,
+                Ok(msg) => msg,
+                Err(e) => {
+                    log::warn!("validate request does not decode: {e}");
+                    let rsp = IMValidateRsp {
+                        result_code: 2,
+                        result_string: Some(INTERNAL_TEXT.into()),
+                        ..IMValidateRsp::default()
+                    };
+                    return reply(req, &rsp);
+                }
             };
             let mut rsp = IMValidateRsp {
                 user_name: msg.user_name.clone(),
@@ -249,6 +222,7 @@ pub fn validate_batch(services: &Services, reqs: &[ImPdu]) -> Vec<HandlerResult>
                 rsp.result_string = Some(TOO_MANY_TEXT.into());
                 return reply(req, &rsp);
             }
+            log::info!("{:?} requests login", msg.user_name);
             let row = rows.as_ref().map(|rows| {
                 rows.iter()
                     .find(|(name, _)| same_name(name, &msg.user_name))
