@@ -13,12 +13,16 @@
 //! messages and a fixed worker of the pool (`ThreadPool::add_task_to`):
 //! each message also queues a drain task on that worker, and the task
 //! takes whatever the lane holds (up to [`MAX_BATCH`]) and stores it as
-//! one batch (`message_batch`). It never waits for more: when the lane
-//! holds one message the batch is that one message, stored as before, so
-//! a lightly loaded server answers as fast as it did; while the worker is
-//! busy storing, the next messages gather in the lane and go together.
-//! A drain task that finds the lane empty (an earlier task took its
-//! message) ends at once.
+//! one batch (`message_batch`). A lightly loaded lane never waits for
+//! more: when it holds one message the batch is that one message, stored
+//! as before, so a lightly loaded server answers as fast as it did; while
+//! the worker is busy storing, the next messages gather in the lane and
+//! go together. A lane under load (its last batch held at least
+//! [`GATHER_FROM`] messages) starts a batch at most every [`MIN_CYCLE`],
+//! or as soon as [`GATHER_UP_TO`] wait ([`gather_until`]): batches that
+//! are bigger cost fewer round trips and commits per message. A drain
+//! task that finds the lane empty (an earlier task took its message)
+//! ends at once.
 //!
 //! Each message keeps its own place in the work queue (its bounds and
 //! backpressure are untouched, and they bound the router's table: it
@@ -32,11 +36,11 @@ use crate::metrics::Busy;
 use crate::services::Services;
 use crate::state::{Completion, CompletionBatch, WorkMetrics};
 use base::pdu::ImPdu;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tt_proto::cid;
 use tt_proto::IM::BaseDefine::MsgType;
 use tt_proto::IM::Message::IMMsgData;
@@ -56,12 +60,39 @@ pub const MAX_LANES: usize = 2;
 /// the README's figures).
 pub const SPILL_AT: usize = MAX_BATCH / 2;
 
+/// A lane whose last batch held at least this many messages is under
+/// load: its next batch waits for more (see [`gather_until`]). Below it
+/// (one or two messages a batch, as at 1,000 msgs/s on 2 cores) nothing
+/// waits.
+pub const GATHER_FROM: usize = 4;
+
+/// A lane under load starts a batch at most this long after its last one
+/// started: time for the next batch to gather while this one commits.
+pub const MIN_CYCLE: Duration = Duration::from_micros(3000);
+
+/// A lane under load stops waiting once this many messages wait: a
+/// batch that size already costs little per message.
+pub const GATHER_UP_TO: usize = 24;
+
 /// Lanes for `workers` workers: up to [`MAX_LANES`], leaving at least one
 /// worker without a lane (when there are two or more) to make new pairs,
 /// whose named locks may wait seconds: a lane's worker held up by one
 /// would hold up every message of the lane.
 pub fn lane_count(workers: usize) -> usize {
     workers.saturating_sub(1).clamp(1, MAX_LANES)
+}
+
+/// The worker for the next task that takes no lane (requests, logins,
+/// new pairs): round robin over the workers that carry no lane, which
+/// never wait for a batch to gather; all of them when every worker
+/// carries one.
+pub fn spare_worker(next: &mut usize, workers: usize, lanes: usize) -> usize {
+    *next = next.wrapping_add(1);
+    if workers > lanes {
+        lanes + *next % (workers - lanes)
+    } else {
+        *next % workers.max(1)
+    }
 }
 
 /// A message waiting in its lane.
@@ -74,12 +105,54 @@ pub struct Pending {
     pub completion: Completion,
 }
 
+/// The start and size of a lane's last batch: what [`gather_until`]
+/// decides from.
+#[derive(Debug, Clone, Copy)]
+pub struct LastBatch {
+    /// When it was taken from the lane.
+    pub started: Instant,
+    /// Messages it held.
+    pub size: usize,
+}
+
+/// When the drain of a lane holding `queued` messages (at least one)
+/// takes its batch, if not at once: a lane under load (its last batch
+/// held [`GATHER_FROM`] or more) waits until [`MIN_CYCLE`] after its last
+/// batch started, or until [`GATHER_UP_TO`] wait, whichever comes first.
+/// `None`: at once (light load, enough waiting, or the time has passed).
+pub fn gather_until(last: Option<LastBatch>, queued: usize, now: Instant) -> Option<Instant> {
+    let last = last?;
+    if last.size < GATHER_FROM || queued >= GATHER_UP_TO {
+        return None;
+    }
+    let until = last.started + MIN_CYCLE;
+    (until > now).then_some(until)
+}
+
+/// One lane's queue and its last batch.
+#[derive(Default)]
+struct LaneQueue {
+    pending: VecDeque<Pending>,
+    last: Option<LastBatch>,
+}
+
+/// One lane: its queue, and the signal that [`GATHER_UP_TO`] wait.
+#[derive(Default)]
+struct Lane {
+    queue: Mutex<LaneQueue>,
+    filled: Condvar,
+}
+
 /// The lanes of one db_proxy: a bounded number of queues, each bound by
 /// the work queue's limits (every pending message holds a place there),
 /// and which pair is on which.
 pub struct MessageLanes {
-    lanes: Vec<Mutex<VecDeque<Pending>>>,
+    lanes: Vec<Lane>,
     router: Mutex<LaneRouter>,
+    /// Whether a lane under load waits for more ([`gather_until`]): only
+    /// when its worker runs nothing but the lane (there are workers
+    /// without a lane for the rest).
+    gather: bool,
 }
 
 /// A `CID_MSG_DATA` body that goes through the lanes: one-to-one
@@ -186,12 +259,14 @@ impl Drop for InFlight<'_> {
 }
 
 impl MessageLanes {
-    /// `n` empty lanes (at least one).
-    pub fn new(n: usize) -> MessageLanes {
+    /// `n` empty lanes (at least one); `gather`: whether a lane under
+    /// load waits for more (see [`Self::gather`]).
+    pub fn new(n: usize, gather: bool) -> MessageLanes {
         let n = n.max(1);
         MessageLanes {
-            lanes: (0..n).map(|_| Mutex::new(VecDeque::new())).collect(),
+            lanes: (0..n).map(|_| Lane::default()).collect(),
             router: Mutex::new(LaneRouter::new(n)),
+            gather,
         }
     }
 
@@ -213,22 +288,41 @@ impl MessageLanes {
     /// worker).
     pub fn push(&self, p: Pending) -> usize {
         let lane = self.router.lock().assign(pair_key(&p.msg)) % self.lanes.len();
-        self.lanes[lane].lock().push_back(p);
+        let l = &self.lanes[lane];
+        let mut q = l.queue.lock();
+        q.pending.push_back(p);
+        if q.pending.len() == GATHER_UP_TO {
+            l.filled.notify_one();
+        }
         lane
     }
 
-    /// On the lane's worker: stores what `lane` holds now, at most
-    /// [`MAX_BATCH`] messages, and hands their replies back. Nothing to do
-    /// when an earlier drain took them.
+    /// On the lane's worker: stores what `lane` holds, at most
+    /// [`MAX_BATCH`] messages, once [`gather_until`] says so, and hands
+    /// their replies back. Nothing to do when an earlier drain took them.
     pub fn drain(&self, lane: usize, services: &Services, metrics: &WorkMetrics) {
         let batch: Vec<Pending> = {
-            let mut q = self.lanes[lane % self.lanes.len()].lock();
-            let n = q.len().min(MAX_BATCH);
-            q.drain(..n).collect()
+            let l = &self.lanes[lane % self.lanes.len()];
+            let mut q = l.queue.lock();
+            if q.pending.is_empty() {
+                return;
+            }
+            if self.gather {
+                if let Some(until) = gather_until(q.last, q.pending.len(), Instant::now()) {
+                    while q.pending.len() < GATHER_UP_TO {
+                        if l.filled.wait_until(&mut q, until).timed_out() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let n = q.pending.len().min(MAX_BATCH);
+            q.last = Some(LastBatch {
+                started: Instant::now(),
+                size: n,
+            });
+            q.pending.drain(..n).collect()
         };
-        if batch.is_empty() {
-            return;
-        }
         // Declared before the replies, so dropped after them.
         let in_flight = InFlight {
             router: &self.router,
@@ -281,6 +375,42 @@ mod tests {
             attach_data: None,
         };
         ImPdu::for_msg(1, &m).unwrap()
+    }
+
+    #[test]
+    fn other_tasks_go_to_workers_without_a_lane() {
+        let mut next = 0;
+        let picked: Vec<usize> = (0..12).map(|_| spare_worker(&mut next, 8, 2)).collect();
+        assert!(picked.iter().all(|&w| (2..8).contains(&w)), "{picked:?}");
+        for w in 2..8 {
+            assert!(picked.contains(&w), "{picked:?}");
+        }
+        let mut next = 0;
+        assert!((0..5).all(|_| spare_worker(&mut next, 2, 2) < 2));
+    }
+
+    #[test]
+    fn only_a_lane_under_load_waits_and_never_past_its_cycle() {
+        let t0 = Instant::now();
+        let at = |us: u64| t0 + Duration::from_micros(us);
+        let last = |size| Some(LastBatch { started: t0, size });
+        // The first batch, and light load: at once.
+        assert_eq!(gather_until(None, 1, t0), None);
+        assert_eq!(gather_until(last(GATHER_FROM - 1), 1, at(100)), None);
+        // Under load: until the cycle is up ...
+        assert_eq!(
+            gather_until(last(GATHER_FROM), 1, at(100)),
+            Some(t0 + MIN_CYCLE)
+        );
+        assert_eq!(
+            gather_until(last(40), GATHER_UP_TO - 1, at(100)),
+            Some(t0 + MIN_CYCLE)
+        );
+        // ... unless it is, or enough wait.
+        let due = MIN_CYCLE.as_micros() as u64;
+        assert_eq!(gather_until(last(40), 3, at(due)), None);
+        assert_eq!(gather_until(last(40), 3, at(due + 500)), None);
+        assert_eq!(gather_until(last(40), GATHER_UP_TO, at(100)), None);
     }
 
     #[test]

@@ -20,7 +20,7 @@
 use crate::business::message_batch::{self, PairMade};
 use crate::business::relation_model::ordered;
 use crate::business::LOCK_TIMEOUT_SECS;
-use crate::message_lanes::Pending;
+use crate::message_lanes::{spare_worker, Pending};
 use crate::services::Services;
 use crate::state::{CompletionBatch, ProxyState, REPLY_WAIT};
 use netlib::Remote;
@@ -183,23 +183,12 @@ pub fn answer_not_stored(batch: Vec<Pending>) {
     }
 }
 
-/// The worker for the next task: round robin over the workers that carry
-/// no lane (all of them when every worker carries one).
-pub fn maker_worker(next: &mut usize, workers: usize, lanes: usize) -> usize {
-    *next = next.wrapping_add(1);
-    if workers > lanes {
-        lanes + *next % (workers - lanes)
-    } else {
-        *next % workers.max(1)
-    }
-}
-
 /// The workers a new pair's task goes to: the next two of
-/// [`maker_worker`] (one when there is only one): a task makes whatever
+/// [`spare_worker`] (one when there is only one): a task makes whatever
 /// is queued, so the pair waits only if both are held up.
 pub fn maker_workers(next: &mut usize, workers: usize, lanes: usize) -> Vec<usize> {
-    let first = maker_worker(next, workers, lanes);
-    let second = maker_worker(next, workers, lanes);
+    let first = spare_worker(next, workers, lanes);
+    let second = spare_worker(next, workers, lanes);
     if second == first {
         vec![first]
     } else {
@@ -222,15 +211,7 @@ mod tests {
     }
 
     #[test]
-    fn pair_tasks_go_to_workers_without_a_lane() {
-        let mut next = 0;
-        let picked: Vec<usize> = (0..12).map(|_| maker_worker(&mut next, 8, 2)).collect();
-        assert!(picked.iter().all(|&w| (2..8).contains(&w)), "{picked:?}");
-        for w in 2..8 {
-            assert!(picked.contains(&w), "{picked:?}");
-        }
-        let mut next = 0;
-        assert!((0..5).all(|_| maker_worker(&mut next, 2, 2) < 2));
+    fn pair_tasks_go_to_two_workers_without_a_lane() {
         let mut next = 0;
         assert_eq!(maker_workers(&mut next, 4, 2).len(), 2);
         assert_eq!(maker_workers(&mut next, 3, 2), vec![2]);

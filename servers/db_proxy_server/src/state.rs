@@ -14,7 +14,7 @@
 use crate::business::{message_batch, relation_model, HandlerResult};
 use crate::handler_map::Handler;
 use crate::login_lane::{LoginLane, PendingLogin};
-use crate::message_lanes::{lane_count, lane_message, MessageLanes, Pending};
+use crate::message_lanes::{lane_count, lane_message, spare_worker, MessageLanes, Pending};
 use crate::metrics::{Busy, RequestLatency};
 use crate::new_pairs::{self, PairMaker, ParkedPairs};
 use crate::services::Services;
@@ -119,9 +119,9 @@ pub struct ProxyState {
     pub parked: ParkedPairs,
     /// The new pairs to make, shared with the workers.
     pub pair_maker: Arc<PairMaker>,
-    /// Round robin of the pair tasks and login lookups over the workers
-    /// without a lane.
-    pub next_maker: usize,
+    /// Round robin of every task but the lanes' (requests, login lookups,
+    /// new pairs) over the workers without a lane ([`spare_worker`]).
+    pub next_spare: usize,
     /// The exit delay after SIGTERM has passed: new requests are dropped,
     /// queued and held ones finish, then the loop stops.
     pub draining: bool,
@@ -141,7 +141,9 @@ impl ProxyState {
     ) -> ProxyState {
         let handlers = crate::handler_map::HandlerMap::new();
         let metrics = Arc::new(WorkMetrics::new(workers.size(), handlers.commands()));
-        let lanes = Arc::new(MessageLanes::new(lane_count(workers.size())));
+        let lane_n = lane_count(workers.size());
+        // A lane waits for more only where other workers take the rest.
+        let lanes = Arc::new(MessageLanes::new(lane_n, workers.size() > lane_n));
         ProxyState {
             services,
             handlers,
@@ -156,7 +158,7 @@ impl ProxyState {
             logins: Arc::new(LoginLane::default()),
             parked: ParkedPairs::default(),
             pair_maker: Arc::new(PairMaker::default()),
-            next_maker: 0,
+            next_spare: 0,
             draining: false,
             last_request_at: 0,
         }
@@ -200,7 +202,7 @@ impl ProxyState {
                     // another process holds does not keep the pair waiting.
                     let lanes = self.lanes.len();
                     for worker in
-                        new_pairs::maker_workers(&mut self.next_maker, workers.size(), lanes)
+                        new_pairs::maker_workers(&mut self.next_spare, workers.size(), lanes)
                     {
                         let (maker, services, remote) = (
                             self.pair_maker.clone(),
@@ -227,7 +229,9 @@ impl ProxyState {
         }
         let services = self.services.clone();
         let metrics = self.metrics.clone();
-        workers.add_task(move || {
+        // Never on a lane's worker, which may be waiting for its batch.
+        let worker = spare_worker(&mut self.next_spare, workers.size(), self.lanes.len());
+        workers.add_task_to(worker, move || {
             let mut completion = completion;
             let started = std::time::Instant::now();
             let busy = Busy::new(&metrics.busy_workers);
@@ -250,8 +254,7 @@ impl ProxyState {
         let Some(workers) = self.workers.as_ref() else {
             return; // only after the drain, when nothing is left
         };
-        let worker =
-            new_pairs::maker_worker(&mut self.next_maker, workers.size(), self.lanes.len());
+        let worker = spare_worker(&mut self.next_spare, workers.size(), self.lanes.len());
         let (logins, services, metrics) = (
             self.logins.clone(),
             self.services.clone(),
@@ -287,8 +290,7 @@ impl ProxyState {
                     self.to_lane(p);
                 }
             } else if let Some(workers) = self.workers.as_ref() {
-                let worker =
-                    new_pairs::maker_worker(&mut self.next_maker, workers.size(), self.lanes.len());
+                let worker = spare_worker(&mut self.next_spare, workers.size(), self.lanes.len());
                 workers.add_task_to(worker, move || new_pairs::answer_not_stored(batch));
             }
         }
