@@ -204,6 +204,27 @@ fn login_server_counts_a_burst_of_logins_exactly() {
 }
 
 #[test]
+fn a_kicked_connection_is_counted_out_before_its_successor_is_counted_in() {
+    let cluster = Cluster::start();
+    let ms = cluster.start_msg_server();
+    let port = ms.port;
+    let (_first, _) = login(ms.port, "alice", password("alice"), PC);
+    cluster.login.wait_log(&format!(":{port}, cur_cnt=1,"));
+    // The same client class again: the first is kicked.
+    let (_second, res) = login(ms.port, "alice", password("alice"), PC);
+    assert_eq!(res.result_code, ResultType::REFUSE_REASON_NONE);
+    cluster.login.wait_log(&format!(":{port}, cur_cnt=0,"));
+    cluster
+        .login
+        .wait_log_count(&format!(":{port}, cur_cnt=1,"), 2);
+    let log = cluster.login.log();
+    assert!(
+        !log.contains(&format!(":{port}, cur_cnt=2,")),
+        "one user on one client class was counted twice:\n{log}"
+    );
+}
+
+#[test]
 fn without_db_proxy_logins_are_refused_and_the_server_stays_up() {
     let cluster = Cluster::start_with(false);
     let ms = cluster.start_msg_server();

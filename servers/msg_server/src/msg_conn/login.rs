@@ -11,8 +11,9 @@
 //! - With no usable db_proxy link a login waits for one (bounded, see
 //!   [`crate::peer_hold`]) instead of being refused at once.
 //! - A kicked connection (duplicate login, mobile kick) is closed once the
-//!   kick notice is written; the C++ leaves it open, still receiving the
-//!   user's messages, until the client goes.
+//!   kick notice is written, and counted out (login_servers, route_servers)
+//!   at the kick; the C++ leaves it open, still receiving the user's
+//!   messages and counted, until the client goes.
 //! - `CID_LOGIN_RES_DEVICETOKEN` carries the user id (the C++ leaves this
 //!   required field unset).
 
@@ -243,10 +244,25 @@ pub fn kick_same_client_class(
     for t in targets {
         log::info!("kick user {user_id} ({login_name}) on {t}: {reason:?}");
         let _ = net.send_pdu(t, &out);
-        if let Some(c) = state.conns.get_mut(&t) {
-            c.kicked = true;
+        let kicked_type = match state.conns.get_mut(&t) {
+            Some(c) => {
+                c.kicked = true;
+                c.client_type
+            }
+            None => client_type,
+        };
+        // Counted out with its connection, now (as the C++ `Close` does):
+        // a login_server that links before the socket closes is then told
+        // of it once, by its `IMMsgServInfo`.
+        if state.users.remove_conn(user_id, t) {
+            send_user_status_update(
+                net,
+                state,
+                user_id,
+                kicked_type,
+                UserStatType::USER_STATUS_OFFLINE,
+            );
         }
-        state.users.remove_conn(user_id, t);
         net.close_after_flush(t);
     }
 }

@@ -171,8 +171,8 @@ impl ImConn<MsgState> for MsgConn {
             conn.user_id,
             conn.login_name
         );
-        if conn.open {
-            cx.state.users.remove_conn(conn.user_id, cx.id);
+        // A kicked connection was counted out at the kick.
+        if conn.open && cx.state.users.remove_conn(conn.user_id, cx.id) {
             login::send_user_status_update(
                 cx.net,
                 cx.state,
