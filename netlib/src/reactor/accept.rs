@@ -20,6 +20,18 @@
 //! - [`Reactor::connect_from`] binds its source address with
 //!   `IP_BIND_ADDRESS_NO_PORT` ([`bind_source`]), so the port is picked
 //!   at connect time.
+//! - An accepted connection is registered for readable events only, and
+//!   for writable ones once it has a backlog (the C++ asks for both at
+//!   once, and a new socket's first writable event is a turn for
+//!   nothing); on Linux its `TCP_NODELAY` comes from the listener, set
+//!   once, not per connection.
+//! - Listeners of clients that always speak first (msg_server's client
+//!   port, login_server's client and HTTP ports: [`Reactor::listen_clients`])
+//!   ask the kernel to hand over a connection only once its first bytes
+//!   are in (`TCP_DEFER_ACCEPT`), and read them in the turn that accepts
+//!   it: accepting a login and reading it cost one wake-up, not two. A
+//!   connection that stays silent is handed over after about
+//!   [`FIRST_BYTES_WITHIN_SECS`] all the same.
 //! - A connection that cannot be registered does not leave its id to the
 //!   next one; `EMFILE` is retried on the connection tick, since an
 //!   edge-triggered listener is not woken again for what is queued.
@@ -33,6 +45,11 @@ use mio::Interest;
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, ToSocketAddrs};
 
+/// Whether an accepted socket has the listener's `TCP_NODELAY` (Linux
+/// copies it from the listener): then the listener sets it once instead
+/// of a system call per accepted connection.
+const NODELAY_INHERITED: bool = cfg!(target_os = "linux");
+
 /// At most this many connections are accepted on one listener per loop
 /// turn; the rest wait in the kernel's accept queue for the next turns.
 /// Each accept makes a handler and runs its `on_connect`, so a storm of
@@ -43,6 +60,11 @@ pub const MAX_ACCEPTS_PER_TURN: usize = 256;
 /// The accept queue each listener asks the kernel for (`listen(2)`'s
 /// backlog; the C++ asks for 64, mio's `bind` for 128).
 pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// A listener of [`Reactor::listen_clients`] is handed a connection that
+/// has sent nothing after about this long anyway (the kernel rounds it up
+/// to its next SYN-ACK retry: 7 s).
+pub const FIRST_BYTES_WITHIN_SECS: i32 = 5;
 
 impl<S: 'static> Reactor<S> {
     /// `netlib_listen`: listens on `port` on every address of the `;` list
@@ -55,15 +77,41 @@ impl<S: 'static> Reactor<S> {
         port: u16,
         accept: impl FnMut(&mut S, ConnId) -> Box<dyn ImConn<S>> + 'static,
     ) -> Result<Vec<SocketAddr>, NetError> {
+        self.listen_with(ips, port, false, accept)
+    }
+
+    /// [`listen`](Self::listen) for clients that always send first (a
+    /// TeamTalk client's login, an HTTP request): the kernel hands a
+    /// connection over once its first bytes are in (`TCP_DEFER_ACCEPT`),
+    /// and they are read in the turn that accepts it, so accepting and
+    /// reading cost one wake-up, not two. Not for peer links, whose
+    /// connecting side may stay quiet until it has something to ask.
+    pub fn listen_clients(
+        &mut self,
+        ips: &str,
+        port: u16,
+        accept: impl FnMut(&mut S, ConnId) -> Box<dyn ImConn<S>> + 'static,
+    ) -> Result<Vec<SocketAddr>, NetError> {
+        self.listen_with(ips, port, true, accept)
+    }
+
+    fn listen_with(
+        &mut self,
+        ips: &str,
+        port: u16,
+        clients_speak_first: bool,
+        accept: impl FnMut(&mut S, ConnId) -> Box<dyn ImConn<S>> + 'static,
+    ) -> Result<Vec<SocketAddr>, NetError> {
         let acceptor = self.acceptors.len();
         self.acceptors.push(Some(Box::new(accept)));
         let mut bound = Vec::new();
         for ip in base::config::explode(ips, ';') {
             let addr = resolve(&ip, port)?;
-            let mut listener = bind(addr).map_err(|source| NetError::Address {
-                addr: format!("{ip}:{port}"),
-                source,
-            })?;
+            let mut listener =
+                bind(addr, clients_speak_first).map_err(|source| NetError::Address {
+                    addr: format!("{ip}:{port}"),
+                    source,
+                })?;
             let local = listener.local_addr()?;
             let entry = self.listeners.vacant_entry();
             self.poll.registry().register(
@@ -75,6 +123,7 @@ impl<S: 'static> Reactor<S> {
                 listener,
                 acceptor,
                 accept_queued: false,
+                clients_speak_first,
             });
             log::info!("listening on {local}");
             bound.push(local);
@@ -153,12 +202,15 @@ impl<S: 'static> Reactor<S> {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let serial = self.next_serial;
-        self.poll.registry().register(
-            &mut stream,
-            conn_token(key, serial),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        if !connecting {
+        let interest = if connecting {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        self.poll
+            .registry()
+            .register(&mut stream, conn_token(key, serial), interest)?;
+        if !connecting && !NODELAY_INHERITED {
             // A failure here only costs latency; the C++ ignores it too.
             let _ = stream.set_nodelay(true);
         }
@@ -187,6 +239,7 @@ impl<S: 'static> Reactor<S> {
             paused: false,
             drain_notify: false,
             closed: false,
+            write_interest: connecting,
             last_send: now,
             last_recv: now,
             timer_bucket: 0,
@@ -254,7 +307,7 @@ impl<S: 'static> Reactor<S> {
                         key: key as u32,
                         serial: self.next_serial,
                     };
-                    let acceptor = l.acceptor;
+                    let (acceptor, read_now) = (l.acceptor, l.clients_speak_first);
                     let Some(mut accept) = self.acceptors.get_mut(acceptor).and_then(Option::take)
                     else {
                         return;
@@ -265,6 +318,12 @@ impl<S: 'static> Reactor<S> {
                         Ok(id) => {
                             log::debug!("accepted {peer} as {id}");
                             self.with_handler(state, key, |h, cx| h.on_connect(cx));
+                            if read_now {
+                                // Its first bytes are in (TCP_DEFER_ACCEPT).
+                                // Registered before this read, so whatever
+                                // comes after a short read raises an edge.
+                                self.on_readable(state, id, true);
+                            }
                         }
                         Err(e) => {
                             // The handler never ran: its id must not be reused.
@@ -286,15 +345,44 @@ impl<S: 'static> Reactor<S> {
 }
 
 /// A non-blocking listener on `addr` with `SO_REUSEADDR` (as mio's and the
-/// C++ `bind` set it) and an accept queue of [`LISTEN_BACKLOG`].
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+/// C++ `bind` set it) and an accept queue of [`LISTEN_BACKLOG`];
+/// `defer_accept`: with `TCP_DEFER_ACCEPT` (see [`Reactor::listen_clients`]).
+fn bind(addr: SocketAddr, defer_accept: bool) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
+    if NODELAY_INHERITED {
+        // Every accepted connection gets it (the C++ sets it on each).
+        socket.set_nodelay(true)?;
+    }
+    if defer_accept {
+        set_defer_accept(&socket, FIRST_BYTES_WITHIN_SECS)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(TcpListener::from_std(socket.into()))
+}
+
+/// `TCP_DEFER_ACCEPT` of `secs` on a listening socket.
+fn set_defer_accept(socket: &socket2::Socket, secs: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let secs: libc::c_int = secs;
+    // SAFETY: setsockopt reads one c_int through a valid pointer, on a
+    // socket this function borrows.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Resolves `ip:port`, preferring an IPv4 address as the C++

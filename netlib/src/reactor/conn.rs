@@ -16,9 +16,11 @@
 //!
 //! [`OutBuf`]: super::out_buf::OutBuf
 
+use super::ids::conn_token;
 use super::{ConnId, NetError, Reactor};
 use crate::imconn::{Ctx, ImConn};
 use base::pdu::ImPdu;
+use mio::Interest;
 
 impl<S: 'static> Reactor<S> {
     /// Sends a whole PDU on `id`.
@@ -145,9 +147,35 @@ impl<S: 'static> Reactor<S> {
     /// all of it is written; a connection marked close-after-flush is then
     /// closed (`None`, as when the write fails).
     pub(super) fn write_backlog(&mut self, id: ConnId) -> Option<bool> {
-        let conn = self.conn_mut(id)?;
+        // The table's entry, not `conn_mut`: the registry beside it is used
+        // while it is borrowed.
+        let conn = self
+            .conns
+            .get_mut(id.slot())
+            .filter(|c| c.serial == id.serial && !c.closed)?;
         match conn.out.write_to(&mut conn.stream) {
-            Ok(false) => Some(false),
+            Ok(false) if conn.write_interest => Some(false),
+            Ok(false) => {
+                // The first backlog: from now on writable events are
+                // wanted (one that came meanwhile is reported on the
+                // change).
+                conn.write_interest = true;
+                let token = conn_token(id.slot(), conn.serial);
+                let both = Interest::READABLE | Interest::WRITABLE;
+                if let Err(e) = self
+                    .poll
+                    .registry()
+                    .reregister(&mut conn.stream, token, both)
+                {
+                    log::info!(
+                        "connection {id} ({:?}): cannot wait to write: {e}",
+                        conn.peer
+                    );
+                    self.close(id);
+                    return None;
+                }
+                Some(false)
+            }
             Ok(true) if conn.close_after_flush => {
                 self.close(id);
                 None

@@ -137,6 +137,11 @@ struct Conn<S> {
     drain_notify: bool,
     /// Set by `close`: no more I/O; `on_close` and removal follow.
     closed: bool,
+    /// Registered for writable events too: from the start for a connect
+    /// (its completion is one), else from its first backlog on (an
+    /// accepted socket is writable at once, and that event would cost
+    /// every accepted connection one turn for nothing).
+    write_interest: bool,
     last_send: u64,
     last_recv: u64,
     /// The wheel bucket of its next `on_timer` (0: none, while it runs).
@@ -154,6 +159,9 @@ struct Listener {
     /// In `Reactor::still_acceptable`: its next turn accepts what is queued;
     /// events for it wait for that (at most one budget per turn).
     accept_queued: bool,
+    /// Listened with [`Reactor::listen_clients`]: a connection is handed
+    /// over with its first bytes in, and read at once.
+    clients_speak_first: bool,
 }
 
 /// A registered timer.

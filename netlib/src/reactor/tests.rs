@@ -73,6 +73,100 @@ mod internals {
         );
     }
 
+    /// An accepted connection is registered for writable events only once
+    /// it has a backlog, and then its backlog drains; it has the
+    /// listener's `TCP_NODELAY`.
+    #[test]
+    fn an_accepted_connection_waits_to_write_only_with_a_backlog() {
+        let mut net = Reactor::<Vec<ConnId>>::new().unwrap();
+        let addr = net
+            .listen("127.0.0.1", 0, |s: &mut Vec<ConnId>, id| {
+                s.push(id);
+                Box::new(Nop) as Box<dyn ImConn<Vec<ConnId>>>
+            })
+            .unwrap()[0];
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        let mut state = Vec::new();
+        while state.is_empty() {
+            net.run_once(&mut state, 10).unwrap();
+        }
+        let id = state[0];
+        let c = net.conn(id).unwrap();
+        assert!(
+            c.stream.nodelay().unwrap(),
+            "TCP_NODELAY as the C++ sets it"
+        );
+        assert!(!c.write_interest);
+        net.send(id, b"small").unwrap();
+        net.run_once(&mut state, 0).unwrap();
+        assert!(!net.conn(id).unwrap().write_interest, "written at once");
+        socket2::SockRef::from(&net.conn(id).unwrap().stream)
+            .set_send_buffer_size(16 * 1024)
+            .unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        while net.backlog(id) == 0 {
+            net.send(id, &chunk).unwrap();
+            net.run_once(&mut state, 0).unwrap();
+        }
+        assert!(net.conn(id).unwrap().write_interest);
+        // The reader catches up: the writable events drain the backlog.
+        client.set_nonblocking(true).unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while net.backlog(id) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "backlog never drained"
+            );
+            while client.read(&mut buf).is_ok_and(|n| n > 0) {}
+            net.run_once(&mut state, 1).unwrap();
+        }
+    }
+
+    /// Records what the loop did: accepts, then PDUs.
+    struct Note;
+    impl ImConn<Vec<&'static str>> for Note {
+        fn on_connect(&mut self, cx: &mut Ctx<'_, Vec<&'static str>>) {
+            cx.state.push("accepted");
+        }
+        fn on_pdu(&mut self, cx: &mut Ctx<'_, Vec<&'static str>>, _pdu: ImPdu) {
+            cx.state.push("pdu");
+        }
+    }
+
+    /// A client listener hands a connection over with its first bytes, and
+    /// they are handled in the turn that accepts it; a silent connection
+    /// waits in the kernel.
+    #[test]
+    fn a_client_listener_accepts_with_the_first_pdu() {
+        use std::io::Write;
+        let mut net = Reactor::<Vec<&'static str>>::new().unwrap();
+        let addr = net
+            .listen_clients("127.0.0.1", 0, |_: &mut Vec<&'static str>, _| {
+                Box::new(Note) as Box<dyn ImConn<Vec<&'static str>>>
+            })
+            .unwrap()[0];
+        let mut state = Vec::new();
+        let _silent = std::net::TcpStream::connect(addr).unwrap();
+        for _ in 0..5 {
+            net.run_once(&mut state, 20).unwrap();
+        }
+        assert!(
+            state.is_empty(),
+            "a silent connection is held back: {state:?}"
+        );
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        let mut pdu = ImPdu::new(1, 2);
+        pdu.set_body(b"hi").unwrap();
+        client.write_all(pdu.as_bytes()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while state.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never accepted");
+            net.run_once(&mut state, 20).unwrap();
+        }
+        assert_eq!(state, ["accepted", "pdu"], "one turn for both");
+    }
+
     /// Counts PDUs and echoes each, as msg_server does a heartbeat.
     struct Echo;
     impl ImConn<Vec<ConnId>> for Echo {

@@ -125,9 +125,15 @@ pub fn start(config: LoginConfig, net: &mut Reactor<LoginState>) -> Result<Login
                   ips: &str,
                   port: u16,
                   make: fn() -> Box<dyn ImConn<LoginState>>| {
-        let bound = net
-            .listen(ips, port, move |_state, _id| make())
-            .map_err(|source| ServeError::Listen { what, source })?;
+        // Clients and HTTP speak first: their request comes with the
+        // connection (one wake-up for both); msg_servers are peers.
+        let accept = move |_: &mut LoginState, _| make();
+        let bound = if what == "msg_servers" {
+            net.listen(ips, port, accept)
+        } else {
+            net.listen_clients(ips, port, accept)
+        }
+        .map_err(|source| ServeError::Listen { what, source })?;
         log::info!("listening for {what} on {bound:?}");
         Ok::<(), ServeError>(())
     };

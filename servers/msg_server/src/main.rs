@@ -188,7 +188,8 @@ fn serve(conf: ConfigFileReader) -> Result<(), ServeError> {
     // Signals first: one that comes as soon as the port is open (a test,
     // an operator's script) is ours, not the default action's.
     init_msg_conn(&mut net)?;
-    for addr in net.listen(&cfg.listen_ip, cfg.listen_port, |_state, _id| {
+    // A client's login comes with its connection: one wake-up for both.
+    for addr in net.listen_clients(&cfg.listen_ip, cfg.listen_port, |_state, _id| {
         Box::new(MsgConn) as Box<dyn ImConn<MsgState>>
     })? {
         log::info!("msg_server listening for clients on {addr}");
