@@ -20,6 +20,10 @@
 //! - [`Reactor::connect_from`] binds its source address with
 //!   `IP_BIND_ADDRESS_NO_PORT` ([`bind_source`]), so the port is picked
 //!   at connect time.
+//! - A connection accepted while [`Reactor::set_conn_limit`] connections
+//!   are open (by default the file limit less up to [`FD_RESERVE`]) is closed at
+//!   once, and counted (the C++ accepts until `EMFILE`, after which its
+//!   peer reconnects and file opens fail as well).
 //! - An accepted connection is registered for readable events only, and
 //!   for writable ones once it has a backlog (the C++ asks for both at
 //!   once, and a new socket's first writable event is a turn for
@@ -49,6 +53,25 @@ use std::net::{SocketAddr, ToSocketAddrs};
 /// copies it from the listener): then the listener sets it once instead
 /// of a system call per accepted connection.
 const NODELAY_INHERITED: bool = cfg!(target_os = "linux");
+
+/// Most file descriptors a reactor leaves free of accepted connections by
+/// default (see [`Reactor::set_conn_limit`]): for the peer links it
+/// connects, its listeners, logs and the files a server opens (msfs,
+/// file_server). A sixteenth of a smaller limit (64 of 1,024).
+pub const FD_RESERVE: usize = 128;
+
+/// The default connection limit: the soft file limit less its reserve
+/// ([`FD_RESERVE`], or a sixteenth of it, at least 16); no limit when it
+/// cannot be read or is unlimited.
+pub(super) fn default_conn_limit() -> usize {
+    let limit = crate::metrics::process::max_fds()
+        .filter(|&l| l != libc::RLIM_INFINITY)
+        .and_then(|l| usize::try_from(l).ok());
+    match limit {
+        Some(l) => l.saturating_sub((l / 16).clamp(16, FD_RESERVE)).max(1),
+        None => usize::MAX,
+    }
+}
 
 /// At most this many connections are accepted on one listener per loop
 /// turn; the rest wait in the kernel's accept queue for the next turns.
@@ -300,7 +323,25 @@ impl<S: 'static> Reactor<S> {
                 return;
             };
             match l.listener.accept() {
+                Ok((stream, peer)) if self.conns.len() >= self.conn_limit => {
+                    // Dropping it closes it: the client sees the close
+                    // and may try another server.
+                    accepted += 1;
+                    drop(stream);
+                    self.stats.over_conn_limit_closes += 1;
+                    if !self.refusing {
+                        self.refusing = true;
+                        log::warn!(
+                            "{} connections open, the limit: closing new ones (from {peer}) until one ends",
+                            self.conns.len()
+                        );
+                    }
+                }
                 Ok((stream, peer)) => {
+                    if self.refusing {
+                        self.refusing = false;
+                        log::warn!("connections below the limit again: accepting");
+                    }
                     accepted += 1;
                     let key = self.conns.vacant_key();
                     let id = ConnId {

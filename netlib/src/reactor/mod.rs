@@ -44,7 +44,9 @@ mod timers;
 mod turn;
 mod wheel;
 
-pub use accept::{bind_source, LISTEN_BACKLOG, MAX_ACCEPTS_PER_TURN};
+pub use accept::{
+    bind_source, FD_RESERVE, FIRST_BYTES_WITHIN_SECS, LISTEN_BACKLOG, MAX_ACCEPTS_PER_TURN,
+};
 pub use ids::{ConnId, TimerId};
 pub use out_buf::{DEFAULT_OUT_BUF_CAP, NETLIB_MAX_SOCKET_BUF_SIZE};
 pub use read::{MAX_PDUS_PER_EVENT, MAX_READ_PER_EVENT};
@@ -211,6 +213,11 @@ pub struct Reactor<S> {
     /// Which peers' connects are failing, so each run of failures is
     /// logged loudly once.
     connect_log: connect_log::ConnectLog,
+    /// Most open connections before an accepted one is closed at once
+    /// (see [`Reactor::set_conn_limit`]).
+    conn_limit: usize,
+    /// An accept was refused since the table last had room (logged once).
+    refusing: bool,
 }
 
 impl<S: 'static> Reactor<S> {
@@ -253,7 +260,19 @@ impl<S: 'static> Reactor<S> {
             clock: Box::new(clock),
             stats: NetMetrics::default(),
             connect_log: connect_log::ConnectLog::default(),
+            conn_limit: accept::default_conn_limit(),
+            refusing: false,
         })
+    }
+
+    /// Sets the most open connections (accepted and outgoing) before a
+    /// newly accepted one is closed at once. The default keeps up to
+    /// [`FD_RESERVE`] of the process's file limit free, so that a
+    /// flood of clients cannot take the descriptors of peer links, log
+    /// and data files (the C++ accepts until `accept` fails with
+    /// `EMFILE`, and then its reconnects and file opens fail too).
+    pub fn set_conn_limit(&mut self, conns: usize) {
+        self.conn_limit = conns;
     }
 
     /// Sets the out-buffer cap for every connection, open ones included

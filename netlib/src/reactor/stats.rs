@@ -94,6 +94,7 @@ pub struct NetMetrics {
     pub(crate) pdus_out: PduCounts,
     pub(crate) bad_input_closes: u64,
     pub(crate) out_buf_full_closes: u64,
+    pub(crate) over_conn_limit_closes: u64,
 }
 
 impl NetMetrics {
@@ -215,6 +216,10 @@ impl<S: 'static> Reactor<S> {
         .sample(
             &[("reason", "out_buffer_full")],
             self.stats.out_buf_full_closes as f64,
+        )
+        .sample(
+            &[("reason", "over_connection_limit")],
+            self.stats.over_conn_limit_closes as f64,
         );
         let inbox = self.inbox_stats();
         w.single(

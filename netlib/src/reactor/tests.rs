@@ -167,6 +167,53 @@ mod internals {
         assert_eq!(state, ["accepted", "pdu"], "one turn for both");
     }
 
+    /// Past the connection limit a new connection is closed at once and
+    /// counted; once one ends, the next is accepted again.
+    #[test]
+    fn past_the_connection_limit_new_connections_are_closed() {
+        let mut net = Reactor::<Vec<ConnId>>::new().unwrap();
+        assert!(net.conn_limit > 1000, "the default follows the file limit");
+        net.set_conn_limit(2);
+        let addr = net
+            .listen("127.0.0.1", 0, |s: &mut Vec<ConnId>, id| {
+                s.push(id);
+                Box::new(Nop) as Box<dyn ImConn<Vec<ConnId>>>
+            })
+            .unwrap()[0];
+        let mut state = Vec::new();
+        let clients: Vec<_> = (0..3)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while state.len() < 2 || net.stats.over_conn_limit_closes < 1 {
+            assert!(std::time::Instant::now() < deadline, "{state:?}");
+            net.run_once(&mut state, 20).unwrap();
+        }
+        assert_eq!(net.conn_count(), 2);
+        // The refused one reads its end of stream; the others wait.
+        let refused = clients
+            .iter()
+            .filter(|c| {
+                c.set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                match (&**c).read(&mut [0u8; 1]) {
+                    Ok(0) => true,
+                    Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+                    Ok(_) => false,
+                }
+            })
+            .count();
+        assert_eq!(refused, 1);
+        net.close(state[0]);
+        net.run_once(&mut state, 0).unwrap();
+        let _next = std::net::TcpStream::connect(addr).unwrap();
+        while state.len() < 3 {
+            assert!(std::time::Instant::now() < deadline, "{state:?}");
+            net.run_once(&mut state, 20).unwrap();
+        }
+        assert_eq!(net.conn_count(), 2);
+    }
+
     /// Counts PDUs and echoes each, as msg_server does a heartbeat.
     struct Echo;
     impl ImConn<Vec<ConnId>> for Echo {
