@@ -407,16 +407,25 @@ fn bind(addr: SocketAddr, defer_accept: bool) -> io::Result<TcpListener> {
 
 /// `TCP_DEFER_ACCEPT` of `secs` on a listening socket.
 fn set_defer_accept(socket: &socket2::Socket, secs: i32) -> io::Result<()> {
+    set_int_option(socket, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, secs)
+}
+
+/// `setsockopt` of one `int` option that socket2 does not offer.
+fn set_int_option(
+    socket: &socket2::Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let secs: libc::c_int = secs;
     // SAFETY: setsockopt reads one c_int through a valid pointer, on a
     // socket this function borrows.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&secs as *const libc::c_int).cast(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -454,22 +463,7 @@ pub fn resolve(ip: &str, port: u16) -> Result<SocketAddr, NetError> {
 /// of connections from one address (load tools, many peer links).
 pub fn bind_source(socket: &socket2::Socket, source: std::net::IpAddr) -> io::Result<()> {
     if source.is_ipv4() {
-        use std::os::fd::AsRawFd;
-        let on: libc::c_int = 1;
-        // SAFETY: setsockopt reads one c_int through a valid pointer, on a
-        // socket this function borrows.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        set_int_option(socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)?;
     }
     socket.bind(&SocketAddr::new(source, 0).into())
 }
