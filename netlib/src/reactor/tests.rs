@@ -10,6 +10,19 @@ mod internals {
     use std::net::SocketAddr;
     use std::time::Duration;
 
+    /// Listens on a free loopback port; each accepted connection's id goes
+    /// into the state, its handler from `make`.
+    fn listen_recording(
+        net: &mut Reactor<Vec<ConnId>>,
+        make: fn() -> Box<dyn ImConn<Vec<ConnId>>>,
+    ) -> SocketAddr {
+        net.listen("127.0.0.1", 0, move |s: &mut Vec<ConnId>, id| {
+            s.push(id);
+            make()
+        })
+        .unwrap()[0]
+    }
+
     struct Nop;
     impl ImConn<Vec<ConnId>> for Nop {
         fn on_pdu(&mut self, _cx: &mut Ctx<'_, Vec<ConnId>>, _pdu: ImPdu) {}
@@ -22,12 +35,7 @@ mod internals {
     fn out_buf_memory_follows_the_backlog_with_a_slow_steady_reader() {
         let mut net = Reactor::<Vec<ConnId>>::new().unwrap();
         net.set_out_buf_cap(1 << 20); // 1 MiB
-        let addr = net
-            .listen("127.0.0.1", 0, |s: &mut Vec<ConnId>, id| {
-                s.push(id);
-                Box::new(Nop) as Box<dyn ImConn<Vec<ConnId>>>
-            })
-            .unwrap()[0];
+        let addr = listen_recording(&mut net, || Box::new(Nop));
         let mut client = std::net::TcpStream::connect(addr).unwrap();
         client.set_nonblocking(true).unwrap();
         let mut state = Vec::new();
@@ -79,12 +87,7 @@ mod internals {
     #[test]
     fn an_accepted_connection_waits_to_write_only_with_a_backlog() {
         let mut net = Reactor::<Vec<ConnId>>::new().unwrap();
-        let addr = net
-            .listen("127.0.0.1", 0, |s: &mut Vec<ConnId>, id| {
-                s.push(id);
-                Box::new(Nop) as Box<dyn ImConn<Vec<ConnId>>>
-            })
-            .unwrap()[0];
+        let addr = listen_recording(&mut net, || Box::new(Nop));
         let mut client = std::net::TcpStream::connect(addr).unwrap();
         let mut state = Vec::new();
         while state.is_empty() {
@@ -174,12 +177,7 @@ mod internals {
         let mut net = Reactor::<Vec<ConnId>>::new().unwrap();
         assert!(net.conn_limit > 1000, "the default follows the file limit");
         net.set_conn_limit(2);
-        let addr = net
-            .listen("127.0.0.1", 0, |s: &mut Vec<ConnId>, id| {
-                s.push(id);
-                Box::new(Nop) as Box<dyn ImConn<Vec<ConnId>>>
-            })
-            .unwrap()[0];
+        let addr = listen_recording(&mut net, || Box::new(Nop));
         let mut state = Vec::new();
         let clients: Vec<_> = (0..3)
             .map(|_| std::net::TcpStream::connect(addr).unwrap())
@@ -231,12 +229,7 @@ mod internals {
         std::net::TcpStream,
     ) {
         let mut net = Reactor::<Vec<ConnId>>::new().unwrap();
-        let addr = net
-            .listen("127.0.0.1", 0, |s: &mut Vec<ConnId>, id| {
-                s.push(id);
-                Box::new(Echo) as Box<dyn ImConn<Vec<ConnId>>>
-            })
-            .unwrap()[0];
+        let addr = listen_recording(&mut net, || Box::new(Echo));
         let client = std::net::TcpStream::connect(addr).unwrap();
         client
             .set_read_timeout(Some(Duration::from_millis(20)))
