@@ -245,22 +245,23 @@ impl ImUserManager {
     /// `CImUserManager::BroadcastPdu` targets: every connection of the
     /// class(es) in `client_type_flag`.
     pub fn all_targets(&self, client_type_flag: u32) -> Vec<ConnId> {
-        let mut out = Vec::new();
-        if client_type_flag == CLIENT_TYPE_FLAG_PC {
-            for user in self.pc_users.iter().filter_map(|u| self.users.get(u)) {
-                out.extend(user.pc_targets(None));
-            }
-            return out;
-        }
-        for user in self.users.values() {
-            out.extend(match client_type_flag {
-                CLIENT_TYPE_FLAG_PC => user.pc_targets(None),
-                CLIENT_TYPE_FLAG_MOBILE => user.mobile_targets(None),
-                CLIENT_TYPE_FLAG_BOTH => user.targets(None),
-                _ => Vec::new(),
-            });
-        }
-        out
+        let keep: fn(u32) -> bool = match client_type_flag {
+            CLIENT_TYPE_FLAG_PC => is_pc,
+            CLIENT_TYPE_FLAG_MOBILE => is_mobile,
+            CLIENT_TYPE_FLAG_BOTH => |_| true,
+            _ => return Vec::new(),
+        };
+        // PC clients are found from the users filed as having one.
+        let users: Box<dyn Iterator<Item = &ImUser>> = if client_type_flag == CLIENT_TYPE_FLAG_PC {
+            Box::new(self.pc_users.iter().filter_map(|u| self.users.get(u)))
+        } else {
+            Box::new(self.users.values())
+        };
+        users
+            .flat_map(|u| u.conns.iter())
+            .filter(|(_, c)| keep(c.client_type))
+            .map(|&(id, _)| id)
+            .collect()
     }
 }
 
