@@ -42,6 +42,29 @@ const STMT_CACHE_SIZE: usize = 256;
 /// sits this long, so no ping is paid).
 const PING_AFTER_IDLE: Duration = Duration::from_secs(2);
 
+/// Where the MySQL C client puts its server's socket on Debian (the
+/// `MYSQL_UNIX_ADDR` libmariadb is built with).
+const DEFAULT_UNIX_SOCKET: &str = "/run/mysqld/mysqld.sock";
+
+/// The unix socket a pool reaches MySQL through, if any: a `host` of
+/// `localhost` means the local socket, as it does for the C client the
+/// C++ links (`mysql_real_connect`), which then ignores the port;
+/// `MYSQL_UNIX_PORT` names another socket, as for that client. Any other
+/// host is reached over TCP (the driver may still switch to the server's
+/// socket when the address is loopback). This lets a MariaDB with
+/// `skip-networking`, or one outside db_proxy's network namespace, serve
+/// the same `.conf` the C++ ran with.
+fn unix_socket_for(host: &str, env_socket: Option<String>) -> Option<String> {
+    if host != "localhost" {
+        return None;
+    }
+    Some(
+        env_socket
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_UNIX_SOCKET.to_string()),
+    )
+}
+
 /// Why a database operation failed.
 #[derive(Debug, Error)]
 pub enum DbError {
@@ -113,9 +136,11 @@ impl DbPool {
         cfg: &DbInstanceConfig,
         generation: Arc<AtomicU64>,
     ) -> Result<DbPool, DbError> {
+        let socket = unix_socket_for(&cfg.host, std::env::var("MYSQL_UNIX_PORT").ok());
         let opts = OptsBuilder::new()
             .ip_or_hostname(Some(cfg.host.clone()))
             .tcp_port(cfg.port)
+            .socket(socket)
             .user(Some(cfg.username.clone()))
             .pass(Some(cfg.password.clone()))
             .db_name(Some(cfg.dbname.clone()))
@@ -493,5 +518,61 @@ mod tests {
         let mut conn = pool.get().expect("the pool still lends a connection");
         let one: Option<i64> = conn.run(|c| c.query_first("SELECT 1")).expect("SELECT 1");
         assert_eq!(one, Some(1));
+    }
+
+    #[test]
+    fn localhost_means_the_local_socket_as_for_the_c_client() {
+        assert_eq!(
+            unix_socket_for("localhost", None).as_deref(),
+            Some(DEFAULT_UNIX_SOCKET)
+        );
+        assert_eq!(
+            unix_socket_for("localhost", Some("/tmp/other.sock".into())).as_deref(),
+            Some("/tmp/other.sock")
+        );
+        assert_eq!(
+            unix_socket_for("localhost", Some(String::new())).as_deref(),
+            Some(DEFAULT_UNIX_SOCKET)
+        );
+        assert_eq!(unix_socket_for("127.0.0.1", None), None);
+        assert_eq!(unix_socket_for("db.example", Some("/tmp/x".into())), None);
+    }
+
+    /// `<name>_host=localhost` reaches the server through its socket, as
+    /// the C++ does: with a port nothing listens on, the pool still opens
+    /// and answers, and the server sees a socket client.
+    #[test]
+    fn a_pool_on_localhost_uses_the_socket_and_ignores_the_port() {
+        let db = tt_rs::TestDb::empty();
+        let (_, _, username, password) = db.server();
+        let mut conn0 = db.conn();
+        let socket: Option<String> = conn0.query_first("SELECT @@socket").expect("@@socket");
+        let socket = socket.unwrap_or_default();
+        if !std::path::Path::new(&socket).exists() {
+            eprintln!("skipped: the server's socket {socket:?} is not on this machine");
+            return;
+        }
+        std::env::set_var("MYSQL_UNIX_PORT", &socket);
+        let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = unused.local_addr().expect("addr").port();
+        drop(unused);
+        let pool = DbPool::new(&DbInstanceConfig {
+            name: "teamtalk_master".into(),
+            host: "localhost".into(),
+            port,
+            dbname: db.name().into(),
+            username,
+            password,
+            max_conn_cnt: 1,
+        })
+        .expect("a pool through the socket");
+        let mut conn = pool.get().expect("a connection");
+        let user: Option<String> = conn
+            .run(|c| c.query_first("SELECT CURRENT_USER()"))
+            .expect("CURRENT_USER()");
+        assert!(
+            user.as_deref().is_some_and(|u| u.ends_with("@localhost")),
+            "a socket client is user@localhost: {user:?}"
+        );
     }
 }
