@@ -380,6 +380,9 @@ fn run(clients: u32, msg_servers: usize, rate: u64, hold: u64, dir: &Path, tt_id
         lat["p99"].as_f64().unwrap_or(f64::NAN),
         lat["max"].as_f64().unwrap_or(f64::NAN),
     );
+    for line in load["lost_examples"].as_array().into_iter().flatten() {
+        println!("    {}", line.as_str().unwrap_or_default());
+    }
     let rss: Vec<String> = ["route_server", "login_server", "db_proxy_server"]
         .iter()
         .map(|n| {

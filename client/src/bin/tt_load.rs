@@ -205,6 +205,9 @@ struct User {
     sent: u64,
     next_send: Option<Instant>,
     rng: u64,
+    /// The msg_server it was sent to (`host:port`), for the report of a
+    /// lost message.
+    server: String,
 }
 
 /// Everything the reactor's handlers share.
@@ -509,6 +512,7 @@ fn main() {
         else {
             usage(&format!("bad msg_server address {server}"));
         };
+        state.users[i].server = server.clone();
         let handler = Box::new(LoadConn { index: i });
         let source = (!state.plan.source_ips.is_empty())
             .then(|| state.plan.source_ips[i % state.plan.source_ips.len()]);
@@ -614,6 +618,7 @@ fn report(state: &Load, elapsed: f64, login_secs: f64) {
     // server (e.g. over the per-user limit), reported apart.
     let lost = state.outstanding.len() - state.unacked_undelivered();
     let unacked = state.unacked.len();
+    let lost_examples = lost_examples(state);
     let json = serde_json::json!({
         "users": users,
         "logins_ok": state.logins_ok,
@@ -623,6 +628,7 @@ fn report(state: &Load, elapsed: f64, login_secs: f64) {
         "acked": state.acked,
         "delivered": state.delivered,
         "lost": lost,
+        "lost_examples": lost_examples,
         "unacked": unacked,
         "errors": state.errors,
         "seconds": elapsed,
@@ -652,9 +658,40 @@ fn report(state: &Load, elapsed: f64, login_secs: f64) {
         q(0.999),
         max
     );
+    for line in &lost_examples {
+        println!("{line}");
+    }
     if let Err(e) = std::fs::write(&state.plan.json, json.to_string()) {
         eprintln!("tt-load: cannot write {}: {e}", state.plan.json);
     }
+}
+
+/// The first few messages acked but not delivered: who sent them to whom,
+/// through which msg_servers, so that a loss can be looked for in the
+/// servers' logs and the database.
+fn lost_examples(state: &Load) -> Vec<String> {
+    let mut lines = Vec::new();
+    let acked_undelivered = state
+        .outstanding
+        .keys()
+        .filter(|k| !state.unacked.values().any(|v| v == *k));
+    for &(sender, seq) in acked_undelivered.take(5) {
+        let n = state.users.len();
+        let Some(i) = state.users.iter().position(|u| u.user_id == sender) else {
+            continue;
+        };
+        let peer = &state.users[(i + 1) % n];
+        let to = if state.plan.group_ratio > 0.0 {
+            " or the group"
+        } else {
+            ""
+        };
+        lines.push(format!(
+            "lost: user {sender}'s message {seq} to user {}{to} (sender on {}, receiver on {})",
+            peer.user_id, state.users[i].server, peer.server
+        ));
+    }
+    lines
 }
 
 #[cfg(test)]

@@ -218,20 +218,24 @@ impl RouteConn {
 
     /// A message relayed from one msg_server: a one-to-one message goes
     /// only to the links that hold (or are logging in) its sender or its
-    /// receiver ([`RouteState::message_targets`]); a group message, or a
-    /// body that does not decode, to every other link as in the C++.
+    /// receiver ([`RouteState::message_targets`]); a group message, a
+    /// body that does not decode, or a receiver no link is known to hold,
+    /// to every other link as in the C++.
     fn relay_msg_data(&mut self, cx: &mut Ctx<'_, RouteState>, pdu: &ImPdu) {
         let single = pdu
             .msg::<IMMsgData>()
             .ok()
             .filter(|m| is_single_msg(m.msg_type));
-        let Some(msg) = single else {
+        let targets = single.and_then(|msg| {
+            cx.state
+                .message_targets(cx.id, msg.from_user_id, msg.to_session_id)
+        });
+        let Some(mut targets) = targets else {
             cx.state.broadcast(cx.net, pdu, Some(cx.id));
+            let reached = cx.state.links().collect();
+            cx.state.start_replay.relayed(monotonic_ms(), pdu, reached);
             return;
         };
-        let mut targets = cx
-            .state
-            .message_targets(cx.id, &[msg.from_user_id, msg.to_session_id]);
         for &link in &targets {
             // A failure means that link is closing.
             let _ = cx.net.send_pdu(link, pdu);

@@ -157,30 +157,42 @@ impl RouteState {
         Some(targets)
     }
 
-    /// Where a relayed one-to-one message between `users` goes: every link
-    /// but `from` that holds a client of one of them or is logging one in
-    /// (the receiver's clients, and the sender's other ones, which a
-    /// msg_server delivers to). Not in the C++, which relays every message
-    /// to every other msg_server: with K of them each message cost K-1
-    /// sends and K-1 msg_servers a PDU to drop.
-    pub fn message_targets(&self, from: ConnId, users: &[u32]) -> Vec<ConnId> {
+    /// Where a relayed one-to-one message from `sender` to `receiver` goes:
+    /// every link but `from` that holds a client of one of them or is
+    /// logging one in (the receiver's clients, and the sender's other ones,
+    /// which a msg_server delivers to). Not in the C++, which relays every
+    /// message to every other msg_server: with K of them each message cost
+    /// K-1 sends and K-1 msg_servers a PDU to drop.
+    ///
+    /// `None` when no link holds or is logging in the receiver: the message
+    /// then goes to every other link, as in the C++. Its msg_server may have
+    /// answered the receiver's login before its status update got here
+    /// (links are read in whatever order the kernel makes them readable,
+    /// and under load one link's bytes can wait behind another's), and that
+    /// msg_server holds the user already; an offline receiver costs the
+    /// C++'s broadcast.
+    pub fn message_targets(&self, from: ConnId, sender: u32, receiver: u32) -> Option<Vec<ConnId>> {
         let mut targets: Vec<ConnId> = Vec::new();
-        for user_id in users {
-            let held = self.users.get(user_id).into_iter().flat_map(|u| u.links());
+        let mut receiver_known = false;
+        for user_id in [receiver, sender] {
+            let held = self.users.get(&user_id).into_iter().flat_map(|u| u.links());
             let logging_in = self
                 .pending_logins
-                .get(user_id)
+                .get(&user_id)
                 .into_iter()
                 .flatten()
                 .map(|&(link, _)| link)
                 .filter(|link| self.links.contains(link));
             for link in held.chain(logging_in) {
+                if user_id == receiver {
+                    receiver_known = true;
+                }
                 if link != from && !targets.contains(&link) {
                     targets.push(link);
                 }
             }
         }
-        targets
+        receiver_known.then_some(targets)
     }
 
     /// Marks `link` as logging `user_id` in at `now`; false when the table
@@ -395,11 +407,31 @@ mod tests {
         s.update_user_status(link(1), 8, STATUS_ONLINE, ANDROID);
         s.update_user_status(link(3), 8, STATUS_ONLINE, WINDOWS);
         // From link 1 (user 8's phone) to user 7: 7's link and 8's PC.
-        assert_eq!(s.message_targets(link(1), &[8, 7]), vec![link(3), link(2)]);
-        assert_eq!(s.message_targets(link(2), &[7, 9]), Vec::<ConnId>::new());
-        // Link 4 is logging user 9 in: it gets 9's messages too.
+        assert_eq!(
+            s.message_targets(link(1), 8, 7),
+            Some(vec![link(2), link(3)])
+        );
+        // From 7 to 8: 8's phone and PC.
+        assert_eq!(
+            s.message_targets(link(2), 7, 8),
+            Some(vec![link(1), link(3)])
+        );
+        // A receiver held only by the sending link: nothing to relay.
+        s.update_user_status(link(2), 6, STATUS_ONLINE, ANDROID);
+        assert_eq!(s.message_targets(link(2), 7, 6), Some(vec![]));
+        // User 9 is nowhere we know of: every other link, as in the C++
+        // (its login may be answered already, its status on the way).
+        assert_eq!(s.message_targets(link(2), 7, 9), None);
+        // Link 4 is logging user 9 in: it gets 9's messages.
         s.kick_targets(link(4), 9, 0);
-        assert_eq!(s.message_targets(link(1), &[8, 9]), vec![link(3), link(4)]);
+        assert_eq!(
+            s.message_targets(link(1), 8, 9),
+            Some(vec![link(4), link(3)])
+        );
+        // Once 9 is gone again, the broadcast is back.
+        s.update_user_status(link(4), 9, STATUS_ONLINE, ANDROID);
+        s.update_user_status(link(4), 9, STATUS_OFFLINE, ANDROID);
+        assert_eq!(s.message_targets(link(1), 8, 9), None);
     }
 
     #[test]

@@ -238,6 +238,28 @@ fn msg_data_goes_to_the_other_msg_servers_unchanged() {
     );
     let got = recv_cid(&mut a.link, CID_MSG_DATA);
     assert_eq!(got.as_bytes(), group.as_bytes());
+
+    // A one-to-one message to a user no link reported (its msg_server may
+    // have answered the login before its status update got here): every
+    // other link, as in the C++.
+    msg.msg_type = MsgType::MSG_TYPE_SINGLE_TEXT;
+    msg.to_session_id = 300;
+    let unknown = ImPdu::with_msg(ServiceID::SID_MSG as u16, CID_MSG_DATA, 4244, &msg).unwrap();
+    b.link.send(&unknown);
+    assert_eq!(
+        recv_cid(&mut a.link, CID_MSG_DATA).as_bytes(),
+        unknown.as_bytes()
+    );
+    assert_eq!(
+        recv_cid(&mut c.link, CID_MSG_DATA).as_bytes(),
+        unknown.as_bytes()
+    );
+    let before = b.sync();
+    assert!(
+        before.iter().all(|p| p.command_id() != CID_MSG_DATA),
+        "not back to its sender: {:?}",
+        seen(&before)
+    );
 }
 
 #[test]
