@@ -10,7 +10,7 @@
 //! most once per 4 s, failing every request meanwhile): a request whose
 //! connection is lost connects again at once and, while Redis does not
 //! answer, waits for it on the [`crate::store_wait`] schedule for at most
-//! [`STORE_WAIT`](crate::store_wait::STORE_WAIT), then fails as before.
+//! [`STORE_WAIT`], then fails as before.
 //! And a connection that fails at the socket level marks every idle
 //! connection of its pool as suspect (they went to the same Redis): each
 //! is pinged before its next use and replaced if dead, so a Redis restart

@@ -65,7 +65,7 @@ pub struct DbProxyConfig {
     pub thread_num: usize,
     /// `MsfsSite`: base URL of audio files.
     pub msfs_site: String,
-    /// `aesKey`: encrypts the "[语音]" text shown as the latest message of
+    /// `aesKey`: encrypts the "\[语音\]" text shown as the latest message of
     /// a session whose last message is audio. Never logged.
     pub aes_key: String,
     /// `DBInstances` and their keys.

@@ -16,7 +16,7 @@
 //! before its next use and replaced if dead (a restart fails only the
 //! statements running at that moment); and opening a connection that is
 //! refused is tried again on the [`crate::store_wait`] schedule for at
-//! most [`STORE_WAIT`](crate::store_wait::STORE_WAIT) before the request
+//! most [`STORE_WAIT`] before the request
 //! fails as in the C++.
 
 use crate::config::DbInstanceConfig;
@@ -130,7 +130,7 @@ impl DbPool {
         DbPool::with_generation(cfg, Arc::default())
     }
 
-    /// [`DbPool::new`] sharing `generation` with the other pools on the
+    /// `DbPool::new` sharing `generation` with the other pools on the
     /// same server.
     fn with_generation(
         cfg: &DbInstanceConfig,

@@ -20,7 +20,7 @@
 //!   literals of the models).
 //! - [`db_pool`], [`cache_pool`]: MySQL and Redis pools (`DBPool.cpp`,
 //!   `CachePool.cpp`); [`sync_center`] (`SyncCenter.cpp`);
-//!   [`http_client`]: audio to and from msfs (`base/HttpClient.cpp`);
+//!   `http_client`: audio to and from msfs (`base/HttpClient.cpp`);
 //!   [`store_wait`]: how a request waits for a restarted store (not in
 //!   the C++); [`config`]: the conf keys; [`work_queue`]: the bound on work
 //!   handed to the workers, with backpressure per link (`ThreadPool.cpp`);

@@ -48,7 +48,7 @@ pub struct Services {
     pub sync: SyncCenter,
     /// Recent login failures.
     pub login_limiter: LoginLimiter,
-    /// The msfs site for voice messages and the encrypted "[语音]".
+    /// The msfs site for voice messages and the encrypted "\[语音\]".
     pub audio: AudioModel,
     /// Relations and sessions of recent message pairs.
     pub pairs: PairCache,

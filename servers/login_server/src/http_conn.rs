@@ -62,7 +62,7 @@ pub fn handle_request(
 
 /// `CHttpConn::_HandleMsgServRequest`: the whole HTTP answer for `choice`.
 /// An IPv4 peer gets the msg_server's `ip1` as `priorIP`, any other its
-/// `ip2` (see [`is_telecom`]).
+/// `ip2` (see `is_telecom`).
 pub fn msg_serv_response(choice: &Choice, urls: &ClientUrls, peer: Option<IpAddr>) -> Response {
     let body = match choice {
         Choice::NoMsgServer => styled_object(&[

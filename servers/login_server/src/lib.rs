@@ -12,12 +12,12 @@
 //! - `lib.rs` (this file) is `login_server.cpp` (conf keys, the three
 //!   listeners, the loop: [`serve`], [`start`]); `main.rs` only calls
 //!   [`serve`] from the command line;
-//! - [`login_conn`] is `LoginConn.cpp` (client and msg_server PDU ports);
+//! - `login_conn` is `LoginConn.cpp` (client and msg_server PDU ports);
 //! - [`http_conn`] is `HttpConn.cpp` (+ the `HttpParserWrapper` parts it uses);
-//! - [`ip_parser`] is `ipparser.cpp`;
-//! - [`msg_serv_info`] is `msg_serv_info_t`, `g_msg_serv_info` and the choice loop;
+//! - `ip_parser` is `ipparser.cpp`;
+//! - `msg_serv_info` is `msg_serv_info_t`, `g_msg_serv_info` and the choice loop;
 //! - `metrics`: `GET /metrics` (not in the C++);
-//! - [`state`] gathers the C++ globals into the reactor's state ([`LoginState`]);
+//! - `state` gathers the C++ globals into the reactor's state ([`LoginState`]);
 //! - `tt_http::styled_json` lays out the HTTP answers as jsoncpp's
 //!   `toStyledString`.
 //!

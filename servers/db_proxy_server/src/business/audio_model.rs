@@ -17,7 +17,7 @@ use tt_proto::IM::BaseDefine::{MsgInfo, MsgType};
 /// before encryption.
 const AUDIO_TEXT: &str = "[语音]";
 
-/// The msfs site and the encrypted "[语音]" (`setUrl`, `strAudioEnc`).
+/// The msfs site and the encrypted "\[语音\]" (`setUrl`, `strAudioEnc`).
 pub struct AudioModel {
     site: String,
     latest_text: Vec<u8>,
@@ -35,7 +35,7 @@ pub struct UploadedAudio {
 
 impl AudioModel {
     /// `setUrl` plus `strAudioEnc`: the site gets a trailing `/`, and
-    /// "[语音]" is encrypted once with `aesKey`.
+    /// "\[语音\]" is encrypted once with `aesKey`.
     pub fn new(msfs_site: &str, aes_key: &str) -> Result<AudioModel, base::aes::AesError> {
         let mut site = msfs_site.to_string();
         if !site.ends_with('/') {

@@ -229,7 +229,7 @@ pub fn get_message(
 }
 
 /// `getLastMsg`: the group's newest message; audio shows as the encrypted
-/// "[语音]".
+/// "\[语音\]".
 pub fn get_last_msg(services: &Services, group_id: u32) -> Result<Option<LastMsg>, HandlerError> {
     let sql = [
         "SELECT msgId, type, userId, content FROM ",

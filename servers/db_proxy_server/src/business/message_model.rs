@@ -130,7 +130,7 @@ pub fn get_message(
 }
 
 /// `getLastMsg`: the pair's newest message; audio shows as the encrypted
-/// "[语音]".
+/// "\[语音\]".
 pub fn get_last_msg(
     services: &Services,
     from_id: u32,

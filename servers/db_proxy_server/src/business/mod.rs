@@ -189,7 +189,7 @@ pub struct LastMsg {
     pub msg_id: u32,
     /// `type`.
     pub msg_type: MsgType,
-    /// `content`, or the encrypted "[语音]" for audio.
+    /// `content`, or the encrypted "\[语音\]" for audio.
     pub data: Vec<u8>,
     /// Sender.
     pub from_id: u32,
@@ -198,7 +198,7 @@ pub struct LastMsg {
 impl LastMsg {
     /// A session's newest message: `sql` selects at most one row (`msgId`,
     /// `type`, `content`, the sender in `from_column`) with `owner` bound; a
-    /// message of `audio_type` shows as the encrypted "[语音]". `None` when
+    /// message of `audio_type` shows as the encrypted "\[语音\]". `None` when
     /// there is no row or it is of an unknown type.
     pub fn newest(
         services: &Services,
