@@ -20,6 +20,8 @@
 //! - [`metrics`]: counters, gauges, histograms and the Prometheus text
 //!   format, once for every server (the C++ has none); the reactor counts
 //!   connections, bytes and PDUs by itself ([`Reactor::write_metrics`]).
+//! - [`conn_table`]: a server's values by connection (the C++ `ConnMap_t`
+//!   maps), a vector by slab slot rather than a hash map.
 //! - [`remote`]: the cross-thread hand-back the C++ lacks (its db_proxy
 //!   workers' replies wait for the next 10 ms tick; ours wake the loop),
 //!   through a bounded inbox.
@@ -29,6 +31,7 @@
 //! to the reactor, so handlers reach both without shared mutable globals.
 
 pub mod clock;
+pub mod conn_table;
 pub mod event_dispatch;
 pub mod imconn;
 pub mod metrics;
@@ -38,6 +41,7 @@ pub mod remote;
 pub mod serv_info;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use conn_table::ConnTable;
 pub use imconn::{Ctx, Heartbeat, ImConn};
 pub use peer_list::{PeerLink, PeerList};
 pub use reactor::{bind_source, ConnId, NetError, Reactor, TimerId};

@@ -36,7 +36,7 @@ impl ConnId {
     }
 
     /// The slab slot of the connection.
-    pub(super) fn slot(self) -> usize {
+    pub(crate) fn slot(self) -> usize {
         self.key as usize
     }
 }

@@ -21,8 +21,7 @@ use base::aes::Aes;
 use base::pdu::PduError;
 use base::tick::monotonic_ms;
 use base::ImPdu;
-use netlib::{ConnId, Reactor};
-use std::collections::HashMap;
+use netlib::{ConnId, ConnTable, Reactor};
 use tt_proto::IM::BaseDefine::SessionType;
 use tt_proto::IM::Message::{IMMsgData, IMMsgDataAck};
 
@@ -62,7 +61,7 @@ pub struct MsgState {
     /// `pAes`: decrypts message text for push notifications.
     pub aes: Aes,
     /// `g_msg_conn_map`: every client connection and what it did so far.
-    pub conns: HashMap<ConnId, ClientConn>,
+    pub conns: ConnTable<ClientConn>,
     /// `CImUserManager`: validated users and their connections.
     pub users: ImUserManager,
     /// Links to db_proxy_server.
