@@ -52,11 +52,6 @@ impl<T> ConnTable<T> {
         }
     }
 
-    /// True when `id` has a value.
-    pub fn contains_key(&self, id: &ConnId) -> bool {
-        self.get(id).is_some()
-    }
-
     /// Sets the value of `id`; returns the value its slot held for the same
     /// id. A value left in the slot by an older connection is dropped.
     pub fn insert(&mut self, id: ConnId, value: T) -> Option<T> {
@@ -105,21 +100,9 @@ impl<T> ConnTable<T> {
             .filter_map(|e| e.as_ref().map(|(id, v)| (id, v)))
     }
 
-    /// Every (id, value), by slot, to change.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&ConnId, &mut T)> {
-        self.slots
-            .iter_mut()
-            .filter_map(|e| e.as_mut().map(|(id, v)| (&*id, v)))
-    }
-
     /// Every id with a value, by slot.
     pub fn keys(&self) -> impl Iterator<Item = &ConnId> {
         self.iter().map(|(id, _)| id)
-    }
-
-    /// Every value, by slot.
-    pub fn values(&self) -> impl Iterator<Item = &T> {
-        self.iter().map(|(_, v)| v)
     }
 
     /// Slots allocated (for memory accounting and tests).
@@ -158,7 +141,7 @@ mod tests {
         assert_eq!(all, vec![(id(0, 2), "b2"), (id(3, 1), "a2")]);
         assert_eq!(t.remove(&id(3, 1)), Some("a2"));
         assert_eq!(t.len(), 1);
-        assert!(!t.contains_key(&id(3, 1)));
+        assert_eq!(t.get(&id(3, 1)), None);
         // A new connection in a slot an old one left a value in.
         t.insert(id(5, 4), "old");
         assert_eq!(t.insert(id(5, 7), "new"), None);

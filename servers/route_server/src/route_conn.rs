@@ -105,6 +105,14 @@ fn is_relayed_to_others(command_id: u16) -> bool {
     )
 }
 
+/// `_BroadcastMsg` of a relayed PDU: to every link but its sender, and
+/// kept for the msg_servers that link within the start window.
+fn relay_to_others(cx: &mut Ctx<'_, RouteState>, pdu: &ImPdu) {
+    cx.state.broadcast(cx.net, pdu, Some(cx.id));
+    let reached = cx.state.links().collect();
+    cx.state.start_replay.relayed(monotonic_ms(), pdu, reached);
+}
+
 /// `CRouteConn`: the handler of one msg_server link.
 #[derive(Debug, Default)]
 pub struct RouteConn {
@@ -231,9 +239,7 @@ impl RouteConn {
                 .message_targets(cx.id, msg.from_user_id, msg.to_session_id)
         });
         let Some(mut targets) = targets else {
-            cx.state.broadcast(cx.net, pdu, Some(cx.id));
-            let reached = cx.state.links().collect();
-            cx.state.start_replay.relayed(monotonic_ms(), pdu, reached);
+            relay_to_others(cx, pdu);
             return;
         };
         for &link in &targets {
@@ -324,9 +330,7 @@ impl ImConn<RouteState> for RouteConn {
                 Ok(())
             }
             c if is_relayed_to_others(c) => {
-                cx.state.broadcast(cx.net, &pdu, Some(cx.id));
-                let reached = cx.state.links().collect();
-                cx.state.start_replay.relayed(monotonic_ms(), &pdu, reached);
+                relay_to_others(cx, &pdu);
                 Ok(())
             }
             cid::BUDDY_LIST_SIGN_INFO_CHANGED_NOTIFY => {
