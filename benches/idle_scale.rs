@@ -12,7 +12,8 @@
 //! `TT_IDLE_RATE` the logins started per second over all tt-idle processes
 //! (default 3000), `TT_IDLE_HOLD` the seconds the clients are held after
 //! the last login (default 60), `TT_IDLE_NICE` the tt-idle processes'
-//! niceness (default 10: they yield to the servers). The clients are split over tt-idle
+//! niceness (default 10: they yield to the servers), `TT_IDLE_BATCH_MS`
+//! their `--batch-ms` (default tt-idle's 5). The clients are split over tt-idle
 //! processes of at most 19,000 (this machine caps each process at 20,000
 //! files), each connecting from 20 source addresses of its own. Figures:
 //! logins/s (first start to last answer, the slowest process), each
@@ -29,7 +30,8 @@
 //! login_server like the idle ones (so a pair's two users are mostly on
 //! different msg_servers), send 1:1 messages at `TT_IDLE_MSG_RATE`
 //! (default 1000) msgs/s for 10 s while every idle client is held; its
-//! send-to-arrival p50/p99/max and losses.
+//! send-to-arrival p50/p99/max and losses, and the same for each
+//! sender's first message (its pair is new) apart from the others.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -207,6 +209,7 @@ fn run(clients: u32, msg_servers: usize, rate: u64, hold: u64, dir: &Path, tt_id
     // The load generator yields to the servers it measures (on a real
     // deployment the clients are not on the servers' cores).
     let nice = env_num("TT_IDLE_NICE", 10);
+    let batch_ms = std::env::var("TT_IDLE_BATCH_MS").ok();
     let procs = clients.div_ceil(per_process);
     let cpu_before = cpu_snapshot(&cluster);
     let login_started = Instant::now();
@@ -227,6 +230,7 @@ fn run(clients: u32, msg_servers: usize, rate: u64, hold: u64, dir: &Path, tt_id
             .args(["--rate", &(rate / u64::from(procs)).max(1).to_string()])
             .args(["--in-flight", &(400 / procs).max(20).to_string()])
             .args(["--hold", &hold.to_string()])
+            .args(batch_ms.iter().flat_map(|ms| ["--batch-ms", ms.as_str()]))
             .args([
                 "--source-ips",
                 &format!("127.0.{}.1-127.0.{}.20", k + 1, k + 1),
@@ -379,6 +383,21 @@ fn run(clients: u32, msg_servers: usize, rate: u64, hold: u64, dir: &Path, tt_id
         lat["p50"].as_f64().unwrap_or(f64::NAN),
         lat["p99"].as_f64().unwrap_or(f64::NAN),
         lat["max"].as_f64().unwrap_or(f64::NAN),
+    );
+    let part = |key: &str| {
+        let l = &load[key];
+        format!(
+            "{} messages, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            l["count"],
+            l["p50"].as_f64().unwrap_or(f64::NAN),
+            l["p99"].as_f64().unwrap_or(f64::NAN),
+            l["max"].as_f64().unwrap_or(f64::NAN)
+        )
+    };
+    println!(
+        "    each sender's first (its new pair made): {}; the others: {}",
+        part("first_latency_ms"),
+        part("later_latency_ms")
     );
     for line in load["lost_examples"].as_array().into_iter().flatten() {
         println!("    {}", line.as_str().unwrap_or_default());

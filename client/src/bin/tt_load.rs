@@ -5,7 +5,9 @@
 //! or, for a share `--group-ratio`, to a group; every receiver matches what
 //! arrives by content and records the send-to-arrival latency in an HDR
 //! histogram. At the end: a table (p50/p90/p99/p99.9/max, msgs/s, losses:
-//! sent and acked but never delivered) and a JSON file. Bounded by count
+//! sent and acked but never delivered) and a JSON file, which also splits
+//! the latency of each user's first message (its pair's relation and
+//! sessions may be made then, for new users) from the rest. Bounded by count
 //! and time; targets must be loopback unless `--allow-remote`.
 //!
 //! ```text
@@ -233,6 +235,9 @@ struct Load {
     unacked: HashMap<(usize, u16), (u32, u64)>,
     last_send: Instant,
     latency_us: Histogram<u64>,
+    /// Of each sender's first message only, and of the others.
+    first_latency_us: Histogram<u64>,
+    later_latency_us: Histogram<u64>,
     seq: u16,
 }
 
@@ -341,9 +346,13 @@ impl ImConn<Load> for LoadConn {
                         }
                         state.delivered += 1;
                         let now_us = received.duration_since(origin).as_micros() as u64;
-                        let _ = state
-                            .latency_us
-                            .record(now_us.saturating_sub(sent_us).max(1));
+                        let took = now_us.saturating_sub(sent_us).max(1);
+                        let _ = state.latency_us.record(took);
+                        let _ = if seq == 0 {
+                            state.first_latency_us.record(took)
+                        } else {
+                            state.later_latency_us.record(took)
+                        };
                     }
                 }
             }
@@ -490,8 +499,9 @@ fn main() {
         outstanding: HashMap::new(),
         unacked: HashMap::new(),
         last_send: Instant::now(),
-        latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)
-            .unwrap_or_else(|_| usage("histogram")),
+        latency_us: histogram(),
+        first_latency_us: histogram(),
+        later_latency_us: histogram(),
         seq: 0,
     };
     // Each user asks login_server (as real clients do), then connects.
@@ -609,6 +619,22 @@ fn ask_group_members(net: &mut Reactor<Load>, state: &mut Load) {
     }
 }
 
+/// Send-to-arrival µs, up to a minute, 3 significant digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| usage("histogram"))
+}
+
+/// p50, p99 and max of `h`, in ms.
+fn summary(h: &Histogram<u64>) -> serde_json::Value {
+    let ms = |us: u64| us as f64 / 1000.0;
+    serde_json::json!({
+        "count": h.len(),
+        "p50": ms(h.value_at_quantile(0.5)),
+        "p99": ms(h.value_at_quantile(0.99)),
+        "max": ms(h.max()),
+    })
+}
+
 fn report(state: &Load, elapsed: f64, login_secs: f64) {
     let h = &state.latency_us;
     let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
@@ -634,6 +660,8 @@ fn report(state: &Load, elapsed: f64, login_secs: f64) {
         "seconds": elapsed,
         "delivered_per_s": state.delivered as f64 / elapsed.max(1e-9),
         "latency_ms": { "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p99.9": q(0.999), "max": max },
+        "first_latency_ms": summary(&state.first_latency_us),
+        "later_latency_ms": summary(&state.later_latency_us),
         "rate_offered": state.plan.rate,
     });
     println!(
