@@ -99,7 +99,11 @@ fn statements(items: &[&Item<'_>], now: u32) -> Vec<(String, Vec<Value>)> {
             out.push((insert_sql(&table, size), values));
         }
     }
-    // Each pair's sessions once.
+    // Each pair's sessions once, in ascending id order over all the
+    // statements: every lane's transaction then locks its session rows in
+    // the same order (one statement's `IN` list is scanned in order; the
+    // statements of a big batch were in arrival order, and two lanes could
+    // each hold a row the other wanted: InnoDB's ERROR 1213).
     let mut touched: Vec<u32> = Vec::new();
     let mut pairs: Vec<u32> = Vec::new();
     for it in items.iter().filter(|it| it.touch) {
@@ -108,6 +112,7 @@ fn statements(items: &[&Item<'_>], now: u32) -> Vec<(String, Vec<Value>)> {
             touched.extend(it.pair.sessions);
         }
     }
+    touched.sort_unstable();
     let mut rest: &[u32] = &touched;
     for size in chunk_sizes(touched.len() / 2) {
         let (chunk, tail) = rest.split_at(size * 2);
@@ -248,6 +253,56 @@ mod tests {
         }
         // So few shapes that every table's fit in the statement cache.
         assert_eq!(shapes.len(), EXACT_ROWS_UP_TO + 2);
+    }
+
+    #[test]
+    fn a_batch_locks_its_sessions_in_ascending_order_over_all_statements() {
+        use super::super::message_model::Pair;
+        use tt_proto::IM::Message::IMMsgData;
+        // 20 pairs (two UPDATE statements), their sessions in falling order.
+        let msgs: Vec<IMMsgData> = (0..20u32)
+            .map(|i| IMMsgData {
+                from_user_id: 100 + i,
+                to_session_id: 200 + i,
+                msg_id: 0,
+                create_time: 1,
+                msg_type: tt_proto::IM::BaseDefine::MsgType::MSG_TYPE_SINGLE_TEXT,
+                msg_data: b"hi".to_vec(),
+                attach_data: None,
+            })
+            .collect();
+        let items: Vec<Item<'_>> = msgs
+            .iter()
+            .enumerate()
+            .map(|(i, msg)| {
+                let i = i as u32;
+                Item {
+                    msg,
+                    pair: Pair {
+                        relate_id: 1 + i,
+                        sessions: [1000 - 2 * i, 999 - 2 * i],
+                        touched: 0,
+                    },
+                    touch: true,
+                    sessions: (1000 - 2 * i, 999 - 2 * i),
+                    id: 1,
+                }
+            })
+            .collect();
+        let refs: Vec<&Item<'_>> = items.iter().collect();
+        let updates: Vec<Vec<Value>> = statements(&refs, 7)
+            .into_iter()
+            .filter(|(sql, _)| sql.starts_with("UPDATE IMRecentSession"))
+            .map(|(_, values)| values)
+            .collect();
+        assert!(updates.len() >= 2, "{} statements", updates.len());
+        let ids: Vec<u32> = updates
+            .iter()
+            .flat_map(|v| v[1..].iter().map(|x| mysql::from_value::<u32>(x.clone())))
+            .collect();
+        assert_eq!(ids.len(), 40);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert!(updates.iter().all(|v| v[0] == Value::from(7u32)));
     }
 
     #[test]
