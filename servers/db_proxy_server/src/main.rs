@@ -94,5 +94,8 @@ fn serve(config: base::config::ConfigFileReader) -> Result<(), StartError> {
         metrics.backpressure_engaged.load(Ordering::Relaxed),
         metrics.links_closed_over_hold.load(Ordering::Relaxed)
     );
+    if let Some(left) = state.abandoned {
+        return Err(StartError::DrainAbandoned(left));
+    }
     Ok(())
 }

@@ -13,7 +13,11 @@
 //! 4 s whatever is queued); and that drain starts as soon as no request
 //! has come for [`QUIET_MS`] (the msg_servers have stopped sending), not
 //! always 4 s after the signal, so a restart is not held up by 4 s of
-//! waiting in which the msg_servers can only hold their requests.
+//! waiting in which the msg_servers can only hold their requests. A drain
+//! that has not finished [`DRAIN_LIMIT_MS`] after it began (MariaDB or
+//! Redis not answering a worker) is given up: the process exits 1 with
+//! those requests unanswered, never acknowledged (see
+//! `ProxyState::abandon_drain`).
 
 use crate::state::{ProxyState, Request};
 use crate::work_queue::Admit;
@@ -32,6 +36,11 @@ pub const EXIT_DELAY_MS: u64 = 4_000;
 pub const QUIET_MS: u64 = 250;
 /// How often, after SIGTERM, the quiet is checked (ms).
 const QUIET_CHECK_MS: u64 = 50;
+/// Longest a drain may take (ms from its start): beyond the 2.5 s a
+/// request waits for a lost store and any query db_proxy makes, so only a
+/// store that hangs (a MariaDB frozen, a link to it black-holed) reaches
+/// it, and a stop is then not held up for ever.
+pub const DRAIN_LIMIT_MS: u64 = 10_000;
 
 /// After SIGTERM: is it time to finish the queued work and exit, `since_signal`
 /// ms after the signal and `since_request` ms after the last request?
@@ -133,11 +142,19 @@ pub fn on_sigterm(net: &mut Reactor<ProxyState>, state: &mut ProxyState) {
         sync.request_stop();
     }
     let signal_at = net.now_ms();
+    let mut drain_started = None;
     net.register_timer(QUIET_CHECK_MS, move |net, state: &mut ProxyState| {
-        if state.draining {
-            return; // the timer repeats; the drain is under way
-        }
         let now = net.now_ms();
+        if let Some(started) = drain_started {
+            // The timer repeats; the drain is under way.
+            if now.saturating_sub(started) >= DRAIN_LIMIT_MS {
+                state.abandon_drain(net);
+            }
+            return;
+        }
+        if state.draining {
+            return; // a later SIGTERM's timer: the first one drains
+        }
         let since_request = now.saturating_sub(state.last_request_at);
         if !drain_due(now.saturating_sub(signal_at), since_request) {
             return;
@@ -148,6 +165,7 @@ pub fn on_sigterm(net: &mut Reactor<ProxyState>, state: &mut ProxyState) {
             state.work.held()
         );
         state.draining = true;
+        drain_started = Some(now);
         state.finish_when_drained();
     });
 }

@@ -36,6 +36,10 @@ pub enum StartError {
     /// Anything else from the OS.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// After SIGTERM the drain was given up with this many requests
+    /// unanswered (see `proxy_conn::DRAIN_LIMIT_MS`).
+    #[error("stopped with {0} requests unanswered: MariaDB or Redis did not answer the drain")]
+    DrainAbandoned(usize),
 }
 
 /// The shared state of the workers.

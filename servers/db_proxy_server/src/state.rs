@@ -128,6 +128,9 @@ pub struct ProxyState {
     /// When (reactor ms) a msg_server last sent a request: after SIGTERM
     /// the drain starts once they have all gone quiet.
     pub last_request_at: u64,
+    /// Set by a drain given up (`abandon_drain`): the requests it left
+    /// unanswered. The process then exits non-zero.
+    pub abandoned: Option<usize>,
 }
 
 impl ProxyState {
@@ -161,6 +164,7 @@ impl ProxyState {
             next_spare: 0,
             draining: false,
             last_request_at: 0,
+            abandoned: None,
         }
     }
 
@@ -355,6 +359,32 @@ impl ProxyState {
             log::error!("cannot start the shutdown thread ({e}); stopping now");
             self.remote.run(|net, _| net.stop());
         }
+    }
+}
+
+impl ProxyState {
+    /// The drain took too long (a worker or the sync thread is stuck in a
+    /// MySQL or Redis call that does not return): stops the loop without
+    /// joining them. Their requests were never answered, so nothing they
+    /// held was acknowledged; a store that still completes in MariaDB
+    /// afterwards is one the msg_server will see as failed, as after a
+    /// `kill -9`.
+    pub fn abandon_drain(&mut self, net: &mut Reactor<ProxyState>) {
+        if self.abandoned.is_some() {
+            return;
+        }
+        let left = self.work.in_flight() + self.work.held();
+        self.abandoned = Some(left);
+        log::error!(
+            "exiting with {left} requests unanswered: the drain has not finished in {} s \
+             (MariaDB or Redis not answering)",
+            crate::proxy_conn::DRAIN_LIMIT_MS / 1000
+        );
+        // Dropping them would wait for the stuck calls; the process exit
+        // ends those threads.
+        std::mem::forget(self.workers.take());
+        std::mem::forget(self.sync_thread.take());
+        net.stop();
     }
 }
 

@@ -225,3 +225,37 @@ fn the_bounds_are_optional_but_a_bad_one_exits_naming_it() {
         assert!(out.contains(key), "{key} not named in:\n{out}");
     }
 }
+
+#[test]
+fn a_drain_stuck_on_a_hung_mysql_is_given_up_and_exits_non_zero_unacknowledged() {
+    let db = TestDb::with_schema();
+    let redis = RedisServer::start();
+    let mut p = start(&db, &redis, 2, 2);
+    let mut c = PduClient::connect(p.port);
+    let now = unix_now();
+    assert!(send(&mut c, 1, &text_msg(1, 2, b"first", now)).msg_id > 0);
+
+    // Held past the drain's limit: the worker's insert never returns.
+    let lock = lock_message_tables(&db);
+    send_unanswered(&mut c, 7, &text_msg(1, 2, b"into a hung MySQL", now));
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &p.server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (_, stop) = c.recv_cmd::<IMStopReceivePacket>(cid::OTHER_STOP_RECV_PACKET);
+    assert_eq!(stop.result, 0);
+    p.server.wait_log("exiting: finishing 1 queued");
+    assert_eq!(p.server.wait_exit(), Some(1), "{}", p.server.log());
+    assert!(
+        p.server.log().contains("exiting with 1 requests unanswered"),
+        "{}",
+        p.server.log()
+    );
+    // Nothing but heartbeats came before the link closed: the message
+    // was never acknowledged.
+    while let Some(pdu) = c.try_recv(Duration::from_secs(2)) {
+        assert_eq!(pdu.command_id(), cid::OTHER_HEARTBEAT);
+    }
+    drop(lock);
+}
