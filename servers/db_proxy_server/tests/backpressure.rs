@@ -172,17 +172,29 @@ fn a_flooding_link_is_paused_not_closed_and_the_other_links_carry_on() {
     assert!(!p.server.log().contains("closing it"), "no link was closed");
 }
 
-#[test]
-fn sigterm_during_a_stall_keeps_heartbeating_then_finishes_the_work_and_exits_zero() {
+/// A proxy whose pair 1 -> 2 stored a first message, then the message
+/// tables locked (`lock`), message `text` sent as seq 7 (its insert waits),
+/// SIGTERM, and the proxy's STOP_RECV_PACKET read; the drain then starts
+/// with that one request queued.
+/// (Fields drop in this order: the database last, after the lock.)
+struct StalledSigterm {
+    c: PduClient,
+    p: Proxy,
+    lock: mysql::Conn,
+    _redis: RedisServer,
+    db: TestDb,
+}
+
+fn sigterm_during_a_stall(text: &[u8]) -> StalledSigterm {
     let db = TestDb::with_schema();
     let redis = RedisServer::start();
-    let mut p = start(&db, &redis, 2, 2);
+    let p = start(&db, &redis, 2, 2);
     let mut c = PduClient::connect(p.port);
     let now = unix_now();
     assert!(send(&mut c, 1, &text_msg(1, 2, b"first", now)).msg_id > 0);
 
     let lock = lock_message_tables(&db);
-    send_unanswered(&mut c, 7, &text_msg(1, 2, b"during the stall", now));
+    send_unanswered(&mut c, 7, &text_msg(1, 2, text, now));
     let status = std::process::Command::new("kill")
         .args(["-TERM", &p.server.pid().to_string()])
         .status()
@@ -190,23 +202,35 @@ fn sigterm_during_a_stall_keeps_heartbeating_then_finishes_the_work_and_exits_ze
     assert!(status.success());
     let (_, stop) = c.recv_cmd::<IMStopReceivePacket>(cid::OTHER_STOP_RECV_PACKET);
     assert_eq!(stop.result, 0);
+    StalledSigterm {
+        db,
+        _redis: redis,
+        p,
+        c,
+        lock,
+    }
+}
+
+#[test]
+fn sigterm_during_a_stall_keeps_heartbeating_then_finishes_the_work_and_exits_zero() {
+    let mut s = sigterm_during_a_stall(b"during the stall");
     // Once the links are quiet (250 ms) the drain waits for the locked
     // insert...
-    p.server.wait_log("exiting: finishing 1 queued");
-    heartbeat(&mut c);
+    s.p.server.wait_log("exiting: finishing 1 queued");
+    heartbeat(&mut s.c);
     // ... and db_proxy's next heartbeat (5 s after its STOP_RECV_PACKET,
     // so sent while draining) still comes: the loop is not blocked.
-    expect_heartbeat(&mut c, "while draining");
+    expect_heartbeat(&mut s.c, "while draining");
 
-    drop(lock);
-    let (pdu, msg) = c.recv_cmd::<IMMsgData>(cid::MSG_DATA);
+    drop(s.lock);
+    let (pdu, msg) = s.c.recv_cmd::<IMMsgData>(cid::MSG_DATA);
     assert_eq!(pdu.seq_num(), 7);
     assert!(
         msg.msg_id > 1,
         "the stalled message is stored and acknowledged"
     );
-    assert_eq!(p.server.wait_exit(), Some(0));
-    assert_eq!(count(&db, 1, 2), 2);
+    assert_eq!(s.p.server.wait_exit(), Some(0));
+    assert_eq!(count(&s.db, 1, 2), 2);
 }
 
 #[test]
@@ -228,34 +252,22 @@ fn the_bounds_are_optional_but_a_bad_one_exits_naming_it() {
 
 #[test]
 fn a_drain_stuck_on_a_hung_mysql_is_given_up_and_exits_non_zero_unacknowledged() {
-    let db = TestDb::with_schema();
-    let redis = RedisServer::start();
-    let mut p = start(&db, &redis, 2, 2);
-    let mut c = PduClient::connect(p.port);
-    let now = unix_now();
-    assert!(send(&mut c, 1, &text_msg(1, 2, b"first", now)).msg_id > 0);
-
-    // Held past the drain's limit: the worker's insert never returns.
-    let lock = lock_message_tables(&db);
-    send_unanswered(&mut c, 7, &text_msg(1, 2, b"into a hung MySQL", now));
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &p.server.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (_, stop) = c.recv_cmd::<IMStopReceivePacket>(cid::OTHER_STOP_RECV_PACKET);
-    assert_eq!(stop.result, 0);
-    p.server.wait_log("exiting: finishing 1 queued");
-    assert_eq!(p.server.wait_exit(), Some(1), "{}", p.server.log());
+    // The lock is held past the drain's limit: the worker's insert never
+    // returns.
+    let mut s = sigterm_during_a_stall(b"into a hung MySQL");
+    s.p.server.wait_log("exiting: finishing 1 queued");
+    assert_eq!(s.p.server.wait_exit(), Some(1), "{}", s.p.server.log());
     assert!(
-        p.server.log().contains("exiting with 1 requests unanswered"),
+        s.p.server
+            .log()
+            .contains("exiting with 1 requests unanswered"),
         "{}",
-        p.server.log()
+        s.p.server.log()
     );
     // Nothing but heartbeats came before the link closed: the message
     // was never acknowledged.
-    while let Some(pdu) = c.try_recv(Duration::from_secs(2)) {
+    while let Some(pdu) = s.c.try_recv(Duration::from_secs(2)) {
         assert_eq!(pdu.command_id(), cid::OTHER_HEARTBEAT);
     }
-    drop(lock);
+    drop(s.lock);
 }

@@ -174,9 +174,7 @@ fn parse_run(mut args: impl Iterator<Item = String>) -> RunArgs {
             "--hold" => plan.hold = secs(&flag, &v),
             "--heartbeat" => plan.heartbeat = secs(&flag, &v).max(Duration::from_millis(100)),
             "--login-timeout" => plan.login_timeout = secs(&flag, &v),
-            "--batch-ms" => {
-                plan.batch = Duration::from_millis(number::<u64>(&flag, &v).min(1000))
-            }
+            "--batch-ms" => plan.batch = Duration::from_millis(number::<u64>(&flag, &v).min(1000)),
             "--client-type" => {
                 plan.client_type = match v.as_str() {
                     "android" => ClientType::CLIENT_TYPE_ANDROID,
