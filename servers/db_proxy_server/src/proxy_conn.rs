@@ -14,7 +14,7 @@
 //! has come for [`QUIET_MS`] (the msg_servers have stopped sending), not
 //! always 4 s after the signal, so a restart is not held up by 4 s of
 //! waiting in which the msg_servers can only hold their requests. A drain
-//! that has not finished [`DRAIN_LIMIT_MS`] after it began (MariaDB or
+//! in which no request has finished for [`DRAIN_LIMIT_MS`] (MariaDB or
 //! Redis not answering a worker) is given up: the process exits 1 with
 //! those requests unanswered, never acknowledged (see
 //! `ProxyState::abandon_drain`).
@@ -36,11 +36,17 @@ pub const EXIT_DELAY_MS: u64 = 4_000;
 pub const QUIET_MS: u64 = 250;
 /// How often, after SIGTERM, the quiet is checked (ms).
 const QUIET_CHECK_MS: u64 = 50;
-/// Longest a drain may take (ms from its start): beyond the 2.5 s a
-/// request waits for a lost store and any query db_proxy makes, so only a
-/// store that hangs (a MariaDB frozen, a link to it black-holed) reaches
-/// it, and a stop is then not held up for ever.
+/// Longest a drain may go without a request finishing (ms): beyond the
+/// 2.5 s a request waits for a lost store and any query db_proxy makes, so
+/// only a store that hangs (a MariaDB frozen, a link to it black-holed)
+/// reaches it, and a stop is then not held up for ever. A slow drain that
+/// goes on finishing requests is waited for.
 pub const DRAIN_LIMIT_MS: u64 = 10_000;
+
+/// Is a drain in which no request finished for `since_progress` ms stuck?
+pub fn drain_stuck(since_progress: u64) -> bool {
+    since_progress >= DRAIN_LIMIT_MS
+}
 
 /// After SIGTERM: is it time to finish the queued work and exit, `since_signal`
 /// ms after the signal and `since_request` ms after the last request?
@@ -142,12 +148,16 @@ pub fn on_sigterm(net: &mut Reactor<ProxyState>, state: &mut ProxyState) {
         sync.request_stop();
     }
     let signal_at = net.now_ms();
-    let mut drain_started = None;
+    // Once draining: (when a request last finished, how many were left).
+    let mut progress: Option<(u64, usize)> = None;
     net.register_timer(QUIET_CHECK_MS, move |net, state: &mut ProxyState| {
         let now = net.now_ms();
-        if let Some(started) = drain_started {
+        if let Some((at, left)) = progress {
             // The timer repeats; the drain is under way.
-            if now.saturating_sub(started) >= DRAIN_LIMIT_MS {
+            let still = state.work.in_flight() + state.work.held();
+            if still < left {
+                progress = Some((now, still));
+            } else if drain_stuck(now.saturating_sub(at)) {
                 state.abandon_drain(net);
             }
             return;
@@ -165,7 +175,7 @@ pub fn on_sigterm(net: &mut Reactor<ProxyState>, state: &mut ProxyState) {
             state.work.held()
         );
         state.draining = true;
-        drain_started = Some(now);
+        progress = Some((now, state.work.in_flight() + state.work.held()));
         state.finish_when_drained();
     });
 }
@@ -181,5 +191,12 @@ mod tests {
         assert!(drain_due(QUIET_MS, QUIET_MS));
         assert!(!drain_due(EXIT_DELAY_MS - 1, 0), "still sending");
         assert!(drain_due(EXIT_DELAY_MS, 0), "at most the C++ delay");
+    }
+
+    #[test]
+    fn a_drain_is_given_up_only_after_the_limit_without_progress() {
+        assert!(!drain_stuck(0));
+        assert!(!drain_stuck(DRAIN_LIMIT_MS - 1));
+        assert!(drain_stuck(DRAIN_LIMIT_MS));
     }
 }

@@ -376,7 +376,7 @@ impl ProxyState {
         let left = self.work.in_flight() + self.work.held();
         self.abandoned = Some(left);
         log::error!(
-            "exiting with {left} requests unanswered: the drain has not finished in {} s \
+            "exiting with {left} requests unanswered: none has finished in {} s of the drain \
              (MariaDB or Redis not answering)",
             crate::proxy_conn::DRAIN_LIMIT_MS / 1000
         );
